@@ -1,0 +1,238 @@
+package ca
+
+import (
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/big"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/smallstep/certificates/authority"
+)
+
+// ErrNotOpen is returned by operations on a CA that was closed or never opened.
+var ErrNotOpen = errors.New("ca: authority not open")
+
+// CA is an unlocked station CA: the intermediate private key is decrypted in
+// memory and issuance goes through smallstep's embedded authority. The
+// issuing key and chain can be swapped at run time (SwapIntermediate) without
+// rebuilding the authority; a CA is safe for concurrent use.
+//
+// CA never holds the root private key; ceremony operations that need it
+// (rotation, rollover) decrypt it for the duration of the call.
+type CA struct {
+	dir  string
+	auth *authority.Authority
+	now  func() time.Time
+
+	mu            sync.RWMutex
+	signer        crypto.Signer
+	issuerChain   []*x509.Certificate // issuing intermediate first, then any certs up to (not incl.) a root
+	roots         []*x509.Certificate
+	profile       *Profile
+	revocations   RevocationStore
+	crlNextUpdate time.Duration
+	retired       []retiredIssuer
+	lastCRLNumber map[string]*big.Int
+}
+
+// retiredIssuer is a previous intermediate whose key is kept to sign its CRL.
+type retiredIssuer struct {
+	cert   *x509.Certificate
+	signer crypto.Signer
+}
+
+// Option configures Open.
+type Option func(*openOptions)
+
+type openOptions struct {
+	now         func() time.Time
+	profile     *Profile
+	revocations RevocationStore
+	crlValidity time.Duration
+}
+
+// WithClock overrides the clock used for validity periods (tests, replays).
+func WithClock(now func() time.Time) Option {
+	return func(o *openOptions) { o.now = now }
+}
+
+// WithProfile sets the default device certificate profile used when an
+// IssueRequest carries none. Without it DefaultProfile() applies.
+func WithProfile(p *Profile) Option {
+	return func(o *openOptions) { o.profile = p }
+}
+
+// WithRevocationStore connects the CA to persistent revocation storage
+// (implemented by the db package). Without it Revoke and CRL return
+// ErrNoRevocationStore.
+func WithRevocationStore(s RevocationStore) Option {
+	return func(o *openOptions) { o.revocations = s }
+}
+
+// WithCRLValidity sets the nextUpdate distance of generated CRLs (default 7 days).
+func WithCRLValidity(d time.Duration) Option {
+	return func(o *openOptions) { o.crlValidity = d }
+}
+
+// Open unlocks the CA in dir: it reads the root and intermediate
+// certificates, decrypts the intermediate key once with passphrase and builds
+// the embedded authority. The passphrase is not retained.
+func Open(dir string, passphrase []byte, opts ...Option) (*CA, error) {
+	o := openOptions{now: time.Now, crlValidity: 7 * 24 * time.Hour}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	roots, err := readCerts(filepath.Join(dir, RootCertFile))
+	if err != nil {
+		return nil, fmt.Errorf("open CA: %w", err)
+	}
+	chain, err := readCerts(filepath.Join(dir, IntermediateCertFile))
+	if err != nil {
+		return nil, fmt.Errorf("open CA: %w", err)
+	}
+	key, err := readKey(filepath.Join(dir, IntermediateKeyFile), passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("open CA: %w", err)
+	}
+	if err := checkKeyMatches(chain[0], key); err != nil {
+		return nil, fmt.Errorf("open CA: intermediate: %w", err)
+	}
+	c := &CA{
+		dir:           dir,
+		now:           o.now,
+		signer:        key,
+		issuerChain:   chain,
+		roots:         roots,
+		profile:       o.profile,
+		revocations:   o.revocations,
+		crlNextUpdate: o.crlValidity,
+	}
+	if c.profile == nil {
+		c.profile = DefaultProfile()
+	}
+	if err := c.checkChain(chain); err != nil {
+		return nil, fmt.Errorf("open CA: %w", err)
+	}
+	auth, err := authority.NewEmbedded(
+		authority.WithX509RootCerts(roots...),
+		// The signer function is consulted on every signature, so
+		// SwapIntermediate takes effect for the next Issue.
+		authority.WithX509SignerFunc(c.currentSigner),
+		// Intermediates feed smallstep's name-constraint engine.
+		authority.WithX509IntermediateCerts(chain...),
+		authority.WithQuietInit(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("open CA: embedded authority: %w", err)
+	}
+	c.auth = auth
+	return c, nil
+}
+
+// currentSigner is the authority.WithX509SignerFunc callback.
+func (c *CA) currentSigner() ([]*x509.Certificate, crypto.Signer, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.signer == nil {
+		return nil, nil, ErrNotOpen
+	}
+	return append([]*x509.Certificate(nil), c.issuerChain...), c.signer, nil
+}
+
+// checkChain verifies that the issuer chain leads to one of the roots.
+func (c *CA) checkChain(chain []*x509.Certificate) error {
+	pool := x509.NewCertPool()
+	for _, r := range c.roots {
+		pool.AddCert(r)
+	}
+	inter := x509.NewCertPool()
+	for _, ic := range chain[1:] {
+		inter.AddCert(ic)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{
+		Roots:         pool,
+		Intermediates: inter,
+		CurrentTime:   c.now(),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	if err != nil {
+		return fmt.Errorf("intermediate does not chain to a root: %w", err)
+	}
+	return nil
+}
+
+// Dir returns the CA folder.
+func (c *CA) Dir() string { return c.dir }
+
+// Roots returns the trusted root certificates (copies of the slice, shared
+// certificate values).
+func (c *CA) Roots() []*x509.Certificate {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return append([]*x509.Certificate(nil), c.roots...)
+}
+
+// Intermediates returns the current issuer chain, issuing intermediate first.
+func (c *CA) Intermediates() []*x509.Certificate {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return append([]*x509.Certificate(nil), c.issuerChain...)
+}
+
+// Issuer returns the current issuing intermediate certificate.
+func (c *CA) Issuer() *x509.Certificate {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.issuerChain[0]
+}
+
+// SwapIntermediate atomically replaces the issuing key and chain (hot swap
+// after rotation). The chain must start with the certificate of signer and
+// chain to one of the CA's roots.
+func (c *CA) SwapIntermediate(chain []*x509.Certificate, signer crypto.Signer) error {
+	if len(chain) == 0 || signer == nil {
+		return errors.New("swap intermediate: empty chain or signer")
+	}
+	if err := checkKeyMatches(chain[0], signer); err != nil {
+		return fmt.Errorf("swap intermediate: %w", err)
+	}
+	if err := c.checkChain(chain); err != nil {
+		return fmt.Errorf("swap intermediate: %w", err)
+	}
+	c.mu.Lock()
+	c.issuerChain = append([]*x509.Certificate(nil), chain...)
+	c.signer = signer
+	c.mu.Unlock()
+	return nil
+}
+
+// Close drops the in-memory issuing key. Further Issue calls fail with ErrNotOpen.
+func (c *CA) Close() error {
+	c.mu.Lock()
+	c.signer = nil
+	c.mu.Unlock()
+	return nil
+}
+
+// String describes the CA without any secret material.
+func (c *CA) String() string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return fmt.Sprintf("ca.CA{dir: %q, issuer: %q, roots: %d}", c.dir, c.issuerChain[0].Subject.CommonName, len(c.roots))
+}
+
+// GoString is like String, so %#v never dumps the key.
+func (c *CA) GoString() string { return c.String() }
+
+func checkKeyMatches(cert *x509.Certificate, s crypto.Signer) error {
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	pub, ok := s.Public().(equaler)
+	if !ok || !pub.Equal(cert.PublicKey) {
+		return errors.New("private key does not match certificate")
+	}
+	return nil
+}

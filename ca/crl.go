@@ -1,0 +1,184 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+)
+
+// Revocation errors.
+var (
+	// ErrNoRevocationStore: the CA was opened without WithRevocationStore.
+	ErrNoRevocationStore = errors.New("ca: no revocation store configured")
+	// ErrUnknownIssuer: the certificate or CRL issuer is not one this CA holds a key for.
+	ErrUnknownIssuer = errors.New("ca: unknown issuer")
+	// ErrCRLNumber: the store returned a CRL number that does not increase.
+	ErrCRLNumber = errors.New("ca: CRL number did not increase")
+)
+
+// RFC 5280 CRL reason codes used by Revoke.
+const (
+	ReasonUnspecified          = 0
+	ReasonKeyCompromise        = 1
+	ReasonCACompromise         = 2
+	ReasonAffiliationChanged   = 3
+	ReasonSuperseded           = 4
+	ReasonCessationOfOperation = 5
+)
+
+// Revocation is one revoked certificate, keyed by issuer (the issuing CA's
+// SubjectKeyId) and serial number.
+type Revocation struct {
+	IssuerKeyID  []byte
+	SerialNumber *big.Int
+	RevokedAt    time.Time
+	ReasonCode   int
+}
+
+// RevocationStore persists revocations and CRL numbers. The db package
+// implements it; ca only consumes it (ca does not import db).
+type RevocationStore interface {
+	// AddRevocation records r; revoking an already revoked serial is not an
+	// error and keeps the first record.
+	AddRevocation(ctx context.Context, r Revocation) error
+	// Revocations lists all revocations of one issuer.
+	Revocations(ctx context.Context, issuerKeyID []byte) ([]Revocation, error)
+	// NextCRLNumber atomically increments and returns the CRL number of one
+	// issuer (the first call returns 1).
+	NextCRLNumber(ctx context.Context, issuerKeyID []byte) (*big.Int, error)
+}
+
+// Revoke records the revocation of cert, which must have been issued by one
+// of the CA's current or retired intermediates.
+func (c *CA) Revoke(ctx context.Context, cert *x509.Certificate, reason int) error {
+	if c.revocations == nil {
+		return ErrNoRevocationStore
+	}
+	if _, _, err := c.issuerFor(cert.AuthorityKeyId); err != nil {
+		return fmt.Errorf("revoke %x: %w", cert.SerialNumber, err)
+	}
+	if reason < 0 || reason > 10 || reason == 7 {
+		return fmt.Errorf("revoke %x: reason code %d invalid", cert.SerialNumber, reason)
+	}
+	err := c.revocations.AddRevocation(ctx, Revocation{
+		IssuerKeyID:  cert.AuthorityKeyId,
+		SerialNumber: cert.SerialNumber,
+		RevokedAt:    c.now().UTC().Truncate(time.Second),
+		ReasonCode:   reason,
+	})
+	if err != nil {
+		return fmt.Errorf("revoke %x: %w", cert.SerialNumber, err)
+	}
+	return nil
+}
+
+// issuerFor returns the certificate and signer of the current or a retired
+// intermediate with the given SubjectKeyId.
+func (c *CA) issuerFor(skid []byte) (*x509.Certificate, crypto.Signer, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if bytes.Equal(c.issuerChain[0].SubjectKeyId, skid) && c.signer != nil {
+		return c.issuerChain[0], c.signer, nil
+	}
+	for _, r := range c.retired {
+		if bytes.Equal(r.cert.SubjectKeyId, skid) {
+			return r.cert, r.signer, nil
+		}
+	}
+	return nil, nil, ErrUnknownIssuer
+}
+
+// IssuerKeyIDs lists the SubjectKeyIds of the current and all retired
+// intermediates, current first: one CRL is published per issuer.
+func (c *CA) IssuerKeyIDs() [][]byte {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := [][]byte{c.issuerChain[0].SubjectKeyId}
+	for _, r := range c.retired {
+		out = append(out, r.cert.SubjectKeyId)
+	}
+	return out
+}
+
+// CRL builds and signs the CRL of the issuer identified by issuerKeyID (nil
+// = current intermediate). Each call takes a new, strictly increasing CRL
+// number from the store. The CRL is signed by that issuer's own key, so
+// certificates issued before a rotation stay checkable (per-issuer CRLs).
+func (c *CA) CRL(ctx context.Context, issuerKeyID []byte) (*x509.RevocationList, error) {
+	if c.revocations == nil {
+		return nil, ErrNoRevocationStore
+	}
+	if issuerKeyID == nil {
+		issuerKeyID = c.Issuer().SubjectKeyId
+	}
+	issuer, signer, err := c.issuerFor(issuerKeyID)
+	if err != nil {
+		return nil, fmt.Errorf("crl %x: %w", issuerKeyID, err)
+	}
+	revs, err := c.revocations.Revocations(ctx, issuerKeyID)
+	if err != nil {
+		return nil, fmt.Errorf("crl %x: %w", issuerKeyID, err)
+	}
+	num, err := c.revocations.NextCRLNumber(ctx, issuerKeyID)
+	if err != nil {
+		return nil, fmt.Errorf("crl %x: %w", issuerKeyID, err)
+	}
+	c.mu.Lock()
+	if c.lastCRLNumber == nil {
+		c.lastCRLNumber = map[string]*big.Int{}
+	}
+	last := c.lastCRLNumber[string(issuerKeyID)]
+	if last != nil && num.Cmp(last) <= 0 {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("crl %x: got %v after %v: %w", issuerKeyID, num, last, ErrCRLNumber)
+	}
+	c.lastCRLNumber[string(issuerKeyID)] = new(big.Int).Set(num)
+	validity := c.crlNextUpdate
+	c.mu.Unlock()
+
+	now := c.now().UTC().Truncate(time.Second)
+	entries := make([]x509.RevocationListEntry, 0, len(revs))
+	for _, r := range revs {
+		entries = append(entries, x509.RevocationListEntry{
+			SerialNumber:   r.SerialNumber,
+			RevocationTime: r.RevokedAt,
+			ReasonCode:     r.ReasonCode,
+		})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number:                    num,
+		ThisUpdate:                now,
+		NextUpdate:                now.Add(validity),
+		RevokedCertificateEntries: entries,
+	}, issuer, signer)
+	if err != nil {
+		return nil, fmt.Errorf("crl %x: sign: %w", issuerKeyID, err)
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil, fmt.Errorf("crl %x: parse: %w", issuerKeyID, err)
+	}
+	return crl, nil
+}
+
+// CRLs builds one CRL per issuer (current and retired intermediates).
+func (c *CA) CRLs(ctx context.Context) ([]*x509.RevocationList, error) {
+	var out []*x509.RevocationList
+	for _, id := range c.IssuerKeyIDs() {
+		crl, err := c.CRL(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, crl)
+	}
+	return out, nil
+}
+
+var _ = pkix.Extension{}

@@ -1,0 +1,293 @@
+package ca
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/smallstep/certificates/authority/provisioner"
+)
+
+// Issuance errors. Callers branch with errors.Is.
+var (
+	// ErrCSRInvalid: the CSR does not parse.
+	ErrCSRInvalid = errors.New("ca: malformed certificate request")
+	// ErrCSRSignature: the CSR's self-signature does not verify.
+	ErrCSRSignature = errors.New("ca: certificate request signature invalid")
+	// ErrCSRKeyType: the CSR key is not ECDSA P-256/P-384 or RSA >= 2048.
+	ErrCSRKeyType = errors.New("ca: unsupported certificate request key")
+	// ErrIssueRequest: the IssueRequest is incomplete or inconsistent.
+	ErrIssueRequest = errors.New("ca: invalid issue request")
+)
+
+// Backdate is subtracted from NotBefore to absorb small clock differences
+// between the station and verifiers.
+const Backdate = time.Minute
+
+var (
+	oidExtSubjectAltName    = asn1.ObjectIdentifier{2, 5, 29, 17}
+	oidOnHardwareModuleName = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 8, 4}
+)
+
+// IssueRequest is what the station asks the CA to certify. Every name in the
+// certificate comes from here (station data: scanned labels, work order,
+// device Hello), never from the CSR, which a compromised device controls.
+type IssueRequest struct {
+	// DeviceSerial goes into subject serialNumber (required) and, by default,
+	// into the HardwareModuleName hwSerialNum.
+	DeviceSerial string
+	// CommonName overrides the profile's CN template.
+	CommonName string
+	// Names are DNS SANs; when nil the profile's dnsNames templates apply.
+	Names []string
+	// Validity overrides the profile validity when > 0.
+	Validity time.Duration
+	// Profile overrides the CA's default profile.
+	Profile *Profile
+	// HWModuleOID overrides the hwType of the HardwareModuleName SAN
+	// (default from the profile: TPM 2.0, 2.23.133.1.2).
+	HWModuleOID asn1.ObjectIdentifier
+	// HWSerial overrides hwSerialNum (default: []byte(DeviceSerial)). For
+	// TPMs the TCG IDevID specification suggests the EK certificate serial.
+	HWSerial []byte
+	// Model, Backend and WorkOrder feed profile name templates.
+	Model, Backend, WorkOrder string
+}
+
+// hardwareModuleName is RFC 4108 HardwareModuleName.
+type hardwareModuleName struct {
+	HWType      asn1.ObjectIdentifier
+	HWSerialNum []byte
+}
+
+// HardwareModuleName is a decoded RFC 4108 HardwareModuleName SAN entry.
+type HardwareModuleName struct {
+	Type   asn1.ObjectIdentifier
+	Serial []byte
+}
+
+// Issue signs a device certificate for csrDER through the embedded
+// authority and returns the leaf followed by the issuer chain.
+//
+// The CSR only contributes its (checked) public key: subject, SANs and
+// extensions are built from req and the profile. The certificate gets an
+// explicit validity, KeyUsage digitalSignature, the profile's EKUs
+// (default codeSigning + clientAuth), a SAN with the DNS names and an RFC
+// 4108 HardwareModuleName otherName, AKI/SKI and optional CRL distribution
+// points. The intermediate's name constraints are enforced.
+func (c *CA) Issue(ctx context.Context, csrDER []byte, req IssueRequest) ([]*x509.Certificate, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("issue: %w", err)
+	}
+	csr, err := CheckCSR(csrDER)
+	if err != nil {
+		return nil, fmt.Errorf("issue for %q: %w", req.DeviceSerial, err)
+	}
+	tmpl, err := c.template(csr, req)
+	if err != nil {
+		return nil, fmt.Errorf("issue for %q: %w", req.DeviceSerial, err)
+	}
+	// The modifier replaces everything smallstep copied from the CSR
+	// (subject, SANs, requested extensions) with our template; only the
+	// public key survives.
+	mod := provisioner.CertificateModifierFunc(func(leaf *x509.Certificate, _ provisioner.SignOptions) error {
+		pub, alg := leaf.PublicKey, leaf.PublicKeyAlgorithm
+		*leaf = *tmpl
+		leaf.PublicKey, leaf.PublicKeyAlgorithm = pub, alg
+		return nil
+	})
+	chain, err := c.auth.SignWithContext(ctx, csr, provisioner.SignOptions{}, mod)
+	if err != nil {
+		return nil, fmt.Errorf("issue for %q: sign: %w", req.DeviceSerial, err)
+	}
+	return chain, nil
+}
+
+// CheckCSR parses a DER CSR, verifies its signature and its key type
+// (ECDSA P-256/P-384 or RSA >= 2048 bits).
+func CheckCSR(csrDER []byte) (*x509.CertificateRequest, error) {
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCSRInvalid, err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCSRSignature, err)
+	}
+	switch k := csr.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
+			return nil, fmt.Errorf("%w: ECDSA curve %s (want P-256 or P-384)", ErrCSRKeyType, k.Curve.Params().Name)
+		}
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return nil, fmt.Errorf("%w: RSA %d bits (want >= 2048)", ErrCSRKeyType, k.N.BitLen())
+		}
+	default:
+		return nil, fmt.Errorf("%w: %T", ErrCSRKeyType, csr.PublicKey)
+	}
+	return csr, nil
+}
+
+func (c *CA) template(csr *x509.CertificateRequest, req IssueRequest) (*x509.Certificate, error) {
+	if strings.TrimSpace(req.DeviceSerial) == "" {
+		return nil, fmt.Errorf("%w: device serial is empty", ErrIssueRequest)
+	}
+	c.mu.RLock()
+	issuer := c.issuerChain[0]
+	prof := c.profile
+	c.mu.RUnlock()
+	if req.Profile != nil {
+		prof = req.Profile
+	}
+	if err := prof.ready(); err != nil {
+		return nil, err
+	}
+	cn, dns, err := prof.Names(NameData{Serial: req.DeviceSerial, Model: req.Model, Backend: req.Backend, WorkOrder: req.WorkOrder})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIssueRequest, err)
+	}
+	if req.CommonName != "" {
+		cn = req.CommonName
+	}
+	if req.Names != nil {
+		dns = req.Names
+	}
+	for _, n := range dns {
+		if err := checkDNSName(n); err != nil {
+			return nil, err
+		}
+	}
+	validity := time.Duration(prof.Validity)
+	if req.Validity > 0 {
+		validity = req.Validity
+	}
+	if validity <= 0 {
+		return nil, fmt.Errorf("%w: validity must be > 0", ErrIssueRequest)
+	}
+	now := c.now().UTC().Truncate(time.Second)
+	notBefore := now.Add(-Backdate)
+	notAfter := now.Add(validity)
+	// A certificate must not outlive its issuer.
+	if notAfter.After(issuer.NotAfter) {
+		notAfter = issuer.NotAfter
+	}
+	if !notAfter.After(notBefore) {
+		return nil, fmt.Errorf("%w: issuer expired or validity too short", ErrIssueRequest)
+	}
+	hwType := prof.hwOID
+	if len(req.HWModuleOID) > 0 {
+		hwType = req.HWModuleOID
+	}
+	hwSerial := req.HWSerial
+	if len(hwSerial) == 0 {
+		hwSerial = []byte(req.DeviceSerial)
+	}
+	san, err := marshalSAN(dns, &hardwareModuleName{HWType: hwType, HWSerialNum: hwSerial})
+	if err != nil {
+		return nil, err
+	}
+	subj := pkix.Name{CommonName: cn, SerialNumber: req.DeviceSerial}
+	if prof.Organization != "" {
+		subj.Organization = []string{prof.Organization}
+	}
+	return &x509.Certificate{
+		Subject:               subj,
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           append([]x509.ExtKeyUsage(nil), prof.ekus...),
+		BasicConstraintsValid: true,
+		IsCA:                  false,
+		// DNSNames is kept for smallstep's name-constraint engine; the
+		// encoded SAN comes from ExtraExtensions (Go then skips its own).
+		DNSNames:              dns,
+		ExtraExtensions:       []pkix.Extension{san},
+		CRLDistributionPoints: append([]string(nil), prof.CRLDistributionPoints...),
+		PublicKey:             csr.PublicKey,
+		PublicKeyAlgorithm:    csr.PublicKeyAlgorithm,
+	}, nil
+}
+
+func checkDNSName(n string) error {
+	if n == "" || len(n) > 253 {
+		return fmt.Errorf("%w: bad DNS name %q", ErrIssueRequest, n)
+	}
+	for _, r := range n {
+		if !(r == '-' || r == '.' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')) {
+			return fmt.Errorf("%w: bad DNS name %q", ErrIssueRequest, n)
+		}
+	}
+	return nil
+}
+
+// marshalSAN encodes GeneralNames with dNSName entries and one otherName
+// HardwareModuleName (RFC 4108), which crypto/x509 cannot emit itself.
+func marshalSAN(dns []string, hw *hardwareModuleName) (pkix.Extension, error) {
+	var names []asn1.RawValue
+	for _, n := range dns {
+		names = append(names, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 2, Bytes: []byte(n)})
+	}
+	if hw != nil {
+		inner, err := asn1.Marshal(*hw)
+		if err != nil {
+			return pkix.Extension{}, fmt.Errorf("encode HardwareModuleName: %w", err)
+		}
+		typeID, err := asn1.Marshal(oidOnHardwareModuleName)
+		if err != nil {
+			return pkix.Extension{}, fmt.Errorf("encode HardwareModuleName: %w", err)
+		}
+		value, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: inner})
+		if err != nil {
+			return pkix.Extension{}, fmt.Errorf("encode HardwareModuleName: %w", err)
+		}
+		names = append(names, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: append(typeID, value...)})
+	}
+	b, err := asn1.Marshal(names)
+	if err != nil {
+		return pkix.Extension{}, fmt.Errorf("encode subjectAltName: %w", err)
+	}
+	return pkix.Extension{Id: oidExtSubjectAltName, Value: b}, nil
+}
+
+// HardwareModuleNames extracts the RFC 4108 HardwareModuleName entries from
+// a certificate's SAN extension.
+func HardwareModuleNames(cert *x509.Certificate) ([]HardwareModuleName, error) {
+	var out []HardwareModuleName
+	for _, ext := range cert.Extensions {
+		if !ext.Id.Equal(oidExtSubjectAltName) {
+			continue
+		}
+		var names []asn1.RawValue
+		if rest, err := asn1.Unmarshal(ext.Value, &names); err != nil || len(rest) > 0 {
+			return nil, fmt.Errorf("parse subjectAltName: malformed")
+		}
+		for _, n := range names {
+			if n.Class != asn1.ClassContextSpecific || n.Tag != 0 {
+				continue
+			}
+			var typeID asn1.ObjectIdentifier
+			rest, err := asn1.Unmarshal(n.Bytes, &typeID)
+			if err != nil || !typeID.Equal(oidOnHardwareModuleName) {
+				continue
+			}
+			var val asn1.RawValue
+			if _, err := asn1.Unmarshal(rest, &val); err != nil {
+				return nil, fmt.Errorf("parse HardwareModuleName: %w", err)
+			}
+			var hw hardwareModuleName
+			if _, err := asn1.Unmarshal(val.Bytes, &hw); err != nil {
+				return nil, fmt.Errorf("parse HardwareModuleName: %w", err)
+			}
+			out = append(out, HardwareModuleName{Type: hw.HWType, Serial: hw.HWSerialNum})
+		}
+	}
+	return out, nil
+}

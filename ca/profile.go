@@ -1,0 +1,244 @@
+package ca
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// ErrProfile reports an invalid certificate profile.
+var ErrProfile = errors.New("ca: invalid certificate profile")
+
+// OIDTPM20HWType is the hwType used in HardwareModuleName for TPM 2.0
+// devices (TCG OID 2.23.133.1.2, as used by the TCG IDevID specification).
+var OIDTPM20HWType = asn1.ObjectIdentifier{2, 23, 133, 1, 2}
+
+// Profile is the device certificate profile, kept as data (JSON file) so
+// security staff can review it without reading code.
+//
+// Example:
+//
+//	{
+//	  "name": "tpm-device",
+//	  "validity": "10y",
+//	  "extKeyUsages": ["codeSigning", "clientAuth"],
+//	  "crlDistributionPoints": ["http://pki.example/wsc-int.crl"],
+//	  "organization": "Example Devices Ltd",
+//	  "commonName": "{{.Serial}}",
+//	  "dnsNames": ["{{.Serial | lower}}.devices.wsc.local"],
+//	  "hwModuleOID": "2.23.133.1.2"
+//	}
+//
+// Templates are Go text/template strings over NameData.
+type Profile struct {
+	Name                  string   `json:"name,omitempty"`
+	Validity              Duration `json:"validity"`
+	ExtKeyUsages          []string `json:"extKeyUsages,omitempty"`
+	CRLDistributionPoints []string `json:"crlDistributionPoints,omitempty"`
+	Organization          string   `json:"organization,omitempty"`
+	CommonName            string   `json:"commonName,omitempty"`
+	DNSNames              []string `json:"dnsNames,omitempty"`
+	HWModuleOID           string   `json:"hwModuleOID,omitempty"`
+
+	ekus   []x509.ExtKeyUsage
+	cnTmpl *template.Template
+	dnTmpl []*template.Template
+	hwOID  asn1.ObjectIdentifier
+}
+
+// NameData is the data the profile name templates are evaluated with. It is
+// station data (scanned labels, work order, Hello reply), never CSR content.
+type NameData struct {
+	Serial    string
+	Model     string
+	Backend   string
+	WorkOrder string
+}
+
+// Duration is a time.Duration that reads "720h", "90d" or "10y" (365 days) in JSON.
+type Duration time.Duration
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string: %w", err)
+	}
+	v, err := ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// ParseDuration is time.ParseDuration plus the suffixes "d" (day) and "y" (365 days).
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "y": 365 * 24 * time.Hour} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			v, err := strconv.Atoi(n)
+			if err != nil {
+				return 0, fmt.Errorf("duration %q: %w", s, ErrProfile)
+			}
+			return time.Duration(v) * unit, nil
+		}
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("duration %q: %w", s, ErrProfile)
+	}
+	return v, nil
+}
+
+// DefaultProfile returns the built-in device profile: 15 years, EKU
+// codeSigning + clientAuth, CN = device serial, no DNS names, TPM 2.0 hwType.
+func DefaultProfile() *Profile {
+	p := &Profile{
+		Name:         "default",
+		Validity:     Duration(15 * 365 * 24 * time.Hour),
+		ExtKeyUsages: []string{"codeSigning", "clientAuth"},
+		CommonName:   "{{.Serial}}",
+	}
+	if err := p.compile(); err != nil {
+		panic(err) // static data
+	}
+	return p
+}
+
+// LoadProfile reads and validates a JSON profile file.
+func LoadProfile(path string) (*Profile, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load profile: %w", err)
+	}
+	return ParseProfile(b)
+}
+
+// ParseProfile parses and validates a JSON profile. Unknown fields are refused
+// so a typo cannot silently drop a constraint.
+func ParseProfile(b []byte) (*Profile, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var p Profile
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("parse profile: %w: %w", ErrProfile, err)
+	}
+	if err := p.compile(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+var ekuNames = map[string]x509.ExtKeyUsage{
+	"codeSigning":     x509.ExtKeyUsageCodeSigning,
+	"clientAuth":      x509.ExtKeyUsageClientAuth,
+	"serverAuth":      x509.ExtKeyUsageServerAuth,
+	"emailProtection": x509.ExtKeyUsageEmailProtection,
+	"timeStamping":    x509.ExtKeyUsageTimeStamping,
+	"ocspSigning":     x509.ExtKeyUsageOCSPSigning,
+}
+
+var tmplFuncs = template.FuncMap{"lower": strings.ToLower, "upper": strings.ToUpper}
+
+func (p *Profile) compile() error {
+	if p.Validity <= 0 {
+		return fmt.Errorf("profile %q: validity must be > 0: %w", p.Name, ErrProfile)
+	}
+	if len(p.ExtKeyUsages) == 0 {
+		p.ExtKeyUsages = []string{"codeSigning", "clientAuth"}
+	}
+	p.ekus = p.ekus[:0]
+	for _, n := range p.ExtKeyUsages {
+		e, ok := ekuNames[n]
+		if !ok {
+			return fmt.Errorf("profile %q: unknown extKeyUsage %q: %w", p.Name, n, ErrProfile)
+		}
+		p.ekus = append(p.ekus, e)
+	}
+	if p.CommonName == "" {
+		p.CommonName = "{{.Serial}}"
+	}
+	var err error
+	if p.cnTmpl, err = template.New("cn").Funcs(tmplFuncs).Option("missingkey=error").Parse(p.CommonName); err != nil {
+		return fmt.Errorf("profile %q: commonName: %w: %w", p.Name, ErrProfile, err)
+	}
+	p.dnTmpl = nil
+	for i, s := range p.DNSNames {
+		t, err := template.New("dns").Funcs(tmplFuncs).Option("missingkey=error").Parse(s)
+		if err != nil {
+			return fmt.Errorf("profile %q: dnsNames[%d]: %w: %w", p.Name, i, ErrProfile, err)
+		}
+		p.dnTmpl = append(p.dnTmpl, t)
+	}
+	p.hwOID = OIDTPM20HWType
+	if p.HWModuleOID != "" {
+		oid, err := parseOID(p.HWModuleOID)
+		if err != nil {
+			return fmt.Errorf("profile %q: hwModuleOID: %w", p.Name, err)
+		}
+		p.hwOID = oid
+	}
+	for _, u := range p.CRLDistributionPoints {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "ldap://") && !strings.HasPrefix(u, "file://") {
+			return fmt.Errorf("profile %q: CRL distribution point %q is not a URL: %w", p.Name, u, ErrProfile)
+		}
+	}
+	return nil
+}
+
+func (p *Profile) ready() error {
+	if p.cnTmpl == nil || (p.ekus == nil && len(p.ExtKeyUsages) > 0) || len(p.dnTmpl) != len(p.DNSNames) {
+		return p.compile()
+	}
+	return nil
+}
+
+// Names evaluates the profile's name templates (CN and DNS SANs) for d.
+func (p *Profile) Names(d NameData) (cn string, dns []string, err error) {
+	if err := p.ready(); err != nil {
+		return "", nil, err
+	}
+	var b strings.Builder
+	if err := p.cnTmpl.Execute(&b, d); err != nil {
+		return "", nil, fmt.Errorf("profile %q: commonName: %w", p.Name, err)
+	}
+	cn = b.String()
+	for i, t := range p.dnTmpl {
+		b.Reset()
+		if err := t.Execute(&b, d); err != nil {
+			return "", nil, fmt.Errorf("profile %q: dnsNames[%d]: %w", p.Name, i, err)
+		}
+		dns = append(dns, b.String())
+	}
+	return cn, dns, nil
+}
+
+func parseOID(s string) (asn1.ObjectIdentifier, error) {
+	parts := strings.Split(s, ".")
+	if len(parts) < 2 {
+		return nil, fmt.Errorf("OID %q: %w", s, ErrProfile)
+	}
+	oid := make(asn1.ObjectIdentifier, len(parts))
+	for i, p := range parts {
+		v, err := strconv.Atoi(p)
+		if err != nil || v < 0 {
+			return nil, fmt.Errorf("OID %q: %w", s, ErrProfile)
+		}
+		oid[i] = v
+	}
+	return oid, nil
+}

@@ -1,0 +1,11 @@
+//go:build unix
+
+package db
+
+import "syscall"
+
+var (
+	errENOSPC error = syscall.ENOSPC
+	errEROFS  error = syscall.EROFS
+	errEACCES error = syscall.EACCES
+)

@@ -1,0 +1,118 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"encoding/csv"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// ExportFilter selects the devices exported for the MES.
+type ExportFilter struct {
+	Since     time.Time // devices provisioned (or, if not yet, issued) at or after Since; zero: all
+	WorkOrder string    // empty: all work orders
+}
+
+// ExportRecord is one device for the plant's MES: its live certificate and chain in PEM.
+type ExportRecord struct {
+	Serial        string    `json:"serial"`
+	Backend       string    `json:"backend"`
+	Status        string    `json:"status"`
+	Certificate   string    `json:"certificate"` // PEM
+	Chain         string    `json:"chain"`       // PEM, leaf first
+	ProvisionedAt time.Time `json:"provisioned_at"`
+	WorkOrder     string    `json:"work_order,omitempty"`
+	CertSerial    string    `json:"cert_serial,omitempty"`
+}
+
+// Export returns the devices that hold a live certificate, in provisioning order.
+func (s *Store) Export(ctx context.Context, f ExportFilter) ([]ExportRecord, error) {
+	// Splice the export's extra columns into certSelect's SELECT list.
+	q := strings.Replace(certSelect, "\n\tFROM", ", d.backend, d.status, d.work_order, COALESCE(d.provisioned_at, c.issued_at)\n\tFROM", 1) +
+		" WHERE c.revoked_at IS NULL"
+	var args []any
+	if !f.Since.IsZero() {
+		q += " AND COALESCE(d.provisioned_at, c.issued_at) >= ?"
+		args = append(args, f.Since.UnixNano())
+	}
+	if f.WorkOrder != "" {
+		q += " AND d.work_order = ?"
+		args = append(args, f.WorkOrder)
+	}
+	q += " ORDER BY COALESCE(d.provisioned_at, c.issued_at), d.serial"
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", mapErr(err))
+	}
+	defer rows.Close()
+	var out []ExportRecord
+	for rows.Next() {
+		var r ExportRecord
+		var wo sql.NullString
+		var t int64
+		c, err := scanCertificate(scanFunc(func(dest ...any) error {
+			return rows.Scan(append(dest, &r.Backend, &r.Status, &wo, &t)...)
+		}))
+		if err != nil {
+			return nil, fmt.Errorf("export: %w", mapErr(err))
+		}
+		r.Serial, r.WorkOrder, r.CertSerial = c.DeviceSerial, wo.String, c.SerialHex
+		r.ProvisionedAt = fromNanos(t)
+		r.Certificate = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}))
+		var b strings.Builder
+		for _, der := range c.Chain {
+			b.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+		}
+		r.Chain = b.String()
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("export: %w", mapErr(err))
+	}
+	return out, nil
+}
+
+type scanFunc func(dest ...any) error
+
+func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
+
+// WriteJSON writes the records as one JSON array.
+func WriteJSON(w io.Writer, recs []ExportRecord) error {
+	if recs == nil {
+		recs = []ExportRecord{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(recs); err != nil {
+		return fmt.Errorf("write json export: %w", err)
+	}
+	return nil
+}
+
+// CSVHeader is the header row written by WriteCSV.
+var CSVHeader = []string{"serial", "backend", "status", "certificate", "chain", "provisioned_at", "work_order", "cert_serial"}
+
+// WriteCSV writes the records as RFC 4180 CSV with a header row; PEM fields keep their
+// newlines inside quotes, times are RFC 3339 UTC.
+func WriteCSV(w io.Writer, recs []ExportRecord) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(CSVHeader); err != nil {
+		return fmt.Errorf("write csv export: %w", err)
+	}
+	for _, r := range recs {
+		if err := cw.Write([]string{r.Serial, r.Backend, r.Status, r.Certificate, r.Chain,
+			r.ProvisionedAt.UTC().Format(time.RFC3339Nano), r.WorkOrder, r.CertSerial}); err != nil {
+			return fmt.Errorf("write csv export: %w", err)
+		}
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return fmt.Errorf("write csv export: %w", err)
+	}
+	return nil
+}

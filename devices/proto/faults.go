@@ -1,0 +1,133 @@
+package proto
+
+import (
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Faults describes how Relay damages the bytes it copies. Rates are
+// independent probabilities per byte.
+type Faults struct {
+	BitFlipRate   float64       // flip one random bit of the byte
+	DropRate      float64       // lose the byte
+	DuplicateRate float64       // deliver the byte twice
+	Delay         time.Duration // added latency of every byte (order is kept)
+	Seed          int64         // makes a run reproducible
+}
+
+// Relay copies bytes from a to b and from b to a, damaging them as f says:
+// a stand-in for a noisy serial cable between two real byte streams (for
+// example two pseudo-terminals), for tests and demos. It is a test fixture,
+// not part of the protocol.
+//
+// stop ends the relay: no new Write starts after it returns. Readers that
+// support SetReadDeadline (os.File on a pty, net.Conn) are interrupted and
+// waited for; a goroutine blocked in another Read exits when that Read
+// returns, discarding what it read.
+func Relay(a, b io.ReadWriter, f Faults) (stop func()) {
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go relayDir(&wg, quit, a, b, f, 1)
+	go relayDir(&wg, quit, b, a, f, 2)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(quit)
+			type deadliner interface{ SetReadDeadline(time.Time) error }
+			interruptible := true
+			for _, e := range []io.ReadWriter{a, b} {
+				d, ok := e.(deadliner)
+				if !ok || d.SetReadDeadline(time.Now()) != nil {
+					interruptible = false
+				}
+			}
+			if interruptible {
+				wg.Wait()
+				for _, e := range []io.ReadWriter{a, b} {
+					_ = e.(deadliner).SetReadDeadline(time.Time{})
+				}
+			}
+		})
+	}
+}
+
+type delayed struct {
+	due  time.Time
+	data []byte
+}
+
+func relayDir(wg *sync.WaitGroup, quit chan struct{}, src io.Reader, dst io.Writer, f Faults, stream uint64) {
+	defer wg.Done()
+	rng := rand.New(rand.NewPCG(uint64(f.Seed), stream))
+	write := func(p []byte) bool {
+		select {
+		case <-quit:
+			return false
+		default:
+		}
+		_, err := dst.Write(p)
+		return err == nil
+	}
+
+	var queue chan delayed
+	var qwg sync.WaitGroup
+	if f.Delay > 0 {
+		queue = make(chan delayed, 1024)
+		qwg.Add(1)
+		go func() {
+			defer qwg.Done()
+			for d := range queue {
+				select {
+				case <-time.After(time.Until(d.due)):
+				case <-quit:
+					continue // drain
+				}
+				write(d.data)
+			}
+		}()
+		defer func() {
+			close(queue)
+			qwg.Wait()
+		}()
+	}
+
+	buf := make([]byte, 4096)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			out := make([]byte, 0, n+n/8+1)
+			for _, c := range buf[:n] {
+				if f.DropRate > 0 && rng.Float64() < f.DropRate {
+					continue
+				}
+				if f.BitFlipRate > 0 && rng.Float64() < f.BitFlipRate {
+					c ^= 1 << rng.IntN(8)
+				}
+				out = append(out, c)
+				if f.DuplicateRate > 0 && rng.Float64() < f.DuplicateRate {
+					out = append(out, c)
+				}
+			}
+			if queue != nil {
+				select {
+				case queue <- delayed{due: time.Now().Add(f.Delay), data: out}:
+				case <-quit:
+					return
+				}
+			} else if !write(out) {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+		select {
+		case <-quit:
+			return
+		default:
+		}
+	}
+}

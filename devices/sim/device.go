@@ -1,0 +1,239 @@
+// Package sim runs simulated devices for the demo and the tests: each is a
+// real wsc-agent process on one end of a real pseudo-terminal pair, backed by
+// its own swtpm instance with endorsement-key certificates. Nothing in it is
+// a mock: the station talks to these devices exactly as to boards on a bench.
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+)
+
+// DeviceConfig describes one simulated device.
+type DeviceConfig struct {
+	// Dir is the device's folder (TPM state, sockets).
+	Dir string
+	// AgentBinary is the path of the wsc-agent executable.
+	AgentBinary string
+	// Serial is the device serial the agent reports (its "label").
+	Serial string
+	// LatencyProfile, when set, makes the agent wait as a real TPM chip would
+	// (e.g. "slb9670").
+	LatencyProfile string
+	// Relay joins the two pseudo-terminals; nil copies faithfully.
+	Relay RelayFunc
+	// AgentLog receives the agent's structured log; nil discards it.
+	AgentLog io.Writer
+	// ExtraArgs are appended to the agent's command line.
+	ExtraArgs []string
+}
+
+// Device is a running simulated device.
+type Device struct {
+	// Serial is the device serial the agent reports.
+	Serial string
+	// Port is the station's end of the cable (a pseudo-terminal path).
+	Port string
+	// TPM is the device's swtpm.
+	TPM *SWTPM
+	// Link is the simulated cable.
+	Link *Link
+
+	cfg   DeviceConfig
+	agent *process
+}
+
+// StartDevice starts swtpm on the already manufactured TPM state in
+// cfg.Dir/tpm, creates the cable and starts the agent on its far end.
+func StartDevice(ctx context.Context, cfg DeviceConfig) (d *Device, err error) {
+	d = &Device{Serial: cfg.Serial, cfg: cfg}
+	defer func() {
+		if err != nil {
+			_ = d.Close()
+		}
+	}()
+	d.TPM, err = StartSWTPM(ctx, filepath.Join(cfg.Dir, "tpm"))
+	if err != nil {
+		return nil, err
+	}
+	d.Link, err = NewLink(cfg.Relay)
+	if err != nil {
+		return nil, err
+	}
+	d.Port = d.Link.StationPath
+	if err := d.StartAgent(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// StartAgent (re)starts the agent process on the device's end of the cable,
+// as a device would after a power cycle. The TPM keeps its state.
+func (d *Device) StartAgent() error {
+	if d.agent != nil && !d.agent.exited() {
+		return errors.New("agent already running")
+	}
+	args := []string{"serve", "--serial", d.Link.AgentPath, "--tpm", d.TPM.URI(), "--device-serial", d.cfg.Serial}
+	if d.cfg.LatencyProfile != "" {
+		args = append(args, "--latency-profile", d.cfg.LatencyProfile)
+	}
+	args = append(args, d.cfg.ExtraArgs...)
+	cmd := exec.Command(d.cfg.AgentBinary, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.Stdout = d.cfg.AgentLog
+	cmd.Stderr = d.cfg.AgentLog
+	p, err := startProcess(cmd)
+	if err != nil {
+		return fmt.Errorf("start agent for %s: %w", d.cfg.Serial, err)
+	}
+	d.agent = p
+	return nil
+}
+
+// StopAgent stops the agent (SIGTERM), as a device being powered off.
+func (d *Device) StopAgent() error {
+	if d.agent == nil {
+		return nil
+	}
+	return d.agent.stop()
+}
+
+// AgentExited reports whether the agent process has ended, with its error.
+func (d *Device) AgentExited() (bool, error) {
+	if d.agent == nil || !d.agent.exited() {
+		return false, nil
+	}
+	return true, d.agent.err
+}
+
+// Close stops the agent and swtpm and removes the cable.
+func (d *Device) Close() error {
+	var errs []error
+	if d.agent != nil {
+		errs = append(errs, d.agent.stop())
+	}
+	if d.Link != nil {
+		errs = append(errs, d.Link.Close())
+	}
+	if d.TPM != nil {
+		errs = append(errs, d.TPM.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// BenchConfig describes a bench of simulated devices.
+type BenchConfig struct {
+	// Dir is the workspace; each device gets Dir/devices/<serial>, and the
+	// TPM vendor certificates are published in Dir/tpm-vendor.
+	Dir string
+	// N is the number of devices.
+	N int
+	// SerialPrefix names the devices: <prefix>-0001, <prefix>-0002, ...
+	SerialPrefix string
+	// AgentBinary is the path of the wsc-agent executable.
+	AgentBinary string
+	// LatencyProfile is passed to every agent.
+	LatencyProfile string
+	// Relay is used for every cable; nil copies faithfully.
+	Relay RelayFunc
+	// AgentLogDir, when set, receives one log file per agent.
+	AgentLogDir string
+	// Progress, when set, is told what is being done.
+	Progress func(msg string)
+}
+
+// Bench is a set of running simulated devices.
+type Bench struct {
+	Devices []*Device
+	// VendorRoot and VendorIssuer are the TPM vendor's CA certificates (PEM
+	// paths) that verify every device's EK certificate.
+	VendorRoot, VendorIssuer string
+
+	logs []*os.File
+}
+
+// StartBench manufactures N TPMs (each with its own EK certificate from one
+// simulated vendor CA) and starts a device on each. The vendor CA's private
+// keys live in a temporary folder outside the workspace and are removed
+// before StartBench returns.
+func StartBench(ctx context.Context, cfg BenchConfig) (b *Bench, err error) {
+	if cfg.N < 1 {
+		return nil, fmt.Errorf("bench needs at least one device, got %d", cfg.N)
+	}
+	if cfg.SerialPrefix == "" {
+		cfg.SerialPrefix = "SIM"
+	}
+	progress := cfg.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	vendor, err := NewVendor()
+	if err != nil {
+		return nil, err
+	}
+	defer vendor.Close()
+	b = &Bench{}
+	defer func() {
+		if err != nil {
+			_ = b.Close()
+		}
+	}()
+	serials := make([]string, cfg.N)
+	for i := range cfg.N {
+		serials[i] = fmt.Sprintf("%s-%04d", cfg.SerialPrefix, i+1)
+		progress(fmt.Sprintf("manufacturing TPM for %s (swtpm_setup, EK certificates)", serials[i]))
+		if err := vendor.Manufacture(ctx, filepath.Join(cfg.Dir, "devices", serials[i], "tpm")); err != nil {
+			return nil, err
+		}
+	}
+	b.VendorRoot, b.VendorIssuer, err = vendor.Publish(filepath.Join(cfg.Dir, "tpm-vendor"))
+	if err != nil {
+		return nil, err
+	}
+	for _, serial := range serials {
+		var log io.Writer
+		if cfg.AgentLogDir != "" {
+			if err := os.MkdirAll(cfg.AgentLogDir, 0o755); err != nil {
+				return nil, err
+			}
+			f, err := os.Create(filepath.Join(cfg.AgentLogDir, serial+".log"))
+			if err != nil {
+				return nil, err
+			}
+			b.logs = append(b.logs, f)
+			log = f
+		}
+		progress(fmt.Sprintf("starting swtpm and agent for %s", serial))
+		d, err := StartDevice(ctx, DeviceConfig{
+			Dir:            filepath.Join(cfg.Dir, "devices", serial),
+			AgentBinary:    cfg.AgentBinary,
+			Serial:         serial,
+			LatencyProfile: cfg.LatencyProfile,
+			Relay:          cfg.Relay,
+			AgentLog:       log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		b.Devices = append(b.Devices, d)
+	}
+	return b, nil
+}
+
+// Close stops every device of the bench.
+func (b *Bench) Close() error {
+	var errs []error
+	for _, d := range b.Devices {
+		errs = append(errs, d.Close())
+	}
+	for _, f := range b.logs {
+		errs = append(errs, f.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,190 @@
+package station
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/devices/sim"
+)
+
+// DemoConfig describes a demo run: a fresh CA, N simulated TPM devices and
+// the whole provisioning sequence for each.
+type DemoConfig struct {
+	// Workspace is the folder everything goes in (created if missing).
+	Workspace string
+	// Devices is the number of simulated devices.
+	Devices int
+	// AgentBinary is the wsc-agent executable the simulated devices run.
+	AgentBinary string
+	// LatencyProfile makes every agent wait as a real TPM chip would.
+	LatencyProfile string
+	// Events receives every slot event (safe for concurrent use).
+	Events func(Event)
+	// Progress receives set-up messages.
+	Progress func(string)
+}
+
+// DemoReport is what a demo run produced.
+type DemoReport struct {
+	Workspace string
+	Outcomes  []Outcome
+	Wall      time.Duration
+	// SetUp is the time spent creating the CA and the devices.
+	SetUp time.Duration
+}
+
+// Failed counts the devices that were not provisioned.
+func (r *DemoReport) Failed() int {
+	n := 0
+	for _, o := range r.Outcomes {
+		if o.Err != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// DemoPassphraseFile is the name of the file in the workspace that holds
+// the demo CA's passphrase. A real CA's passphrase is never kept in a file
+// beside it; the file's first line says so.
+const DemoPassphraseFile = "DEMO-ONLY-ca-passphrase.txt"
+
+// RunDemo creates a private CA in Workspace/ca, starts the simulated
+// devices, provisions all of them concurrently, records everything in
+// Workspace/station.db and stops every process it started.
+func RunDemo(ctx context.Context, cfg DemoConfig) (rep *DemoReport, err error) {
+	t0 := time.Now()
+	if cfg.Devices < 1 {
+		return nil, fmt.Errorf("demo needs at least one device, got %d", cfg.Devices)
+	}
+	progress := cfg.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	ws := cfg.Workspace
+	if err := os.MkdirAll(ws, 0o700); err != nil {
+		return nil, fmt.Errorf("workspace: %w", err)
+	}
+	pass, err := demoPassphrase(filepath.Join(ws, DemoPassphraseFile))
+	if err != nil {
+		return nil, err
+	}
+	caDir := filepath.Join(ws, "ca")
+	if _, err := os.Stat(filepath.Join(caDir, "root.crt")); errors.Is(err, os.ErrNotExist) {
+		progress("creating the private CA (root + station intermediate, P-256, keys PKCS#8-encrypted)")
+		if err := ca.Init(caDir, pass, ca.InitOptions{}); err != nil {
+			return nil, fmt.Errorf("create CA: %w", err)
+		}
+	}
+	authority, err := ca.Open(caDir, pass)
+	if err != nil {
+		return nil, fmt.Errorf("open CA: %w", err)
+	}
+	store, err := db.Open(filepath.Join(ws, "station.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	defer store.Close()
+
+	bench, err := sim.StartBench(ctx, sim.BenchConfig{
+		Dir: ws, N: cfg.Devices, SerialPrefix: "SIM", AgentBinary: cfg.AgentBinary,
+		LatencyProfile: cfg.LatencyProfile, AgentLogDir: filepath.Join(ws, "logs"), Progress: progress,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start simulated devices: %w", err)
+	}
+	defer bench.Close()
+	roots, inters, err := vendorPools(bench.VendorRoot, bench.VendorIssuer)
+	if err != nil {
+		return nil, err
+	}
+	p, err := NewProvisioner(Config{
+		Issuer: authority, Store: store, VendorRoots: roots, VendorIntermediates: inters,
+		Station: "demo-station", Operator: "demo", WorkOrder: "",
+	})
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]Job, len(bench.Devices))
+	for i, d := range bench.Devices {
+		jobs[i] = Job{Slot: i + 1, Port: d.Port}
+	}
+	setUp := time.Since(t0)
+	progress(fmt.Sprintf("provisioning %d devices", len(jobs)))
+	outcomes := p.RunJobs(ctx, jobs, cfg.Events)
+	return &DemoReport{Workspace: ws, Outcomes: outcomes, Wall: time.Since(t0), SetUp: setUp}, nil
+}
+
+// demoPassphrase reads the demo passphrase file, creating it with a fresh
+// random passphrase when it does not exist.
+func demoPassphrase(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		raw := make([]byte, 24)
+		if _, err := rand.Read(raw); err != nil {
+			return nil, err
+		}
+		pass := base64.RawURLEncoding.EncodeToString(raw)
+		body := "# DEMO ONLY: the passphrase of the demo CA in ./ca. A real CA passphrase is typed at a prompt or\n" +
+			"# passed through a file descriptor, and never kept next to the CA. The last line is the passphrase.\n" + pass + "\n"
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			return nil, fmt.Errorf("write demo passphrase: %w", err)
+		}
+		return []byte(pass), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read demo passphrase: %w", err)
+	}
+	var last []byte
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if line := bytes.TrimSpace(sc.Bytes()); len(line) > 0 && line[0] != '#' {
+			last = append([]byte(nil), line...)
+		}
+	}
+	if len(last) == 0 {
+		return nil, fmt.Errorf("demo passphrase file %s holds no passphrase", path)
+	}
+	return last, nil
+}
+
+// vendorPools loads the TPM vendor root and issuer certificates.
+func vendorPools(rootPEM, issuerPEM string) (roots, inters *x509.CertPool, err error) {
+	roots, inters = x509.NewCertPool(), x509.NewCertPool()
+	for path, pool := range map[string]*x509.CertPool{rootPEM: roots, issuerPEM: inters} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("tpm vendor certificate: %w", err)
+		}
+		n := 0
+		for {
+			var blk *pem.Block
+			blk, b = pem.Decode(b)
+			if blk == nil {
+				break
+			}
+			cert, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return nil, nil, fmt.Errorf("tpm vendor certificate %s: %w", path, err)
+			}
+			pool.AddCert(cert)
+			n++
+		}
+		if n == 0 {
+			return nil, nil, fmt.Errorf("tpm vendor certificate %s: no certificate", path)
+		}
+	}
+	return roots, inters, nil
+}

@@ -1,0 +1,36 @@
+package station
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors a slot can fail with; match them with errors.Is.
+var (
+	// ErrLabelMismatch: the scanned label and the device's serial differ.
+	ErrLabelMismatch = errors.New("label does not match device serial")
+	// ErrAttestation: the device could not prove its key is in its chip.
+	ErrAttestation = errors.New("attestation failed")
+	// ErrReadBack: the chain read back from the device differs.
+	ErrReadBack = errors.New("read-back mismatch")
+	// ErrEndOfLine: the end-of-line signature check failed.
+	ErrEndOfLine = errors.New("end-of-line check failed")
+)
+
+// instruction is the sentence the operator screen shows for a failure.
+func instruction(s Step, err error, slot int) string {
+	switch {
+	case errors.Is(err, ErrLabelMismatch):
+		return fmt.Sprintf("The label does not match the device on slot %d: check you scanned the right board, then rescan and press r.", slot)
+	case errors.Is(err, ErrAttestation):
+		return fmt.Sprintf("The device on slot %d failed attestation: do not retry; put it in the red bin.", slot)
+	}
+	switch s {
+	case StepConnect:
+		return fmt.Sprintf("Cannot open the port of slot %d: check the USB cable and adapter, then press r.", slot)
+	case StepIssue, StepDone:
+		return "The station could not issue or record the certificate: call the shift lead (the device is safe to retry)."
+	default:
+		return fmt.Sprintf("Reseat the cable on slot %d and press r.", slot)
+	}
+}

@@ -1,0 +1,486 @@
+// Package station is the line workflow: for each device on the bench it runs
+// the provisioning sequence of ARCHITECTURE.md §4 over the device's serial
+// line — identify, attest, issue, install, read back, end-of-line check,
+// record — and reports every step as an Event.
+package station
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"errors"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/devices/proto"
+	"github.com/google/go-tpm/tpm2"
+	"go.bug.st/serial"
+)
+
+// Issuer is what the station needs from the CA.
+type Issuer interface {
+	Issue(ctx context.Context, csrDER []byte, req ca.IssueRequest) ([]*x509.Certificate, error)
+}
+
+// Store is what the station needs from the database.
+type Store interface {
+	EnsureDevice(ctx context.Context, d db.Device) error
+	StartRun(ctx context.Context, r db.RunStart) (int64, error)
+	StepRun(ctx context.Context, runID int64, step string) error
+	FinishRun(ctx context.Context, runID int64, result, errMsg string, steps map[string]time.Duration) error
+	BeginIssue(ctx context.Context, in db.IssueIntent) (int64, *db.Certificate, error)
+	CompleteIssue(ctx context.Context, intentID int64, c db.Certificate) error
+	MarkDelivered(ctx context.Context, certSerialHex string) error
+	MarkConfirmed(ctx context.Context, certSerialHex string) error
+}
+
+// Config is what a Provisioner needs. Issuer and Store are required.
+type Config struct {
+	Issuer Issuer
+	Store  Store
+	// VendorRoots verifies endorsement-key certificates; VendorIntermediates
+	// may hold the vendors' issuing CAs. Required for TPM devices.
+	VendorRoots, VendorIntermediates *x509.CertPool
+	// Station and Operator are recorded with every run.
+	Station, Operator string
+	// WorkOrder is the work order the certificates count against.
+	WorkOrder string
+	// NamesFor returns the DNS names for a device's certificate. The names
+	// come from station data only, never from the CSR.
+	NamesFor func(serial string) []string
+	// Validity of device certificates; zero means the CA's default.
+	Validity time.Duration
+	// Lock write-locks the chain in the device after read-back.
+	Lock bool
+	// Baud is the serial line speed (115200 when zero).
+	Baud int
+	// Retries is how often the protocol client resends a request that timed out.
+	Retries int
+	// Logger receives the protocol's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Provisioner runs the provisioning sequence for one device at a time; it is
+// safe to use from several slots at once.
+type Provisioner struct {
+	cfg Config
+}
+
+// NewProvisioner checks cfg and returns a Provisioner.
+func NewProvisioner(cfg Config) (*Provisioner, error) {
+	if cfg.Issuer == nil || cfg.Store == nil {
+		return nil, errors.New("station: provisioner needs an issuer and a store")
+	}
+	if cfg.NamesFor == nil {
+		cfg.NamesFor = DefaultNames
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Baud == 0 {
+		cfg.Baud = 115200
+	}
+	return &Provisioner{cfg: cfg}, nil
+}
+
+// DefaultNames gives a device the DNS name <serial>.devices.wsc.local.
+func DefaultNames(serial string) []string {
+	return []string{strings.ToLower(serial) + ".devices.wsc.local"}
+}
+
+// Result is what a successful provisioning produced.
+type Result struct {
+	Serial     string
+	Backend    string
+	CertSerial string
+	Chain      []*x509.Certificate
+	// Redelivered is true when the device's key already had a certificate
+	// (a resumed run): it was delivered again, not issued again.
+	Redelivered bool
+	Duration    time.Duration
+	Steps       map[Step]time.Duration
+	Wire        proto.Stats
+}
+
+// StepError is a failed step with an instruction for the operator.
+type StepError struct {
+	Step Step
+	// Instruction tells the operator what to do next.
+	Instruction string
+	Err         error
+}
+
+func (e *StepError) Error() string { return fmt.Sprintf("%s: %v", e.Step, e.Err) }
+func (e *StepError) Unwrap() error { return e.Err }
+
+// Job is one device to provision.
+type Job struct {
+	Slot int
+	Port string
+	// Label is the serial scanned from the device's label; when set, the
+	// device must report the same serial.
+	Label string
+	// Events, when set, receives an event per step.
+	Events func(Event)
+}
+
+type run struct {
+	p      *Provisioner
+	job    Job
+	client *proto.Client
+	serial string
+	runID  int64
+	steps  map[Step]time.Duration
+	step   Step
+	start  time.Time
+}
+
+func (r *run) emit(state State, detail string, err error) {
+	if r.job.Events != nil {
+		r.job.Events(Event{Time: time.Now(), Slot: r.job.Slot, Port: r.job.Port, Serial: r.serial, Step: r.step, State: state, Detail: detail, Err: err})
+	}
+}
+
+// do runs one step, times it, records it and wraps its error.
+func (r *run) do(ctx context.Context, s Step, f func() error) error {
+	r.step = s
+	r.emit(StateRunning, "", nil)
+	if r.runID != 0 {
+		if err := r.p.cfg.Store.StepRun(ctx, r.runID, string(s)); err != nil {
+			return &StepError{Step: s, Instruction: instruction(s, err, r.job.Slot), Err: fmt.Errorf("record step: %w", err)}
+		}
+	}
+	t0 := time.Now()
+	err := f()
+	r.steps[s] += time.Since(t0)
+	if err != nil {
+		return &StepError{Step: s, Instruction: instruction(s, err, r.job.Slot), Err: err}
+	}
+	return nil
+}
+
+// Provision runs the whole sequence on the device at job.Port.
+func (p *Provisioner) Provision(ctx context.Context, job Job) (res *Result, err error) {
+	r := &run{p: p, job: job, steps: map[Step]time.Duration{}, start: time.Now()}
+	defer func() {
+		if err != nil {
+			r.emit(StateFailed, "", err)
+		}
+	}()
+	var port serial.Port
+	err = r.do(ctx, StepConnect, func() error {
+		var err error
+		port, err = serial.Open(job.Port, &serial.Mode{BaudRate: p.cfg.Baud})
+		if err != nil {
+			return fmt.Errorf("open %s: %w", job.Port, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer port.Close()
+	opts := []proto.ClientOption{proto.WithLogger(p.cfg.Logger)}
+	if p.cfg.Retries > 0 {
+		opts = append(opts, proto.WithRetries(p.cfg.Retries))
+	}
+	r.client = proto.NewClient(port, opts...)
+	defer r.client.Close()
+
+	res, err = r.sequence(ctx)
+	if r.runID != 0 {
+		result, msg := "ok", ""
+		if err != nil {
+			result, msg = "failed", err.Error()
+		}
+		steps := make(map[string]time.Duration, len(r.steps))
+		for k, v := range r.steps {
+			steps[string(k)] = v
+		}
+		if ferr := p.cfg.Store.FinishRun(context.WithoutCancel(ctx), r.runID, result, msg, steps); ferr != nil && err == nil {
+			err = &StepError{Step: StepDone, Instruction: instruction(StepDone, ferr, job.Slot), Err: fmt.Errorf("record result: %w", ferr)}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Wire = r.client.Stats()
+	res.Steps = r.steps
+	res.Duration = time.Since(r.start)
+	r.step = StepDone
+	if job.Events != nil {
+		job.Events(Event{Time: time.Now(), Slot: job.Slot, Port: job.Port, Serial: res.Serial, Step: StepDone, State: StatePassed,
+			Detail: fmt.Sprintf("certificate %s", res.CertSerial), Result: res})
+	}
+	return res, nil
+}
+
+func (r *run) sequence(ctx context.Context) (*Result, error) {
+	cfg := r.p.cfg
+	c := r.client
+	var hello *proto.HelloResponse
+	err := r.do(ctx, StepHello, func() error {
+		var err error
+		hello, err = c.Hello(ctx)
+		if err != nil {
+			return err
+		}
+		if hello.Serial == "" {
+			return errors.New("device reported no serial")
+		}
+		r.serial = hello.Serial
+		if r.job.Label != "" && r.job.Label != hello.Serial {
+			return fmt.Errorf("%w: label %q, device reports %q", ErrLabelMismatch, r.job.Label, hello.Serial)
+		}
+		if err := cfg.Store.EnsureDevice(ctx, db.Device{Serial: hello.Serial, Backend: hello.Backend, Model: hello.Model}); err != nil {
+			return fmt.Errorf("record device: %w", err)
+		}
+		r.runID, err = cfg.Store.StartRun(ctx, db.RunStart{DeviceSerial: hello.Serial, Slot: r.job.Slot, Station: cfg.Station, Operator: cfg.Operator, WorkOrder: cfg.WorkOrder})
+		if err != nil {
+			return fmt.Errorf("record run: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	attest := hasCap(hello.Capabilities, "attest")
+	if !attest && hello.Backend == "tpm" {
+		return nil, &StepError{Step: StepHello, Instruction: instruction(StepAttest, ErrAttestation, r.job.Slot), Err: fmt.Errorf("%w: TPM device does not offer attestation", ErrAttestation)}
+	}
+
+	var ek *proto.GetEKResponse
+	if attest {
+		err = r.do(ctx, StepEK, func() error {
+			var err error
+			ek, err = c.GetEK(ctx)
+			if err != nil {
+				return err
+			}
+			if cfg.VendorRoots == nil {
+				return fmt.Errorf("%w: no TPM vendor roots configured", ErrAttestation)
+			}
+			return ca.VerifyEK(ek.EKCert, ek.EKPublic, cfg.VendorRoots, cfg.VendorIntermediates)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	nonce := make([]byte, 32)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	var keys *proto.CreateKeysResponse
+	err = r.do(ctx, StepKeys, func() error {
+		var err error
+		keys, err = c.CreateKeys(ctx, proto.CreateKeysRequest{Nonce: nonce, Subject: r.serial})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var csr *x509.CertificateRequest
+	err = r.do(ctx, StepAttest, func() error {
+		var err error
+		csr, err = x509.ParseCertificateRequest(keys.CSR)
+		if err != nil {
+			return fmt.Errorf("parse CSR: %w", err)
+		}
+		if err := csr.CheckSignature(); err != nil {
+			return fmt.Errorf("CSR signature: %w", err)
+		}
+		if !attest {
+			return nil
+		}
+		return ca.VerifyCertify(ca.Evidence{EKPublic: ek.EKPublic, EKCert: ek.EKCert, IAKPublic: keys.IAKPublic, IDevIDPublic: keys.IDevIDPublic,
+			CertifyInfo: keys.CertifyInfo, CertifySignature: keys.CertifySignature, CSR: keys.CSR, Nonce: nonce})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if attest {
+		err = r.do(ctx, StepActivate, func() error {
+			secret := make([]byte, 32)
+			if _, err := rand.Read(secret); err != nil {
+				return err
+			}
+			name, err := tpmObjectName(keys.IAKPublic)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrAttestation, err)
+			}
+			blob, enc, err := ca.MakeCredential(ek.EKPublic, name, secret)
+			if err != nil {
+				return fmt.Errorf("make credential: %w", err)
+			}
+			got, err := c.ActivateCredential(ctx, proto.ActivateCredentialRequest{CredentialBlob: blob, EncryptedSecret: enc})
+			if err != nil {
+				return err
+			}
+			if subtle.ConstantTimeCompare(got.Secret, secret) != 1 {
+				return fmt.Errorf("%w: activated secret differs: the attestation key is not in the TPM that owns this EK", ErrAttestation)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	res := &Result{Serial: r.serial, Backend: hello.Backend}
+	var chainDER [][]byte
+	err = r.do(ctx, StepIssue, func() error {
+		keyDER, err := x509.MarshalPKIXPublicKey(csr.PublicKey)
+		if err != nil {
+			return fmt.Errorf("device key: %w", err)
+		}
+		intent, existing, err := cfg.Store.BeginIssue(ctx, db.IssueIntent{DeviceSerial: r.serial, KeyPublicDER: keyDER, WorkOrder: cfg.WorkOrder, RunID: r.runID})
+		if err != nil {
+			return fmt.Errorf("record issuance intent: %w", err)
+		}
+		if existing != nil {
+			// Same key, certificate already issued: deliver it again rather
+			// than issuing a second live certificate for this device.
+			chainDER = existing.Chain
+			res.CertSerial = existing.SerialHex
+			res.Redelivered = true
+		} else {
+			chain, err := cfg.Issuer.Issue(ctx, keys.CSR, ca.IssueRequest{DeviceSerial: r.serial, Names: cfg.NamesFor(r.serial), Validity: cfg.Validity})
+			if err != nil {
+				return fmt.Errorf("issue: %w", err)
+			}
+			for _, cert := range chain {
+				chainDER = append(chainDER, cert.Raw)
+			}
+			leaf := chain[0]
+			res.CertSerial = SerialHex(leaf)
+			if err := cfg.Store.CompleteIssue(ctx, intent, db.Certificate{SerialHex: res.CertSerial, DeviceSerial: r.serial, IssuerKeyID: leaf.AuthorityKeyId,
+				DER: leaf.Raw, Chain: chainDER, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}); err != nil {
+				return fmt.Errorf("record certificate: %w", err)
+			}
+		}
+		for _, der := range chainDER {
+			cert, err := x509.ParseCertificate(der)
+			if err != nil {
+				return fmt.Errorf("parse issued chain: %w", err)
+			}
+			res.Chain = append(res.Chain, cert)
+		}
+		leafKey, ok := res.Chain[0].PublicKey.(*ecdsa.PublicKey)
+		csrKey, ok2 := csr.PublicKey.(*ecdsa.PublicKey)
+		if !ok || !ok2 || !leafKey.Equal(csrKey) {
+			return errors.New("issued certificate does not carry the device key")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = r.do(ctx, StepInstall, func() error {
+		got, err := c.InstallChain(ctx, proto.InstallChainRequest{Chain: chainDER})
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got.SHA256, chainSum(chainDER)) {
+			return errors.New("device stored a different chain than sent")
+		}
+		return cfg.Store.MarkDelivered(ctx, res.CertSerial)
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = r.do(ctx, StepReadBack, func() error {
+		got, err := c.ReadChain(ctx)
+		if err != nil {
+			return err
+		}
+		if len(got.Chain) != len(chainDER) {
+			return fmt.Errorf("%w: read %d certificates, wrote %d", ErrReadBack, len(got.Chain), len(chainDER))
+		}
+		for i := range got.Chain {
+			if !bytes.Equal(got.Chain[i], chainDER[i]) {
+				return fmt.Errorf("%w: certificate %d differs", ErrReadBack, i)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = r.do(ctx, StepEOL, func() error {
+		// End-of-line check: the device signs with its hardware key and the
+		// station verifies against the issued certificate.
+		digest := sha256.Sum256(append([]byte("wsc end-of-line "), nonce...))
+		got, err := c.SignDigest(ctx, proto.SignDigestRequest{Digest: digest[:]})
+		if err != nil {
+			return err
+		}
+		pub, ok := res.Chain[0].PublicKey.(*ecdsa.PublicKey)
+		if !ok || !ecdsa.VerifyASN1(pub, digest[:], got.Signature) {
+			return fmt.Errorf("%w: the device's signature does not verify with its certificate", ErrEndOfLine)
+		}
+		return cfg.Store.MarkConfirmed(ctx, res.CertSerial)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Lock {
+		err = r.do(ctx, StepLock, func() error {
+			return c.Lock(ctx)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func chainSum(chain [][]byte) []byte {
+	h := sha256.New()
+	for _, c := range chain {
+		h.Write(c)
+	}
+	return h.Sum(nil)
+}
+
+func hasCap(caps []string, c string) bool {
+	for _, x := range caps {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// tpmObjectName computes the TPM Name (nameAlg || H(public area)) of a
+// marshalled TPM2B_PUBLIC: the name MakeCredential binds the secret to.
+func tpmObjectName(pub2B []byte) ([]byte, error) {
+	b, err := tpm2.Unmarshal[tpm2.TPM2BPublic](pub2B)
+	if err != nil {
+		return nil, fmt.Errorf("parse public area: %w", err)
+	}
+	pub, err := b.Contents()
+	if err != nil {
+		return nil, fmt.Errorf("parse public area: %w", err)
+	}
+	name, err := tpm2.ObjectName(pub)
+	if err != nil {
+		return nil, err
+	}
+	return name.Buffer, nil
+}
+
+// SerialHex is the upper-case hex of a certificate's serial number bytes, as
+// openssl prints it; the database and the operator screen use this form.
+func SerialHex(c *x509.Certificate) string {
+	return strings.ToUpper(hex.EncodeToString(c.SerialNumber.Bytes()))
+}

@@ -1,0 +1,47 @@
+package wasmsign
+
+import "errors"
+
+// Sentinel errors. Verification and parsing errors wrap exactly one of them
+// (with context), so callers branch with errors.Is.
+var (
+	// ErrMalformed reports a module or signature section that violates the
+	// format: bad header, truncated data, an out-of-bounds count or size, a
+	// non-canonical LEB128, a misplaced or duplicated signature section.
+	ErrMalformed = errors.New("malformed module")
+	// ErrNotSigned reports a module without a signature section (or, for
+	// detached verification, an empty signature).
+	ErrNotSigned = errors.New("module is not signed")
+	// ErrHashMismatch reports that no signed hash set equals the hash list
+	// computed from the module: the module was modified, truncated or
+	// extended after signing.
+	ErrHashMismatch = errors.New("module content does not match any signed hash set")
+	// ErrNoSignature reports that a matching hash set carries no record of
+	// the kind the verifier accepts (e.g. only Ed25519 records when a
+	// certificate chain is required, or no record for the given key).
+	ErrNoSignature = errors.New("no usable signature record")
+	// ErrBadSignature reports a signature that does not verify with the
+	// record's public key.
+	ErrBadSignature = errors.New("signature verification failed")
+	// ErrUntrusted reports a certificate chain that does not lead to a
+	// pinned root, or whose certificates do not form the embedded path.
+	ErrUntrusted = errors.New("certificate chain not trusted")
+	// ErrExpired reports a certificate in the chain that is not valid at the
+	// verification time.
+	ErrExpired = errors.New("certificate not valid at verification time")
+	// ErrKeyUsage reports a leaf that is not fit for code signing: no
+	// code-signing EKU, no digitalSignature key usage, a CA certificate, or
+	// a key that is not ECDSA P-256.
+	ErrKeyUsage = errors.New("certificate not allowed to sign code")
+	// ErrRevoked reports a certificate listed on a CRL of the trust bundle.
+	ErrRevoked = errors.New("certificate revoked")
+	// ErrCRLStale reports a CRL that is past its nextUpdate, older than the
+	// policy's MaxCRLAge, or not yet valid. Verification fails closed.
+	ErrCRLStale = errors.New("revocation list is stale")
+	// ErrCRLMissing reports a chain issuer without a CRL when the policy
+	// requires one.
+	ErrCRLMissing = errors.New("revocation list missing")
+	// ErrPolicy reports an unusable trust policy (no roots, an 'at' time
+	// without the explicit flag).
+	ErrPolicy = errors.New("invalid trust policy")
+)

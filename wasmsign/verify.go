@@ -1,0 +1,384 @@
+package wasmsign
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Status is the outcome of verifying one module.
+type Status string
+
+// Outcomes of a verification.
+const (
+	// StatusValid: a signature by an accepted signer covers the module exactly.
+	StatusValid Status = "valid"
+	// StatusInvalid: the module or its signature failed a check.
+	StatusInvalid Status = "invalid"
+	// StatusError: the module could not be read.
+	StatusError Status = "error"
+)
+
+// Algorithm names used in results.
+const (
+	AlgorithmECDSAP256Chain = "ecdsa-p256-sha256+x509"
+	AlgorithmEd25519        = "ed25519"
+)
+
+// Result describes the verification of one module. It is filled as far as
+// verification got, also when it failed (e.g. the signer of a revoked
+// certificate).
+type Result struct {
+	// File is the path of the module (batch and file verification).
+	File string `json:"file"`
+	// SignerSerial is the leaf certificate serial number in lower-case hex
+	// (for Ed25519 records: the key id in hex).
+	SignerSerial string `json:"signer_serial"`
+	// DeviceSerial is the leaf subject's serialNumber attribute.
+	DeviceSerial string `json:"device_serial"`
+	// Status is valid, invalid or error.
+	Status Status `json:"result"`
+	// Reason says why the module is not valid.
+	Reason string `json:"reason,omitempty"`
+	// Signer is the leaf subject.
+	Signer string `json:"signer,omitempty"`
+	// Algorithm is the record kind that was checked.
+	Algorithm string `json:"algorithm,omitempty"`
+	// VerifiedAt is the time certificates and CRLs were checked against.
+	VerifiedAt time.Time `json:"verified_at"`
+	// AtExplicit is set when VerifiedAt was given by the policy instead of
+	// being the current time.
+	AtExplicit bool `json:"at_explicit"`
+	// Chain is the verified path, leaf to pinned root.
+	Chain []*x509.Certificate `json:"-"`
+	// Err is the error behind Reason.
+	Err error `json:"-"`
+}
+
+func (r *Result) fail(err error) (*Result, error) {
+	r.Err = err
+	r.Reason = err.Error()
+	r.Status = StatusError
+	for _, s := range []error{ErrMalformed, ErrNotSigned, ErrHashMismatch, ErrNoSignature, ErrBadSignature,
+		ErrUntrusted, ErrExpired, ErrKeyUsage, ErrRevoked, ErrCRLStale, ErrCRLMissing} {
+		if errors.Is(err, s) {
+			r.Status = StatusInvalid
+			break
+		}
+	}
+	return r, err
+}
+
+// maxCachedChains bounds the per-leaf chain cache of a Verifier.
+const maxCachedChains = 4096
+
+// Verifier verifies modules against one trust policy. It caches the result
+// of checking each distinct embedded chain (so a batch signed by few devices
+// verifies each chain once) and is safe for concurrent use. A Verifier
+// evaluates every module at one instant: the policy's explicit At, or the
+// time NewVerifier was called; create a new Verifier for a new check.
+type Verifier struct {
+	policy TrustPolicy
+	now    time.Time
+	roots  *x509.CertPool
+	inter  *x509.CertPool
+
+	mu     sync.Mutex
+	cache  map[[32]byte]*cacheEntry
+	checks atomic.Int64 // chain verifications done (cache misses)
+}
+
+type cacheEntry struct {
+	once sync.Once
+	res  chainResult
+}
+
+// NewVerifier checks the policy and prepares certificate pools.
+func NewVerifier(p *TrustPolicy) (*Verifier, error) {
+	if p == nil || len(p.Roots) == 0 {
+		return nil, fmt.Errorf("%w: no pinned roots", ErrPolicy)
+	}
+	if !p.At.IsZero() && !p.AtExplicit {
+		return nil, fmt.Errorf("%w: a verification time is set without the explicit flag", ErrPolicy)
+	}
+	if p.AtExplicit && p.At.IsZero() {
+		return nil, fmt.Errorf("%w: explicit verification time is zero", ErrPolicy)
+	}
+	v := &Verifier{policy: *p, now: time.Now(), roots: x509.NewCertPool(), inter: x509.NewCertPool(),
+		cache: make(map[[32]byte]*cacheEntry)}
+	if p.AtExplicit {
+		v.now = p.At
+	}
+	for _, c := range p.Roots {
+		v.roots.AddCert(c)
+	}
+	for _, c := range p.Intermediates {
+		v.inter.AddCert(c)
+	}
+	return v, nil
+}
+
+// Time returns the instant this Verifier checks validity at.
+func (v *Verifier) Time() time.Time { return v.now }
+
+func (v *Verifier) newResult() *Result {
+	return &Result{Status: StatusInvalid, VerifiedAt: v.now, AtExplicit: v.policy.AtExplicit, Algorithm: AlgorithmECDSAP256Chain}
+}
+
+// Verify verifies a module held in memory.
+func (v *Verifier) Verify(module []byte) (*Result, error) {
+	return v.verify(&bytesSource{b: module}, nil)
+}
+
+// VerifyReader verifies a module read from r as a stream, in constant
+// memory (the read buffer and the bounded signature section).
+func (v *Verifier) VerifyReader(r io.Reader) (*Result, error) {
+	return v.verify(newStreamSource(r), nil)
+}
+
+// VerifyDetached verifies a module, read as a stream, against a detached
+// signature (a signature section payload). The module must not carry a
+// signature section of its own.
+func (v *Verifier) VerifyDetached(module io.Reader, signature []byte) (*Result, error) {
+	if len(signature) == 0 {
+		res := v.newResult()
+		return res.fail(fmt.Errorf("%w: empty detached signature", ErrNotSigned))
+	}
+	return v.verify(newStreamSource(module), signature)
+}
+
+// VerifyFile verifies the module stored at path.
+func (v *Verifier) VerifyFile(path string) (*Result, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		res := v.newResult()
+		res.File = path
+		return res.fail(fmt.Errorf("open module: %w", err))
+	}
+	defer f.Close()
+	res, err := v.VerifyReader(f)
+	res.File = path
+	return res, err
+}
+
+// Verify verifies a module in memory against policy.
+func Verify(module []byte, policy *TrustPolicy) (*Result, error) {
+	v, err := NewVerifier(policy)
+	if err != nil {
+		return nil, err
+	}
+	return v.Verify(module)
+}
+
+// VerifyReader verifies a module streamed from r against policy.
+func VerifyReader(r io.Reader, policy *TrustPolicy) (*Result, error) {
+	v, err := NewVerifier(policy)
+	if err != nil {
+		return nil, err
+	}
+	return v.VerifyReader(r)
+}
+
+// VerifyDetached verifies a module streamed from r against a detached
+// signature and policy.
+func VerifyDetached(module io.Reader, signature []byte, policy *TrustPolicy) (*Result, error) {
+	v, err := NewVerifier(policy)
+	if err != nil {
+		return nil, err
+	}
+	return v.VerifyDetached(module, signature)
+}
+
+// load scans the module and decodes the signature that applies to it.
+func load(src source, detached []byte) (*sigData, [][hashSize]byte, error) {
+	sc, err := scanModule(src, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	payload := sc.sig
+	if detached != nil {
+		if sc.sig != nil {
+			return nil, nil, fmt.Errorf("%w: module carries an embedded signature section and a detached signature was given", ErrMalformed)
+		}
+		payload = detached
+	} else if payload == nil {
+		return nil, nil, fmt.Errorf("%w: the first section is not a signature section", ErrNotSigned)
+	}
+	data, err := decodeSigData(payload)
+	if err != nil {
+		return nil, nil, fmt.Errorf("signature section: %w", err)
+	}
+	return data, sc.hashes, nil
+}
+
+// candidates returns the records of every set whose hash list equals the
+// module's: only an exact match counts (no prefix, no unchecked tail).
+func candidates(data *sigData, hashes [][hashSize]byte, alg byte) (recs []*record, matched bool) {
+	for i := range data.sets {
+		s := &data.sets[i]
+		if !equalHashes(s.hashes, hashes) {
+			continue
+		}
+		matched = true
+		for j := range s.records {
+			if s.records[j].alg == alg {
+				recs = append(recs, &s.records[j])
+			}
+		}
+	}
+	return recs, matched
+}
+
+func (v *Verifier) verify(src source, detached []byte) (*Result, error) {
+	res := v.newResult()
+	data, hashes, err := load(src, detached)
+	if err != nil {
+		return res.fail(err)
+	}
+	recs, matched := candidates(data, hashes, AlgECDSAP256Chain)
+	if !matched {
+		return res.fail(ErrHashMismatch)
+	}
+	if len(recs) == 0 {
+		return res.fail(fmt.Errorf("%w: no ECDSA P-256 certificate-chain record for this module", ErrNoSignature))
+	}
+	digest := sha256.Sum256(message(hashes))
+	var first error
+	var firstRes Result
+	for _, rec := range recs {
+		r := *res
+		err := v.checkRecord(rec, digest[:], &r)
+		if err == nil {
+			r.Status = StatusValid
+			return &r, nil
+		}
+		if first == nil {
+			first, firstRes = err, r
+		}
+	}
+	return firstRes.fail(first)
+}
+
+func (v *Verifier) checkRecord(rec *record, digest []byte, res *Result) error {
+	ce := v.chain(rec.chain)
+	leaf := ce.leaf
+	if leaf == nil {
+		return ce.err
+	}
+	res.SignerSerial = fmt.Sprintf("%x", leaf.SerialNumber)
+	res.DeviceSerial = leaf.Subject.SerialNumber
+	res.Signer = leaf.Subject.String()
+	pub, ok := leaf.PublicKey.(*ecdsa.PublicKey)
+	if !ok {
+		return ce.err
+	}
+	id, err := KeyID(pub)
+	if err != nil {
+		return ce.err
+	}
+	if !bytes.Equal(id, rec.keyID) {
+		return fmt.Errorf("%w: record key id does not match the leaf certificate", ErrMalformed)
+	}
+	r := new(big.Int).SetBytes(rec.sig[:32])
+	s := new(big.Int).SetBytes(rec.sig[32:])
+	if !ecdsa.Verify(pub, digest, r, s) {
+		return fmt.Errorf("%w: ECDSA signature by %s", ErrBadSignature, leaf.Subject)
+	}
+	if ce.err != nil {
+		return ce.err
+	}
+	res.Chain = ce.path
+	return nil
+}
+
+// chain returns the cached result of checking an embedded chain.
+func (v *Verifier) chain(der [][]byte) *chainResult {
+	h := sha256.New()
+	var n [4]byte
+	for _, d := range der {
+		binary.BigEndian.PutUint32(n[:], uint32(len(d)))
+		h.Write(n[:])
+		h.Write(d)
+	}
+	key := [32]byte(h.Sum(nil))
+	v.mu.Lock()
+	e := v.cache[key]
+	if e == nil {
+		if len(v.cache) >= maxCachedChains {
+			clear(v.cache)
+		}
+		e = &cacheEntry{}
+		v.cache[key] = e
+	}
+	v.mu.Unlock()
+	e.once.Do(func() {
+		v.checks.Add(1)
+		certs, err := parseChain(der)
+		if err != nil {
+			e.res.err = err
+			return
+		}
+		e.res.leaf = certs[0]
+		e.res.path, e.res.err = v.verifyChain(certs)
+	})
+	return &e.res
+}
+
+// VerifyEd25519 verifies a module in memory with a raw Ed25519 public key,
+// as wasmsign2 does, but strictly: the module's hash list must equal a
+// signed set. Records whose key id is neither empty nor the key's default
+// id are skipped.
+func VerifyEd25519(module []byte, pub ed25519.PublicKey) (*Result, error) {
+	return verifyEd25519(&bytesSource{b: module}, nil, pub)
+}
+
+// VerifyEd25519Reader is VerifyEd25519 for a streamed module, with an
+// optional detached signature (nil: embedded).
+func VerifyEd25519Reader(module io.Reader, detached []byte, pub ed25519.PublicKey) (*Result, error) {
+	return verifyEd25519(newStreamSource(module), detached, pub)
+}
+
+func verifyEd25519(src source, detached []byte, pub ed25519.PublicKey) (*Result, error) {
+	res := &Result{Status: StatusInvalid, VerifiedAt: time.Now(), Algorithm: AlgorithmEd25519}
+	id, err := KeyID(pub)
+	if err != nil {
+		return res.fail(fmt.Errorf("%w: %v", ErrPolicy, err))
+	}
+	res.SignerSerial = hex.EncodeToString(id)
+	data, hashes, err := load(src, detached)
+	if err != nil {
+		return res.fail(err)
+	}
+	recs, matched := candidates(data, hashes, AlgEd25519)
+	if !matched {
+		return res.fail(ErrHashMismatch)
+	}
+	msg := message(hashes)
+	tried := false
+	for _, rec := range recs {
+		if len(rec.keyID) != 0 && !bytes.Equal(rec.keyID, id) {
+			continue
+		}
+		tried = true
+		if ed25519.Verify(pub, msg, rec.sig) {
+			res.Status = StatusValid
+			return res, nil
+		}
+	}
+	if !tried {
+		return res.fail(fmt.Errorf("%w: no Ed25519 record for key id %x", ErrNoSignature, id))
+	}
+	return res.fail(fmt.Errorf("%w: Ed25519", ErrBadSignature))
+}
