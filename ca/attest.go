@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
@@ -567,5 +566,3 @@ func VerifyAttestation(ev Evidence, vendorRoots, vendorIntermediates *x509.CertP
 	}
 	return &Attestation{EK: ek, Certified: cert, Challenge: &Challenge{CredentialBlob: blob, EncryptedSecret: enc, secret: secret}}, nil
 }
-
-var _ = rsa.PublicKey{}

@@ -445,7 +445,9 @@ func reportPercentiles(b *testing.B, durs []time.Duration) {
 	if len(durs) == 0 {
 		return
 	}
-	sort.Slice(durs, func(i, j int) bool { return durs[i] < durs[j] })
+	sortDur(durs)
 	b.ReportMetric(float64(durs[len(durs)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(durs[len(durs)*99/100].Microseconds()), "p99-µs")
 }
+
+func sortDur(d []time.Duration) { sort.Slice(d, func(i, j int) bool { return d[i] < d[j] }) }

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"context"
 	"crypto"
 	"crypto/x509"
 	"errors"
@@ -35,6 +36,8 @@ type CA struct {
 	profile       *Profile
 	revocations   RevocationStore
 	crlNextUpdate time.Duration
+	auditor       Auditor
+	actor         string
 	retired       []retiredIssuer
 	lastCRLNumber map[string]*big.Int
 }
@@ -49,6 +52,8 @@ type retiredIssuer struct {
 type Option func(*openOptions)
 
 type openOptions struct {
+	auditor     Auditor
+	actor       string
 	now         func() time.Time
 	profile     *Profile
 	revocations RevocationStore
@@ -71,6 +76,35 @@ func WithProfile(p *Profile) Option {
 // ErrNoRevocationStore.
 func WithRevocationStore(s RevocationStore) Option {
 	return func(o *openOptions) { o.revocations = s }
+}
+
+// Auditor records ceremony events (rotation, rollover, revocation, CRL).
+// The db package's Store.Audit method has this shape, so a *db.Store can be
+// passed directly without ca importing db.
+type Auditor interface {
+	Audit(ctx context.Context, kind, actor string, detail any) error
+}
+
+// WithAuditor makes the CA record each ceremony event through a, with actor
+// (the operator or station name) as the acting party.
+func WithAuditor(a Auditor, actor string) Option {
+	return func(o *openOptions) { o.auditor, o.actor = a, actor }
+}
+
+// audit records an event if an Auditor is configured. A failing audit is an
+// error: an unrecorded ceremony step must not look successful.
+func (c *CA) audit(ctx context.Context, kind string, detail map[string]any) error {
+	if c.auditor == nil {
+		return nil
+	}
+	actor := c.actor
+	if actor == "" {
+		actor = "ca"
+	}
+	if err := c.auditor.Audit(ctx, kind, actor, detail); err != nil {
+		return fmt.Errorf("audit %s: %w", kind, err)
+	}
+	return nil
 }
 
 // WithCRLValidity sets the nextUpdate distance of generated CRLs (default 7 days).
@@ -110,11 +144,16 @@ func Open(dir string, passphrase []byte, opts ...Option) (*CA, error) {
 		profile:       o.profile,
 		revocations:   o.revocations,
 		crlNextUpdate: o.crlValidity,
+		auditor:       o.auditor,
+		actor:         o.actor,
 	}
 	if c.profile == nil {
 		c.profile = DefaultProfile()
 	}
 	if err := c.checkChain(chain); err != nil {
+		return nil, fmt.Errorf("open CA: %w", err)
+	}
+	if err := c.loadRetired(passphrase); err != nil {
 		return nil, fmt.Errorf("open CA: %w", err)
 	}
 	auth, err := authority.NewEmbedded(
@@ -146,7 +185,7 @@ func (c *CA) currentSigner() ([]*x509.Certificate, crypto.Signer, error) {
 // checkChain verifies that the issuer chain leads to one of the roots.
 func (c *CA) checkChain(chain []*x509.Certificate) error {
 	pool := x509.NewCertPool()
-	for _, r := range c.roots {
+	for _, r := range c.Roots() {
 		pool.AddCert(r)
 	}
 	inter := x509.NewCertPool()

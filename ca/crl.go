@@ -6,10 +6,11 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/big"
+	"path/filepath"
 	"time"
 )
 
@@ -76,7 +77,12 @@ func (c *CA) Revoke(ctx context.Context, cert *x509.Certificate, reason int) err
 	if err != nil {
 		return fmt.Errorf("revoke %x: %w", cert.SerialNumber, err)
 	}
-	return nil
+	return c.audit(ctx, "ca.revoke", map[string]any{
+		"serial":        cert.SerialNumber.Text(16),
+		"issuer_key_id": hex.EncodeToString(cert.AuthorityKeyId),
+		"subject":       cert.Subject.String(),
+		"reason":        reason,
+	})
 }
 
 // issuerFor returns the certificate and signer of the current or a retired
@@ -165,6 +171,14 @@ func (c *CA) CRL(ctx context.Context, issuerKeyID []byte) (*x509.RevocationList,
 	if err != nil {
 		return nil, fmt.Errorf("crl %x: parse: %w", issuerKeyID, err)
 	}
+	if err := c.audit(ctx, "ca.crl", map[string]any{
+		"issuer_key_id": hex.EncodeToString(issuerKeyID),
+		"number":        num.String(),
+		"entries":       len(entries),
+		"next_update":   crl.NextUpdate,
+	}); err != nil {
+		return nil, err
+	}
 	return crl, nil
 }
 
@@ -181,4 +195,29 @@ func (c *CA) CRLs(ctx context.Context) ([]*x509.RevocationList, error) {
 	return out, nil
 }
 
-var _ = pkix.Extension{}
+// RootCRL signs a CRL with the offline root key in dir (a ceremony step;
+// roots normally revoke nothing, but strict verifiers such as
+// `openssl verify -crl_check_all` want a CRL for every CA in the path).
+// number must increase from one root CRL to the next; the ceremony log
+// (docs/ca-ceremony.md) records it.
+func RootCRL(dir string, passphrase []byte, revoked []x509.RevocationListEntry, number *big.Int, validity time.Duration) (*x509.RevocationList, error) {
+	roots, err := readCerts(filepath.Join(dir, RootCertFile))
+	if err != nil {
+		return nil, fmt.Errorf("root CRL: %w", err)
+	}
+	key, err := readKey(filepath.Join(dir, RootKeyFile), passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("root CRL: %w", err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number:                    number,
+		ThisUpdate:                now,
+		NextUpdate:                now.Add(validity),
+		RevokedCertificateEntries: revoked,
+	}, roots[0], key)
+	if err != nil {
+		return nil, fmt.Errorf("root CRL: %w", err)
+	}
+	return x509.ParseRevocationList(der)
+}

@@ -26,6 +26,8 @@ var (
 	ErrCSRKeyType = errors.New("ca: unsupported certificate request key")
 	// ErrIssueRequest: the IssueRequest is incomplete or inconsistent.
 	ErrIssueRequest = errors.New("ca: invalid issue request")
+	// ErrNameNotPermitted: a DNS name is outside the intermediate's name constraints.
+	ErrNameNotPermitted = errors.New("ca: name not permitted by the intermediate's name constraints")
 )
 
 // Backdate is subtracted from NotBefore to absorb small clock differences
@@ -85,6 +87,9 @@ type HardwareModuleName struct {
 // points. The intermediate's name constraints are enforced.
 func (c *CA) Issue(ctx context.Context, csrDER []byte, req IssueRequest) ([]*x509.Certificate, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("issue: %w", err)
+	}
+	if _, _, err := c.currentSigner(); err != nil {
 		return nil, fmt.Errorf("issue: %w", err)
 	}
 	csr, err := CheckCSR(csrDER)
@@ -164,6 +169,11 @@ func (c *CA) template(csr *x509.CertificateRequest, req IssueRequest) (*x509.Cer
 		if err := checkDNSName(n); err != nil {
 			return nil, err
 		}
+		// smallstep's constraint engine also checks this, but it is built
+		// from the chain at Open; after a hot swap the current issuer rules.
+		if !permitted(n, issuer) {
+			return nil, fmt.Errorf("%w: %q", ErrNameNotPermitted, n)
+		}
 	}
 	validity := time.Duration(prof.Validity)
 	if req.Validity > 0 {
@@ -214,6 +224,31 @@ func (c *CA) template(csr *x509.CertificateRequest, req IssueRequest) (*x509.Cer
 		PublicKey:             csr.PublicKey,
 		PublicKeyAlgorithm:    csr.PublicKeyAlgorithm,
 	}, nil
+}
+
+// permitted applies RFC 5280 dNSName constraints: n equals a permitted
+// domain or is below it ("host.devices.example" under "devices.example").
+func permitted(n string, issuer *x509.Certificate) bool {
+	n = strings.ToLower(n)
+	for _, ex := range issuer.ExcludedDNSDomains {
+		if matchDomain(n, strings.ToLower(ex)) {
+			return false
+		}
+	}
+	if len(issuer.PermittedDNSDomains) == 0 {
+		return true
+	}
+	for _, d := range issuer.PermittedDNSDomains {
+		if matchDomain(n, strings.ToLower(d)) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchDomain(n, d string) bool {
+	d = strings.TrimPrefix(d, ".")
+	return n == d || strings.HasSuffix(n, "."+d)
 }
 
 func checkDNSName(n string) error {

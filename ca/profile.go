@@ -8,10 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // ErrProfile reports an invalid certificate profile.
@@ -21,10 +25,10 @@ var ErrProfile = errors.New("ca: invalid certificate profile")
 // devices (TCG OID 2.23.133.1.2, as used by the TCG IDevID specification).
 var OIDTPM20HWType = asn1.ObjectIdentifier{2, 23, 133, 1, 2}
 
-// Profile is the device certificate profile, kept as data (JSON file) so
-// security staff can review it without reading code.
+// Profile is the device certificate profile, kept as data (a YAML or JSON
+// file) so security staff can review it without reading code.
 //
-// Example:
+// Example (JSON; the YAML form uses the same keys):
 //
 //	{
 //	  "name": "tpm-device",
@@ -39,17 +43,19 @@ var OIDTPM20HWType = asn1.ObjectIdentifier{2, 23, 133, 1, 2}
 //
 // Templates are Go text/template strings over NameData.
 type Profile struct {
-	Name                  string   `json:"name,omitempty"`
-	Validity              Duration `json:"validity"`
-	ExtKeyUsages          []string `json:"extKeyUsages,omitempty"`
-	CRLDistributionPoints []string `json:"crlDistributionPoints,omitempty"`
-	Organization          string   `json:"organization,omitempty"`
-	CommonName            string   `json:"commonName,omitempty"`
-	DNSNames              []string `json:"dnsNames,omitempty"`
-	HWModuleOID           string   `json:"hwModuleOID,omitempty"`
+	Name                  string   `json:"name,omitempty" yaml:"name,omitempty"`
+	Validity              Duration `json:"validity" yaml:"validity"`
+	ExtKeyUsages          []string `json:"extKeyUsages,omitempty" yaml:"extKeyUsages,omitempty"`
+	CRLDistributionPoints []string `json:"crlDistributionPoints,omitempty" yaml:"crlDistributionPoints,omitempty"`
+	Organization          string   `json:"organization,omitempty" yaml:"organization,omitempty"`
+	CommonName            string   `json:"commonName,omitempty" yaml:"commonName,omitempty"`
+	DNSNames              []string `json:"dnsNames,omitempty" yaml:"dnsNames,omitempty"`
+	HWModuleOID           string   `json:"hwModuleOID,omitempty" yaml:"hwModuleOID,omitempty"`
 
-	ekus   []x509.ExtKeyUsage
-	cnTmpl *template.Template
+	mu       sync.Mutex // guards compilation of a Profile built in Go
+	compiled bool
+	ekus     []x509.ExtKeyUsage
+	cnTmpl   *template.Template
 	dnTmpl []*template.Template
 	hwOID  asn1.ObjectIdentifier
 }
@@ -70,6 +76,20 @@ type Duration time.Duration
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string: %w", err)
+	}
+	v, err := ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
 		return fmt.Errorf("duration must be a string: %w", err)
 	}
 	v, err := ParseDuration(s)
@@ -119,13 +139,31 @@ func DefaultProfile() *Profile {
 	return p
 }
 
-// LoadProfile reads and validates a JSON profile file.
+// LoadProfile reads and validates a profile file: YAML for *.yaml/*.yml,
+// JSON otherwise.
 func LoadProfile(path string) (*Profile, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load profile: %w", err)
 	}
+	if ext := strings.ToLower(filepath.Ext(path)); ext == ".yaml" || ext == ".yml" {
+		return ParseProfileYAML(b)
+	}
 	return ParseProfile(b)
+}
+
+// ParseProfileYAML parses and validates a YAML profile; unknown keys are refused.
+func ParseProfileYAML(b []byte) (*Profile, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var p Profile
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("parse profile: %w: %w", ErrProfile, err)
+	}
+	if err := p.compile(); err != nil {
+		return nil, err
+	}
+	return &p, nil
 }
 
 // ParseProfile parses and validates a JSON profile. Unknown fields are refused
@@ -197,14 +235,21 @@ func (p *Profile) compile() error {
 			return fmt.Errorf("profile %q: CRL distribution point %q is not a URL: %w", p.Name, u, ErrProfile)
 		}
 	}
+	p.compiled = true
 	return nil
 }
 
+// Validate checks and compiles a Profile built in Go (LoadProfile and
+// ParseProfile return validated profiles). Change no field after first use.
+func (p *Profile) Validate() error { return p.ready() }
+
 func (p *Profile) ready() error {
-	if p.cnTmpl == nil || (p.ekus == nil && len(p.ExtKeyUsages) > 0) || len(p.dnTmpl) != len(p.DNSNames) {
-		return p.compile()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.compiled {
+		return nil
 	}
-	return nil
+	return p.compile()
 }
 
 // Names evaluates the profile's name templates (CN and DNS SANs) for d.

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -99,13 +100,17 @@ func startSwtpm(t testing.TB, v *vendorCA) transport.TPM {
 	cmd := exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+s,
 		"--server", "type=unixio,path="+sock, "--ctrl", "type=unixio,path="+filepath.Join(s, "ctrl.sock"),
 		"--flags", "not-need-init,startup-clear")
-	cmd.Stderr = os.Stderr
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("swtpm: %v", err)
 	}
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
+		if t.Failed() && stderr.Len() > 0 {
+			t.Logf("swtpm stderr:\n%s", stderr.String())
+		}
 	})
 	var conn net.Conn
 	for i := 0; i < 200; i++ {

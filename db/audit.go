@@ -227,6 +227,7 @@ type AuditError struct {
 	Detail string
 }
 
+// Error describes the defect.
 func (e *AuditError) Error() string {
 	return fmt.Sprintf("audit ledger %s at row %d: %s", e.Kind, e.Seq, e.Detail)
 }

@@ -139,7 +139,7 @@ func (s *Store) AttachRunDevice(ctx context.Context, runID int64, serial string)
 	})
 }
 
-// StepRun records the step the run has reached.
+// StepRun records the step the run has reached; an unknown or finished run gives ErrNotFound.
 func (s *Store) StepRun(ctx context.Context, runID int64, step string) error {
 	return s.withTx(ctx, fmt.Sprintf("step run %d", runID), func(tx *sql.Tx) error {
 		return execOne(ctx, tx, "UPDATE runs SET step = ? WHERE id = ? AND result IS NULL", step, runID)

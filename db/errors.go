@@ -32,11 +32,11 @@ var (
 	// ErrBadPIN: the operator PIN does not match.
 	ErrBadPIN = errors.New("wrong operator PIN")
 	// ErrReadOnly: the database (file, file system or Store) is read-only.
-	ErrReadOnly = errors.New("database is read-only")
+	ErrReadOnly = errors.New("read-only database")
 	// ErrDiskFull: the file system (or the page limit) is full; the transaction was rolled back.
-	ErrDiskFull = errors.New("database or disk is full")
+	ErrDiskFull = errors.New("disk full")
 	// ErrBusy: another process held the lock longer than the busy timeout.
-	ErrBusy = errors.New("database is busy")
+	ErrBusy = errors.New("database busy")
 	// ErrCorrupt: the file is not a database or is damaged.
 	ErrCorrupt = errors.New("database is corrupt")
 	// ErrSchemaTooNew: the file was written by a newer version of this program.

@@ -79,6 +79,7 @@ func (s *Store) Export(ctx context.Context, f ExportFilter) ([]ExportRecord, err
 
 type scanFunc func(dest ...any) error
 
+// Scan calls f.
 func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
 
 // WriteJSON writes the records as one JSON array.

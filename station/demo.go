@@ -5,9 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -106,7 +104,11 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (rep *DemoReport, err error) {
 		return nil, fmt.Errorf("start simulated devices: %w", err)
 	}
 	defer bench.Close()
-	roots, inters, err := vendorPools(bench.VendorRoot, bench.VendorIssuer)
+	roots, err := LoadCertPool(bench.VendorRoot)
+	if err != nil {
+		return nil, err
+	}
+	inters, err := LoadCertPool(bench.VendorIssuer)
 	if err != nil {
 		return nil, err
 	}
@@ -160,31 +162,3 @@ func demoPassphrase(path string) ([]byte, error) {
 	return last, nil
 }
 
-// vendorPools loads the TPM vendor root and issuer certificates.
-func vendorPools(rootPEM, issuerPEM string) (roots, inters *x509.CertPool, err error) {
-	roots, inters = x509.NewCertPool(), x509.NewCertPool()
-	for path, pool := range map[string]*x509.CertPool{rootPEM: roots, issuerPEM: inters} {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, nil, fmt.Errorf("tpm vendor certificate: %w", err)
-		}
-		n := 0
-		for {
-			var blk *pem.Block
-			blk, b = pem.Decode(b)
-			if blk == nil {
-				break
-			}
-			cert, err := x509.ParseCertificate(blk.Bytes)
-			if err != nil {
-				return nil, nil, fmt.Errorf("tpm vendor certificate %s: %w", path, err)
-			}
-			pool.AddCert(cert)
-			n++
-		}
-		if n == 0 {
-			return nil, nil, fmt.Errorf("tpm vendor certificate %s: no certificate", path)
-		}
-	}
-	return roots, inters, nil
-}

@@ -12,17 +12,18 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
-	"errors"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/google/go-tpm/tpm2"
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/devices/proto"
-	"github.com/google/go-tpm/tpm2"
 	"go.bug.st/serial"
 )
 
@@ -54,9 +55,13 @@ type Config struct {
 	Station, Operator string
 	// WorkOrder is the work order the certificates count against.
 	WorkOrder string
-	// NamesFor returns the DNS names for a device's certificate. The names
-	// come from station data only, never from the CSR.
+	// NamesFor, when set, returns the DNS names for a device's certificate
+	// (otherwise the profile's name templates apply). Names come from
+	// station data only, never from the CSR.
 	NamesFor func(serial string) []string
+	// Profile is the certificate profile of the work order (nil: the CA's
+	// default profile).
+	Profile *ca.Profile
 	// Validity of device certificates; zero means the CA's default.
 	Validity time.Duration
 	// Lock write-locks the chain in the device after read-back.
@@ -73,6 +78,23 @@ type Config struct {
 // safe to use from several slots at once.
 type Provisioner struct {
 	cfg Config
+
+	mu       sync.Mutex
+	operator string
+}
+
+// SetOperator sets the operator recorded with the runs that start from now
+// on (after a login at the station).
+func (p *Provisioner) SetOperator(op string) {
+	p.mu.Lock()
+	p.operator = op
+	p.mu.Unlock()
+}
+
+func (p *Provisioner) currentOperator() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.operator
 }
 
 // NewProvisioner checks cfg and returns a Provisioner.
@@ -80,21 +102,13 @@ func NewProvisioner(cfg Config) (*Provisioner, error) {
 	if cfg.Issuer == nil || cfg.Store == nil {
 		return nil, errors.New("station: provisioner needs an issuer and a store")
 	}
-	if cfg.NamesFor == nil {
-		cfg.NamesFor = DefaultNames
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Baud == 0 {
 		cfg.Baud = 115200
 	}
-	return &Provisioner{cfg: cfg}, nil
-}
-
-// DefaultNames gives a device the DNS name <serial>.devices.wsc.local.
-func DefaultNames(serial string) []string {
-	return []string{strings.ToLower(serial) + ".devices.wsc.local"}
+	return &Provisioner{cfg: cfg, operator: cfg.Operator}, nil
 }
 
 // Result is what a successful provisioning produced.
@@ -244,7 +258,7 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		if err := cfg.Store.EnsureDevice(ctx, db.Device{Serial: hello.Serial, Backend: hello.Backend, Model: hello.Model}); err != nil {
 			return fmt.Errorf("record device: %w", err)
 		}
-		r.runID, err = cfg.Store.StartRun(ctx, db.RunStart{DeviceSerial: hello.Serial, Slot: r.job.Slot, Station: cfg.Station, Operator: cfg.Operator, WorkOrder: cfg.WorkOrder})
+		r.runID, err = cfg.Store.StartRun(ctx, db.RunStart{DeviceSerial: hello.Serial, Slot: r.job.Slot, Station: cfg.Station, Operator: r.p.currentOperator(), WorkOrder: cfg.WorkOrder})
 		if err != nil {
 			return fmt.Errorf("record run: %w", err)
 		}
@@ -354,7 +368,12 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 			res.CertSerial = existing.SerialHex
 			res.Redelivered = true
 		} else {
-			chain, err := cfg.Issuer.Issue(ctx, keys.CSR, ca.IssueRequest{DeviceSerial: r.serial, Names: cfg.NamesFor(r.serial), Validity: cfg.Validity})
+			req := ca.IssueRequest{DeviceSerial: r.serial, Validity: cfg.Validity, Profile: cfg.Profile,
+				Model: hello.Model, Backend: hello.Backend, WorkOrder: cfg.WorkOrder}
+			if cfg.NamesFor != nil {
+				req.Names = cfg.NamesFor(r.serial)
+			}
+			chain, err := cfg.Issuer.Issue(ctx, keys.CSR, req)
 			if err != nil {
 				return fmt.Errorf("issue: %w", err)
 			}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // ModuleExt is the file extension BatchVerify looks for inside folders.
@@ -86,8 +87,10 @@ func (v *Verifier) BatchVerify(ctx context.Context, files []string, workers int,
 		workers = max(len(files), 1)
 	}
 	results := make([]Result, len(files))
-	doneFlags := make([]bool, len(files))
-	next := make(chan int)
+	verified := make([]bool, len(files))
+	// Workers claim files with an atomic counter: no feeder goroutine and
+	// no channel hand-off per file.
+	var next atomic.Int64
 	var mu sync.Mutex
 	done := 0
 	var wg sync.WaitGroup
@@ -95,39 +98,32 @@ func (v *Verifier) BatchVerify(ctx context.Context, files []string, workers int,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range next {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= len(files) {
+					return
+				}
 				res, _ := v.VerifyFile(files[i])
 				results[i] = *res
-				mu.Lock()
-				doneFlags[i] = true
-				done++
+				verified[i] = true
 				if progress != nil {
+					mu.Lock()
+					done++
 					progress(done, len(files))
+					mu.Unlock()
 				}
-				mu.Unlock()
 			}
 		}()
 	}
-	var ctxErr error
-feed:
-	for i := range files {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			ctxErr = ctx.Err()
-			break feed
-		}
-	}
-	close(next)
 	wg.Wait()
-	if ctxErr != nil {
+	if err := ctx.Err(); err != nil {
 		out := results[:0]
-		for i, ok := range doneFlags {
+		for i, ok := range verified {
 			if ok {
 				out = append(out, results[i])
 			}
 		}
-		return out, ctxErr
+		return out, err
 	}
 	return results, nil
 }

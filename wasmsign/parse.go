@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -112,6 +113,26 @@ type streamSource struct {
 
 func newStreamSource(r io.Reader) *streamSource {
 	return &streamSource{br: bufio.NewReaderSize(r, streamBufSize)}
+}
+
+// streamPool recycles stream buffers: a batch of small modules would
+// otherwise allocate (and zero) 128 KiB per module and spend its time in GC.
+var streamPool = sync.Pool{New: func() any {
+	return &streamSource{br: bufio.NewReaderSize(nil, streamBufSize), copy: make([]byte, streamBufSize)}
+}}
+
+// pooledStreamSource returns a recycled source; call release when no slice
+// returned by readN is in use any more.
+func pooledStreamSource(r io.Reader) *streamSource {
+	s := streamPool.Get().(*streamSource)
+	s.br.Reset(r)
+	s.off = 0
+	return s
+}
+
+func (s *streamSource) release() {
+	s.br.Reset(nil)
+	streamPool.Put(s)
 }
 
 func (s *streamSource) readByte() (byte, error) {

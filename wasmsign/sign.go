@@ -112,12 +112,22 @@ func SignStream(w io.Writer, module io.ReadSeeker, signer crypto.Signer, chain [
 	if err != nil {
 		return err
 	}
+	var cur *streamSource
 	open := func() (source, error) {
 		if _, err := module.Seek(0, io.SeekStart); err != nil {
 			return nil, fmt.Errorf("rewind module: %w", err)
 		}
-		return newStreamSource(module), nil
+		if cur != nil {
+			cur.release()
+		}
+		cur = pooledStreamSource(module)
+		return cur, nil
 	}
+	defer func() {
+		if cur != nil {
+			cur.release()
+		}
+	}()
 	return signCore(open, mk, opts, w)
 }
 

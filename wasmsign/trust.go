@@ -83,9 +83,12 @@ func LoadTrustBundle(pemBytes []byte) (*TrustPolicy, error) {
 
 // chainResult is the cached outcome of checking one embedded chain.
 type chainResult struct {
-	leaf *x509.Certificate
-	path []*x509.Certificate // verified path, leaf to pinned root
-	err  error
+	leaf    *x509.Certificate
+	serial  string              // leaf serial, lower-case hex
+	subject string              // leaf subject
+	keyID   []byte              // default key id of the leaf key (nil if not P-256)
+	path    []*x509.Certificate // verified path, leaf to pinned root
+	err     error
 }
 
 // parseChain parses the DER certificates of a record.

@@ -145,7 +145,9 @@ func (v *Verifier) Verify(module []byte) (*Result, error) {
 // VerifyReader verifies a module read from r as a stream, in constant
 // memory (the read buffer and the bounded signature section).
 func (v *Verifier) VerifyReader(r io.Reader) (*Result, error) {
-	return v.verify(newStreamSource(r), nil)
+	src := pooledStreamSource(r)
+	defer src.release()
+	return v.verify(src, nil)
 }
 
 // VerifyDetached verifies a module, read as a stream, against a detached
@@ -156,7 +158,9 @@ func (v *Verifier) VerifyDetached(module io.Reader, signature []byte) (*Result, 
 		res := v.newResult()
 		return res.fail(fmt.Errorf("%w: empty detached signature", ErrNotSigned))
 	}
-	return v.verify(newStreamSource(module), signature)
+	src := pooledStreamSource(module)
+	defer src.release()
+	return v.verify(src, signature)
 }
 
 // VerifyFile verifies the module stored at path.
@@ -277,18 +281,12 @@ func (v *Verifier) checkRecord(rec *record, digest []byte, res *Result) error {
 	if leaf == nil {
 		return ce.err
 	}
-	res.SignerSerial = fmt.Sprintf("%x", leaf.SerialNumber)
-	res.DeviceSerial = leaf.Subject.SerialNumber
-	res.Signer = leaf.Subject.String()
+	res.SignerSerial, res.DeviceSerial, res.Signer = ce.serial, leaf.Subject.SerialNumber, ce.subject
 	pub, ok := leaf.PublicKey.(*ecdsa.PublicKey)
-	if !ok {
+	if !ok || ce.keyID == nil {
 		return ce.err
 	}
-	id, err := KeyID(pub)
-	if err != nil {
-		return ce.err
-	}
-	if !bytes.Equal(id, rec.keyID) {
+	if !bytes.Equal(ce.keyID, rec.keyID) {
 		return fmt.Errorf("%w: record key id does not match the leaf certificate", ErrMalformed)
 	}
 	r := new(big.Int).SetBytes(rec.sig[:32])
@@ -330,7 +328,11 @@ func (v *Verifier) chain(der [][]byte) *chainResult {
 			e.res.err = err
 			return
 		}
-		e.res.leaf = certs[0]
+		leaf := certs[0]
+		e.res.leaf = leaf
+		e.res.serial = fmt.Sprintf("%x", leaf.SerialNumber)
+		e.res.subject = leaf.Subject.String()
+		e.res.keyID, _ = KeyID(leaf.PublicKey)
 		e.res.path, e.res.err = v.verifyChain(certs)
 	})
 	return &e.res
@@ -347,7 +349,9 @@ func VerifyEd25519(module []byte, pub ed25519.PublicKey) (*Result, error) {
 // VerifyEd25519Reader is VerifyEd25519 for a streamed module, with an
 // optional detached signature (nil: embedded).
 func VerifyEd25519Reader(module io.Reader, detached []byte, pub ed25519.PublicKey) (*Result, error) {
-	return verifyEd25519(newStreamSource(module), detached, pub)
+	src := pooledStreamSource(module)
+	defer src.release()
+	return verifyEd25519(src, detached, pub)
 }
 
 func verifyEd25519(src source, detached []byte, pub ed25519.PublicKey) (*Result, error) {

@@ -28,6 +28,8 @@ type DeviceConfig struct {
 	LatencyProfile string
 	// Relay joins the two pseudo-terminals; nil copies faithfully.
 	Relay RelayFunc
+	// Baud, when set, paces the cable as a UART at this speed.
+	Baud int
 	// AgentLog receives the agent's structured log; nil discards it.
 	AgentLog io.Writer
 	// ExtraArgs are appended to the agent's command line.
@@ -62,7 +64,7 @@ func StartDevice(ctx context.Context, cfg DeviceConfig) (d *Device, err error) {
 	if err != nil {
 		return nil, err
 	}
-	d.Link, err = NewLink(cfg.Relay)
+	d.Link, err = NewLink(cfg.Relay, WithBaud(cfg.Baud))
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +144,8 @@ type BenchConfig struct {
 	LatencyProfile string
 	// Relay is used for every cable; nil copies faithfully.
 	Relay RelayFunc
+	// Baud, when set, paces every cable as a UART at this speed.
+	Baud int
 	// AgentLogDir, when set, receives one log file per agent.
 	AgentLogDir string
 	// Progress, when set, is told what is being done.
@@ -216,6 +220,7 @@ func StartBench(ctx context.Context, cfg BenchConfig) (b *Bench, err error) {
 			Serial:         serial,
 			LatencyProfile: cfg.LatencyProfile,
 			Relay:          cfg.Relay,
+			Baud:           cfg.Baud,
 			AgentLog:       log,
 		})
 		if err != nil {

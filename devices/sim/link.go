@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/creack/pty"
 	"golang.org/x/term"
@@ -28,14 +30,28 @@ type Link struct {
 	slaves  [2]*os.File
 	stop    func()
 	once    sync.Once
+
+	baud      int
+	connected atomic.Bool
 }
+
+// LinkOption configures a Link.
+type LinkOption func(*Link)
+
+// WithBaud paces every byte as a UART at this speed would (10 bits per byte:
+// start, 8 data, stop), so transfer times are those of a real cable.
+func WithBaud(baud int) LinkOption { return func(l *Link) { l.baud = baud } }
 
 // NewLink creates the two pseudo-terminals and starts relay between them.
 // A nil relay copies faithfully. The slave sides are put in raw mode at once
 // and kept open by the link, so that neither side sees echo, line editing or
 // a hang-up while the other end is not open yet.
-func NewLink(relay RelayFunc) (*Link, error) {
+func NewLink(relay RelayFunc, opts ...LinkOption) (*Link, error) {
 	l := &Link{}
+	l.connected.Store(true)
+	for _, o := range opts {
+		o(l)
+	}
 	for i := range 2 {
 		m, s, err := pty.Open()
 		if err != nil {
@@ -53,13 +69,36 @@ func NewLink(relay RelayFunc) (*Link, error) {
 	if relay == nil {
 		relay = CopyRelay
 	}
-	l.stop = relay(l.masters[0], l.masters[1])
+	l.stop = relay(&wire{l: l, f: l.masters[0]}, &wire{l: l, f: l.masters[1]})
 	return l, nil
 }
 
-// Pull simulates pulling the cable: the relay stops and bytes no longer
-// flow. It is the same as Close; it exists to make tests read as what they do.
-func (l *Link) Pull() error { return l.Close() }
+// SetConnected plugs (true) or pulls (false) the cable. While pulled, bytes
+// either side writes are lost, as on a real unplugged line; the ports stay
+// open, as a USB serial adapter on the station side stays present.
+func (l *Link) SetConnected(on bool) { l.connected.Store(on) }
+
+// Connected reports whether the cable is plugged.
+func (l *Link) Connected() bool { return l.connected.Load() }
+
+// wire is one end of the cable as the relay sees it: writes are paced to the
+// baud rate and dropped while the cable is pulled.
+type wire struct {
+	l *Link
+	f *os.File
+}
+
+func (w *wire) Read(p []byte) (int, error) { return w.f.Read(p) }
+
+func (w *wire) Write(p []byte) (int, error) {
+	if !w.l.connected.Load() {
+		return len(p), nil
+	}
+	if w.l.baud > 0 {
+		time.Sleep(time.Duration(len(p)) * 10 * time.Second / time.Duration(w.l.baud))
+	}
+	return w.f.Write(p)
+}
 
 // Close stops the relay and closes both pseudo-terminals.
 func (l *Link) Close() error {

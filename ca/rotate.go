@@ -1,0 +1,386 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Folder layout for rotation and rollover, relative to the CA folder.
+const (
+	// NextIntermediateKeyFile holds the key of a requested, not yet installed intermediate.
+	NextIntermediateKeyFile = "intermediate.next.key"
+	// RetiredDir holds previous intermediates (<skid>.crt, <skid>.key) and roots (root-<skid>.crt/.key).
+	RetiredDir = "retired"
+	// CrossDir holds rollover cross-certificates.
+	CrossDir = "cross"
+)
+
+// ErrNoPendingKey is returned by InstallIntermediate without a prior GenerateIntermediateCSR.
+var ErrNoPendingKey = errors.New("ca: no pending intermediate key")
+
+// GenerateIntermediateCSR creates a new P-256 intermediate key in dir
+// (encrypted, as intermediate.next.key) and returns a CSR for it, to be
+// signed by the offline root (SignIntermediate) on the ceremony machine.
+func GenerateIntermediateCSR(dir string, passphrase []byte, commonName string) ([]byte, error) {
+	if len(passphrase) == 0 {
+		return nil, ErrEmptyPassphrase
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate intermediate key: %w", err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: subject("", commonName)}, key)
+	if err != nil {
+		return nil, fmt.Errorf("intermediate CSR: %w", err)
+	}
+	if err := writeKey(filepath.Join(dir, NextIntermediateKeyFile), key, passphrase); err != nil {
+		return nil, err
+	}
+	return csr, nil
+}
+
+// SignIntermediate is the root ceremony step: it unlocks the root key in
+// rootDir and certifies the CSR's key as an intermediate with path length 0
+// and the DNS name constraints of t. Only the CSR's key is used; subject and
+// constraints come from t.
+func SignIntermediate(rootDir string, passphrase []byte, csrDER []byte, t IntermediateTemplate) (*x509.Certificate, error) {
+	csr, err := CheckCSR(csrDER)
+	if err != nil {
+		return nil, fmt.Errorf("sign intermediate: %w", err)
+	}
+	roots, err := readCerts(filepath.Join(rootDir, RootCertFile))
+	if err != nil {
+		return nil, fmt.Errorf("sign intermediate: %w", err)
+	}
+	rootKey, err := readKey(filepath.Join(rootDir, RootKeyFile), passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("sign intermediate: %w", err)
+	}
+	if err := checkKeyMatches(roots[0], rootKey); err != nil {
+		return nil, fmt.Errorf("sign intermediate: root: %w", err)
+	}
+	if t.CommonName == "" {
+		t.CommonName = csr.Subject.CommonName
+	}
+	return newIntermediateCert(roots[0], rootKey, csr.PublicKey, t, time.Now())
+}
+
+// InstallIntermediate installs a newly signed intermediate certificate
+// (chain: intermediate first, plus any cross-certificates) for the pending
+// key from GenerateIntermediateCSR, moves the previous intermediate to the
+// retired folder (its key stays available for its CRL), and hot-swaps the
+// issuing signer: the next Issue uses the new intermediate.
+func (c *CA) InstallIntermediate(ctx context.Context, chain []*x509.Certificate, passphrase []byte) error {
+	if len(chain) == 0 {
+		return errors.New("install intermediate: empty chain")
+	}
+	nextPath := filepath.Join(c.dir, NextIntermediateKeyFile)
+	if _, err := os.Stat(nextPath); err != nil {
+		return fmt.Errorf("install intermediate: %w", ErrNoPendingKey)
+	}
+	key, err := readKey(nextPath, passphrase)
+	if err != nil {
+		return fmt.Errorf("install intermediate: %w", err)
+	}
+	if err := checkKeyMatches(chain[0], key); err != nil {
+		return fmt.Errorf("install intermediate: %w", err)
+	}
+	if err := c.checkChain(chain); err != nil {
+		return fmt.Errorf("install intermediate: %w", err)
+	}
+	c.mu.RLock()
+	old, oldSigner := c.issuerChain[0], c.signer
+	c.mu.RUnlock()
+	if err := c.retire(old, passphrase); err != nil {
+		return fmt.Errorf("install intermediate: %w", err)
+	}
+	if err := writeCerts(filepath.Join(c.dir, IntermediateCertFile), chain...); err != nil {
+		return fmt.Errorf("install intermediate: %w", err)
+	}
+	if err := os.Rename(nextPath, filepath.Join(c.dir, IntermediateKeyFile)); err != nil {
+		return fmt.Errorf("install intermediate: %w", err)
+	}
+	if err := c.SwapIntermediate(chain, key); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if !bytes.Equal(old.SubjectKeyId, chain[0].SubjectKeyId) {
+		c.retired = append(c.retired, retiredIssuer{cert: old, signer: oldSigner})
+	}
+	c.mu.Unlock()
+	return c.audit(ctx, "ca.intermediate.install", map[string]any{
+		"old_key_id": hex.EncodeToString(old.SubjectKeyId),
+		"new_key_id": hex.EncodeToString(chain[0].SubjectKeyId),
+		"subject":    chain[0].Subject.String(),
+		"not_after":  chain[0].NotAfter,
+	})
+}
+
+// retire copies the current intermediate certificate and encrypted key to
+// retired/<skid>.crt/.key.
+func (c *CA) retire(old *x509.Certificate, passphrase []byte) error {
+	rd := filepath.Join(c.dir, RetiredDir)
+	if err := os.MkdirAll(rd, 0o700); err != nil {
+		return fmt.Errorf("retire intermediate: %w", err)
+	}
+	base := filepath.Join(rd, hex.EncodeToString(old.SubjectKeyId))
+	if err := writeCerts(base+".crt", old); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(filepath.Join(c.dir, IntermediateKeyFile))
+	if err != nil {
+		return fmt.Errorf("retire intermediate: %w", err)
+	}
+	return writeFileAtomic(base+".key", b, 0o600)
+}
+
+// loadRetired reads retired intermediates (cert + key) for per-issuer CRLs.
+func (c *CA) loadRetired(passphrase []byte) error {
+	rd := filepath.Join(c.dir, RetiredDir)
+	ents, err := os.ReadDir(rd)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("retired issuers: %w", err)
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".crt") || strings.HasPrefix(name, "root-") {
+			continue
+		}
+		certs, err := readCerts(filepath.Join(rd, name))
+		if err != nil {
+			return fmt.Errorf("retired issuers: %w", err)
+		}
+		key, err := readKey(filepath.Join(rd, strings.TrimSuffix(name, ".crt")+".key"), passphrase)
+		if err != nil {
+			return fmt.Errorf("retired issuers: %w", err)
+		}
+		if err := checkKeyMatches(certs[0], key); err != nil {
+			return fmt.Errorf("retired issuer %s: %w", name, err)
+		}
+		if bytes.Equal(certs[0].SubjectKeyId, c.issuerChain[0].SubjectKeyId) {
+			continue
+		}
+		c.retired = append(c.retired, retiredIssuer{cert: certs[0], signer: key})
+	}
+	return nil
+}
+
+// RotateIntermediate performs a whole intermediate rotation when the root
+// key is in the CA folder (single-machine ceremony): new key, CSR, signature
+// by the root, install and hot swap.
+func (c *CA) RotateIntermediate(ctx context.Context, passphrase []byte, t IntermediateTemplate) (*x509.Certificate, error) {
+	if t.CommonName == "" {
+		t.CommonName = c.Issuer().Subject.CommonName
+	}
+	if t.Organization == "" && len(c.Issuer().Subject.Organization) > 0 {
+		t.Organization = c.Issuer().Subject.Organization[0]
+	}
+	if len(t.PermittedDNSDomains) == 0 {
+		t.PermittedDNSDomains = c.Issuer().PermittedDNSDomains
+	}
+	csr, err := GenerateIntermediateCSR(c.dir, passphrase, t.CommonName)
+	if err != nil {
+		return nil, fmt.Errorf("rotate intermediate: %w", err)
+	}
+	cert, err := SignIntermediate(c.dir, passphrase, csr, t)
+	if err != nil {
+		return nil, fmt.Errorf("rotate intermediate: %w", err)
+	}
+	if err := c.InstallIntermediate(ctx, c.chainFor(cert), passphrase); err != nil {
+		return nil, fmt.Errorf("rotate intermediate: %w", err)
+	}
+	return cert, nil
+}
+
+// chainFor appends the cross-certificate that links cert's issuing root to
+// older roots, if a rollover produced one, so verifiers that only trust an
+// older root still build a path.
+func (c *CA) chainFor(cert *x509.Certificate) []*x509.Certificate {
+	chain := []*x509.Certificate{cert}
+	cross, err := readCerts(filepath.Join(c.dir, CrossDir, "new-by-old.crt"))
+	if err == nil && bytes.Equal(cross[0].SubjectKeyId, cert.AuthorityKeyId) {
+		chain = append(chain, cross[0])
+	}
+	return chain
+}
+
+// RolloverOptions configure RolloverRoot.
+type RolloverOptions struct {
+	// CommonName of the new root (default: old CN + " " + year).
+	CommonName string
+	// Validity of the new root (default 20 years).
+	Validity time.Duration
+	// Now overrides the clock.
+	Now func() time.Time
+}
+
+// Rollover is the result of RolloverRoot.
+type Rollover struct {
+	NewRoot *x509.Certificate
+	OldRoot *x509.Certificate
+	// NewByOld is the new root's key certified by the old root: verifiers
+	// that still trust only the old root accept chains under the new root.
+	NewByOld *x509.Certificate
+	// OldByNew is the old root's key certified by the new root: chains
+	// under the old root verify for verifiers that already trust only the new root.
+	OldByNew *x509.Certificate
+	// Intermediate is the current intermediate key re-certified by the new root.
+	Intermediate *x509.Certificate
+}
+
+// RolloverRoot replaces the offline root: it creates a new P-256 root,
+// cross-certifies old and new roots in both directions (root path length
+// is unlimited, so leaf → intermediate → cross → root verifies), re-certifies
+// the current intermediate key under the new root and hot-swaps the issuer
+// chain to [intermediate, new-by-old]. root.crt then lists the new root
+// first and the old root second (both trusted during the transition);
+// root.key is the new key; the old root is kept in retired/.
+func (c *CA) RolloverRoot(ctx context.Context, passphrase []byte, o RolloverOptions) (*Rollover, error) {
+	if o.Now == nil {
+		o.Now = c.now
+	}
+	if o.Validity <= 0 {
+		o.Validity = 20 * 365 * 24 * time.Hour
+	}
+	now := o.Now()
+	roots, err := readCerts(filepath.Join(c.dir, RootCertFile))
+	if err != nil {
+		return nil, fmt.Errorf("rollover: %w", err)
+	}
+	oldRoot := roots[0]
+	oldKey, err := readKey(filepath.Join(c.dir, RootKeyFile), passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("rollover: %w", err)
+	}
+	if err := checkKeyMatches(oldRoot, oldKey); err != nil {
+		return nil, fmt.Errorf("rollover: root: %w", err)
+	}
+	if o.CommonName == "" {
+		o.CommonName = fmt.Sprintf("%s %d", strings.TrimSpace(oldRoot.Subject.CommonName), now.Year())
+	}
+	org := ""
+	if len(oldRoot.Subject.Organization) > 0 {
+		org = oldRoot.Subject.Organization[0]
+	}
+	newKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("rollover: generate root key: %w", err)
+	}
+	newRoot, err := newRootCert(newKey, org, o.CommonName, now, o.Validity)
+	if err != nil {
+		return nil, fmt.Errorf("rollover: %w", err)
+	}
+	newByOld, err := crossCert(newRoot, &newKey.PublicKey, oldRoot, oldKey, now)
+	if err != nil {
+		return nil, fmt.Errorf("rollover: %w", err)
+	}
+	oldByNew, err := crossCert(oldRoot, oldKey.Public(), newRoot, newKey, now)
+	if err != nil {
+		return nil, fmt.Errorf("rollover: %w", err)
+	}
+	cur := c.Issuer()
+	org = ""
+	if len(cur.Subject.Organization) > 0 {
+		org = cur.Subject.Organization[0]
+	}
+	inter, err := newIntermediateCert(newRoot, newKey, cur.PublicKey, IntermediateTemplate{
+		Organization:        org,
+		CommonName:          cur.Subject.CommonName,
+		Validity:            cur.NotAfter.Sub(now),
+		PermittedDNSDomains: cur.PermittedDNSDomains,
+	}, now)
+	if err != nil {
+		return nil, fmt.Errorf("rollover: %w", err)
+	}
+
+	// Persist: old root to retired/, cross certificates, new root first.
+	rd := filepath.Join(c.dir, RetiredDir)
+	if err := os.MkdirAll(rd, 0o700); err != nil {
+		return nil, fmt.Errorf("rollover: %w", err)
+	}
+	base := filepath.Join(rd, "root-"+hex.EncodeToString(oldRoot.SubjectKeyId))
+	if err := writeCerts(base+".crt", oldRoot); err != nil {
+		return nil, err
+	}
+	oldKeyPEM, err := os.ReadFile(filepath.Join(c.dir, RootKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("rollover: %w", err)
+	}
+	if err := writeFileAtomic(base+".key", oldKeyPEM, 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(c.dir, CrossDir), 0o755); err != nil {
+		return nil, fmt.Errorf("rollover: %w", err)
+	}
+	if err := writeCerts(filepath.Join(c.dir, CrossDir, "new-by-old.crt"), newByOld); err != nil {
+		return nil, err
+	}
+	if err := writeCerts(filepath.Join(c.dir, CrossDir, "old-by-new.crt"), oldByNew); err != nil {
+		return nil, err
+	}
+	if err := writeKey(filepath.Join(c.dir, RootKeyFile), newKey, passphrase); err != nil {
+		return nil, err
+	}
+	allRoots := append([]*x509.Certificate{newRoot}, roots...)
+	if err := writeCerts(filepath.Join(c.dir, RootCertFile), allRoots...); err != nil {
+		return nil, err
+	}
+	chain := []*x509.Certificate{inter, newByOld}
+	if err := writeCerts(filepath.Join(c.dir, IntermediateCertFile), chain...); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.roots = allRoots
+	signer := c.signer
+	c.mu.Unlock()
+	if err := c.SwapIntermediate(chain, signer); err != nil {
+		return nil, fmt.Errorf("rollover: %w", err)
+	}
+	ro := &Rollover{NewRoot: newRoot, OldRoot: oldRoot, NewByOld: newByOld, OldByNew: oldByNew, Intermediate: inter}
+	return ro, c.audit(ctx, "ca.root.rollover", map[string]any{
+		"old_root_key_id": hex.EncodeToString(oldRoot.SubjectKeyId),
+		"new_root_key_id": hex.EncodeToString(newRoot.SubjectKeyId),
+		"new_root":        newRoot.Subject.String(),
+		"not_after":       newRoot.NotAfter,
+	})
+}
+
+// crossCert certifies subjectCert's key and subject by issuer. No path
+// length constraint: a cross certificate sits above intermediates.
+func crossCert(subjectCert *x509.Certificate, pub crypto.PublicKey, issuer *x509.Certificate, issuerKey crypto.Signer, now time.Time) (*x509.Certificate, error) {
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	notAfter := subjectCert.NotAfter
+	if notAfter.After(issuer.NotAfter) {
+		notAfter = issuer.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               subjectCert.Subject,
+		SubjectKeyId:          subjectCert.SubjectKeyId,
+		NotBefore:             now.Add(-5 * time.Minute),
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            -1,
+	}
+	return signCert(tmpl, issuer, pub, issuerKey)
+}

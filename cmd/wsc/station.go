@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/station"
+)
+
+// line is everything a station run needs, opened from its config file.
+type line struct {
+	cfg   *station.FileConfig
+	ca    *ca.CA
+	store *db.Store
+	prov  *station.Provisioner
+}
+
+func (l *line) Close() error {
+	var errs []error
+	if l.store != nil {
+		errs = append(errs, l.store.Close())
+	}
+	if l.ca != nil {
+		errs = append(errs, l.ca.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// openLine loads the config, unlocks the CA (once per shift), opens the
+// database and records the work order.
+func openLine(ctx context.Context, path string) (l *line, err error) {
+	cfg, err := station.LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	l = &line{cfg: cfg}
+	defer func() {
+		if err != nil {
+			_ = l.Close()
+		}
+	}()
+	pass, err := ca.ReadPassphrase(cfg.CA.Passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("CA passphrase: %w", err)
+	}
+	var opts []ca.Option
+	var profile *ca.Profile
+	if cfg.WorkOrder.Profile != "" && cfg.WorkOrder.Profile != "default" {
+		profile, err = ca.LoadProfile(cfg.WorkOrder.Profile)
+		if err != nil {
+			return nil, err
+		}
+	}
+	l.ca, err = ca.Open(cfg.CA.Dir, pass, opts...)
+	clear(pass)
+	if err != nil {
+		return nil, fmt.Errorf("open CA: %w", err)
+	}
+	l.store, err = db.Open(cfg.Database, db.WithActor(cfg.Station))
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureWorkOrder(ctx, l.store, cfg.WorkOrder); err != nil {
+		return nil, err
+	}
+	pcfg := station.Config{Issuer: l.ca, Store: l.store, Station: cfg.Station, WorkOrder: cfg.WorkOrder.ID,
+		Profile: profile, Lock: cfg.WorkOrder.Lock == "lock", Baud: cfg.Baud}
+	if len(cfg.TPMVendorRoots) > 0 {
+		if pcfg.VendorRoots, err = station.LoadCertPool(cfg.TPMVendorRoots...); err != nil {
+			return nil, err
+		}
+	}
+	if len(cfg.TPMVendorIntermediates) > 0 {
+		if pcfg.VendorIntermediates, err = station.LoadCertPool(cfg.TPMVendorIntermediates...); err != nil {
+			return nil, err
+		}
+	}
+	l.prov, err = station.NewProvisioner(pcfg)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func ensureWorkOrder(ctx context.Context, s *db.Store, w station.WorkOrder) error {
+	err := s.CreateWorkOrder(ctx, db.WorkOrder{ID: w.ID, Product: w.Product, Quantity: w.Quantity, Profile: w.Profile, LockPolicy: w.Lock})
+	if errors.Is(err, db.ErrDuplicate) {
+		got, gerr := s.GetWorkOrder(ctx, w.ID)
+		if gerr != nil {
+			return gerr
+		}
+		if got.Quantity != w.Quantity || got.Product != w.Product {
+			return fmt.Errorf("work order %s is recorded with product %q quantity %d, the config says %q quantity %d: fix the config",
+				w.ID, got.Product, got.Quantity, w.Product, w.Quantity)
+		}
+		return nil
+	}
+	return err
+}
+
+// login checks an operator's PIN from a passphrase-style source.
+func login(ctx context.Context, s *db.Store, id, pinSource string) (string, error) {
+	if id == "" {
+		return "", errors.New("--operator is required (operators identify themselves at the start of a shift)")
+	}
+	pin, err := ca.ReadPassphrase(pinSource)
+	if err != nil {
+		return "", fmt.Errorf("operator PIN: %w", err)
+	}
+	op, err := s.VerifyOperator(ctx, id, string(pin))
+	clear(pin)
+	if err != nil {
+		return "", fmt.Errorf("operator %s: %w", id, err)
+	}
+	return op.ID, nil
+}
+
+func stationCmd() *cobra.Command {
+	var (
+		cfgPath, operator, pinSource string
+		headless                     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "station",
+		Short: "Run the bench: provision every device plugged into the configured slots",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			l, err := openLine(ctx, cfgPath)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			if headless || !isTerminal() {
+				op, err := login(ctx, l.store, operator, pinSource)
+				if err != nil {
+					return err
+				}
+				l.prov.SetOperator(op)
+				return runHeadless(ctx, l, cmd.OutOrStdout())
+			}
+			return runStationTUI(ctx, l)
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "station.yaml", "station configuration file (YAML)")
+	cmd.Flags().BoolVar(&headless, "headless", false, "no terminal view: print one line per event")
+	cmd.Flags().StringVar(&operator, "operator", "", "operator id (headless)")
+	cmd.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the operator's PIN comes from: prompt, file:PATH, fd:N, env:NAME")
+	return cmd
+}
+
+func runHeadless(ctx context.Context, l *line, out io.Writer) error {
+	events := make(chan station.Event, 256)
+	bench, err := station.NewBench(station.BenchConfig{Provisioner: l.prov, Slots: l.cfg.Slots, MaxFailures: l.cfg.MaxFailures,
+		Running: true, Events: func(e station.Event) { events <- e }})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "station %s: work order %s, %d slots, running (Ctrl-C to stop)\n", l.cfg.Station, l.cfg.WorkOrder.ID, len(l.cfg.Slots))
+	done := make(chan error, 1)
+	go func() { done <- bench.Run(ctx) }()
+	for {
+		select {
+		case e := <-events:
+			fmt.Fprintln(out, e.String())
+			if e.State == station.StateFailed || e.State == station.StateQuarantined {
+				for _, st := range bench.Snapshot() {
+					if st.Slot == e.Slot && st.Instruction != "" {
+						fmt.Fprintf(out, "  slot %d: %s\n", st.Slot, st.Instruction)
+					}
+				}
+			}
+		case <-done:
+			for {
+				select {
+				case e := <-events:
+					fmt.Fprintln(out, e.String())
+				default:
+					fmt.Fprintln(out, "station stopped")
+					return nil
+				}
+			}
+		}
+	}
+}
+
+func provisionCmd() *cobra.Command {
+	var cfgPath, port, label, operator, pinSource string
+	cmd := &cobra.Command{
+		Use:   "provision",
+		Short: "Provision the one device on --port, headless, and exit (0 = provisioned)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			l, err := openLine(ctx, cfgPath)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			if operator != "" {
+				op, err := login(ctx, l.store, operator, pinSource)
+				if err != nil {
+					return err
+				}
+				l.prov.SetOperator(op)
+			}
+			out := cmd.OutOrStdout()
+			res, err := l.prov.Provision(ctx, station.Job{Slot: 1, Port: port, Label: label, Events: func(e station.Event) { fmt.Fprintln(out, e.String()) }})
+			if err != nil {
+				var se *station.StepError
+				if errors.As(err, &se) {
+					fmt.Fprintln(out, se.Instruction)
+				}
+				return &exitError{code: 1, err: err}
+			}
+			fmt.Fprintf(out, "device %s provisioned: certificate %s (%.3f s)\n", res.Serial, res.CertSerial, res.Duration.Seconds())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "station.yaml", "station configuration file (YAML); its slots are ignored")
+	cmd.Flags().StringVar(&port, "port", "", "serial port of the device")
+	cmd.Flags().StringVar(&label, "label", "", "scanned device label; must match the serial the device reports")
+	cmd.Flags().StringVar(&operator, "operator", "", "operator id")
+	cmd.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the operator's PIN comes from")
+	_ = cmd.MarkFlagRequired("port")
+	return cmd
+}

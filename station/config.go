@@ -1,0 +1,158 @@
+package station
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// FileConfig is the station's configuration file (YAML):
+//
+//	station: line1-bench3
+//	database: /var/lib/wsc/station.db
+//	ca:
+//	  dir: /var/lib/wsc/ca
+//	  passphrase: prompt          # or file:PATH, fd:N, env:NAME — never the passphrase itself
+//	tpm_vendor_roots: [/etc/wsc/tpm-vendors/infineon-root.pem]
+//	tpm_vendor_intermediates: [/etc/wsc/tpm-vendors/infineon-ica.pem]
+//	work_order: {id: WO-1001, product: sensor-x, quantity: 500, profile: default, lock: none}
+//	baud: 115200
+//	max_failures: 3
+//	slots:
+//	  - {slot: 1, port: /dev/ttyUSB0}
+//	  - {slot: 2, usb: "0403:6001:A1B2C3"}
+//
+// Relative paths are relative to the configuration file's folder.
+type FileConfig struct {
+	Station                string     `yaml:"station"`
+	Database               string     `yaml:"database"`
+	CA                     CAConfig   `yaml:"ca"`
+	TPMVendorRoots         []string   `yaml:"tpm_vendor_roots"`
+	TPMVendorIntermediates []string   `yaml:"tpm_vendor_intermediates"`
+	WorkOrder              WorkOrder  `yaml:"work_order"`
+	Baud                   int        `yaml:"baud"`
+	MaxFailures            int        `yaml:"max_failures"`
+	Slots                  []SlotSpec `yaml:"slots"`
+}
+
+// CAConfig locates the CA and says where its passphrase comes from.
+type CAConfig struct {
+	Dir string `yaml:"dir"`
+	// Passphrase is a source (prompt, file:PATH, fd:N, env:NAME).
+	Passphrase string `yaml:"passphrase"`
+}
+
+// WorkOrder is what the bench produces: a quantity of one product with one
+// certificate profile and lock policy.
+type WorkOrder struct {
+	ID       string `yaml:"id"`
+	Product  string `yaml:"product"`
+	Quantity int    `yaml:"quantity"`
+	Profile  string `yaml:"profile"`
+	// Lock is "lock" (write-lock the chain after read-back) or "none".
+	Lock string `yaml:"lock"`
+}
+
+// LoadConfig reads and checks a station configuration file.
+func LoadConfig(path string) (*FileConfig, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("station config: %w", err)
+	}
+	var c FileConfig
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("station config %s: %w", path, err)
+	}
+	base := filepath.Dir(path)
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	abs(&c.Database)
+	abs(&c.CA.Dir)
+	for i := range c.TPMVendorRoots {
+		abs(&c.TPMVendorRoots[i])
+	}
+	for i := range c.TPMVendorIntermediates {
+		abs(&c.TPMVendorIntermediates[i])
+	}
+	for i := range c.Slots {
+		abs(&c.Slots[i].Port)
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("station config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+func (c *FileConfig) check() error {
+	var errs []error
+	if c.Station == "" {
+		errs = append(errs, errors.New("station: name is required"))
+	}
+	if c.Database == "" {
+		errs = append(errs, errors.New("database: path is required"))
+	}
+	if c.CA.Dir == "" {
+		errs = append(errs, errors.New("ca.dir is required"))
+	}
+	if c.CA.Passphrase == "" {
+		c.CA.Passphrase = "prompt"
+	}
+	if c.WorkOrder.ID == "" || c.WorkOrder.Quantity <= 0 {
+		errs = append(errs, errors.New("work_order: id and a positive quantity are required"))
+	}
+	switch c.WorkOrder.Lock {
+	case "":
+		c.WorkOrder.Lock = "none"
+	case "none", "lock":
+	default:
+		errs = append(errs, fmt.Errorf("work_order.lock: %q is neither lock nor none", c.WorkOrder.Lock))
+	}
+	if len(c.Slots) == 0 {
+		errs = append(errs, errors.New("slots: at least one slot is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// LoadCertPool reads every PEM certificate of the files into one pool; a
+// file without a certificate is an error.
+func LoadCertPool(paths ...string) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	for _, path := range paths {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("certificate file: %w", err)
+		}
+		n := 0
+		for {
+			var blk *pem.Block
+			blk, b = pem.Decode(b)
+			if blk == nil {
+				break
+			}
+			if blk.Type != "CERTIFICATE" {
+				continue
+			}
+			cert, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("certificate file %s: %w", path, err)
+			}
+			pool.AddCert(cert)
+			n++
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("certificate file %s: no certificate", path)
+		}
+	}
+	return pool, nil
+}

@@ -1,0 +1,367 @@
+package station
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/wsc-project/wsc/devices/proto"
+	"go.bug.st/serial"
+)
+
+// SlotSpec is one place on the bench: a serial port given by path, or a USB
+// serial adapter found by its USB identity (go.bug.st/serial/enumerator).
+type SlotSpec struct {
+	Slot int
+	// Port is a device path (/dev/ttyUSB0, a pseudo-terminal, or a symlink
+	// to one).
+	Port string
+	// USB matches "VID:PID" or "VID:PID:SERIAL" (hex, case-insensitive).
+	USB string
+}
+
+// BenchConfig configures a Bench.
+type BenchConfig struct {
+	Provisioner *Provisioner
+	Slots       []SlotSpec
+	// MaxFailures is how many failed attempts quarantine a device (default 3).
+	MaxFailures int
+	// Poll is how often an idle slot looks for a device (default 250 ms).
+	Poll time.Duration
+	// ProbeTimeout bounds the Hello that detects a device (default 400 ms).
+	ProbeTimeout time.Duration
+	// Events receives every event (safe for concurrent use).
+	Events func(Event)
+	// Running starts the bench with the work order running.
+	Running bool
+}
+
+// SlotStatus is a snapshot of one slot.
+type SlotStatus struct {
+	Slot        int
+	Port        string
+	State       State
+	Step        Step
+	Serial      string
+	Label       string
+	Attempts    int
+	Err         error
+	Instruction string
+	Started     time.Time
+	Finished    time.Time
+	CertSerial  string
+}
+
+type slot struct {
+	spec   SlotSpec
+	status SlotStatus
+	wake   chan struct{}
+	retry  bool
+	// absent is set when a failed slot's device stopped answering; it is
+	// only touched by the slot's own goroutine.
+	absent bool
+}
+
+// Bench runs N slots concurrently: each slot notices a device that is
+// plugged in, provisions it, shows the result until the device is pulled,
+// and waits for the operator on failure. A device that fails MaxFailures
+// times is quarantined.
+type Bench struct {
+	cfg      BenchConfig
+	mu       sync.Mutex
+	slots    []*slot
+	running  bool
+	failures map[string]int // per device serial, this session
+}
+
+// NewBench checks cfg and returns a Bench.
+func NewBench(cfg BenchConfig) (*Bench, error) {
+	if cfg.Provisioner == nil {
+		return nil, errors.New("station: bench needs a provisioner")
+	}
+	if len(cfg.Slots) == 0 {
+		return nil, errors.New("station: bench needs at least one slot")
+	}
+	if cfg.MaxFailures <= 0 {
+		cfg.MaxFailures = 3
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 250 * time.Millisecond
+	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = 400 * time.Millisecond
+	}
+	b := &Bench{cfg: cfg, running: cfg.Running, failures: map[string]int{}}
+	seen := map[int]bool{}
+	for _, s := range cfg.Slots {
+		if s.Slot <= 0 || seen[s.Slot] {
+			return nil, fmt.Errorf("station: slot numbers must be positive and unique (slot %d)", s.Slot)
+		}
+		if (s.Port == "") == (s.USB == "") {
+			return nil, fmt.Errorf("station: slot %d needs exactly one of port or usb", s.Slot)
+		}
+		seen[s.Slot] = true
+		b.slots = append(b.slots, &slot{spec: s, wake: make(chan struct{}, 1), status: SlotStatus{Slot: s.Slot, Port: s.Port, State: StateIdle}})
+	}
+	return b, nil
+}
+
+// Run runs every slot until ctx ends.
+func (b *Bench) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, s := range b.slots {
+		wg.Add(1)
+		go func() { defer wg.Done(); b.runSlot(ctx, s) }()
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+// SetRunning starts (true) or stops (false) the work order: a stopped bench
+// finishes the devices it is provisioning but starts no new ones.
+func (b *Bench) SetRunning(on bool) {
+	b.mu.Lock()
+	b.running = on
+	b.mu.Unlock()
+	b.wakeAll()
+}
+
+// Running reports whether the work order is running.
+func (b *Bench) Running() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.running
+}
+
+// Retry asks a failed slot to run its device again.
+func (b *Bench) Retry(n int) error {
+	s, err := b.slot(n)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s.status.State != StateFailed {
+		return fmt.Errorf("slot %d is %s, not failed: nothing to retry", n, s.status.State)
+	}
+	s.retry = true
+	poke(s.wake)
+	return nil
+}
+
+// Quarantine marks the device on slot n as quarantined (red bin) at the
+// operator's request.
+func (b *Bench) Quarantine(n int) error {
+	s, err := b.slot(n)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	if s.status.State == StateRunning {
+		b.mu.Unlock()
+		return fmt.Errorf("slot %d is running: wait for it to finish", n)
+	}
+	s.status.State = StateQuarantined
+	s.status.Instruction = fmt.Sprintf("Put the device on slot %d in the red bin.", n)
+	st := s.status
+	b.mu.Unlock()
+	b.emit(Event{Time: time.Now(), Slot: n, Port: st.Port, Serial: st.Serial, Step: st.Step, State: StateQuarantined, Detail: st.Instruction})
+	poke(s.wake)
+	return nil
+}
+
+// BindLabel binds a scanned device label to slot n, or with n == 0 to the
+// first slot that is idle and has no label yet. It returns the slot used.
+func (b *Bench) BindLabel(n int, label string) (int, error) {
+	if label == "" {
+		return 0, errors.New("empty label")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, s := range b.slots {
+		if (n == 0 && s.status.Label == "" && s.status.State == StateIdle) || s.spec.Slot == n {
+			s.status.Label = label
+			return s.spec.Slot, nil
+		}
+	}
+	if n == 0 {
+		return 0, errors.New("no idle slot without a label")
+	}
+	return 0, fmt.Errorf("no slot %d", n)
+}
+
+// Snapshot returns the state of every slot.
+func (b *Bench) Snapshot() []SlotStatus {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]SlotStatus, len(b.slots))
+	for i, s := range b.slots {
+		out[i] = s.status
+	}
+	return out
+}
+
+func (b *Bench) slot(n int) (*slot, error) {
+	for _, s := range b.slots {
+		if s.spec.Slot == n {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("no slot %d", n)
+}
+
+func (b *Bench) wakeAll() {
+	for _, s := range b.slots {
+		poke(s.wake)
+	}
+}
+
+func poke(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Bench) emit(e Event) {
+	if b.cfg.Events != nil {
+		b.cfg.Events(e)
+	}
+}
+
+// runSlot is one slot's state machine:
+//
+//	idle --device answers--> running --ok--> passed --device gone--> idle
+//	                                 --err--> failed --r or reseat--> running
+//	failed MaxFailures times --> quarantined --device gone--> idle
+func (b *Bench) runSlot(ctx context.Context, s *slot) {
+	for ctx.Err() == nil {
+		b.mu.Lock()
+		st, retry, running := s.status.State, s.retry, b.running
+		s.retry = false
+		b.mu.Unlock()
+
+		switch {
+		case st == StateIdle && running:
+			port, err := b.resolve(s)
+			if err == nil && b.probe(ctx, port) {
+				b.provision(ctx, s, port)
+				continue
+			}
+		case st == StateFailed && retry:
+			if port, err := b.resolve(s); err == nil {
+				b.provision(ctx, s, port)
+				continue
+			}
+		case st == StateFailed:
+			// The failure and its instruction stay on screen. A device that
+			// goes away and answers again was reseated (or replaced): run it.
+			port, err := b.resolve(s)
+			present := err == nil && b.probe(ctx, port)
+			if !present {
+				s.absent = true
+			} else if s.absent && running {
+				b.provision(ctx, s, port)
+				continue
+			}
+		case st == StatePassed || st == StateQuarantined:
+			// The result stays on screen until the device is pulled.
+			port, err := b.resolve(s)
+			if err != nil || !b.probe(ctx, port) {
+				b.setIdle(s)
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-s.wake:
+		case <-time.After(b.cfg.Poll):
+		}
+	}
+}
+
+func (b *Bench) setIdle(s *slot) {
+	b.mu.Lock()
+	prev := s.status
+	s.status = SlotStatus{Slot: prev.Slot, Port: prev.Port, State: StateIdle}
+	b.mu.Unlock()
+	b.emit(Event{Time: time.Now(), Slot: prev.Slot, Port: prev.Port, State: StateIdle, Detail: "device removed"})
+}
+
+// resolve finds the slot's port path now (USB adapters may re-enumerate).
+func (b *Bench) resolve(s *slot) (string, error) {
+	if s.spec.Port != "" {
+		if _, err := os.Stat(s.spec.Port); err != nil {
+			return "", err
+		}
+		return s.spec.Port, nil
+	}
+	return FindUSBPort(s.spec.USB)
+}
+
+// probe reports whether a device answers Hello on port.
+func (b *Bench) probe(ctx context.Context, port string) bool {
+	p, err := serial.Open(port, &serial.Mode{BaudRate: b.cfg.Provisioner.cfg.Baud})
+	if err != nil {
+		return false
+	}
+	defer p.Close()
+	c := proto.NewClient(p, proto.WithLogger(b.cfg.Provisioner.cfg.Logger), proto.WithRetries(0),
+		proto.WithTimeouts(map[proto.MsgType]time.Duration{proto.MsgHello: b.cfg.ProbeTimeout}))
+	defer c.Close()
+	_, err = c.Hello(ctx)
+	return err == nil
+}
+
+func (b *Bench) provision(ctx context.Context, s *slot, port string) {
+	b.mu.Lock()
+	label := s.status.Label
+	s.status.State, s.status.Started, s.status.Err, s.status.Instruction = StateRunning, time.Now(), nil, ""
+	s.status.Attempts++
+	s.absent = false
+	b.mu.Unlock()
+	events := func(e Event) {
+		b.mu.Lock()
+		if e.Serial != "" {
+			s.status.Serial = e.Serial
+		}
+		s.status.Step = e.Step
+		b.mu.Unlock()
+		b.emit(e)
+	}
+	res, err := b.cfg.Provisioner.Provision(ctx, Job{Slot: s.spec.Slot, Port: port, Label: label, Events: events})
+	b.mu.Lock()
+	s.status.Finished = time.Now()
+	if err == nil {
+		s.status.State, s.status.CertSerial, s.status.Serial = StatePassed, res.CertSerial, res.Serial
+		b.mu.Unlock()
+		return
+	}
+	s.status.Err = err
+	s.status.State = StateFailed
+	var se *StepError
+	if errors.As(err, &se) {
+		s.status.Instruction = se.Instruction
+	}
+	serial := s.status.Serial
+	quarantine := false
+	if serial != "" {
+		b.failures[serial]++
+		quarantine = b.failures[serial] >= b.cfg.MaxFailures || errors.Is(err, ErrAttestation)
+	}
+	if quarantine {
+		s.status.State = StateQuarantined
+		s.status.Instruction = fmt.Sprintf("Device %s failed %d times: put it in the red bin.", serial, b.failures[serial])
+		if errors.Is(err, ErrAttestation) {
+			s.status.Instruction = fmt.Sprintf("Device %s failed attestation: put it in the red bin.", serial)
+		}
+	}
+	st := s.status
+	b.mu.Unlock()
+	if quarantine {
+		b.emit(Event{Time: time.Now(), Slot: st.Slot, Port: st.Port, Serial: st.Serial, Step: st.Step, State: StateQuarantined, Detail: st.Instruction, Err: err})
+	}
+}
