@@ -2,12 +2,15 @@ package station
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/wsc-project/wsc/db"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -155,4 +158,22 @@ func LoadCertPool(paths ...string) (*x509.CertPool, error) {
 		}
 	}
 	return pool, nil
+}
+
+// EnsureWorkOrder records the work order, or checks that the recorded one
+// has the same product and quantity.
+func EnsureWorkOrder(ctx context.Context, s *db.Store, w WorkOrder) error {
+	err := s.CreateWorkOrder(ctx, db.WorkOrder{ID: w.ID, Product: w.Product, Quantity: w.Quantity, Profile: w.Profile, LockPolicy: w.Lock})
+	if errors.Is(err, db.ErrDuplicate) {
+		got, gerr := s.GetWorkOrder(ctx, w.ID)
+		if gerr != nil {
+			return gerr
+		}
+		if got.Quantity != w.Quantity || got.Product != w.Product {
+			return fmt.Errorf("work order %s is recorded with product %q quantity %d, the config says %q quantity %d: fix the config",
+				w.ID, got.Product, got.Quantity, w.Product, w.Quantity)
+		}
+		return nil
+	}
+	return err
 }

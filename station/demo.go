@@ -59,6 +59,9 @@ func (r *DemoReport) Failed() int {
 // beside it; the file's first line says so.
 const DemoPassphraseFile = "DEMO-ONLY-ca-passphrase.txt"
 
+// DemoWorkOrder is the work order the demo's devices count against.
+const DemoWorkOrder = "DEMO"
+
 // RunDemo creates a private CA in Workspace/ca, starts the simulated
 // devices, provisions all of them concurrently, records everything in
 // Workspace/station.db and stops every process it started.
@@ -90,11 +93,19 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (rep *DemoReport, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open CA: %w", err)
 	}
-	store, err := db.Open(filepath.Join(ws, "station.db"))
+	auditKey, err := ca.AuditKey(caDir, pass)
+	if err != nil {
+		return nil, err
+	}
+	store, err := db.Open(filepath.Join(ws, "station.db"), db.WithActor("demo-station"), db.WithAuditSigner(auditKey, 0))
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	defer store.Close()
+	wo := WorkOrder{ID: DemoWorkOrder, Product: "demo-board", Quantity: max(cfg.Devices, 1000), Lock: "none"}
+	if err := EnsureWorkOrder(ctx, store, wo); err != nil {
+		return nil, err
+	}
 
 	bench, err := sim.StartBench(ctx, sim.BenchConfig{
 		Dir: ws, N: cfg.Devices, SerialPrefix: "SIM", AgentBinary: cfg.AgentBinary,
@@ -114,7 +125,7 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (rep *DemoReport, err error) {
 	}
 	p, err := NewProvisioner(Config{
 		Issuer: authority, Store: store, VendorRoots: roots, VendorIntermediates: inters,
-		Station: "demo-station", Operator: "demo", WorkOrder: "",
+		Station: "demo-station", Operator: "demo", WorkOrder: DemoWorkOrder,
 	})
 	if err != nil {
 		return nil, err
@@ -161,4 +172,3 @@ func demoPassphrase(path string) ([]byte, error) {
 	}
 	return last, nil
 }
-

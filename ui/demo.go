@@ -1,7 +1,3 @@
-// Package ui holds the terminal views of wsc (bubbletea models): the demo
-// and operator bench view, the QA verification view and the CA admin view.
-// Models are pure: Update and View do no I/O; the station's work reaches them
-// as messages (station events) sent into the program.
 package ui
 
 import (

@@ -1,6 +1,7 @@
 package wasmsign
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -10,6 +11,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -289,4 +291,32 @@ func parseECDSASignature(sig []byte, size int) (r, s *big.Int, err error) {
 		return new(big.Int).SetBytes(sig[:size]), new(big.Int).SetBytes(sig[size:]), nil
 	}
 	return nil, nil, fmt.Errorf("digest signer returned a %d-byte signature that is neither ASN.1 nor raw r||s", len(sig))
+}
+
+// ParseEd25519PublicKey reads an Ed25519 public key in the forms wasmsign2
+// uses: 32 raw bytes, wasmsign2's key file (0x01 followed by the 32 bytes),
+// DER SubjectPublicKeyInfo or a PEM "PUBLIC KEY" block.
+func ParseEd25519PublicKey(b []byte) (ed25519.PublicKey, error) {
+	switch {
+	case len(b) == ed25519.PublicKeySize:
+		return ed25519.PublicKey(bytes.Clone(b)), nil
+	case len(b) == ed25519.PublicKeySize+1 && b[0] == AlgEd25519:
+		return ed25519.PublicKey(bytes.Clone(b[1:])), nil
+	}
+	der := b
+	if blk, _ := pem.Decode(b); blk != nil {
+		if blk.Type != "PUBLIC KEY" {
+			return nil, fmt.Errorf("ed25519 public key: unexpected PEM block %q", blk.Type)
+		}
+		der = blk.Bytes
+	}
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("ed25519 public key: %w", err)
+	}
+	pub, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("ed25519 public key: got %T", k)
+	}
+	return pub, nil
 }

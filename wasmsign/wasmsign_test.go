@@ -442,6 +442,18 @@ func TestEd25519Compatibility(t *testing.T) {
 	if !bytes.Equal(signed, want) {
 		t.Fatalf("Ed25519 signed module differs from the wasmsign2 layout\n got %x\nwant %x", signed, want)
 	}
+	spki, _ := x509.MarshalPKIXPublicKey(pub)
+	for name, in := range map[string][]byte{
+		"raw": pub, "wasmsign2 key file": cat([]byte{0x01}, pub), "DER": spki,
+		"PEM": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki}),
+	} {
+		if k, err := ParseEd25519PublicKey(in); err != nil || !k.Equal(pub) {
+			t.Fatalf("ParseEd25519PublicKey(%s): %v", name, err)
+		}
+	}
+	if _, err := ParseEd25519PublicKey([]byte{0x02, 1, 2}); err == nil {
+		t.Fatal("garbage parsed as a key")
+	}
 	gotID, _ := KeyID(pub)
 	if !bytes.Equal(gotID, keyID) {
 		t.Fatal("KeyID differs from wasmsign2's default key id")
@@ -507,6 +519,14 @@ func TestMultipleSignatureSets(t *testing.T) {
 	d := mustSigData(t, s3)
 	if len(d.sets) != 2 || len(d.sets[0].records) != 2 || len(d.sets[1].hashes) != 2 {
 		t.Fatalf("sets: %d", len(d.sets))
+	}
+	info, err := Inspect(bytes.NewReader(s3), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Sets) != 2 || info.Sets[0].MatchesModule || !info.Sets[1].MatchesModule ||
+		info.Sets[0].Records[1].Algorithm != AlgEd25519 || info.Sets[1].Records[0].Chain[0].Subject.SerialNumber != "DEV-B" {
+		t.Fatalf("inspect: %+v", info)
 	}
 	res, err = Verify(s3, p.policy())
 	wantValid(t, res, err)

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"text/tabwriter"
+
+	"github.com/wsc-project/wsc/ca"
 
 	"github.com/spf13/cobra"
 	"github.com/wsc-project/wsc/db"
@@ -54,6 +58,80 @@ func dbCmd() *cobra.Command {
 	export.Flags().StringVar(&format, "format", "json", "json or csv")
 	export.Flags().StringVar(&since, "since", "", "only devices provisioned at or after this time (RFC 3339 or YYYY-MM-DD)")
 	export.Flags().StringVar(&workOrder, "work-order", "", "only devices of this work order")
-	cmd.AddCommand(export)
+	var statsDB, statsWO string
+	var statsJSON bool
+	stats := &cobra.Command{
+		Use:   "stats",
+		Short: "Production counters per work order (quantity, done, failed, yield, devices/hour)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if statsDB == "" {
+				return fmt.Errorf("--db is required")
+			}
+			if _, err := os.Stat(statsDB); err != nil {
+				return fmt.Errorf("database: %w", err)
+			}
+			s, err := db.Open(statsDB, db.WithReadOnly())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			st, err := s.Stats(cmd.Context(), statsWO)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if statsJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "WORK ORDER\tQUANTITY\tASSIGNED\tDONE\tFAILED RUNS\tYIELD\tDEVICES/HOUR")
+			for _, w := range st {
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f%%\t%.0f\n", w.WorkOrder, w.Quantity, w.Assigned, w.Done, w.Failed, 100*w.Yield, w.PerHour)
+			}
+			return tw.Flush()
+		},
+	}
+	stats.Flags().StringVar(&statsDB, "db", "", "station database file")
+	stats.Flags().StringVar(&statsWO, "work-order", "", "only this work order")
+	stats.Flags().BoolVar(&statsJSON, "json", false, "print JSON")
+	cmd.AddCommand(export, stats)
+	return cmd
+}
+
+func operatorCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "operator", Short: "Manage the operators allowed to run the station"}
+	var path, id, name, role, pinSource string
+	add := &cobra.Command{
+		Use:   "add",
+		Short: "Add or update an operator; the PIN is stored only as a salted PBKDF2 hash",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if path == "" || id == "" {
+				return fmt.Errorf("--db and --id are required")
+			}
+			pin, err := ca.ReadPassphrase(pinSource)
+			if err != nil {
+				return fmt.Errorf("PIN: %w", err)
+			}
+			defer clear(pin)
+			s, err := db.Open(path)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if err := s.UpsertOperator(cmd.Context(), db.Operator{ID: id, Name: name, Role: role}, string(pin)); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "operator %s saved\n", id)
+			return nil
+		},
+	}
+	add.Flags().StringVar(&path, "db", "", "station database file")
+	add.Flags().StringVar(&id, "id", "", "operator id (badge number or short name)")
+	add.Flags().StringVar(&name, "name", "", "full name")
+	add.Flags().StringVar(&role, "role", "operator", "operator, qa or security")
+	add.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the PIN comes from: prompt, file:PATH, fd:N, env:NAME")
+	cmd.AddCommand(add)
 	return cmd
 }

@@ -51,7 +51,6 @@ func openLine(ctx context.Context, path string) (l *line, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA passphrase: %w", err)
 	}
-	var opts []ca.Option
 	var profile *ca.Profile
 	if cfg.WorkOrder.Profile != "" && cfg.WorkOrder.Profile != "default" {
 		profile, err = ca.LoadProfile(cfg.WorkOrder.Profile)
@@ -59,16 +58,21 @@ func openLine(ctx context.Context, path string) (l *line, err error) {
 			return nil, err
 		}
 	}
-	l.ca, err = ca.Open(cfg.CA.Dir, pass, opts...)
-	clear(pass)
+	l.ca, err = ca.Open(cfg.CA.Dir, pass)
 	if err != nil {
+		clear(pass)
 		return nil, fmt.Errorf("open CA: %w", err)
 	}
-	l.store, err = db.Open(cfg.Database, db.WithActor(cfg.Station))
+	auditKey, err := ca.AuditKey(cfg.CA.Dir, pass)
+	clear(pass)
 	if err != nil {
 		return nil, err
 	}
-	if err := ensureWorkOrder(ctx, l.store, cfg.WorkOrder); err != nil {
+	l.store, err = db.Open(cfg.Database, db.WithActor(cfg.Station), db.WithAuditSigner(auditKey, 0))
+	if err != nil {
+		return nil, err
+	}
+	if err := station.EnsureWorkOrder(ctx, l.store, cfg.WorkOrder); err != nil {
 		return nil, err
 	}
 	pcfg := station.Config{Issuer: l.ca, Store: l.store, Station: cfg.Station, WorkOrder: cfg.WorkOrder.ID,
@@ -88,22 +92,6 @@ func openLine(ctx context.Context, path string) (l *line, err error) {
 		return nil, err
 	}
 	return l, nil
-}
-
-func ensureWorkOrder(ctx context.Context, s *db.Store, w station.WorkOrder) error {
-	err := s.CreateWorkOrder(ctx, db.WorkOrder{ID: w.ID, Product: w.Product, Quantity: w.Quantity, Profile: w.Profile, LockPolicy: w.Lock})
-	if errors.Is(err, db.ErrDuplicate) {
-		got, gerr := s.GetWorkOrder(ctx, w.ID)
-		if gerr != nil {
-			return gerr
-		}
-		if got.Quantity != w.Quantity || got.Product != w.Product {
-			return fmt.Errorf("work order %s is recorded with product %q quantity %d, the config says %q quantity %d: fix the config",
-				w.ID, got.Product, got.Quantity, w.Product, w.Quantity)
-		}
-		return nil
-	}
-	return err
 }
 
 // login checks an operator's PIN from a passphrase-style source.

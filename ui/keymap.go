@@ -1,0 +1,176 @@
+package ui
+
+import (
+	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/table"
+)
+
+// ScanRule is how the operator bench tells a barcode scan from a command
+// key. A scanner types like a keyboard, so the rule has to be explicit; the
+// full help (?) shows this text.
+//
+//  1. Text that arrives as a burst — several characters in one key message,
+//     which is what a scanner or a paste produces — goes into the scan field.
+//  2. While the scan field holds text (or was opened with /), every
+//     printable key goes into it: Enter binds the label, Backspace edits,
+//     Esc clears; the arrow keys still choose the slot it will bind to.
+//  3. Only when the scan field is empty is a single key a command. A single
+//     printable key that is not a command (an upper-case letter, say) starts
+//     the scan field. To type by hand a label that begins with a command key
+//     or a digit, press / first.
+//
+// Enter binds the label to the selected slot when that slot is failed (a
+// rescan after a label mismatch) or idle without a label; otherwise to the
+// first idle slot without a label. The selection then moves to that slot.
+const ScanRule = "Scanning: a scanner burst (or / then typing) fills the scan field; Enter binds the label " +
+	"to the selected slot if it is failed or idle without a label, else to the next idle slot without one. " +
+	"While the scan field holds text every key types into it (Esc clears it); single-key commands work " +
+	"only when it is empty. Labels that start with a digit or a command letter: press / first."
+
+// KeyMap holds every key binding of the operator bench and its login
+// screen. It satisfies help.KeyMap; the QA view has QAKeyMap.
+type KeyMap struct {
+	// StartStop starts or stops the work order.
+	StartStop key.Binding
+	// Retry runs the selected failed slot again.
+	Retry key.Binding
+	// Quarantine sends the selected slot's device to the red bin.
+	Quarantine key.Binding
+	// Left, Right, Up and Down move the slot selection (Up/Down by a row of
+	// cards).
+	Left, Right, Up, Down key.Binding
+	// Slot selects slot 1-9 directly.
+	Slot key.Binding
+	// Scan opens the scan field to type a label by hand.
+	Scan key.Binding
+	// Enter commits the scan field (and submits the login form).
+	Enter key.Binding
+	// Esc clears the scan field, closes help or answers no.
+	Esc key.Binding
+	// NextField moves between the login fields.
+	NextField key.Binding
+	// Help shows or hides the full help.
+	Help key.Binding
+	// Quit leaves the program; it asks first while slots are provisioning.
+	Quit key.Binding
+	// Yes confirms a question (quit while running).
+	Yes key.Binding
+}
+
+// DefaultKeyMap returns the operator bench bindings.
+func DefaultKeyMap() KeyMap {
+	return KeyMap{
+		StartStop:  key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "start/stop work order")),
+		Retry:      key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "retry slot")),
+		Quarantine: key.NewBinding(key.WithKeys("b"), key.WithHelp("b", "red bin")),
+		Left:       key.NewBinding(key.WithKeys("left"), key.WithHelp("←", "previous slot")),
+		Right:      key.NewBinding(key.WithKeys("right"), key.WithHelp("→", "next slot")),
+		Up:         key.NewBinding(key.WithKeys("up"), key.WithHelp("↑", "slot above")),
+		Down:       key.NewBinding(key.WithKeys("down"), key.WithHelp("↓", "slot below")),
+		Slot:       key.NewBinding(key.WithKeys("1", "2", "3", "4", "5", "6", "7", "8", "9"), key.WithHelp("1-9", "select slot")),
+		Scan:       key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "type a label")),
+		Enter:      key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "bind scanned label")),
+		Esc:        key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "clear scan")),
+		NextField:  key.NewBinding(key.WithKeys("tab", "shift+tab"), key.WithHelp("tab", "next field")),
+		Help:       key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
+		Quit:       key.NewBinding(key.WithKeys("ctrl+c"), key.WithHelp("ctrl+c", "quit")),
+		Yes:        key.NewBinding(key.WithKeys("y", "Y"), key.WithHelp("y", "yes")),
+	}
+}
+
+// ShortHelp is the one-line help under the bench.
+func (k KeyMap) ShortHelp() []key.Binding {
+	return []key.Binding{k.StartStop, k.Retry, k.Quarantine, arrows(k), k.Slot, k.Scan, k.Help, k.Quit}
+}
+
+// FullHelp is the help shown with ?, grouped by column.
+func (k KeyMap) FullHelp() [][]key.Binding {
+	return [][]key.Binding{
+		{k.StartStop, k.Retry, k.Quarantine},
+		{k.Left, k.Right, k.Up, k.Down, k.Slot},
+		{k.Scan, k.Enter, k.Esc},
+		{k.Help, k.Quit},
+	}
+}
+
+// loginHelp is the help of the login screen.
+type loginHelp struct{ k KeyMap }
+
+func (h loginHelp) ShortHelp() []key.Binding {
+	return []key.Binding{
+		h.k.NextField,
+		key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "sign in")),
+		h.k.Quit,
+	}
+}
+
+func (h loginHelp) FullHelp() [][]key.Binding { return [][]key.Binding{h.ShortHelp()} }
+
+// arrows is a display-only binding that stands for the four arrow keys.
+func arrows(k KeyMap) key.Binding {
+	return key.NewBinding(key.WithKeys(append(append(append(k.Left.Keys(), k.Right.Keys()...), k.Up.Keys()...), k.Down.Keys()...)...),
+		key.WithHelp("←↑↓→", "select"))
+}
+
+// QAKeyMap holds the key bindings of the QA verification view. It
+// satisfies help.KeyMap.
+type QAKeyMap struct {
+	// Start verifies the folder typed in the folder field; in the export
+	// field it writes the report.
+	Start key.Binding
+	// Back cancels a running verification or leaves the export field.
+	Back key.Binding
+	// Up, Down, PageUp, PageDown, Top and Bottom move in the result table.
+	Up, Down, PageUp, PageDown, Top, Bottom key.Binding
+	// Failures toggles "failures only".
+	Failures key.Binding
+	// Export asks for a report file name (.xml: JUnit, otherwise JSON).
+	Export key.Binding
+	// Open goes back to the folder field to verify another folder.
+	Open key.Binding
+	// Help shows or hides the full help.
+	Help key.Binding
+	// Quit leaves the program (q only when no text field has the focus).
+	Quit key.Binding
+}
+
+// DefaultQAKeyMap returns the QA view bindings.
+func DefaultQAKeyMap() QAKeyMap {
+	return QAKeyMap{
+		Start:    key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "verify / write")),
+		Back:     key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "cancel")),
+		Up:       key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
+		Down:     key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
+		PageUp:   key.NewBinding(key.WithKeys("pgup"), key.WithHelp("pgup", "page up")),
+		PageDown: key.NewBinding(key.WithKeys("pgdown"), key.WithHelp("pgdn", "page down")),
+		Top:      key.NewBinding(key.WithKeys("home", "g"), key.WithHelp("g", "first")),
+		Bottom:   key.NewBinding(key.WithKeys("end", "G"), key.WithHelp("G", "last")),
+		Failures: key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "failures only")),
+		Export:   key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "export report")),
+		Open:     key.NewBinding(key.WithKeys("o"), key.WithHelp("o", "other folder")),
+		Help:     key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
+		Quit:     key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
+	}
+}
+
+// ShortHelp is the one-line help of the QA view.
+func (k QAKeyMap) ShortHelp() []key.Binding {
+	return []key.Binding{k.Start, k.Back, k.Failures, k.Export, k.Open, k.Help, k.Quit}
+}
+
+// FullHelp is the QA help shown with ?.
+func (k QAKeyMap) FullHelp() [][]key.Binding {
+	return [][]key.Binding{
+		{k.Start, k.Back, k.Open},
+		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom},
+		{k.Failures, k.Export, k.Help, k.Quit},
+	}
+}
+
+// tableKeys maps the QA bindings onto the table's own key map, so that the
+// table never takes f or b (bubbles' defaults) from the view.
+func (k QAKeyMap) tableKeys() table.KeyMap {
+	none := key.NewBinding(key.WithDisabled())
+	return table.KeyMap{LineUp: k.Up, LineDown: k.Down, PageUp: k.PageUp, PageDown: k.PageDown,
+		HalfPageUp: none, HalfPageDown: none, GotoTop: k.Top, GotoBottom: k.Bottom}
+}

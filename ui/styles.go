@@ -1,0 +1,54 @@
+package ui
+
+import (
+	"github.com/charmbracelet/bubbles/help"
+	"github.com/charmbracelet/bubbles/progress"
+	"github.com/charmbracelet/lipgloss"
+)
+
+// Colours are ANSI palette indexes so that the views read the same on the
+// plain 16-colour consoles that line PCs often run.
+const (
+	colGrey   = lipgloss.Color("8")
+	colRed    = lipgloss.Color("1")
+	colGreen  = lipgloss.Color("2")
+	colYellow = lipgloss.Color("3")
+	colBlue   = lipgloss.Color("4")
+	colCyan   = lipgloss.Color("6")
+	colWhite  = lipgloss.Color("15")
+)
+
+var (
+	styleWarn   = lipgloss.NewStyle().Foreground(colYellow).Bold(true)
+	styleRun    = lipgloss.NewStyle().Foreground(colCyan).Bold(true)
+	styleRedBin = lipgloss.NewStyle().Foreground(colRed).Reverse(true).Bold(true)
+	styleKey    = lipgloss.NewStyle().Foreground(colWhite).Bold(true)
+	styleStatus = lipgloss.NewStyle().Reverse(true)
+	styleInstr  = lipgloss.NewStyle().Foreground(colYellow).Bold(true)
+	styleInput  = lipgloss.NewStyle().Foreground(colWhite)
+
+	cardBorder     = lipgloss.RoundedBorder()
+	cardBorderSel  = lipgloss.DoubleBorder()
+	styleCardBase  = lipgloss.NewStyle().Padding(0, 1)
+	styleLoginBox  = lipgloss.NewStyle().Border(lipgloss.RoundedBorder()).Padding(1, 2)
+	styleListCur   = lipgloss.NewStyle().Bold(true)
+	styleSectionHd = lipgloss.NewStyle().Bold(true).Underline(true)
+)
+
+// newHelp returns a help bubble readable on a dark factory console (the
+// bubbles default greys are too faint there).
+func newHelp() help.Model {
+	h := help.New()
+	k := lipgloss.NewStyle().Foreground(colWhite).Bold(true)
+	d := lipgloss.NewStyle().Foreground(lipgloss.Color("7"))
+	s := lipgloss.NewStyle().Foreground(colGrey)
+	h.Styles = help.Styles{Ellipsis: s, ShortKey: k, ShortDesc: d, ShortSeparator: s, FullKey: k, FullDesc: d, FullSeparator: s}
+	return h
+}
+
+// newBar returns a progress bar in a solid colour that follows lipgloss's
+// colour profile (so tests that set an ASCII profile get plain bars).
+func newBar(c lipgloss.Color) progress.Model {
+	return progress.New(progress.WithSolidFill(string(c)), progress.WithoutPercentage(),
+		progress.WithColorProfile(lipgloss.ColorProfile()))
+}
