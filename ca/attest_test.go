@@ -34,8 +34,6 @@ type tpmKey struct {
 	pub    []byte // TPM2B_PUBLIC
 }
 
-func (k tpmKey) named() tpm2.NamedHandle { return tpm2.NamedHandle{Handle: k.handle, Name: k.name} }
-
 type tpmFixture struct {
 	tpm           transport.TPM
 	vendor        *vendorCA

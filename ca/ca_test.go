@@ -258,6 +258,12 @@ func TestIssue(t *testing.T) {
 
 func TestIssueRefusals(t *testing.T) {
 	c, _ := newTestCA(t)
+	defer func() {
+		c.Close()
+		if _, err := c.Issue(context.Background(), makeCSR(t, p256(t), "x"), IssueRequest{DeviceSerial: "SN1"}); !errors.Is(err, ErrNotOpen) {
+			t.Errorf("after Close: %v", err)
+		}
+	}()
 	ctx := context.Background()
 	good := makeCSR(t, p256(t), "x")
 	req := IssueRequest{DeviceSerial: "SN1", Validity: time.Hour}

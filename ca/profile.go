@@ -56,8 +56,8 @@ type Profile struct {
 	compiled bool
 	ekus     []x509.ExtKeyUsage
 	cnTmpl   *template.Template
-	dnTmpl []*template.Template
-	hwOID  asn1.ObjectIdentifier
+	dnTmpl   []*template.Template
+	hwOID    asn1.ObjectIdentifier
 }
 
 // NameData is the data the profile name templates are evaluated with. It is

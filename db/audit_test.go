@@ -93,6 +93,12 @@ func TestAuditVerifyClean(t *testing.T) {
 	if _, err := s.db.Exec("DELETE FROM audit WHERE id = 1"); err == nil {
 		t.Fatal("delete audit row accepted")
 	}
+	if err := s.Audit(context.Background(), AuditCheckpointKind, "me", nil); err == nil {
+		t.Fatal("forged checkpoint kind accepted")
+	}
+	if err := s.Checkpoint(context.Background()); err == nil {
+		t.Fatal("checkpoint without a signer accepted")
+	}
 }
 
 func TestAuditTamperingDetected(t *testing.T) {

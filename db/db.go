@@ -1,17 +1,3 @@
-// Package db is the station's SQLite store: work orders, operators, devices, keys,
-// certificates, provisioning runs, QA verifications and a hash-chained audit ledger.
-//
-// The file is opened in WAL mode with foreign keys on, a busy timeout and
-// synchronous=FULL, so that a commit that records an issuance survives a power cut,
-// and so that the station and a QA process (wsc verify) can use the same file at once.
-// The schema is migrated forward on Open by embedded, numbered SQL files, each applied
-// in its own transaction; the schema version lives in the file (PRAGMA user_version).
-//
-// Issuance is exactly-once: BeginIssue records the intent before the CA signs,
-// CompleteIssue records the certificate in the same transaction as its key row, the
-// supersession of the device's previous certificate and the audit row. Driver errors are
-// mapped to the sentinel errors of this package (ErrNotFound, ErrDuplicate, ErrDiskFull …)
-// at the boundary; callers branch with errors.Is.
 package db
 
 import (
@@ -107,6 +93,14 @@ func Open(path string, opts ...Option) (*Store, error) {
 	base.Set("_busy_timeout", fmt.Sprint(cfg.busyTimeout.Milliseconds()))
 	if cfg.readOnly {
 		base.Set("mode", "ro")
+	}
+	if onReadOnlyFS(path) {
+		if !cfg.readOnly {
+			return nil, fmt.Errorf("open %s: file system is read-only (open with WithReadOnly to read it): %w", path, ErrReadOnly)
+		}
+		// A WAL database needs its -shm file, which cannot be created on read-only media;
+		// nobody can write there either, so the file is opened immutable.
+		base.Set("immutable", "1")
 	}
 	dsn := func(extra map[string]string) string {
 		q := url.Values{}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -49,34 +50,68 @@ func fillUntilFull(t *testing.T, s *Store) {
 	}
 }
 
-// TestDiskFullTmpfs fills a 1 MiB tmpfs (200 KiB does not hold the schema plus the WAL and
-// shared-memory files). The tests run as root; mount must succeed (no skip).
+// TestDiskFullTmpfs runs the store on a tiny tmpfs (the tests run as root; mount must
+// succeed, no skip): at 200 KiB not even the schema fits, and the failed migration leaves
+// nothing behind; at 1 MiB devices fit until the disk fills; after growing the file system
+// the station carries on; remounted read-only, writes give ErrReadOnly.
 func TestDiskFullTmpfs(t *testing.T) {
+	ctx := context.Background()
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(mnt, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs (needs root; TestDiskFullPageLimit covers SQLITE_FULL without it): %v\n%s", err, out)
+	mount := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
+			t.Fatalf("mount %v (needs root; TestDiskFullPageLimit covers SQLITE_FULL without it): %v\n%s", args, err, out)
+		}
 	}
+	mount("-t", "tmpfs", "-o", "size=200k", "tmpfs", mnt)
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
 			t.Errorf("umount: %v\n%s", err, out)
 		}
 	})
-	s, err := Open(filepath.Join(mnt, "wsc.db"), WithSynchronous("NORMAL"))
+	path := filepath.Join(mnt, "wsc.db")
+	if _, err := Open(path); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("open on 200 KiB: %v, want ErrDiskFull", err)
+	}
+	mount("-o", "remount,size=1m", mnt)
+	out, err := exec.Command("sqlite3", path, "PRAGMA user_version; SELECT count(*) FROM sqlite_master;").CombinedOutput()
+	if err != nil || strings.Fields(string(out))[0] != "0" || strings.Fields(string(out))[1] != "0" {
+		t.Fatalf("after the failed migration: %q %v, want version 0 and no tables", out, err)
+	}
+
+	s, err := Open(path, WithSynchronous("NORMAL"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	fillUntilFull(t, s)
-	s.Close()
-	// Reopened, the file is consistent; the last committed device is there.
-	s2, err := Open(filepath.Join(mnt, "wsc.db"), WithReadOnly())
+
+	// More room: the station carries on where it stopped.
+	mount("-o", "remount,size=8m", mnt)
+	if _, err := provision(ctx, s, getPKI(), "AFTER-1", "W"); err != nil {
+		t.Fatalf("after growing the file system: %v", err)
+	}
+	checkInvariants(t, s, AuditVerifyOptions{})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	mount("-o", "remount,ro", mnt)
+	defer mount("-o", "remount,rw", mnt)
+	if _, err := Open(path); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("open read-write on a read-only file system: %v, want ErrReadOnly", err)
+	}
+	r, err := Open(path, WithReadOnly())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s2.Close()
-	checkInvariants(t, s2, AuditVerifyOptions{})
+	defer r.Close()
+	checkInvariants(t, r, AuditVerifyOptions{})
+	if err := r.Audit(ctx, "x", "y", nil); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("write: %v, want ErrReadOnly", err)
+	}
 }
 
 // TestDiskFullPageLimit provokes SQLITE_FULL with PRAGMA max_page_count, independent of

@@ -9,3 +9,5 @@ var (
 	errEROFS  = errors.New("read-only file system")
 	errEACCES = errors.New("permission denied")
 )
+
+func onReadOnlyFS(string) bool { return false }

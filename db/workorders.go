@@ -100,7 +100,7 @@ type WorkOrderStats struct {
 	WorkOrder  string
 	Quantity   int
 	Assigned   int     // devices holding a quota unit (issuance started)
-	Done       int     // devices provisioned (read-back confirmed)
+	Done       int     // devices first confirmed (read back) under this order; counted once per device
 	Failed     int     // failed runs (attempts)
 	RunsOK     int     // successful runs
 	Yield      float64 // RunsOK / (RunsOK + Failed); 0 without runs

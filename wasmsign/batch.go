@@ -44,7 +44,17 @@ func ExpandPaths(paths []string) ([]string, error) {
 			if err != nil {
 				return fmt.Errorf("walk %s: %w", path, err)
 			}
-			if d.Type().IsRegular() && strings.EqualFold(filepath.Ext(path), ModuleExt) {
+			if !strings.EqualFold(filepath.Ext(path), ModuleExt) {
+				return nil
+			}
+			regular := d.Type().IsRegular()
+			if d.Type()&fs.ModeSymlink != 0 {
+				// A link to a module counts; links to folders are not
+				// followed (no cycles).
+				st, err := os.Stat(path)
+				regular = err == nil && st.Mode().IsRegular()
+			}
+			if regular {
 				add(path)
 			}
 			return nil

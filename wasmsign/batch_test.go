@@ -45,6 +45,9 @@ func TestBatchVerify(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "bad", "unsigned.wasm"), addModule)
 	writeFile(t, filepath.Join(dir, "notes.txt"), []byte("not a module"))
 	missing := filepath.Join(dir, "missing.wasm")
+	if err := os.Symlink(valid[1], filepath.Join(dir, "link.wasm")); err != nil {
+		t.Fatal(err)
+	}
 
 	pol := p.policy()
 	pol.At, pol.AtExplicit = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), true
@@ -54,7 +57,7 @@ func TestBatchVerify(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		calls++
-		if done != last+1 || total != 23 {
+		if done != last+1 || total != 24 {
 			t.Errorf("progress %d/%d after %d", done, total, last)
 		}
 		last = done
@@ -62,7 +65,7 @@ func TestBatchVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(results) != 23 || calls != 23 {
+	if len(results) != 24 || calls != 24 {
 		t.Fatalf("%d results, %d progress calls", len(results), calls)
 	}
 	byFile := map[string]Result{}
@@ -102,7 +105,7 @@ func TestBatchVerify(t *testing.T) {
 
 	// Reports.
 	rep := NewReport(results)
-	if rep.Total != 23 || rep.Valid != 20 || rep.Invalid != 2 || rep.Errors != 1 || rep.OK() || !rep.AtExplicit {
+	if rep.Total != 24 || rep.Valid != 21 || rep.Invalid != 2 || rep.Errors != 1 || rep.OK() || !rep.AtExplicit {
 		t.Fatalf("report %+v", rep)
 	}
 	var js bytes.Buffer
@@ -123,7 +126,7 @@ func TestBatchVerify(t *testing.T) {
 			t.Fatalf("JSON report lacks %s", k)
 		}
 	}
-	if !back.AtExplicit || len(back.Results) != 23 {
+	if !back.AtExplicit || len(back.Results) != 24 {
 		t.Fatal("JSON report content")
 	}
 	var xb bytes.Buffer
@@ -135,7 +138,7 @@ func TestBatchVerify(t *testing.T) {
 		t.Fatalf("JUnit XML: %v\n%s", err, xb.String())
 	}
 	s := suites.Suites[0]
-	if s.Tests != 23 || s.Failures != 2 || s.Errors != 1 || len(s.Cases) != 23 {
+	if s.Tests != 24 || s.Failures != 2 || s.Errors != 1 || len(s.Cases) != 24 {
 		t.Fatalf("JUnit suite %+v", s)
 	}
 	if !bytes.Contains(xb.Bytes(), []byte(`name="at_explicit" value="true"`)) {

@@ -7,10 +7,12 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,23 +21,39 @@ import (
 	"github.com/wsc-project/wsc/devices/tpm"
 )
 
+var (
+	buildOnce          sync.Once
+	builtWSC, builtAgt string
+	buildErr           error
+)
+
 // buildBinaries builds wsc and wsc-agent (pure Go, as shipped) into a
 // temporary folder once per test binary run.
 func buildBinaries(t *testing.T) (wsc, agent string) {
 	t.Helper()
-	dir := t.TempDir()
-	wsc, agent = filepath.Join(dir, "wsc"), filepath.Join(dir, "wsc-agent")
-	for _, b := range []struct {
-		out, pkg string
-		cgo      string
-	}{{wsc, ".", "1"}, {agent, "../wsc-agent", "0"}} {
-		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", b.pkg, err, out)
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "wsc-cmd-test-")
+		if err != nil {
+			buildErr = err
+			return
 		}
+		builtWSC, builtAgt = filepath.Join(dir, "wsc"), filepath.Join(dir, "wsc-agent")
+		for _, b := range []struct {
+			out, pkg string
+			cgo      string
+		}{{builtWSC, ".", "1"}, {builtAgt, "../wsc-agent", "0"}} {
+			cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return wsc, agent
+	return builtWSC, builtAgt
 }
 
 type exportRecord struct {

@@ -144,7 +144,12 @@ func TestTrimDER(t *testing.T) {
 }
 
 func TestCreateKeys(t *testing.T) {
-	d, s := newDevice(t, DefaultConfig())
+	s := startSWTPM(t)
+	tr1 := s.open(t)
+	d, err := New(tr1, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := d.Signer(); !errors.Is(err, ErrNoKeys) {
 		t.Fatalf("Signer before CreateKeys: %v, want ErrNoKeys", err)
 	}
@@ -177,6 +182,7 @@ func TestCreateKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Close()
+	tr1.Close() // swtpm serves one client at a time
 	tr := s.open(t)
 	d2, err := New(tr, DefaultConfig())
 	if err != nil {

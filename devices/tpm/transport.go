@@ -19,6 +19,9 @@ import (
 // 64 KiB leaves room for vendor extensions without trusting a corrupt size).
 const maxResponse = 64 << 10
 
+// commandTimeout bounds one command on a socket transport.
+const commandTimeout = 2 * time.Minute
+
 // OpenTransport opens a TPM by URI:
 //
 //	/dev/tpmrm0, /dev/tpm0           Linux character device (tpmrm0 preferred)
@@ -82,6 +85,11 @@ func (s *streamTPM) Send(cmd []byte) ([]byte, error) {
 	defer s.mu.Unlock()
 	if s.rwc == nil {
 		return nil, errors.New("tpm transport closed")
+	}
+	if c, ok := s.rwc.(net.Conn); ok {
+		// A TPM that stops answering must not hang the agent forever; the
+		// slowest real operation (RSA keygen) takes well under a minute.
+		_ = c.SetDeadline(time.Now().Add(commandTimeout))
 	}
 	if _, err := s.rwc.Write(cmd); err != nil {
 		return nil, fmt.Errorf("write tpm command: %w", err)

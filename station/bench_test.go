@@ -1,0 +1,234 @@
+package station
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/devices/sim"
+)
+
+var agentBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wsc-station-test-")
+	if err != nil {
+		panic(err)
+	}
+	agentBin = filepath.Join(dir, "wsc-agent")
+	cmd := exec.Command("go", "build", "-o", agentBin, "../cmd/wsc-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		panic("build agent: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// testLine is a real CA, a real SQLite database and real simulated devices.
+type testLine struct {
+	dir   string
+	ca    *ca.CA
+	store *db.Store
+	bench *sim.Bench
+	prov  *Provisioner
+}
+
+func newTestLine(t *testing.T, n int, profile string) *testLine {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	pass := []byte("test passphrase")
+	if err := ca.Init(filepath.Join(dir, "ca"), pass, ca.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ca.Open(filepath.Join(dir, "ca"), pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := db.Open(filepath.Join(dir, "station.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	if err := EnsureWorkOrder(ctx, store, WorkOrder{ID: "WO-1", Product: "p", Quantity: 100, Lock: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := sim.StartBench(ctx, sim.BenchConfig{Dir: dir, N: n, SerialPrefix: "T", AgentBinary: agentBin, LatencyProfile: profile, AgentLogDir: filepath.Join(dir, "logs")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	roots, err := LoadCertPool(b.VendorRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inters, err := LoadCertPool(b.VendorIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewProvisioner(Config{Issuer: c, Store: store, VendorRoots: roots, VendorIntermediates: inters, Station: "test", Operator: "op", WorkOrder: "WO-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testLine{dir: dir, ca: c, store: store, bench: b, prov: p}
+}
+
+// eventLog collects events and lets a test wait for one.
+type eventLog struct {
+	mu  sync.Mutex
+	evs []Event
+	ch  chan struct{}
+}
+
+func newEventLog() *eventLog { return &eventLog{ch: make(chan struct{}, 1)} }
+
+func (l *eventLog) add(e Event) {
+	l.mu.Lock()
+	l.evs = append(l.evs, e)
+	l.mu.Unlock()
+	select {
+	case l.ch <- struct{}{}:
+	default:
+	}
+}
+
+func (l *eventLog) waitFor(t *testing.T, what string, timeout time.Duration, f func(Event) bool) Event {
+	t.Helper()
+	deadline := time.After(timeout)
+	seen := 0
+	for {
+		l.mu.Lock()
+		for ; seen < len(l.evs); seen++ {
+			if f(l.evs[seen]) {
+				e := l.evs[seen]
+				l.mu.Unlock()
+				return e
+			}
+		}
+		l.mu.Unlock()
+		select {
+		case <-l.ch:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func slotsOf(b *sim.Bench) []SlotSpec {
+	var s []SlotSpec
+	for i, d := range b.Devices {
+		s = append(s, SlotSpec{Slot: i + 1, Port: d.Port})
+	}
+	return s
+}
+
+// TestBenchLifecycle: plugged devices start by themselves and pass; a pulled
+// device frees its slot; a device pulled during a run fails with the
+// reseat instruction; plugged back and retried, it passes without a second
+// certificate.
+func TestBenchLifecycle(t *testing.T) {
+	l := newTestLine(t, 3, "slb9670")
+	log := newEventLog()
+	bench, err := NewBench(BenchConfig{Provisioner: l.prov, Slots: slotsOf(l.bench), Running: true, Events: log.add, Poll: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- bench.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	// Slot 2's cable is pulled while the device creates its keys.
+	dev2 := l.bench.Devices[1]
+	log.waitFor(t, "slot 2 creating keys", 60*time.Second, func(e Event) bool { return e.Slot == 2 && e.Step == StepKeys })
+	dev2.Link.SetConnected(false)
+
+	for _, slot := range []int{1, 3} {
+		log.waitFor(t, "pass", 60*time.Second, func(e Event) bool { return e.Slot == slot && e.State == StatePassed })
+	}
+	fail := log.waitFor(t, "slot 2 failure", 60*time.Second, func(e Event) bool { return e.Slot == 2 && e.State == StateFailed })
+	var st SlotStatus
+	for _, s := range bench.Snapshot() {
+		if s.Slot == 2 {
+			st = s
+		}
+	}
+	if st.State != StateFailed || !strings.Contains(st.Instruction, "Reseat the cable on slot 2") {
+		t.Fatalf("slot 2 after pull: state %s, instruction %q (event %v)", st.State, st.Instruction, fail)
+	}
+
+	// Plug it back: the reseat is noticed and the device passes.
+	dev2.Link.SetConnected(true)
+	pass := log.waitFor(t, "slot 2 passes after reseat", 60*time.Second, func(e Event) bool { return e.Slot == 2 && e.State == StatePassed })
+	if pass.Result == nil || pass.Result.Serial != "T-0002" {
+		t.Fatalf("slot 2 result %+v", pass.Result)
+	}
+
+	// Pull slot 1 after its pass: the slot goes idle.
+	l.bench.Devices[0].Link.SetConnected(false)
+	log.waitFor(t, "slot 1 idle", 30*time.Second, func(e Event) bool { return e.Slot == 1 && e.State == StateIdle })
+
+	for _, d := range l.bench.Devices {
+		certs, err := l.store.Certificates(context.Background(), d.Serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(certs) != 1 {
+			t.Errorf("%s has %d certificates, want exactly 1", d.Serial, len(certs))
+		}
+	}
+}
+
+// TestLabelMismatch: a scanned label that does not match the device stops
+// that slot with a clear instruction.
+func TestLabelMismatch(t *testing.T) {
+	l := newTestLine(t, 1, "")
+	_, err := l.prov.Provision(context.Background(), Job{Slot: 1, Port: l.bench.Devices[0].Port, Label: "T-9999"})
+	if !errors.Is(err, ErrLabelMismatch) {
+		t.Fatalf("err = %v, want ErrLabelMismatch", err)
+	}
+	var se *StepError
+	if !errors.As(err, &se) || !strings.Contains(se.Instruction, "label") {
+		t.Fatalf("instruction: %v", err)
+	}
+	certs, _ := l.store.Certificates(context.Background(), "T-0001")
+	if len(certs) != 0 {
+		t.Fatalf("a certificate was issued despite the label mismatch")
+	}
+}
+
+// TestQuarantineAfterFailures: a device failing MaxFailures times is quarantined.
+func TestQuarantineAfterFailures(t *testing.T) {
+	l := newTestLine(t, 1, "")
+	log := newEventLog()
+	bench, err := NewBench(BenchConfig{Provisioner: l.prov, Slots: slotsOf(l.bench), Running: true, Events: log.add, MaxFailures: 2, Poll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bench.BindLabel(1, "WRONG-LABEL"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- bench.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	log.waitFor(t, "first failure", 30*time.Second, func(e Event) bool { return e.State == StateFailed })
+	if err := bench.Retry(1); err != nil {
+		t.Fatal(err)
+	}
+	q := log.waitFor(t, "quarantine", 30*time.Second, func(e Event) bool { return e.State == StateQuarantined })
+	if !strings.Contains(q.Detail, "red bin") {
+		t.Fatalf("quarantine detail %q", q.Detail)
+	}
+}

@@ -1,0 +1,773 @@
+package ui
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/charmbracelet/bubbles/help"
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/ansi"
+	"github.com/wsc-project/wsc/station"
+)
+
+// BenchControl is what the operator view needs from the bench of slots.
+// *station.Bench satisfies it. The view calls it only from tea.Cmds, so an
+// implementation may block briefly but must be safe for concurrent use.
+type BenchControl interface {
+	// SetRunning starts (true) or stops (false) the work order.
+	SetRunning(on bool)
+	// Running reports whether the work order is running.
+	Running() bool
+	// Retry runs a failed slot again.
+	Retry(slot int) error
+	// Quarantine sends a slot's device to the red bin.
+	Quarantine(slot int) error
+	// BindLabel binds a scanned label to a slot (0: the first idle slot
+	// without a label) and returns the slot used.
+	BindLabel(slot int, label string) (int, error)
+	// Snapshot returns the state of every slot.
+	Snapshot() []station.SlotStatus
+}
+
+// OperatorSetter is an optional capability of a BenchControl: when the
+// control has it, the view tells it who signed in, so that the runs it
+// records name the operator. It is discovered by type assertion.
+type OperatorSetter interface {
+	SetOperator(name string)
+}
+
+var _ BenchControl = (*station.Bench)(nil)
+
+// BenchOptions configures the operator bench view.
+type BenchOptions struct {
+	// Control is the bench of slots (required).
+	Control BenchControl
+	// Auth checks the operator on the login screen; nil skips the login
+	// screen and shows Operator.
+	Auth Authenticator
+	// Title heads the screen (default "wsc station").
+	Title string
+	// WorkOrder, Station and Operator are shown on the status line.
+	WorkOrder string
+	Station   string
+	Operator  string
+	// Now is the clock (default time.Now). It is only read inside commands
+	// (ticks, command results), never in Update or View; tests give a
+	// fixed clock.
+	Now func() time.Time
+	// Keys overrides the default key bindings.
+	Keys *KeyMap
+}
+
+// SnapshotMsg seeds the view with the bench's slots. The view asks for it
+// in Init.
+type SnapshotMsg struct {
+	Slots   []station.SlotStatus
+	Running bool
+	At      time.Time
+}
+
+// RunningMsg is the result of starting or stopping the work order.
+type RunningMsg struct {
+	// On is the bench's state after the call.
+	On bool
+	// At is when it happened (from the injected clock).
+	At time.Time
+}
+
+// RetryMsg is the result of a retry request.
+type RetryMsg struct {
+	Slot int
+	Err  error
+}
+
+// QuarantineMsg is the result of a red-bin request.
+type QuarantineMsg struct {
+	Slot int
+	Err  error
+}
+
+// BindLabelMsg is the result of binding a scanned label.
+type BindLabelMsg struct {
+	// Requested is the slot asked for (0: the next idle slot without a
+	// label); Slot is the slot the bench used.
+	Requested, Slot int
+	Label           string
+	Err             error
+}
+
+// tickMsg carries the clock into the model (spinner frames, elapsed times,
+// devices per hour).
+type tickMsg time.Time
+
+// tickEvery is the refresh period of running slots.
+const tickEvery = 100 * time.Millisecond
+
+// BenchModel is the operator bench view: a login screen (when an
+// Authenticator is set), then a card per slot with its state, step progress,
+// elapsed time, device serial, label and certificate serial; counters;
+// the selected slot's last error with its instruction; the scan field;
+// a status line; help.
+type BenchModel struct {
+	ctl   BenchControl
+	title string
+	wo    string
+	stn   string
+	op    string
+	clock func() time.Time
+	keys  KeyMap
+	help  help.Model
+	grid  slotGrid
+
+	login    loginForm
+	signedIn bool
+
+	now      time.Time
+	slots    []*slotView
+	selNum   int
+	running  bool
+	woSince  time.Time
+	woActive time.Duration
+
+	passed, failed, redBin int
+
+	scan     []rune
+	scanOpen bool
+
+	notice      string
+	noticeErr   bool
+	showHelp    bool
+	confirmQuit bool
+
+	width, height int
+}
+
+// NewBenchModel returns the operator bench view.
+func NewBenchModel(opts BenchOptions) BenchModel {
+	m := BenchModel{ctl: opts.Control, title: opts.Title, wo: opts.WorkOrder, stn: opts.Station, op: opts.Operator,
+		clock: opts.Now, keys: DefaultKeyMap(), help: newHelp(), grid: newSlotGrid(), width: 80, height: 24}
+	if opts.Keys != nil {
+		m.keys = *opts.Keys
+	}
+	if m.title == "" {
+		m.title = "wsc station"
+	}
+	if m.clock == nil {
+		m.clock = time.Now
+	}
+	m.now = m.clock()
+	if opts.Auth != nil {
+		m.login = newLoginForm(opts.Auth)
+	} else {
+		m.signedIn = true
+	}
+	m.relayout()
+	return m
+}
+
+// Init asks the bench for its slots and starts the clock.
+func (m BenchModel) Init() tea.Cmd {
+	return tea.Batch(m.snapshotCmd(), m.tick())
+}
+
+// Operator returns who is signed in ("" before the login).
+func (m BenchModel) Operator() string {
+	if !m.signedIn {
+		return ""
+	}
+	return m.op
+}
+
+func (m BenchModel) tick() tea.Cmd {
+	clock := m.clock
+	return tea.Tick(tickEvery, func(time.Time) tea.Msg { return tickMsg(clock()) })
+}
+
+func (m BenchModel) snapshotCmd() tea.Cmd {
+	ctl, clock := m.ctl, m.clock
+	if ctl == nil {
+		return nil
+	}
+	return func() tea.Msg { return SnapshotMsg{Slots: ctl.Snapshot(), Running: ctl.Running(), At: clock()} }
+}
+
+// Update applies a message.
+func (m BenchModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	var cmd tea.Cmd
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.width, m.height = msg.Width, msg.Height
+		m.login.SetSize(msg.Width, msg.Height)
+	case tickMsg:
+		m.now = time.Time(msg)
+		cmd = m.tick()
+	case EventMsg:
+		m.applyEvent(station.Event(msg))
+	case SnapshotMsg:
+		m.applySnapshot(msg)
+	case RunningMsg:
+		m.setRunning(msg.On, msg.At)
+		if msg.On {
+			m.note("Work order started.", false)
+		} else {
+			m.note("Work order stopped: slots finish their devices and start no new ones.", false)
+		}
+	case RetryMsg:
+		if msg.Err != nil {
+			m.note(fmt.Sprintf("Slot %d not retried: %v", msg.Slot, msg.Err), true)
+		} else {
+			m.note(fmt.Sprintf("Retrying slot %d.", msg.Slot), false)
+		}
+	case QuarantineMsg:
+		if msg.Err != nil {
+			m.note(fmt.Sprintf("Slot %d not sent to the red bin: %v", msg.Slot, msg.Err), true)
+		} else {
+			m.note(fmt.Sprintf("Slot %d: put the device in the red bin.", msg.Slot), false)
+		}
+	case BindLabelMsg:
+		m.applyBind(msg)
+	case LoginResultMsg:
+		m.login = m.login.result(msg)
+		if msg.Err == nil {
+			m.signedIn, m.op = true, msg.Operator
+			m.note(fmt.Sprintf("Signed in as %s.", msg.Operator), false)
+			if s, ok := m.ctl.(OperatorSetter); ok {
+				name := msg.Operator
+				cmd = func() tea.Msg { s.SetOperator(name); return nil }
+			}
+		}
+	case tea.KeyMsg:
+		m, cmd = m.key(msg)
+	}
+	m.relayout()
+	return m, cmd
+}
+
+// key handles a key press; see ScanRule for how scans and commands are
+// told apart.
+func (m BenchModel) key(k tea.KeyMsg) (BenchModel, tea.Cmd) {
+	if m.confirmQuit {
+		m.confirmQuit = false
+		if key.Matches(k, m.keys.Yes, m.keys.Quit) {
+			return m, tea.Quit
+		}
+		return m, nil
+	}
+	if key.Matches(k, m.keys.Quit) {
+		if n := m.runningCount(); n > 0 {
+			m.confirmQuit = true
+			return m, nil
+		}
+		return m, tea.Quit
+	}
+	if !m.signedIn {
+		var cmd tea.Cmd
+		m.login, cmd = m.login.update(k, m.keys)
+		return m, cmd
+	}
+	if m.scanActive() || isBurst(k) {
+		return m.scanKey(k)
+	}
+	switch {
+	case key.Matches(k, m.keys.StartStop):
+		return m, m.setRunningCmd(!m.running)
+	case key.Matches(k, m.keys.Retry):
+		return m, m.slotCmd(func(ctl BenchControl, n int) tea.Msg { return RetryMsg{Slot: n, Err: ctl.Retry(n)} })
+	case key.Matches(k, m.keys.Quarantine):
+		return m, m.slotCmd(func(ctl BenchControl, n int) tea.Msg { return QuarantineMsg{Slot: n, Err: ctl.Quarantine(n)} })
+	case key.Matches(k, m.keys.Left, m.keys.Right, m.keys.Up, m.keys.Down):
+		m.move(k)
+	case key.Matches(k, m.keys.Slot):
+		n := int(k.Runes[0] - '0')
+		if m.slotByNum(n) != nil {
+			m.selNum = n
+		} else {
+			m.note(fmt.Sprintf("There is no slot %d on this bench.", n), true)
+		}
+	case key.Matches(k, m.keys.Scan):
+		m.scanOpen = true
+	case key.Matches(k, m.keys.Help):
+		m.showHelp = !m.showHelp
+	case key.Matches(k, m.keys.Esc):
+		m.showHelp, m.notice = false, ""
+	case k.Type == tea.KeyRunes && len(k.Runes) == 1 && unicode.IsPrint(k.Runes[0]):
+		// Not a command: the start of a label typed by hand.
+		m.scan = append(m.scan, k.Runes[0])
+	}
+	return m, nil
+}
+
+// isBurst reports whether a key message carries text that came in one go:
+// a scanner burst or a paste.
+func isBurst(k tea.KeyMsg) bool {
+	return k.Paste || (k.Type == tea.KeyRunes && len(k.Runes) > 1)
+}
+
+func (m BenchModel) scanActive() bool { return m.scanOpen || len(m.scan) > 0 }
+
+// scanKey handles a key while the scan field is in use.
+func (m BenchModel) scanKey(k tea.KeyMsg) (BenchModel, tea.Cmd) {
+	switch {
+	case k.Type == tea.KeyRunes:
+		var cmds []tea.Cmd
+		for _, r := range k.Runes {
+			switch {
+			case r == '\r' || r == '\n':
+				// A paste or a scanner that sends its terminator inside
+				// the burst.
+				cmds = append(cmds, m.commitScan())
+			case unicode.IsPrint(r):
+				m.scan = append(m.scan, r)
+			}
+		}
+		return m, tea.Batch(cmds...)
+	case k.Type == tea.KeySpace:
+		if len(m.scan) > 0 {
+			m.scan = append(m.scan, ' ')
+		}
+	case key.Matches(k, m.keys.Enter):
+		return m, m.commitScan()
+	case k.Type == tea.KeyBackspace:
+		if len(m.scan) > 0 {
+			m.scan = m.scan[:len(m.scan)-1]
+		}
+	case key.Matches(k, m.keys.Esc):
+		m.scan, m.scanOpen = nil, false
+	case key.Matches(k, m.keys.Left, m.keys.Right, m.keys.Up, m.keys.Down):
+		m.move(k)
+	}
+	return m, nil
+}
+
+// commitScan empties the scan field and returns the command that binds
+// the label (nil when the field held only blanks).
+func (m *BenchModel) commitScan() tea.Cmd {
+	label := strings.TrimSpace(string(m.scan))
+	m.scan, m.scanOpen = nil, false
+	if label == "" || m.ctl == nil {
+		return nil
+	}
+	target, ctl := m.scanTarget(), m.ctl
+	return func() tea.Msg {
+		n, err := ctl.BindLabel(target, label)
+		return BindLabelMsg{Requested: target, Slot: n, Label: label, Err: err}
+	}
+}
+
+// scanTarget is the slot a scan binds to (see ScanRule): the selected slot
+// when it is failed or idle without a label, else 0 (the bench's next idle
+// slot without a label).
+func (m BenchModel) scanTarget() int {
+	s := m.selected()
+	if s != nil && (s.state == station.StateFailed || (s.state == station.StateIdle && s.label == "")) {
+		return s.num
+	}
+	return 0
+}
+
+// predictTarget names the slot a scan would bind to, for the scan line.
+func (m BenchModel) predictTarget() int {
+	if n := m.scanTarget(); n != 0 {
+		return n
+	}
+	for _, s := range m.slots {
+		if s.state == station.StateIdle && s.label == "" {
+			return s.num
+		}
+	}
+	return 0
+}
+
+func (m BenchModel) setRunningCmd(on bool) tea.Cmd {
+	ctl, clock := m.ctl, m.clock
+	if ctl == nil {
+		return nil
+	}
+	return func() tea.Msg {
+		ctl.SetRunning(on)
+		return RunningMsg{On: ctl.Running(), At: clock()}
+	}
+}
+
+// slotCmd runs call on the selected slot in a command.
+func (m *BenchModel) slotCmd(call func(BenchControl, int) tea.Msg) tea.Cmd {
+	s := m.selected()
+	if s == nil || m.ctl == nil {
+		m.note("No slot selected.", true)
+		return nil
+	}
+	ctl, n := m.ctl, s.num
+	return func() tea.Msg { return call(ctl, n) }
+}
+
+func (m *BenchModel) note(s string, isErr bool) { m.notice, m.noticeErr = s, isErr }
+
+// move changes the selection with an arrow key.
+func (m *BenchModel) move(k tea.KeyMsg) {
+	if len(m.slots) == 0 {
+		return
+	}
+	i := m.selIndex()
+	cols, _, list := m.grid.layout(len(m.slots))
+	if list {
+		cols = 1
+	}
+	switch {
+	case key.Matches(k, m.keys.Left):
+		i--
+	case key.Matches(k, m.keys.Right):
+		i++
+	case key.Matches(k, m.keys.Up):
+		i -= cols
+	case key.Matches(k, m.keys.Down):
+		i += cols
+	}
+	i = min(max(i, 0), len(m.slots)-1)
+	m.selNum = m.slots[i].num
+}
+
+func (m BenchModel) selIndex() int {
+	for i, s := range m.slots {
+		if s.num == m.selNum {
+			return i
+		}
+	}
+	return 0
+}
+
+func (m BenchModel) selected() *slotView {
+	if len(m.slots) == 0 {
+		return nil
+	}
+	return m.slots[m.selIndex()]
+}
+
+func (m BenchModel) slotByNum(n int) *slotView {
+	for _, s := range m.slots {
+		if s.num == n {
+			return s
+		}
+	}
+	return nil
+}
+
+// ensureSlot returns slot n, adding it (in slot order) if the view has not
+// seen it yet.
+func (m *BenchModel) ensureSlot(n int) *slotView {
+	if s := m.slotByNum(n); s != nil {
+		return s
+	}
+	s := &slotView{num: n, state: station.StateIdle}
+	m.slots = append(m.slots, s)
+	sort.Slice(m.slots, func(i, j int) bool { return m.slots[i].num < m.slots[j].num })
+	if m.selNum == 0 {
+		m.selNum = n
+	}
+	return s
+}
+
+func (m BenchModel) runningCount() int {
+	n := 0
+	for _, s := range m.slots {
+		if s.state == station.StateRunning {
+			n++
+		}
+	}
+	return n
+}
+
+// applyEvent updates a slot and the counters from a station event.
+func (m *BenchModel) applyEvent(e station.Event) {
+	if e.Slot <= 0 {
+		return
+	}
+	// Copy on write: an older BenchModel value shares the slot pointers.
+	old := m.ensureSlot(e.Slot)
+	s := *old
+	passed, failed, redBin := s.apply(e)
+	for i := range m.slots {
+		if m.slots[i] == old {
+			m.slots[i] = &s
+		}
+	}
+	if passed {
+		m.passed++
+	}
+	if failed {
+		m.failed++
+	}
+	if redBin {
+		m.redBin++
+	}
+}
+
+// applySnapshot adds the slots the view does not know yet. Slots already
+// seen through events keep their state (events are newer than a snapshot
+// taken at start-up); only blanks are filled in.
+func (m *BenchModel) applySnapshot(msg SnapshotMsg) {
+	slots := append([]*slotView(nil), m.slots...)
+	for _, st := range msg.Slots {
+		found := false
+		for i, s := range slots {
+			if s.num != st.Slot {
+				continue
+			}
+			found = true
+			c := *s
+			if c.port == "" {
+				c.port = st.Port
+			}
+			if c.label == "" && c.state == st.State {
+				c.label = st.Label
+			}
+			slots[i] = &c
+		}
+		if !found {
+			slots = append(slots, fromStatus(st))
+		}
+	}
+	sort.Slice(slots, func(i, j int) bool { return slots[i].num < slots[j].num })
+	m.slots = slots
+	if m.selNum == 0 && len(slots) > 0 {
+		m.selNum = slots[0].num
+	}
+	m.setRunning(msg.Running, msg.At)
+}
+
+func (m *BenchModel) applyBind(msg BindLabelMsg) {
+	if msg.Err != nil {
+		where := "the next free slot"
+		if msg.Requested != 0 {
+			where = fmt.Sprintf("slot %d", msg.Requested)
+		}
+		m.note(fmt.Sprintf("Label %s not bound to %s: %v", msg.Label, where, msg.Err), true)
+		return
+	}
+	old := m.ensureSlot(msg.Slot)
+	s := *old
+	s.label = msg.Label
+	for i := range m.slots {
+		if m.slots[i] == old {
+			m.slots[i] = &s
+		}
+	}
+	m.selNum = msg.Slot
+	m.note(fmt.Sprintf("Label %s bound to slot %d.", msg.Label, msg.Slot), false)
+}
+
+// setRunning records a work order start or stop at instant at, for the
+// devices-per-hour rate.
+func (m *BenchModel) setRunning(on bool, at time.Time) {
+	switch {
+	case on && !m.running:
+		m.woSince = at
+	case !on && m.running:
+		if !m.woSince.IsZero() && at.After(m.woSince) {
+			m.woActive += at.Sub(m.woSince)
+		}
+		m.woSince = time.Time{}
+	}
+	m.running = on
+}
+
+// Counters are the shift figures shown above the slots.
+type Counters struct {
+	// Passed, Failed and RedBin count passed attempts, failed attempts and
+	// devices sent to the red bin, from events seen by this view.
+	Passed, Failed, RedBin int
+	// Yield is Passed over finished attempts (Passed+Failed), in percent;
+	// -1 before the first finished attempt.
+	Yield float64
+	// Active is how long the work order has been running (stops excluded).
+	Active time.Duration
+	// PerHour is Passed per hour of Active time; -1 before the work order
+	// has run.
+	PerHour float64
+}
+
+// Counters returns the figures as of the model's clock.
+func (m BenchModel) Counters() Counters {
+	c := Counters{Passed: m.passed, Failed: m.failed, RedBin: m.redBin, Yield: -1, PerHour: -1, Active: m.woActive}
+	if m.running && !m.woSince.IsZero() && m.now.After(m.woSince) {
+		c.Active += m.now.Sub(m.woSince)
+	}
+	if n := m.passed + m.failed; n > 0 {
+		c.Yield = 100 * float64(m.passed) / float64(n)
+	}
+	if c.Active > 0 {
+		c.PerHour = float64(m.passed) / c.Active.Hours()
+	}
+	return c
+}
+
+// Layout: the lines around the grid.
+const (
+	detailLines = 3
+	fixedLines  = 1 /*title*/ + 1 /*counters*/ + detailLines + 1 /*notice*/ + 1 /*scan*/ + 1 /*status*/
+)
+
+// relayout gives the grid the height left by the other parts.
+func (m *BenchModel) relayout() {
+	m.help.Width = m.width
+	m.grid.SetSize(m.width, m.height-fixedLines-lipgloss.Height(m.helpView()))
+}
+
+func (m BenchModel) helpView() string {
+	if !m.showHelp {
+		return m.help.ShortHelpView(m.keys.ShortHelp())
+	}
+	return m.help.FullHelpView(m.keys.FullHelp()) + "\n" + styleDim.Render(ansi.Wrap(ScanRule, max(m.width, 20), ""))
+}
+
+// View renders the screen.
+func (m BenchModel) View() string {
+	if !m.signedIn {
+		return m.login.View(m.title, m.help.ShortHelpView(loginHelp{m.keys}.ShortHelp()))
+	}
+	parts := []string{
+		ansi.Truncate(styleTitle.Render(m.title), m.width, "…"),
+		m.countersView(),
+		m.grid.View(m.slots, m.selIndex(), m.now),
+		m.detailView(),
+		m.noticeView(),
+		m.scanView(),
+		m.statusView(),
+		m.helpView(),
+	}
+	return strings.Join(parts, "\n")
+}
+
+func (m BenchModel) countersView() string {
+	c := m.Counters()
+	yield, rate := "—", "—"
+	if c.Yield >= 0 {
+		yield = fmt.Sprintf("%.1f%%", c.Yield)
+	}
+	if c.PerHour >= 0 {
+		rate = fmt.Sprintf("%.1f", c.PerHour)
+	}
+	s := fmt.Sprintf("Passed %s   Failed %s   Red bin %s   Yield %s   Devices/h %s",
+		styleOK.Render(fmt.Sprint(c.Passed)), styleFail.Render(fmt.Sprint(c.Failed)), styleFail.Render(fmt.Sprint(c.RedBin)), yield, rate)
+	return ansi.Truncate(s, m.width, "…")
+}
+
+// detailView is the selected slot's story in plain words: what it is
+// doing, its last error and what the operator should do now. It always
+// takes detailLines lines.
+func (m BenchModel) detailView() string {
+	var lines []string
+	s := m.selected()
+	switch {
+	case s == nil:
+		lines = []string{styleDim.Render("Waiting for the bench to report its slots…")}
+	case s.state == station.StateIdle:
+		head := fmt.Sprintf("Slot %d · waiting for a device", s.num)
+		if s.label != "" {
+			head += " · label " + s.label
+		}
+		hint := "Scan the label, then plug the device in."
+		if !m.running {
+			hint = "The work order is stopped: press s to start it."
+		}
+		lines = []string{head, styleDim.Render(hint)}
+	case s.state == station.StateRunning:
+		_, n := s.stepFraction()
+		head := fmt.Sprintf("Slot %d · provisioning %s · step %s (%d/%d) · attempt %d", s.num, orDash(s.serial), s.step, n, len(station.Steps), max(s.attempts, 1))
+		lines = []string{head}
+		if s.errText != "" {
+			lines = append(lines, styleDim.Render("Last error: "+s.errText))
+		}
+	case s.state == station.StatePassed:
+		el := ""
+		if d, ok := s.elapsed(m.now); ok {
+			el = " in " + formatElapsed(d)
+		}
+		lines = []string{
+			fmt.Sprintf("Slot %d · %s passed%s · certificate %s", s.num, orDash(s.serial), el, orDash(s.cert)),
+			styleInstr.Render("→ Pull the device; the slot then waits for the next one."),
+		}
+	default: // failed, quarantined
+		what := fmt.Sprintf("failed at %s", orDash(string(s.errStep)))
+		if s.state == station.StateQuarantined {
+			what = styleRedBin.Render(" RED BIN ")
+		}
+		head := fmt.Sprintf("Slot %d · %s · %s", s.num, orDash(s.serial), what)
+		if s.attempts > 0 {
+			head += fmt.Sprintf(" · attempt %d", s.attempts)
+		}
+		if s.errText != "" {
+			head += ": " + styleFail.Render(s.errText)
+		}
+		lines = []string{head}
+		if s.instruction != "" {
+			for _, l := range strings.Split(ansi.Wrap("→ "+s.instruction, max(m.width, 20), ""), "\n") {
+				lines = append(lines, styleInstr.Render(l))
+			}
+		}
+	}
+	for i := range lines {
+		lines[i] = ansi.Truncate(lines[i], m.width, "…")
+	}
+	for len(lines) < detailLines {
+		lines = append(lines, "")
+	}
+	return strings.Join(lines[:detailLines], "\n")
+}
+
+func (m BenchModel) noticeView() string {
+	switch {
+	case m.confirmQuit:
+		n := m.runningCount()
+		return ansi.Truncate(styleWarn.Render(fmt.Sprintf("%d slot(s) still provisioning. Quit anyway? y / N", n)), m.width, "…")
+	case m.notice == "":
+		return ""
+	case m.noticeErr:
+		return ansi.Truncate(styleFail.Render(m.notice), m.width, "…")
+	default:
+		return ansi.Truncate(styleDim.Render(m.notice), m.width, "…")
+	}
+}
+
+func (m BenchModel) scanView() string {
+	var s string
+	if m.scanActive() {
+		where := "no free slot"
+		if n := m.predictTarget(); n != 0 {
+			where = fmt.Sprintf("slot %d", n)
+		}
+		s = styleKey.Render("Scan ▸ ") + styleInput.Render(string(m.scan)) + "▏ " +
+			styleDim.Render(fmt.Sprintf("enter binds to %s · esc clears", where))
+	} else {
+		s = styleKey.Render("Scan ▸ ") + styleDim.Render("scan a label (or / to type one)")
+	}
+	return ansi.Truncate(s, m.width, "…")
+}
+
+func (m BenchModel) statusView() string {
+	state := "■ STOPPED"
+	if m.running {
+		state = "● RUNNING"
+	}
+	if c := m.Counters(); c.Active > 0 {
+		state += " " + formatElapsed(c.Active.Truncate(time.Second))
+	}
+	fields := []string{"WO " + orDash(m.wo), "operator " + orDash(m.Operator()), "station " + orDash(m.stn), state}
+	s := " " + strings.Join(fields, " │ ") + " "
+	s = ansi.Truncate(s, m.width, "…")
+	if pad := m.width - lipgloss.Width(s); pad > 0 {
+		s += strings.Repeat(" ", pad)
+	}
+	return styleStatus.Render(s)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
