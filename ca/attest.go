@@ -180,7 +180,9 @@ func goPublicKey(pub *tpm2.TPMTPublic) (crypto.PublicKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: RSA key: %w", ErrEvidenceMalformed, err)
 		}
-		if k.N.BitLen() < 2048 {
+		// Bounded above too: a device must not make the station do
+		// arbitrarily large RSA operations.
+		if k.N.BitLen() < 2048 || k.N.BitLen() > 4096 {
 			return nil, fmt.Errorf("%w: RSA %d bits", ErrKeyAttributes, k.N.BitLen())
 		}
 		return k, nil

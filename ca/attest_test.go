@@ -2,6 +2,7 @@ package ca
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -381,6 +382,20 @@ func TestAttestationSwtpm(t *testing.T) {
 		}
 		if err := a.Challenge.Check(got[1:]); !errors.Is(err, ErrActivation) {
 			t.Fatalf("short secret: %v", err)
+		}
+		// Issue for the attested IDevID, hwSerialNum = EK certificate serial.
+		c, _ := newTestCA(t)
+		ekc, _ := ParseEKCert(ev.EKCert)
+		chain, err := c.Issue(context.Background(), ev.CSR, IssueRequest{DeviceSerial: "TPM-0011223344556677", HWSerial: ekc.Cert.SerialNumber.Bytes()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !a.Certified.IDevID.Key.(*ecdsa.PublicKey).Equal(chain[0].PublicKey) {
+			t.Fatal("certificate is not for the IDevID key")
+		}
+		hw, err := HardwareModuleNames(chain[0])
+		if err != nil || len(hw) != 1 || !bytes.Equal(hw[0].Serial, ekc.Cert.SerialNumber.Bytes()) {
+			t.Fatalf("HardwareModuleName %+v %v", hw, err)
 		}
 	})
 	t.Run("IDevID attributes", func(t *testing.T) {

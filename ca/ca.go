@@ -261,7 +261,11 @@ func (c *CA) Close() error {
 func (c *CA) String() string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return fmt.Sprintf("ca.CA{dir: %q, issuer: %q, roots: %d}", c.dir, c.issuerChain[0].Subject.CommonName, len(c.roots))
+	issuer := ""
+	if len(c.issuerChain) > 0 {
+		issuer = c.issuerChain[0].Subject.CommonName
+	}
+	return fmt.Sprintf("ca.CA{dir: %q, issuer: %q, roots: %d, unlocked: %v}", c.dir, issuer, len(c.roots), c.signer != nil)
 }
 
 // GoString is like String, so %#v never dumps the key.

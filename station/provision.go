@@ -10,7 +10,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -20,7 +19,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-tpm/tpm2"
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/devices/proto"
@@ -283,7 +281,10 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 			if cfg.VendorRoots == nil {
 				return fmt.Errorf("%w: no TPM vendor roots configured", ErrAttestation)
 			}
-			return ca.VerifyEK(ek.EKCert, ek.EKPublic, cfg.VendorRoots, cfg.VendorIntermediates)
+			if err := ca.VerifyEK(ek.EKCert, ek.EKPublic, cfg.VendorRoots, cfg.VendorIntermediates); err != nil {
+				return fmt.Errorf("%w: %w", ErrAttestation, err)
+			}
+			return nil
 		})
 		if err != nil {
 			return nil, err
@@ -316,19 +317,23 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		if !attest {
 			return nil
 		}
-		return ca.VerifyCertify(ca.Evidence{EKPublic: ek.EKPublic, EKCert: ek.EKCert, IAKPublic: keys.IAKPublic, IDevIDPublic: keys.IDevIDPublic,
+		err = ca.VerifyCertify(ca.Evidence{EKPublic: ek.EKPublic, EKCert: ek.EKCert, IAKPublic: keys.IAKPublic, IDevIDPublic: keys.IDevIDPublic,
 			CertifyInfo: keys.CertifyInfo, CertifySignature: keys.CertifySignature, CSR: keys.CSR, Nonce: nonce})
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrAttestation, err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	if attest {
 		err = r.do(ctx, StepActivate, func() error {
-			secret := make([]byte, 32)
-			if _, err := rand.Read(secret); err != nil {
+			secret, err := ca.NewSecret(32)
+			if err != nil {
 				return err
 			}
-			name, err := tpmObjectName(keys.IAKPublic)
+			name, err := ca.ObjectName(keys.IAKPublic)
 			if err != nil {
 				return fmt.Errorf("%w: %v", ErrAttestation, err)
 			}
@@ -340,8 +345,8 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 			if err != nil {
 				return err
 			}
-			if subtle.ConstantTimeCompare(got.Secret, secret) != 1 {
-				return fmt.Errorf("%w: activated secret differs: the attestation key is not in the TPM that owns this EK", ErrAttestation)
+			if err := ca.CheckActivation(secret, got.Secret); err != nil {
+				return fmt.Errorf("%w: the attestation key is not in the TPM that owns this EK: %v", ErrAttestation, err)
 			}
 			return nil
 		})
@@ -480,23 +485,6 @@ func hasCap(caps []string, c string) bool {
 	return false
 }
 
-// tpmObjectName computes the TPM Name (nameAlg || H(public area)) of a
-// marshalled TPM2B_PUBLIC: the name MakeCredential binds the secret to.
-func tpmObjectName(pub2B []byte) ([]byte, error) {
-	b, err := tpm2.Unmarshal[tpm2.TPM2BPublic](pub2B)
-	if err != nil {
-		return nil, fmt.Errorf("parse public area: %w", err)
-	}
-	pub, err := b.Contents()
-	if err != nil {
-		return nil, fmt.Errorf("parse public area: %w", err)
-	}
-	name, err := tpm2.ObjectName(pub)
-	if err != nil {
-		return nil, err
-	}
-	return name.Buffer, nil
-}
 
 // SerialHex is the upper-case hex of a certificate's serial number bytes, as
 // openssl prints it; the database and the operator screen use this form.

@@ -27,12 +27,11 @@ var (
 	styleInstr  = lipgloss.NewStyle().Foreground(colYellow).Bold(true)
 	styleInput  = lipgloss.NewStyle().Foreground(colWhite)
 
-	cardBorder     = lipgloss.RoundedBorder()
-	cardBorderSel  = lipgloss.DoubleBorder()
-	styleCardBase  = lipgloss.NewStyle().Padding(0, 1)
-	styleLoginBox  = lipgloss.NewStyle().Border(lipgloss.RoundedBorder()).Padding(1, 2)
-	styleListCur   = lipgloss.NewStyle().Bold(true)
-	styleSectionHd = lipgloss.NewStyle().Bold(true).Underline(true)
+	cardBorder    = lipgloss.RoundedBorder()
+	cardBorderSel = lipgloss.DoubleBorder()
+	styleCardBase = lipgloss.NewStyle().Padding(0, 1)
+	styleLoginBox = lipgloss.NewStyle().Border(lipgloss.RoundedBorder()).Padding(1, 2)
+	styleListCur  = lipgloss.NewStyle().Bold(true)
 )
 
 // newHelp returns a help bubble readable on a dark factory console (the

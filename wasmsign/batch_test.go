@@ -83,7 +83,7 @@ func TestBatchVerify(t *testing.T) {
 			t.Fatalf("%s: %+v", f, byFile[f])
 		}
 	}
-	if r := byFile[filepath.Join(dir, "bad", "tampered.wasm")]; r.Status != StatusInvalid || r.Reason == "" {
+	if r := byFile[filepath.Join(dir, "bad", "tampered.wasm")]; r.Status != StatusInvalid || r.Reason == "" || r.DeviceSerial != "DEV-A" {
 		t.Fatalf("tampered: %+v", r)
 	}
 	if r := byFile[filepath.Join(dir, "bad", "unsigned.wasm")]; r.Status != StatusInvalid {

@@ -39,7 +39,8 @@ const (
 
 // Result describes the verification of one module. It is filled as far as
 // verification got, also when it failed (e.g. the signer of a revoked
-// certificate).
+// certificate). When Status is not valid, the signer fields name the
+// certificate the module carries, which proves nothing about its origin.
 type Result struct {
 	// File is the path of the module (batch and file verification).
 	File string `json:"file"`
@@ -253,6 +254,7 @@ func (v *Verifier) verify(src source, detached []byte) (*Result, error) {
 	}
 	recs, matched := candidates(data, hashes, AlgECDSAP256Chain)
 	if !matched {
+		v.claimedSigner(data, res)
 		return res.fail(ErrHashMismatch)
 	}
 	if len(recs) == 0 {
@@ -299,6 +301,24 @@ func (v *Verifier) checkRecord(rec *record, digest []byte, res *Result) error {
 	}
 	res.Chain = ce.path
 	return nil
+}
+
+// claimedSigner fills the signer fields of a failed result from the first
+// certificate-chain record of the section, so that a report can say which
+// device a tampered module claims to come from. Nothing about it is
+// verified; the result's status says so.
+func (v *Verifier) claimedSigner(data *sigData, res *Result) {
+	for _, s := range data.sets {
+		for i := range s.records {
+			if s.records[i].alg != AlgECDSAP256Chain {
+				continue
+			}
+			if ce := v.chain(s.records[i].chain); ce.leaf != nil {
+				res.SignerSerial, res.DeviceSerial, res.Signer = ce.serial, ce.leaf.Subject.SerialNumber, ce.subject
+			}
+			return
+		}
+	}
 }
 
 // chain returns the cached result of checking an embedded chain.

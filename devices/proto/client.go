@@ -50,7 +50,7 @@ type Client struct {
 	closeOnce sync.Once
 	closed    atomic.Bool
 
-	retriesN, timeoutsN, staleN atomic.Uint64
+	retriesN, timeoutsN, staleN, naksN atomic.Uint64
 }
 
 type pendingCall struct {
@@ -105,6 +105,7 @@ func (c *Client) Stats() Stats {
 	s.Retries = c.retriesN.Load()
 	s.Timeouts = c.timeoutsN.Load()
 	s.Stale = c.staleN.Load()
+	s.NAKs = c.naksN.Load()
 	return s
 }
 
@@ -136,6 +137,13 @@ func (c *Client) readLoop() {
 		}
 		if !m.Response {
 			c.conn.drop(dropWrongDir)
+			continue
+		}
+		if m.ID == 0 && m.Type == MsgError {
+			// The agent's NAK: it received a corrupted frame, probably our
+			// request. Same effect as a corrupted frame seen here.
+			c.naksN.Add(1)
+			c.onDrop(dropCRC)
 			continue
 		}
 		c.pmu.Lock()
@@ -268,31 +276,48 @@ func (c *Client) exchange(ctx context.Context, m Message) (Message, error) {
 			}
 			return Message{}, err
 		}
-	wait:
-		select {
-		case r := <-p.resp:
-			timer.Stop()
-			c.log.Debug("proto response", "type", r.Type, "id", r.ID, "attempt", attempt,
-				"payload_len", len(r.Payload), "elapsed", time.Since(start))
-			return r, nil
-		case <-p.kick:
-			if attempt == attempts || time.Since(sent) < fastRetryGap {
-				goto wait
+		r, done, err := c.wait(ctx, p, m, timer, sent, attempt == attempts)
+		if done {
+			if err == nil {
+				c.log.Debug("proto response", "type", r.Type, "id", r.ID, "attempt", attempt,
+					"payload_len", len(r.Payload), "elapsed", time.Since(start))
 			}
-			timer.Stop()
-			c.log.Warn("proto corrupted frame while waiting, sending again", "type", m.Type, "id", m.ID, "attempt", attempt)
-		case <-timer.C:
-			c.timeoutsN.Add(1)
-			c.log.Warn("proto request timed out", "type", m.Type, "id", m.ID, "attempt", attempt, "timeout", timeout)
-		case <-ctx.Done():
-			timer.Stop()
-			return Message{}, fmt.Errorf("%s request %08x: %w", m.Type, m.ID, ctx.Err())
-		case <-c.done:
-			timer.Stop()
-			return Message{}, c.closedErr(m.Type)
+			return r, err
 		}
 	}
 	return Message{}, fmt.Errorf("%s request %08x: %d attempts of %v: %w", m.Type, m.ID, attempts, timeout, ErrTimeout)
+}
+
+// wait waits for the response to one attempt. It returns done=false when
+// the attempt should be repeated: on timeout, or soon after a corrupted frame
+// arrived (which is most likely the response, or the agent's NAK of our
+// request) — but never sooner than fastRetryGap after sending, so that one
+// burst of noise does not use up all retries.
+func (c *Client) wait(ctx context.Context, p *pendingCall, m Message, timer *time.Timer, sent time.Time, last bool) (Message, bool, error) {
+	defer timer.Stop()
+	var fast <-chan time.Time
+	for {
+		select {
+		case r := <-p.resp:
+			return r, true, nil
+		case <-p.kick:
+			if last || fast != nil {
+				continue
+			}
+			fast = time.After(max(fastRetryGap-time.Since(sent), 0))
+		case <-fast:
+			c.log.Warn("proto corrupted frame while waiting, sending again", "type", m.Type, "id", m.ID)
+			return Message{}, false, nil
+		case <-timer.C:
+			c.timeoutsN.Add(1)
+			c.log.Warn("proto request timed out", "type", m.Type, "id", m.ID, "timeout", c.Timeout(m.Type))
+			return Message{}, false, nil
+		case <-ctx.Done():
+			return Message{}, true, fmt.Errorf("%s request %08x: %w", m.Type, m.ID, ctx.Err())
+		case <-c.done:
+			return Message{}, true, c.closedErr(m.Type)
+		}
+	}
 }
 
 // send writes m without letting a stalled line block the caller beyond the

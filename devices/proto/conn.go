@@ -33,6 +33,7 @@ type Stats struct {
 	Stale    uint64 // Client: responses whose id is not the one awaited
 	Replays  uint64 // Server: responses answered from the replay cache
 	Handled  uint64 // Server: requests passed to the Handler
+	NAKs     uint64 // Server: NAKs sent for damaged frames; Client: NAKs received
 }
 
 // dropReason says why a frame was dropped.
@@ -114,6 +115,9 @@ type Conn struct {
 	onDrop func(dropReason) // called from the reading goroutine
 }
 
+// keepWriteBuffer is the largest write buffer a Conn keeps between writes.
+const keepWriteBuffer = 16 << 10
+
 // assembly is the state of a chunked message being reassembled.
 type assembly struct {
 	active   bool
@@ -168,7 +172,7 @@ func (c *Conn) WriteFrame(f Frame) error {
 		return err
 	}
 	c.wbuf = buf
-	return c.flush(1, 0)
+	return c.flush(1, len(f.Payload))
 }
 
 // WriteMessage writes m, split into frames of at most chunkSize payload
@@ -219,7 +223,7 @@ func (c *Conn) WriteMessage(m Message, chunkSize int) error {
 func (c *Conn) flush(frames, payload int) error {
 	n, err := c.rw.Write(c.wbuf)
 	c.st.bytesOut.Add(uint64(n))
-	if cap(c.wbuf) > 4*DefaultChunkSize*4 {
+	if cap(c.wbuf) > keepWriteBuffer {
 		c.wbuf = nil // do not pin a large buffer after a big message
 	}
 	if err != nil {

@@ -22,10 +22,11 @@ type Faults struct {
 // example two pseudo-terminals), for tests and demos. It is a test fixture,
 // not part of the protocol.
 //
-// stop ends the relay: no new Write starts after it returns. Readers that
-// support SetReadDeadline (os.File on a pty, net.Conn) are interrupted and
-// waited for; a goroutine blocked in another Read exits when that Read
-// returns, discarding what it read.
+// stop ends the relay: no new Write starts after it returns. It interrupts
+// readers that support SetReadDeadline (a pollable os.File, net.Conn) and
+// waits up to a second for the copying goroutines; a goroutine blocked in a
+// Read that cannot be interrupted exits when that Read returns, discarding
+// what it read.
 func Relay(a, b io.ReadWriter, f Faults) (stop func()) {
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
@@ -37,18 +38,21 @@ func Relay(a, b io.ReadWriter, f Faults) (stop func()) {
 		once.Do(func() {
 			close(quit)
 			type deadliner interface{ SetReadDeadline(time.Time) error }
-			interruptible := true
 			for _, e := range []io.ReadWriter{a, b} {
-				d, ok := e.(deadliner)
-				if !ok || d.SetReadDeadline(time.Now()) != nil {
-					interruptible = false
+				if d, ok := e.(deadliner); ok {
+					_ = d.SetReadDeadline(time.Now())
 				}
 			}
-			if interruptible {
-				wg.Wait()
+			done := make(chan struct{})
+			go func() { wg.Wait(); close(done) }()
+			select {
+			case <-done:
 				for _, e := range []io.ReadWriter{a, b} {
-					_ = e.(deadliner).SetReadDeadline(time.Time{})
+					if d, ok := e.(deadliner); ok {
+						_ = d.SetReadDeadline(time.Time{})
+					}
 				}
+			case <-time.After(time.Second):
 			}
 		})
 	}

@@ -71,7 +71,7 @@ func TestNoisyLine1e4(t *testing.T) {
 		WithRetries(5))
 	ctx := context.Background()
 	x := dev.data
-	const rounds = 40
+	const rounds = 100
 	start := time.Now()
 	failed := 0
 	for i := range rounds {
@@ -96,9 +96,9 @@ func TestNoisyLine1e4(t *testing.T) {
 		}
 	}
 	cs, ss := c.Stats(), srv.Stats()
-	t.Logf("%d calls in %v, %d failed; wire %d B out, %d B in; client: %d retries, %d timeouts, %d dropped frames, %d stale; server: %d dropped, %d replays",
+	t.Logf("%d calls in %v, %d failed; wire %d B out, %d B in; client: %d retries, %d timeouts, %d dropped frames, %d stale, %d NAKs; server: %d dropped, %d replays",
 		rounds, time.Since(start).Round(time.Millisecond), failed, cs.BytesOut, cs.BytesIn,
-		cs.Retries, cs.Timeouts, cs.Dropped, cs.Stale, ss.Dropped, ss.Replays)
+		cs.Retries, cs.Timeouts, cs.Dropped, cs.Stale, cs.NAKs, ss.Dropped, ss.Replays)
 	if ss.Dropped+cs.Dropped == 0 {
 		t.Errorf("no frame was damaged: the relay did not inject faults")
 	}

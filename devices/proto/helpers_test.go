@@ -24,12 +24,31 @@ func openPty(t testing.TB) (master, slave *os.File) {
 	if err != nil {
 		t.Fatalf("open pty: %v", err)
 	}
+	m = pollable(t, m)
 	t.Cleanup(func() {
 		_ = m.Close()
 		_ = s.Close()
 	})
 	makeRaw(t, s)
 	return m, s
+}
+
+// pollable returns f reopened in non-blocking mode under the runtime
+// poller. pty.Open calls Fd() on the master, which switches it to blocking
+// mode: a Read on it can then be interrupted neither by a deadline nor by
+// Close, so a Client could not stop its reader. A dup with O_NONBLOCK passed
+// to os.NewFile is pollable again.
+func pollable(t testing.TB, f *os.File) *os.File {
+	t.Helper()
+	fd, err := unix.Dup(int(f.Fd()))
+	if err == nil {
+		err = unix.SetNonblock(fd, true)
+	}
+	if err != nil {
+		t.Fatalf("reopen %s non-blocking: %v", f.Name(), err)
+	}
+	_ = f.Close()
+	return os.NewFile(uintptr(fd), f.Name())
 }
 
 // makeRaw is cfmakeraw(3) on f. It goes through SyscallConn so that f stays

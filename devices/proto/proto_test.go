@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -173,6 +174,7 @@ func TestVersionNegotiation(t *testing.T) {
 		{"same", []uint8{1}, []uint8{1}, 1, nil},
 		{"station newer", []uint8{1, 2, 3}, []uint8{1, 2}, 2, nil},
 		{"agent newer", []uint8{1}, []uint8{1, 2}, 1, nil},
+		{"agent dropped version 1", []uint8{1, 2}, []uint8{2}, 2, nil},
 		{"none in common", []uint8{3}, []uint8{1, 2}, 0, ErrVersion},
 	}
 	for _, tt := range tests {
@@ -219,7 +221,8 @@ func TestVersionNegotiation(t *testing.T) {
 	})
 }
 
-// readWithin reads one message from c or fails the test after d.
+// readWithin reads one message other than a NAK from c, or fails the test
+// after d.
 func readWithin(t *testing.T, c *Conn, d time.Duration) Message {
 	t.Helper()
 	type res struct {
@@ -228,8 +231,14 @@ func readWithin(t *testing.T, c *Conn, d time.Duration) Message {
 	}
 	ch := make(chan res, 1)
 	go func() {
-		m, err := c.ReadMessage()
-		ch <- res{m, err}
+		for {
+			m, err := c.ReadMessage()
+			if err == nil && m.ID == 0 && m.Type == MsgError {
+				continue // NAK of a damaged frame
+			}
+			ch <- res{m, err}
+			return
+		}
 	}()
 	select {
 	case r := <-ch:
@@ -595,7 +604,11 @@ func TestHandlerFailures(t *testing.T) {
 		case MsgReadChain:
 			panic("bug")
 		case MsgLock:
-			return nil, &Error{Code: ErrBusy, Message: "try again"}
+			return nil, fmt.Errorf("lock: %w", &Error{Code: ErrBusy, Message: "try again"})
+		case MsgSignDigest:
+			return ReadChainResponse{Chain: [][]byte{{1}}}, nil // wrong struct: agent bug
+		case MsgHello:
+			return GetEKResponse{}, nil // wrong struct for Hello
 		}
 		return nil, nil
 	})
@@ -609,6 +622,12 @@ func TestHandlerFailures(t *testing.T) {
 	}
 	if err := c.Lock(ctx); !errors.Is(err, ErrBusy) || !errors.Is(err, &Error{Code: ErrBusy}) {
 		t.Errorf("busy: %v, want ErrBusy", err)
+	}
+	if _, err := c.SignDigest(ctx, SignDigestRequest{Digest: filled(32, 1)}); !errors.Is(err, ErrInternal) {
+		t.Errorf("wrong response struct: %v, want ErrInternal", err)
+	}
+	if _, err := c.Hello(ctx); !errors.Is(err, ErrInternal) {
+		t.Errorf("wrong Hello struct: %v, want ErrInternal", err)
 	}
 	// The server survives all of it.
 	if err := c.Reset(ctx); err != nil {

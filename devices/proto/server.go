@@ -7,15 +7,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // DefaultCacheSize is how many recent responses a Server keeps for
 // answering repeated request ids.
 const DefaultCacheSize = 16
+
+// nakInterval rate-limits NAKs, so that a burst of line noise costs the
+// station at most a few NAK frames per second of return bandwidth.
+const nakInterval = 50 * time.Millisecond
 
 // maxErrorMessage bounds the operator message of an error reply.
 const maxErrorMessage = 512
@@ -25,7 +29,10 @@ const maxErrorMessage = 512
 // with Unmarshal). It returns the response struct (value or pointer; nil for
 // an empty response) or an error: an *Error (possibly wrapped) chooses the
 // code and operator message of the reply; any other error becomes
-// ErrInternal. For MsgHello the Server fills in HelloResponse.Version itself.
+// ErrInternal with the error's text as the message, so keep secrets out of
+// it. A response that does not encode to the response struct of t is
+// replaced by ErrInternal. For MsgHello the Server fills in
+// HelloResponse.Version itself.
 type Handler interface {
 	Handle(ctx context.Context, t MsgType, payload []byte) (resp any, err error)
 }
@@ -59,6 +66,8 @@ type Server struct {
 	serveMu  sync.Mutex // one Serve at a time
 	replays  atomic.Uint64
 	handledN atomic.Uint64
+	naks     atomic.Uint64
+	lastNAK  time.Time // used by the reading goroutine only
 }
 
 // NewServer returns a Server answering requests read from rw with h.
@@ -76,7 +85,30 @@ func NewServer(rw io.ReadWriter, h Handler, opts ...ServerOption) *Server {
 	for _, o := range opts {
 		o.applyServer(s)
 	}
+	s.conn.onDrop = s.onDrop
 	return s
+}
+
+// onDrop answers a frame damaged on the line with a NAK: an MsgError reply
+// with request id 0 and code ErrBadRequest. The station cannot tell which
+// request was lost either, but it knows which one it is waiting for and
+// sends it again at once instead of waiting for its timeout. Garbage that
+// does not look like a frame (oversize) gets no NAK.
+func (s *Server) onDrop(r dropReason) {
+	if r != dropCRC && r != dropMalformed {
+		return
+	}
+	now := time.Now()
+	if now.Sub(s.lastNAK) < nakInterval {
+		return
+	}
+	s.lastNAK = now
+	payload, _ := Marshal(ErrorResponse{Code: uint16(ErrBadRequest), Message: "corrupted frame"})
+	if err := s.conn.WriteMessage(Message{Version: BaseVersion, Response: true, ID: 0, Type: MsgError, Payload: payload}, s.chunkSize); err != nil {
+		s.log.Debug("proto cannot send NAK", "err", err)
+		return
+	}
+	s.naks.Add(1)
 }
 
 // Stats returns a snapshot of the server's counters.
@@ -84,6 +116,7 @@ func (s *Server) Stats() Stats {
 	st := s.conn.Stats()
 	st.Replays = s.replays.Load()
 	st.Handled = s.handledN.Load()
+	st.NAKs = s.naks.Load()
 	return st
 }
 
@@ -129,12 +162,13 @@ func (s *Server) readLoop() {
 // handle answers one request.
 func (s *Server) handle(ctx context.Context, m Message) error {
 	log := s.log.With("type", m.Type, "id", m.ID)
-	if !slices.Contains(s.versions, m.Version) {
+	// Hello always travels in BaseVersion frames, whatever the agent speaks.
+	if !slices.Contains(s.versions, m.Version) && (m.Type != MsgHello || m.Version != BaseVersion) {
 		log.Warn("proto request of unsupported version", "version", m.Version)
 		return s.reply(m, BaseVersion, MsgError, ErrorResponse{Code: uint16(ErrVersion),
 			Message: fmt.Sprintf("frame version %d not supported (agent speaks %v)", m.Version, s.versions)}, false)
 	}
-	digest := sha256.Sum256(append([]byte{byte(m.Type)}, m.Payload...))
+	digest := requestDigest(m)
 	if e, ok := s.cache.get(m.ID, digest); ok {
 		s.replays.Add(1)
 		log.Debug("proto replaying cached response", "resp_type", e.typ)
@@ -174,7 +208,13 @@ func (s *Server) handle(ctx context.Context, m Message) error {
 		return s.reply(m, m.Version, MsgError, ErrorResponse{Code: uint16(pe.Code), Message: truncate(pe.Message)}, true)
 	}
 	if m.Type == MsgHello {
-		resp = withVersion(resp, chosen)
+		hr, ok := withVersion(resp, chosen)
+		if !ok {
+			log.Error("proto handler returned a wrong type for Hello", "resp_type", fmt.Sprintf("%T", resp))
+			return s.reply(m, m.Version, MsgError, ErrorResponse{Code: uint16(ErrInternal),
+				Message: "agent produced an invalid Hello response"}, true)
+		}
+		resp = hr
 		log.Info("proto hello", "version", chosen)
 	}
 	if resp == nil {
@@ -201,14 +241,20 @@ func (s *Server) reply(m Message, version uint8, t MsgType, resp any, cache bool
 	if err == nil && len(payload) > MaxMessageSize {
 		err = fmt.Errorf("%s response of %d bytes exceeds %d", m.Type, len(payload), MaxMessageSize)
 	}
+	if err == nil {
+		// Never send what the station's strict decoder would reject: a
+		// handler returning the wrong struct is an agent bug, reported as
+		// such instead of as a protocol violation on the station.
+		_, err = DecodeResponse(t, payload)
+	}
 	if err != nil {
-		s.log.Error("proto cannot encode response", "type", m.Type, "id", m.ID, "err", err)
+		s.log.Error("proto invalid response from handler", "type", m.Type, "id", m.ID, "resp_type", fmt.Sprintf("%T", resp), "err", err)
 		t = MsgError
-		payload, _ = Marshal(ErrorResponse{Code: uint16(ErrInternal), Message: fmt.Sprintf("agent cannot encode %s response", m.Type)})
+		payload, _ = Marshal(ErrorResponse{Code: uint16(ErrInternal), Message: fmt.Sprintf("agent produced an invalid %s response", m.Type)})
 	}
 	out := Message{Version: version, Response: true, ID: m.ID, Type: t, Payload: payload}
 	if cache {
-		digest := sha256.Sum256(append([]byte{byte(m.Type)}, m.Payload...))
+		digest := requestDigest(m)
 		s.cache.put(cacheEntry{id: m.ID, digest: digest, version: version, typ: t, payload: payload})
 	}
 	return s.write(out)
@@ -233,27 +279,32 @@ func (s *Server) negotiate(offered []uint8) uint8 {
 	return best
 }
 
-// withVersion sets the Version of a HelloResponse given by value or pointer.
-func withVersion(resp any, v uint8) any {
-	switch r := resp.(type) {
+// withVersion sets the Version of a HelloResponse given by value or
+// pointer; ok is false for any other type.
+func withVersion(resp any, v uint8) (r HelloResponse, ok bool) {
+	switch x := resp.(type) {
 	case HelloResponse:
-		r.Version = v
-		return r
+		r = x
 	case *HelloResponse:
-		if r == nil {
-			return HelloResponse{Version: v}
+		if x != nil {
+			r = *x
 		}
-		c := *r
-		c.Version = v
-		return c
 	case nil:
-		return HelloResponse{Version: v}
+	default:
+		return r, false
 	}
-	// Some other struct: leave it to the decoder on the other side to reject.
-	if rv := reflect.ValueOf(resp); rv.Kind() == reflect.Pointer && rv.IsNil() {
-		return HelloResponse{Version: v}
-	}
-	return resp
+	r.Version = v
+	return r, true
+}
+
+// requestDigest identifies the content of a request for the replay cache.
+func requestDigest(m Message) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte{byte(m.Type)})
+	h.Write(m.Payload)
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d
 }
 
 func truncate(s string) string {

@@ -174,8 +174,8 @@ func (l Loc) present() bool { return l.Count > 0 }
 //	NotBefore       the encoded issue date, minutes and seconds 00
 //	NotAfter        issue date + expire years (or 99991231235959Z)
 //	PublicKey       the 64-byte X || Y in the SubjectPublicKeyInfo
-//	SubjectKeyID    SHA-1 of 04 || X || Y (RFC 5280 method 1), if present
-//	AuthorityKeyID  SHA-1 of the signer's 04 || X || Y, if present
+//	SubjectKeyID    derived from X || Y by KeyIDMethod, if present
+//	AuthorityKeyID  derived from the signer's X || Y by KeyIDMethod, if present
 //
 // and appends the signature algorithm and the signature (DER
 // ECDSA-Sig-Value from r || s; the outer lengths follow the signature's
@@ -194,6 +194,10 @@ type Template struct {
 	PublicKey      Loc      `json:"public_key"`
 	SubjectKeyID   Loc      `json:"subject_key_id"`
 	AuthorityKeyID Loc      `json:"authority_key_id"`
+	// SKIMethod and AKIMethod say how the rebuilt key identifiers are
+	// derived (KeyIDSHA1 or KeyIDSHA256).
+	SKIMethod KeyIDMethod `json:"ski_method,omitempty"`
+	AKIMethod KeyIDMethod `json:"aki_method,omitempty"`
 }
 
 // certParts splits a certificate's DER into TBS, signature algorithm and
@@ -309,10 +313,41 @@ var (
 	oidAKI = []byte{0x55, 0x1D, 0x23} // 2.5.29.35
 )
 
-// keyID is SHA-1 of the uncompressed point, RFC 5280 4.2.1.2 method 1.
-func keyID(xy []byte) []byte {
-	h := sha1.Sum(append([]byte{0x04}, xy...))
-	return h[:]
+// KeyIDMethod is how a key identifier is derived from a public key.
+type KeyIDMethod uint8
+
+// Key identifier methods.
+const (
+	// KeyIDSHA1 is SHA-1 of the subjectPublicKey bits (04 || X || Y), RFC
+	// 5280 4.2.1.2 method 1: Microchip's templates, smallstep, OpenSSL.
+	KeyIDSHA1 KeyIDMethod = 1
+	// KeyIDSHA256 is the first 160 bits of SHA-256 of the same bits, RFC
+	// 7093 method 1: what Go's x509.CreateCertificate uses since Go 1.25.
+	KeyIDSHA256 KeyIDMethod = 2
+)
+
+// keyID derives a key identifier from X || Y.
+func keyID(m KeyIDMethod, xy []byte) []byte {
+	pt := append([]byte{0x04}, xy...)
+	switch m {
+	case KeyIDSHA1:
+		h := sha1.Sum(pt)
+		return h[:]
+	case KeyIDSHA256:
+		h := sha256.Sum256(pt)
+		return h[:20]
+	}
+	return nil
+}
+
+// keyIDMethod returns the method that derives id from xy, or 0.
+func keyIDMethod(id, xy []byte) KeyIDMethod {
+	for _, m := range []KeyIDMethod{KeyIDSHA1, KeyIDSHA256} {
+		if bytes.Equal(id, keyID(m, xy)) {
+			return m
+		}
+	}
+	return 0
 }
 
 // NewTemplate derives a certificate definition from an issued certificate.
@@ -353,29 +388,32 @@ func NewTemplate(cert *x509.Certificate, kind CertKind, signerPub *ecdsa.PublicK
 		if f.serial.Count != DeviceSerialSize {
 			return nil, notCompressible("%s: serial is %d bytes, not derived from the public key and dates (se.DeviceCertSerial)", certName(cert), f.serial.Count)
 		}
-		if f.ski.present() && !bytes.Equal(cert.SubjectKeyId, keyID(xy)) {
-			return nil, notCompressible("%s: subject key id is not SHA-1 of the public key", certName(cert))
+		if f.ski.present() {
+			if t.SKIMethod = keyIDMethod(cert.SubjectKeyId, xy); t.SKIMethod == 0 {
+				return nil, notCompressible("%s: subject key id is not derived from the public key (SHA-1 or truncated SHA-256)", certName(cert))
+			}
+			t.SubjectKeyID = f.ski
 		}
 		if signerPub != nil && f.aki.present() {
-			sxy, err := PublicKeyBytes(signerPub)
-			if err == nil && bytes.Equal(cert.AuthorityKeyId, keyID(sxy)) {
-				t.AuthorityKeyID = f.aki
+			if sxy, err := PublicKeyBytes(signerPub); err == nil {
+				if t.AKIMethod = keyIDMethod(cert.AuthorityKeyId, sxy); t.AKIMethod != 0 {
+					t.AuthorityKeyID = f.aki
+				}
 			}
 		}
 	case KindSigner:
 		t.TemplateID = 2
 		t.SNSource = SNStored
-		if f.ski.present() && bytes.Equal(cert.SubjectKeyId, keyID(xy)) {
-			t.SubjectKeyID = f.ski
+		if f.ski.present() {
+			if t.SKIMethod = keyIDMethod(cert.SubjectKeyId, xy); t.SKIMethod != 0 {
+				t.SubjectKeyID = f.ski
+			}
 		}
 	default:
 		return nil, fmt.Errorf("template: unknown certificate kind %d", kind)
 	}
 	if datesOK {
 		t.NotBefore, t.NotAfter = f.notBefore, f.notAfter
-	}
-	if kind == KindDevice && f.ski.present() {
-		t.SubjectKeyID = f.ski
 	}
 	t.TBS = append([]byte(nil), tbs...)
 	for _, l := range []Loc{t.Serial, t.NotBefore, t.NotAfter, t.PublicKey, t.SubjectKeyID, t.AuthorityKeyID} {
@@ -553,7 +591,7 @@ func Decompress(c *Compressed, tmpl *Template, pub, signerPub *ecdsa.PublicKey) 
 		if err != nil {
 			return nil, fmt.Errorf("decompress: signer %w", err)
 		}
-		aki = keyID(sxy)
+		aki = keyID(tmpl.AKIMethod, sxy)
 	}
 	der, err := build(c, tmpl, pub, aki)
 	if err != nil {
@@ -605,8 +643,10 @@ func build(c *Compressed, t *Template, pub *ecdsa.PublicKey, aki []byte) ([]byte
 	if err := put("public key", t.PublicKey, xy); err != nil {
 		return nil, err
 	}
-	if err := put("subject key id", t.SubjectKeyID, keyID(xy)); err != nil {
-		return nil, err
+	if t.SubjectKeyID.present() {
+		if err := put("subject key id", t.SubjectKeyID, keyID(t.SKIMethod, xy)); err != nil {
+			return nil, err
+		}
 	}
 	if t.AuthorityKeyID.present() {
 		if err := put("authority key id", t.AuthorityKeyID, aki); err != nil {
@@ -618,7 +658,7 @@ func build(c *Compressed, t *Template, pub *ecdsa.PublicKey, aki []byte) ([]byte
 	b.AddASN1(asn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddBytes(tbs)
 		b.AddBytes(t.SigAlg)
-		b.AddASN1BitString(append([]byte{0}, sig...))
+		b.AddASN1BitString(sig)
 	})
 	return b.Bytes()
 }

@@ -49,6 +49,11 @@ func (d *Device) chainIndex(i int) uint32 { return d.cfg.NVBase + uint32(i) }
 // or the old content unchanged (old chain valid), or the new header over the
 // complete new content (new chain valid) — never a mix that passes.
 //
+// One case loses the old chain before the new one is complete: when an
+// index must grow (the old chain's last index was sized to fit), it is
+// undefined and defined again; if that index is the first one, an
+// interruption leaves no chain (ErrNoChain), otherwise a corrupt one.
+//
 // A chain locked by LockChain cannot be rewritten: the error wraps
 // tpm2.TPMRCNVLocked and nothing is modified.
 func (d *Device) WriteChain(chain [][]byte) ([]uint32, error) {

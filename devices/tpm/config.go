@@ -26,7 +26,9 @@ const (
 // boot on a real chip).
 type Config struct {
 	// SRKHandle is the persistent handle of the ECC P-256 storage primary
-	// key (SRK, TCG template) under which IAK and IDevID are created.
+	// key (SRK, TCG template) under which IAK and IDevID are created. It is
+	// created and persisted when absent; a storage key already there (e.g.
+	// an RSA SRK made by tpm2-tools) is used as it is.
 	SRKHandle uint32
 	// IAKHandle is the persistent handle of the attestation key.
 	IAKHandle uint32

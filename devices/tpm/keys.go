@@ -389,4 +389,3 @@ func (d *Device) CSR(subject pkix.Name) ([]byte, error) {
 	}
 	return der, nil
 }
-

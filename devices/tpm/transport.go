@@ -86,6 +86,19 @@ func (s *streamTPM) Send(cmd []byte) ([]byte, error) {
 	if s.rwc == nil {
 		return nil, errors.New("tpm transport closed")
 	}
+	rsp, err := s.roundTrip(cmd)
+	if err != nil {
+		// After a failed read or write the stream position is unknown: a
+		// late response would be taken as the answer to the next command.
+		// Drop the connection; the owner reopens it.
+		_ = s.rwc.Close()
+		s.rwc = nil
+		return nil, err
+	}
+	return rsp, nil
+}
+
+func (s *streamTPM) roundTrip(cmd []byte) ([]byte, error) {
 	if c, ok := s.rwc.(net.Conn); ok {
 		// A TPM that stops answering must not hang the agent forever; the
 		// slowest real operation (RSA keygen) takes well under a minute.

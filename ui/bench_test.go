@@ -1,0 +1,346 @@
+package ui
+
+import (
+	"errors"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/wsc-project/wsc/station"
+)
+
+// newTestBench returns a signed-in bench view over n fake slots, seeded
+// with the fake's snapshot, on an 80×24 screen at t0.
+func newTestBench(t *testing.T, n int) (BenchModel, *fakeBench) {
+	t.Helper()
+	f := newFakeBench(n)
+	m := NewBenchModel(BenchOptions{Control: f, WorkOrder: "WO-2611-07", Station: "ST-01", Operator: "alice", Now: fixedClock(t0)})
+	m = settle(t, m, tea.WindowSizeMsg{Width: 80, Height: 24}, SnapshotMsg{Slots: f.Snapshot(), Running: f.Running(), At: t0})
+	return m, f
+}
+
+func TestBenchKeysCallControl(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup []tea.Msg
+		keys  []tea.Msg
+		want  []string
+	}{
+		{name: "start work order", keys: []tea.Msg{keyRunes("s")}, want: []string{"SetRunning(true)"}},
+		{name: "stop work order", setup: []tea.Msg{RunningMsg{On: true, At: t0}}, keys: []tea.Msg{keyRunes("s")}, want: []string{"SetRunning(false)"}},
+		{name: "retry selected", keys: []tea.Msg{keyRunes("3"), keyRunes("r")}, want: []string{"Retry(3)"}},
+		{name: "red bin selected", keys: []tea.Msg{keyRunes("2"), keyRunes("b")}, want: []string{"Quarantine(2)"}},
+		{name: "arrows select", keys: []tea.Msg{keyType(tea.KeyRight), keyType(tea.KeyRight), keyType(tea.KeyLeft), keyRunes("r")}, want: []string{"Retry(2)"}},
+		{name: "down moves a row of cards", keys: []tea.Msg{keyType(tea.KeyDown), keyRunes("r")}, want: []string{"Retry(4)"}},
+		{name: "digit without slot", keys: []tea.Msg{keyRunes("9"), keyRunes("r")}, want: []string{"Retry(1)"}},
+		{name: "help and esc call nothing", keys: []tea.Msg{keyRunes("?"), keyType(tea.KeyEsc)}, want: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, f := newTestBench(t, 4)
+			m = settle(t, m, tt.setup...)
+			settle(t, m, tt.keys...)
+			if got := f.Calls(); !slices.Equal(got, tt.want) {
+				t.Fatalf("calls = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestBenchCommandResultsShown(t *testing.T) {
+	m, f := newTestBench(t, 2)
+	f.retryErr = errors.New("slot 1 is idle, not failed: nothing to retry")
+	m = settle(t, m, keyRunes("r"))
+	mustContain(t, m.View(), "Slot 1 not retried: slot 1 is idle, not failed")
+
+	m = settle(t, m, keyRunes("s"))
+	if !m.running {
+		t.Fatal("work order not running after s")
+	}
+	mustContain(t, m.View(), "● RUNNING", "Work order started.")
+}
+
+func TestScanBurstBindsLabel(t *testing.T) {
+	tests := []struct {
+		name   string
+		events []tea.Msg
+		keys   []tea.Msg
+		want   []string
+		bound  int // slot that shows the label afterwards
+	}{
+		{
+			name: "burst then enter binds to selected idle slot",
+			keys: []tea.Msg{keyRunes("2"), keyRunes("SN-0001"), keyType(tea.KeyEnter)},
+			want: []string{`BindLabel(2, "SN-0001")`}, bound: 2,
+		},
+		{
+			name:   "selected slot running: next idle slot without label",
+			events: []tea.Msg{ev(1, 1, station.StateRunning, station.StepKeys, "TPM-A")},
+			keys:   []tea.Msg{keyRunes("SN-0002"), keyType(tea.KeyEnter)},
+			want:   []string{`BindLabel(0, "SN-0002")`}, bound: 2,
+		},
+		{
+			name:   "selected slot failed: rescan replaces its label",
+			events: []tea.Msg{ev(3, 1, station.StateRunning, station.StepHello, "TPM-C"), failEv(3, 2, station.StepHello, "TPM-C", station.ErrLabelMismatch, "rescan")},
+			keys:   []tea.Msg{keyRunes("3"), keyRunes("SN-0003"), keyType(tea.KeyEnter)},
+			want:   []string{`BindLabel(3, "SN-0003")`}, bound: 3,
+		},
+		{
+			name: "scanner burst split over messages, keys after the first go into the field",
+			keys: []tea.Msg{keyRunes("SN"), keyRunes("r"), keyRunes("s"), keyRunes("42"), keyType(tea.KeyEnter)},
+			want: []string{`BindLabel(1, "SNrs42")`}, bound: 1,
+		},
+		{
+			name: "terminator inside the burst",
+			keys: []tea.Msg{tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("SN-0009\r")}},
+			want: []string{`BindLabel(1, "SN-0009")`}, bound: 1,
+		},
+		{
+			name: "slash then typed label starting with a command key",
+			keys: append(append([]tea.Msg{keyRunes("/")}, typeKeys("3s1")...), keyType(tea.KeyEnter)),
+			want: []string{`BindLabel(1, "3s1")`}, bound: 1,
+		},
+		{
+			name: "upper-case letter is not a command: starts the field",
+			keys: append(typeKeys("AB7"), keyType(tea.KeyEnter)),
+			want: []string{`BindLabel(1, "AB7")`}, bound: 1,
+		},
+		{
+			name: "backspace edits, arrows choose the target",
+			keys: []tea.Msg{keyRunes("SN-1x"), keyType(tea.KeyBackspace), keyType(tea.KeyRight), keyType(tea.KeyEnter)},
+			want: []string{`BindLabel(2, "SN-1")`}, bound: 2,
+		},
+		{
+			name: "esc clears: nothing bound, later command works",
+			keys: []tea.Msg{keyRunes("SN-0001"), keyType(tea.KeyEsc), keyRunes("r")},
+			want: []string{"Retry(1)"},
+		},
+		{
+			name: "paste counts as a scan",
+			keys: []tea.Msg{tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("Z"), Paste: true}, keyType(tea.KeyEnter)},
+			want: []string{`BindLabel(1, "Z")`}, bound: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, f := newTestBench(t, 4)
+			m = settle(t, m, tt.events...)
+			m = settle(t, m, tt.keys...)
+			if got := f.Calls(); !slices.Equal(got, tt.want) {
+				t.Fatalf("calls = %q, want %q", got, tt.want)
+			}
+			if tt.bound != 0 {
+				s := m.slotByNum(tt.bound)
+				if s.label == "" {
+					t.Fatalf("slot %d shows no label", tt.bound)
+				}
+				if m.selNum != tt.bound {
+					t.Fatalf("selection on slot %d, want %d", m.selNum, tt.bound)
+				}
+			}
+			if len(m.scan) != 0 || m.scanOpen {
+				t.Fatalf("scan field not cleared: %q", string(m.scan))
+			}
+		})
+	}
+}
+
+func TestScanBufferShown(t *testing.T) {
+	m, f := newTestBench(t, 4)
+	m = settle(t, m, keyRunes("SN-00"))
+	mustContain(t, m.View(), "Scan ▸ SN-00▏", "enter binds to slot 1")
+	m = settle(t, m, keyRunes("r"))
+	if len(f.Calls()) != 0 {
+		t.Fatalf("r with a pending scan called %q", f.Calls())
+	}
+	mustContain(t, m.View(), "SN-00r")
+}
+
+func TestScanBindError(t *testing.T) {
+	m, f := newTestBench(t, 1)
+	f.bindErr = errors.New("no idle slot without a label")
+	m = settle(t, m, ev(1, 1, station.StateRunning, station.StepEK, "TPM-A"), keyRunes("SN-1"), keyType(tea.KeyEnter))
+	mustContain(t, m.View(), "Label SN-1 not bound to the next free slot: no idle slot without a label")
+}
+
+func TestCountersFromEvents(t *testing.T) {
+	m, _ := newTestBench(t, 3)
+	m = settle(t, m,
+		RunningMsg{On: true, At: t0},
+		ev(1, 1, station.StateRunning, station.StepConnect, ""),
+		ev(2, 1, station.StateRunning, station.StepConnect, ""),
+		ev(3, 1, station.StateRunning, station.StepConnect, ""),
+		passEv(1, 9, "TPM-A", "5f3a01"),
+		failEv(2, 10, station.StepReadBack, "TPM-B", station.ErrReadBack, "Reseat the cable on slot 2 and press r."),
+		passEv(3, 11, "TPM-C", "5f3a03"),
+		ev(2, 20, station.StateRunning, station.StepConnect, "TPM-B"),
+		failEv(2, 25, station.StepAttest, "TPM-B", station.ErrAttestation, "do not retry"),
+		EventMsg{Time: t0.Add(25 * time.Second), Slot: 2, Serial: "TPM-B", State: station.StateQuarantined, Detail: "Device TPM-B failed attestation: put it in the red bin."},
+		ev(1, 30, station.StateIdle, "", ""),
+		ev(1, 35, station.StateRunning, station.StepConnect, ""),
+		passEv(1, 44, "TPM-D", "5f3a04"),
+		tickMsg(t0.Add(30*time.Minute)),
+	)
+	c := m.Counters()
+	if c.Passed != 3 || c.Failed != 2 || c.RedBin != 1 {
+		t.Fatalf("counters = %+v", c)
+	}
+	if math.Abs(c.Yield-60) > 1e-9 {
+		t.Fatalf("yield = %v, want 60", c.Yield)
+	}
+	if c.Active != 30*time.Minute || math.Abs(c.PerHour-6) > 1e-9 {
+		t.Fatalf("active %v, rate %v; want 30m0s and 6/h", c.Active, c.PerHour)
+	}
+
+	// Stopped for an hour: the rate counts work-order time only.
+	m = settle(t, m, RunningMsg{On: false, At: t0.Add(30 * time.Minute)}, tickMsg(t0.Add(90*time.Minute)),
+		RunningMsg{On: true, At: t0.Add(90 * time.Minute)}, tickMsg(t0.Add(120*time.Minute)))
+	if c := m.Counters(); c.Active != time.Hour || math.Abs(c.PerHour-3) > 1e-9 {
+		t.Fatalf("after a stop: active %v, rate %v; want 1h0m0s and 3/h", c.Active, c.PerHour)
+	}
+	mustContain(t, m.View(), "Passed 3", "Failed 2", "Red bin 1", "Yield 60.0%", "Devices/h 3.0")
+}
+
+func TestFailureInstructionShown(t *testing.T) {
+	m, _ := newTestBench(t, 4)
+	m = settle(t, m, keyRunes("3"),
+		ev(3, 1, station.StateRunning, station.StepReadBack, "TPM-C"),
+		failEv(3, 4, station.StepReadBack, "TPM-C", station.ErrReadBack, "Reseat the cable on slot 3 and press r."))
+	mustContain(t, m.View(), "failed at readback", "readback: read-back mismatch", "→ Reseat the cable on slot 3 and press r.")
+
+	// A failure without a StepError still tells the operator what to do.
+	m = settle(t, m, ev(3, 5, station.StateRunning, station.StepConnect, "TPM-C"),
+		EventMsg{Time: t0.Add(6 * time.Second), Slot: 3, State: station.StateFailed, Step: station.StepEK, Err: errors.New("boom")})
+	mustContain(t, m.View(), "→ Check the device on slot 3, then press r to retry or b to put it in the red bin.")
+}
+
+func TestQuitAsksWhileSlotsRun(t *testing.T) {
+	m, _ := newTestBench(t, 2)
+	if _, cmds := update(t, m, keyType(tea.KeyCtrlC)); len(cmds) != 1 || !isQuit(cmds[0]) {
+		t.Fatal("ctrl+c on an idle bench does not quit")
+	}
+	m = settle(t, m, ev(1, 1, station.StateRunning, station.StepKeys, "TPM-A"))
+	m, cmds := update(t, m, keyType(tea.KeyCtrlC))
+	if len(cmds) != 0 || !m.confirmQuit {
+		t.Fatal("ctrl+c while a slot runs quits without asking")
+	}
+	mustContain(t, m.View(), "1 slot(s) still provisioning. Quit anyway? y / N")
+	m, cmds = update(t, m, keyRunes("n"))
+	if len(cmds) != 0 || m.confirmQuit {
+		t.Fatal("n does not cancel the question")
+	}
+	m, _ = update(t, m, keyType(tea.KeyCtrlC))
+	if _, cmds = update(t, m, keyRunes("y")); len(cmds) != 1 || !isQuit(cmds[0]) {
+		t.Fatal("y does not quit")
+	}
+}
+
+func isQuit(c tea.Cmd) bool {
+	_, ok := c().(tea.QuitMsg)
+	return ok
+}
+
+func TestEventsBeforeSnapshotKept(t *testing.T) {
+	f := newFakeBench(2)
+	m := NewBenchModel(BenchOptions{Control: f, Now: fixedClock(t0)})
+	m = settle(t, m, ev(2, 1, station.StateRunning, station.StepKeys, "TPM-B"),
+		SnapshotMsg{Slots: f.Snapshot(), At: t0})
+	if len(m.slots) != 2 || m.slotByNum(2).state != station.StateRunning || m.slotByNum(2).port != "/dev/ttyUSB1" {
+		t.Fatalf("snapshot overwrote an event: %+v", *m.slotByNum(2))
+	}
+}
+
+func TestSlotCardsFollowWidth(t *testing.T) {
+	for _, tt := range []struct {
+		w, h, n  int
+		cols     int
+		wantList bool
+	}{
+		{80, 24, 4, 3, false},
+		{120, 40, 8, 4, false},
+		{60, 20, 4, 0, true},
+		{80, 24, 8, 0, true},
+		{40, 24, 2, 0, true},
+	} {
+		g := newSlotGrid()
+		g.SetSize(tt.w, tt.h-fixedLines-1)
+		cols, _, list := g.layout(tt.n)
+		if list != tt.wantList || (!list && cols != tt.cols) {
+			t.Errorf("%d×%d with %d slots: cols %d list %v", tt.w, tt.h, tt.n, cols, list)
+		}
+	}
+}
+
+func TestOperatorLoginTellsControl(t *testing.T) {
+	f := newFakeBench(2)
+	m := NewBenchModel(BenchOptions{Control: f, Auth: fakeAuth{}, Now: fixedClock(t0)})
+	m = settle(t, m, tea.WindowSizeMsg{Width: 80, Height: 24})
+	if m.Operator() != "" {
+		t.Fatal("operator before login")
+	}
+	// Commands do not reach the bench before the login.
+	m = settle(t, m, keyRunes("s"))
+	if len(f.Calls()) != 0 {
+		t.Fatalf("calls before login: %q", f.Calls())
+	}
+	m = settle(t, m, keyType(tea.KeyBackspace))
+	msgs := append(typeKeys("alice"), keyType(tea.KeyTab))
+	msgs = append(msgs, typeKeys("1234")...)
+	m = settle(t, m, append(msgs, keyType(tea.KeyEnter))...)
+	if m.Operator() != "Alice Martin" {
+		t.Fatalf("operator = %q", m.Operator())
+	}
+	if got := f.Calls(); !slices.Equal(got, []string{`SetOperator("Alice Martin")`}) {
+		t.Fatalf("calls = %q", got)
+	}
+	mustContain(t, m.View(), "operator Alice Martin")
+}
+
+func TestLoginNeverShowsPIN(t *testing.T) {
+	m := NewBenchModel(BenchOptions{Control: newFakeBench(1), Auth: fakeAuth{}, Now: fixedClock(t0)})
+	msgs := append(typeKeys("alice"), keyType(tea.KeyEnter))
+	msgs = append(msgs, typeKeys("9137")...)
+	m = settle(t, m, msgs...)
+	if v := m.View(); strings.Contains(v, "9137") || !strings.Contains(v, "••••") {
+		t.Fatalf("PIN field not masked:\n%s", v)
+	}
+	m = settle(t, m, keyType(tea.KeyEnter))
+	v := m.View()
+	mustContain(t, v, "Sign-in failed: wrong name or PIN (pin ****)")
+	if strings.Contains(v, "9137") {
+		t.Fatalf("view shows the PIN:\n%s", v)
+	}
+	if m.signedIn || m.login.pin.Value() != "" {
+		t.Fatal("failed login signed in or kept the PIN")
+	}
+}
+
+func TestLoginBadge(t *testing.T) {
+	m := NewBenchModel(BenchOptions{Control: newFakeBench(1), Auth: fakeAuth{}, Now: fixedClock(t0)})
+	m = settle(t, m, keyRunes("BADGE-0000"))
+	if v := m.View(); strings.Contains(v, "BADGE-0000") || !strings.Contains(v, "Badge") {
+		t.Fatalf("badge code shown or badge mode missing:\n%s", v)
+	}
+	m = settle(t, m, keyType(tea.KeyEnter))
+	if v := m.View(); !strings.Contains(v, "unknown badge ****") || strings.Contains(v, "BADGE-0000") {
+		t.Fatalf("badge error:\n%s", v)
+	}
+	m = settle(t, m, keyRunes("BADGE-7781"), keyType(tea.KeyEnter))
+	if m.Operator() != "Bob Lee" {
+		t.Fatalf("operator = %q", m.Operator())
+	}
+}
+
+func TestDemoModelStillWorks(t *testing.T) {
+	m := NewDemoModel("demo", 2)
+	m.now = fixedClock(t0.Add(3 * time.Second))
+	nm, _ := m.Update(ProgressMsg("starting swtpm"))
+	nm, _ = nm.Update(ev(1, 1, station.StateRunning, station.StepKeys, "TPM-A"))
+	mustContain(t, nm.View(), "demo", "starting swtpm", "slot 1", "TPM-A", "keys")
+	if _, cmd := nm.Update(DoneMsg{}); cmd == nil || !isQuit(cmd) {
+		t.Fatal("DoneMsg does not quit")
+	}
+}
