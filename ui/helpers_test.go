@@ -189,12 +189,19 @@ func run(cmds ...tea.Cmd) []tea.Msg {
 }
 
 // settle applies msgs, runs the commands they produce and feeds the
-// results back until nothing is left.
+// results back until nothing is left (the clock does not tick by itself).
 func settle(t *testing.T, m BenchModel, msgs ...tea.Msg) BenchModel {
 	t.Helper()
 	for len(msgs) > 0 {
 		var cmds []tea.Cmd
-		m, cmds = update(t, m, msgs...)
+		for _, msg := range msgs {
+			nm, cmd := m.Update(msg)
+			m = nm.(BenchModel)
+			if _, tick := msg.(tickMsg); !tick && cmd != nil {
+				// A tick's command is the next tick: not followed.
+				cmds = append(cmds, cmd)
+			}
+		}
 		msgs = run(cmds...)
 	}
 	return m

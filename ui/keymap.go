@@ -60,15 +60,15 @@ type KeyMap struct {
 // DefaultKeyMap returns the operator bench bindings.
 func DefaultKeyMap() KeyMap {
 	return KeyMap{
-		StartStop:  key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "start/stop work order")),
-		Retry:      key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "retry slot")),
+		StartStop:  key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "start/stop WO")),
+		Retry:      key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "retry")),
 		Quarantine: key.NewBinding(key.WithKeys("b"), key.WithHelp("b", "red bin")),
 		Left:       key.NewBinding(key.WithKeys("left"), key.WithHelp("←", "previous slot")),
 		Right:      key.NewBinding(key.WithKeys("right"), key.WithHelp("→", "next slot")),
 		Up:         key.NewBinding(key.WithKeys("up"), key.WithHelp("↑", "slot above")),
 		Down:       key.NewBinding(key.WithKeys("down"), key.WithHelp("↓", "slot below")),
-		Slot:       key.NewBinding(key.WithKeys("1", "2", "3", "4", "5", "6", "7", "8", "9"), key.WithHelp("1-9", "select slot")),
-		Scan:       key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "type a label")),
+		Slot:       key.NewBinding(key.WithKeys("1", "2", "3", "4", "5", "6", "7", "8", "9"), key.WithHelp("1-9", "slot")),
+		Scan:       key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "type label")),
 		Enter:      key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "bind scanned label")),
 		Esc:        key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "clear scan")),
 		NextField:  key.NewBinding(key.WithKeys("tab", "shift+tab"), key.WithHelp("tab", "next field")),

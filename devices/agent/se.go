@@ -39,6 +39,22 @@ type SEBackend struct {
 	serial  string
 	model   string
 	defPath string
+	// devPub caches slot 0's public key: only this backend runs GenKey on
+	// the chip, and recomputing the key costs a GenKey (up to 115 ms).
+	devPub *ecdsa.PublicKey
+}
+
+// devicePublic returns slot 0's public key, from the cache or the chip.
+func (b *SEBackend) devicePublic() (*ecdsa.PublicKey, error) {
+	if b.devPub != nil {
+		return b.devPub, nil
+	}
+	pub, err := b.chip.PublicKey(se.SlotDeviceKey)
+	if err != nil {
+		return nil, err
+	}
+	b.devPub = pub
+	return pub, nil
 }
 
 type seOptions struct {
@@ -119,24 +135,27 @@ func (b *SEBackend) CreateKeys(_ context.Context, _ []byte, _ string) (*KeyEvide
 	}
 	created := false
 	if !valid {
-		if _, err := b.chip.GenKey(se.SlotDeviceKey); err != nil {
+		b.devPub = nil
+		pub, err := b.chip.GenKey(se.SlotDeviceKey)
+		if err != nil {
 			return nil, err
 		}
-		created = true
+		b.devPub, created = pub, true
 	}
-	signer, err := se.NewSigner(b.chip, se.SlotDeviceKey)
+	pub, err := b.devicePublic()
 	if err != nil {
 		return nil, err
 	}
+	signer := se.SignerWithPublic(b.chip, se.SlotDeviceKey, pub)
 	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{SerialNumber: b.serial}}, signer)
 	if err != nil {
 		return nil, fmt.Errorf("sign CSR in the secure element: %w", err)
 	}
-	pub, err := x509.MarshalPKIXPublicKey(signer.Public())
+	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return nil, fmt.Errorf("device public key: %w", err)
 	}
-	return &KeyEvidence{IDevIDPublic: pub, CSR: csr, Created: created}, nil
+	return &KeyEvidence{IDevIDPublic: der, CSR: csr, Created: created}, nil
 }
 
 // certDefs is the file format of the certificate definitions.
@@ -171,7 +190,7 @@ func (b *SEBackend) InstallChain(ctx context.Context, chain [][]byte, lock bool)
 	if err != nil {
 		return nil, fmt.Errorf("parse signer certificate: %w", err)
 	}
-	devPub, err := b.chip.PublicKey(se.SlotDeviceKey)
+	devPub, err := b.devicePublic()
 	if err != nil {
 		return nil, err
 	}
@@ -303,7 +322,7 @@ func (b *SEBackend) ReadChain(context.Context) ([][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slot %d: %w", se.SlotSignerPubKey, err)
 	}
-	devPub, err := b.chip.PublicKey(se.SlotDeviceKey)
+	devPub, err := b.devicePublic()
 	if err != nil {
 		return nil, err
 	}
@@ -380,7 +399,7 @@ func (b *SEBackend) Describe() (*DeviceInfo, error) {
 	if valid, err := b.chip.KeyValid(se.SlotDeviceKey); err != nil {
 		return nil, err
 	} else if valid {
-		pub, err := b.chip.PublicKey(se.SlotDeviceKey)
+		pub, err := b.devicePublic()
 		if err != nil {
 			return nil, err
 		}

@@ -93,8 +93,8 @@ func (c *testCA) issueSE(t testing.TB, csrDER []byte, serial string, years int) 
 	return [][]byte{der, c.inter.Raw}
 }
 
-// serveSE serves b over an in-memory pipe and returns a protocol client.
-func serveSE(t testing.TB, b Backend) *proto.Client {
+// serveBackend serves b over an in-memory pipe and returns a protocol client.
+func serveBackend(t testing.TB, b Backend) *proto.Client {
 	t.Helper()
 	a, c := net.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -130,7 +130,7 @@ func TestSEBackendEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	uri := "emulator:" + filepath.Join(dir, "atecc.json")
 	b, closer := openEmulatedSE(t, uri)
-	client := serveSE(t, b)
+	client := serveBackend(t, b)
 	ca := newTestCA(t)
 
 	hello, err := client.Hello(ctx)
@@ -218,7 +218,7 @@ func TestSEBackendEndToEnd(t *testing.T) {
 	if err != nil || !bytes.Equal(got[0], chain[0]) || !bytes.Equal(got[1], chain[1]) {
 		t.Fatalf("chain after power cycle: %v", err)
 	}
-	client2 := serveSE(t, b2)
+	client2 := serveBackend(t, b2)
 	ev, err := client2.CreateKeys(ctx, proto.CreateKeysRequest{Nonce: nonce})
 	if err != nil || ev.Created {
 		t.Fatalf("CreateKeys after power cycle: %v created=%v", err, ev.Created)
@@ -256,7 +256,7 @@ func TestSEBackendRefusals(t *testing.T) {
 	uri := "emulator:" + filepath.Join(dir, "atecc.json")
 	b, closer := openEmulatedSE(t, uri)
 	defer closer.Close()
-	client := serveSE(t, b)
+	client := serveBackend(t, b)
 	ca := newTestCA(t)
 
 	if _, err := client.ReadChain(ctx); !errors.Is(err, proto.ErrNotProvisioned) {

@@ -37,7 +37,7 @@ const DefaultObject = "wsc-device"
 func ParseURI(s string) (*URI, error) {
 	rest, ok := strings.CutPrefix(s, "pkcs11:")
 	if !ok {
-		return nil, errors.New("pkcs11 uri: must start with pkcs11:")
+		return nil, errors.New(`pkcs11 uri: must start with "pkcs11:"`)
 	}
 	path, query, _ := strings.Cut(rest, "?")
 	u := &URI{Object: DefaultObject}

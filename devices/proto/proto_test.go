@@ -114,6 +114,9 @@ func TestRoundTripEveryMessageType(t *testing.T) {
 			t.Errorf("handler never saw %s", mt)
 		}
 	}
+	// The server counts a response once its Write returned, which can be
+	// after the client read it.
+	waitFor(t, 2*time.Second, func() bool { return srv.Stats().BytesOut == c.Stats().BytesIn })
 	cs, ss := c.Stats(), srv.Stats()
 	if cs.Retries != 0 || cs.Dropped != 0 || ss.Dropped != 0 || ss.Replays != 0 {
 		t.Errorf("clean line: client stats %+v, server stats %+v", cs, ss)
@@ -156,6 +159,7 @@ func TestLargeChunkedPayloads(t *testing.T) {
 			t.Fatalf("chunk %d: chain differs", chunk)
 		}
 		wantFrames := uint64(2 * 102000 / chunk)
+		waitFor(t, 2*time.Second, func() bool { return srv.Stats().MessagesOut == 2 })
 		if st := srv.Stats(); st.FramesOut+st.FramesIn < wantFrames || st.MessagesOut != 2 || st.ChunkErrors != 0 {
 			t.Errorf("chunk %d: server stats %+v, want >= %d frames in 2+2 messages", chunk, st, wantFrames)
 		}

@@ -123,8 +123,9 @@ func (s *Server) Stats() Stats {
 // Serve answers requests until ctx is cancelled (it returns ctx.Err()) or
 // reading or writing rw fails (it returns that error; io.EOF when the line
 // closed). Reading happens in a goroutine owned by the Server that lives
-// until rw's Read fails, so Serve may be called again after it returned;
-// close rw to end that goroutine.
+// until rw's Read fails, so Serve may be called again after it returned (a
+// request read meanwhile is held for the next Serve); close rw to end that
+// goroutine.
 func (s *Server) Serve(ctx context.Context) error {
 	s.serveMu.Lock()
 	defer s.serveMu.Unlock()

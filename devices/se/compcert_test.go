@@ -172,7 +172,7 @@ func TestNotCompressible(t *testing.T) {
 		why  string
 	}{
 		{"364 days", leafOpts{notBefore: nb, notAfter: nb.Add(364 * 24 * time.Hour)}, "whole number of years"},
-		{"not on the hour", leafOpts{notBefore: nb.Add(90 * time.Second), notAfter: nb.Add(90 * time.Second).AddDate(1, 0, 0)}, "whole number of years"},
+		{"not on the hour", leafOpts{notBefore: nb.Add(90 * time.Second), notAfter: nb.Add(90*time.Second).AddDate(1, 0, 0)}, "whole number of years"},
 		{"minutes", leafOpts{notBefore: nb.Add(30 * time.Minute), notAfter: nb.AddDate(2, 0, 0).Add(30 * time.Minute)}, "whole number of years"},
 		{"random serial", leafOpts{serial: big.NewInt(123456789)}, "serial"},
 		{"P-384 signer", leafOpts{signer: k384, issuer: ca384}, "signature"},
