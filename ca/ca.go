@@ -40,6 +40,10 @@ type CA struct {
 	actor         string
 	retired       []retiredIssuer
 	lastCRLNumber map[string]*big.Int
+
+	store   Store   // station database; nil without WithStore
+	adb     *authDB // store as smallstep's AuthDB; nil without WithStore
+	closers []func() error
 }
 
 // retiredIssuer is a previous intermediate whose key is kept to sign its CRL.
@@ -57,6 +61,7 @@ type openOptions struct {
 	now         func() time.Time
 	profile     *Profile
 	revocations RevocationStore
+	store       Store
 	crlValidity time.Duration
 }
 
@@ -128,14 +133,12 @@ func Open(dir string, passphrase []byte, opts ...Option) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open CA: %w", err)
 	}
-	key, err := readKey(filepath.Join(dir, IntermediateKeyFile), passphrase)
+	key, closeKey, err := loadKey(filepath.Join(dir, IntermediateKeyFile), passphrase)
 	if err != nil {
 		return nil, fmt.Errorf("open CA: %w", err)
 	}
-	if err := checkKeyMatches(chain[0], key); err != nil {
-		return nil, fmt.Errorf("open CA: intermediate: %w", err)
-	}
 	c := &CA{
+		closers:       []func() error{closeKey},
 		dir:           dir,
 		now:           o.now,
 		signer:        key,
@@ -146,17 +149,25 @@ func Open(dir string, passphrase []byte, opts ...Option) (*CA, error) {
 		crlNextUpdate: o.crlValidity,
 		auditor:       o.auditor,
 		actor:         o.actor,
+		store:         o.store,
+	}
+	fail := func(err error) (*CA, error) {
+		c.closeKeys()
+		return nil, fmt.Errorf("open CA: %w", err)
+	}
+	if err := checkKeyMatches(chain[0], key); err != nil {
+		return fail(fmt.Errorf("intermediate: %w", err))
 	}
 	if c.profile == nil {
 		c.profile = DefaultProfile()
 	}
 	if err := c.checkChain(chain); err != nil {
-		return nil, fmt.Errorf("open CA: %w", err)
+		return fail(err)
 	}
 	if err := c.loadRetired(passphrase); err != nil {
-		return nil, fmt.Errorf("open CA: %w", err)
+		return fail(err)
 	}
-	auth, err := authority.NewEmbedded(
+	aopts := []authority.Option{
 		authority.WithX509RootCerts(roots...),
 		// The signer function is consulted on every signature, so
 		// SwapIntermediate takes effect for the next Issue.
@@ -164,13 +175,40 @@ func Open(dir string, passphrase []byte, opts ...Option) (*CA, error) {
 		// Intermediates feed smallstep's name-constraint engine.
 		authority.WithX509IntermediateCerts(chain...),
 		authority.WithQuietInit(),
-	)
+	}
+	if c.store != nil {
+		// The station database is the authority's database: Sign records
+		// every certificate (StoreCertificateChain), Revoke records
+		// revocations, IsRevoked/GetCertificate read them.
+		c.adb = newAuthDB(c.store, c.Issuer)
+		aopts = append(aopts, authority.WithDatabase(c.adb))
+	}
+	auth, err := authority.NewEmbedded(aopts...)
 	if err != nil {
-		return nil, fmt.Errorf("open CA: embedded authority: %w", err)
+		return fail(fmt.Errorf("embedded authority: %w", err))
 	}
 	c.auth = auth
 	return c, nil
 }
+
+// closeKeys releases key handles (PKCS#11 sessions) held by the CA.
+func (c *CA) closeKeys() error {
+	c.mu.Lock()
+	cl := c.closers
+	c.closers = nil
+	c.mu.Unlock()
+	var errs []error
+	for _, f := range cl {
+		if f != nil {
+			errs = append(errs, f())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Authority returns smallstep's embedded authority the CA signs through
+// (for its IsRevoked, GetDatabase and Revoke).
+func (c *CA) Authority() *authority.Authority { return c.auth }
 
 // currentSigner is the authority.WithX509SignerFunc callback.
 func (c *CA) currentSigner() ([]*x509.Certificate, crypto.Signer, error) {
@@ -249,12 +287,16 @@ func (c *CA) SwapIntermediate(chain []*x509.Certificate, signer crypto.Signer) e
 	return nil
 }
 
-// Close drops the in-memory issuing key. Further Issue calls fail with ErrNotOpen.
+// Close drops the in-memory issuing key and closes token sessions. Further
+// Issue calls fail with ErrNotOpen.
 func (c *CA) Close() error {
 	c.mu.Lock()
 	c.signer = nil
+	for i := range c.retired {
+		c.retired[i].signer = nil
+	}
 	c.mu.Unlock()
-	return nil
+	return c.closeKeys()
 }
 
 // String describes the CA without any secret material.

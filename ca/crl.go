@@ -11,7 +11,12 @@ import (
 	"fmt"
 	"math/big"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/smallstep/certificates/authority"
+	"github.com/smallstep/certificates/authority/provisioner"
 )
 
 // Revocation errors.
@@ -57,25 +62,44 @@ type RevocationStore interface {
 }
 
 // Revoke records the revocation of cert, which must have been issued by one
-// of the CA's current or retired intermediates.
+// of the CA's current or retired intermediates. With WithStore the
+// revocation goes through smallstep's authority (authority.Revoke), whose
+// database is the station database; otherwise straight to the
+// RevocationStore. Either way it lands in the issuer's revocation list,
+// so the issuer's own CRL lists it, also after an intermediate rotation.
 func (c *CA) Revoke(ctx context.Context, cert *x509.Certificate, reason int) error {
 	if c.revocations == nil {
 		return ErrNoRevocationStore
 	}
-	if _, _, err := c.issuerFor(cert.AuthorityKeyId); err != nil {
+	if _, _, err := c.issuerFor(cert.AuthorityKeyId); err != nil && !errors.Is(err, ErrNotOpen) {
 		return fmt.Errorf("revoke %x: %w", cert.SerialNumber, err)
 	}
 	if reason < 0 || reason > 10 || reason == 7 {
 		return fmt.Errorf("revoke %x: reason code %d invalid", cert.SerialNumber, reason)
 	}
-	err := c.revocations.AddRevocation(ctx, Revocation{
-		IssuerKeyID:  cert.AuthorityKeyId,
-		SerialNumber: cert.SerialNumber,
-		RevokedAt:    c.now().UTC().Truncate(time.Second),
-		ReasonCode:   reason,
-	})
-	if err != nil {
-		return fmt.Errorf("revoke %x: %w", cert.SerialNumber, err)
+	if c.adb != nil {
+		done := c.adb.expectRevoke(ctx, cert.SerialNumber, cert.AuthorityKeyId)
+		err := c.auth.Revoke(provisioner.NewContextWithMethod(ctx, provisioner.RevokeMethod), &authority.RevokeOptions{
+			Serial:     cert.SerialNumber.String(),
+			ReasonCode: reason,
+			Reason:     ReasonName(reason),
+			MTLS:       true, // authorised by the station operator, not by a token
+			Crt:        cert,
+		})
+		done()
+		if err != nil {
+			return fmt.Errorf("revoke %x: %w", cert.SerialNumber, err)
+		}
+	} else {
+		err := c.revocations.AddRevocation(ctx, Revocation{
+			IssuerKeyID:  cert.AuthorityKeyId,
+			SerialNumber: cert.SerialNumber,
+			RevokedAt:    c.now().UTC().Truncate(time.Second),
+			ReasonCode:   reason,
+		})
+		if err != nil {
+			return fmt.Errorf("revoke %x: %w", cert.SerialNumber, err)
+		}
 	}
 	return c.audit(ctx, "ca.revoke", map[string]any{
 		"serial":        cert.SerialNumber.Text(16),
@@ -83,6 +107,48 @@ func (c *CA) Revoke(ctx context.Context, cert *x509.Certificate, reason int) err
 		"subject":       cert.Subject.String(),
 		"reason":        reason,
 	})
+}
+
+// RevokeSerial revokes a certificate recorded in the station database by
+// its serial number (needs WithStore).
+func (c *CA) RevokeSerial(ctx context.Context, serial *big.Int, reason int) (*x509.Certificate, error) {
+	if c.store == nil {
+		return nil, ErrNoStore
+	}
+	cert, err := c.store.Certificate(ctx, serial)
+	if err != nil {
+		return nil, fmt.Errorf("revoke %x: %w", serial, err)
+	}
+	return cert, c.Revoke(ctx, cert, reason)
+}
+
+var reasonNames = map[int]string{
+	0: "unspecified", 1: "keyCompromise", 2: "cACompromise", 3: "affiliationChanged", 4: "superseded",
+	5: "cessationOfOperation", 6: "certificateHold", 8: "removeFromCRL", 9: "privilegeWithdrawn", 10: "aACompromise",
+}
+
+// ReasonName returns the RFC 5280 name of a CRLReason code.
+func ReasonName(code int) string {
+	if n, ok := reasonNames[code]; ok {
+		return n
+	}
+	return fmt.Sprintf("reason(%d)", code)
+}
+
+// ParseReason accepts an RFC 5280 reason name (case-insensitive, e.g.
+// "keyCompromise") or its number.
+func ParseReason(s string) (int, error) {
+	for code, n := range reasonNames {
+		if strings.EqualFold(n, s) {
+			return code, nil
+		}
+	}
+	if code, err := strconv.Atoi(s); err == nil {
+		if _, ok := reasonNames[code]; ok {
+			return code, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown revocation reason %q", s)
 }
 
 // issuerFor returns the certificate and signer of the current or a retired
@@ -93,8 +159,14 @@ func (c *CA) issuerFor(skid []byte) (*x509.Certificate, crypto.Signer, error) {
 	if bytes.Equal(c.issuerChain[0].SubjectKeyId, skid) && c.signer != nil {
 		return c.issuerChain[0], c.signer, nil
 	}
+	if bytes.Equal(c.issuerChain[0].SubjectKeyId, skid) {
+		return nil, nil, ErrNotOpen
+	}
 	for _, r := range c.retired {
 		if bytes.Equal(r.cert.SubjectKeyId, skid) {
+			if r.signer == nil {
+				return nil, nil, ErrNotOpen
+			}
 			return r.cert, r.signer, nil
 		}
 	}
@@ -171,6 +243,9 @@ func (c *CA) CRL(ctx context.Context, issuerKeyID []byte) (*x509.RevocationList,
 	if err != nil {
 		return nil, fmt.Errorf("crl %x: parse: %w", issuerKeyID, err)
 	}
+	if c.adb != nil {
+		c.adb.remember(crl, validity)
+	}
 	if err := c.audit(ctx, "ca.crl", map[string]any{
 		"issuer_key_id": hex.EncodeToString(issuerKeyID),
 		"number":        num.String(),
@@ -205,10 +280,11 @@ func RootCRL(dir string, passphrase []byte, revoked []x509.RevocationListEntry, 
 	if err != nil {
 		return nil, fmt.Errorf("root CRL: %w", err)
 	}
-	key, err := readKey(filepath.Join(dir, RootKeyFile), passphrase)
+	key, closeKey, err := loadKey(filepath.Join(dir, RootKeyFile), passphrase)
 	if err != nil {
 		return nil, fmt.Errorf("root CRL: %w", err)
 	}
+	defer closeKey()
 	now := time.Now().UTC().Truncate(time.Second)
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
 		Number:                    number,

@@ -2,8 +2,6 @@ package ca
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -57,6 +55,12 @@ type InitOptions struct {
 	PermittedDNSDomains []string
 	// Overwrite allows replacing existing CA files (ceremony re-run).
 	Overwrite bool
+	// KeyURI, when set, puts the root and intermediate keys in a PKCS#11
+	// token instead of encrypted files, e.g.
+	// "pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=wsc-ca?pin-source=/run/wsc/pin".
+	// The CA folder then holds root.kms and intermediate.kms (the key URIs,
+	// never the PIN). Without pin-source the passphrase is the token PIN.
+	KeyURI string
 	// Now overrides the clock (tests).
 	Now func() time.Time
 }
@@ -88,7 +92,7 @@ func (o *InitOptions) defaults() {
 // The private keys are written encrypted with passphrase as PKCS#8 (PBES2).
 // Init refuses to overwrite existing CA files unless opts.Overwrite is set.
 func Init(dir string, passphrase []byte, opts InitOptions) error {
-	if len(passphrase) == 0 {
+	if len(passphrase) == 0 && opts.KeyURI == "" {
 		return ErrEmptyPassphrase
 	}
 	opts.defaults()
@@ -97,37 +101,33 @@ func Init(dir string, passphrase []byte, opts InitOptions) error {
 	}
 	if !opts.Overwrite {
 		for _, f := range []string{RootCertFile, RootKeyFile, IntermediateCertFile, IntermediateKeyFile} {
-			if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, f)); err == nil || keyExists(filepath.Join(dir, f)) {
 				return fmt.Errorf("init CA in %s: %w", dir, ErrExists)
 			}
 		}
 	}
 	now := opts.Now()
-	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rootKey, closeRoot, err := createKey(filepath.Join(dir, RootKeyFile), passphrase, opts.KeyURI, "wsc-root")
 	if err != nil {
-		return fmt.Errorf("generate root key: %w", err)
+		return fmt.Errorf("root key: %w", err)
 	}
+	defer closeRoot()
 	root, err := newRootCert(rootKey, opts.Organization, opts.RootCommonName, now, opts.RootValidity)
 	if err != nil {
 		return err
 	}
-	intKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	intKey, closeInt, err := createKey(filepath.Join(dir, IntermediateKeyFile), passphrase, opts.KeyURI, "wsc-intermediate")
 	if err != nil {
-		return fmt.Errorf("generate intermediate key: %w", err)
+		return fmt.Errorf("intermediate key: %w", err)
 	}
-	inter, err := newIntermediateCert(root, rootKey, &intKey.PublicKey, IntermediateTemplate{
+	defer closeInt()
+	inter, err := newIntermediateCert(root, rootKey, intKey.Public(), IntermediateTemplate{
 		Organization:        opts.Organization,
 		CommonName:          opts.IntermediateCommonName,
 		Validity:            opts.IntermediateValidity,
 		PermittedDNSDomains: opts.PermittedDNSDomains,
 	}, now)
 	if err != nil {
-		return err
-	}
-	if err := writeKey(filepath.Join(dir, RootKeyFile), rootKey, passphrase); err != nil {
-		return err
-	}
-	if err := writeKey(filepath.Join(dir, IntermediateKeyFile), intKey, passphrase); err != nil {
 		return err
 	}
 	if err := writeCerts(filepath.Join(dir, RootCertFile), root); err != nil {
@@ -163,7 +163,7 @@ func subject(org, cn string) pkix.Name {
 // newRootCert self-signs a root. MaxPathLen is left unset (-1 semantics:
 // no pathLenConstraint) so that cross-signed rollover chains
 // (leaf → intermediate → new root → old root) verify.
-func newRootCert(key *ecdsa.PrivateKey, org, cn string, now time.Time, validity time.Duration) (*x509.Certificate, error) {
+func newRootCert(key crypto.Signer, org, cn string, now time.Time, validity time.Duration) (*x509.Certificate, error) {
 	serial, err := randomSerial()
 	if err != nil {
 		return nil, err
@@ -178,7 +178,7 @@ func newRootCert(key *ecdsa.PrivateKey, org, cn string, now time.Time, validity 
 		IsCA:                  true,
 		MaxPathLen:            -1,
 	}
-	return signCert(tmpl, tmpl, &key.PublicKey, key)
+	return signCert(tmpl, tmpl, key.Public(), key)
 }
 
 func newIntermediateCert(parent *x509.Certificate, parentKey crypto.Signer, pub crypto.PublicKey, t IntermediateTemplate, now time.Time) (*x509.Certificate, error) {

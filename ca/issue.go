@@ -60,8 +60,14 @@ type IssueRequest struct {
 	// HWSerial overrides hwSerialNum (default: []byte(DeviceSerial)). For
 	// TPMs the TCG IDevID specification suggests the EK certificate serial.
 	HWSerial []byte
-	// Model, Backend and WorkOrder feed profile name templates.
+	// Model, Backend and WorkOrder feed profile name templates. With
+	// WithStore, WorkOrder is also the quota the certificate counts against.
 	Model, Backend, WorkOrder string
+	// IntentID is an issue intent the caller already recorded in the store
+	// (Store.BeginIssue); 0 lets the CA record it. Only used WithStore.
+	IntentID int64
+	// RunID ties the intent the CA records to a provisioning run.
+	RunID int64
 }
 
 // hardwareModuleName is RFC 4108 HardwareModuleName.
@@ -105,22 +111,66 @@ func (c *CA) Issue(ctx context.Context, csrDER []byte, req IssueRequest) ([]*x50
 	}
 	// The modifier replaces everything smallstep copied from the CSR
 	// (subject, SANs, requested extensions) with our template; only the
-	// public key survives.
+	// public key survives. It runs after smallstep verified the CSR's
+	// signature and before signing, which is where the station database
+	// takes the intent: a CSR with a bad signature never reserves a key or
+	// a quota unit.
+	var (
+		storeErr error
+		existing []*x509.Certificate
+		done     func() bool
+	)
 	mod := provisioner.CertificateModifierFunc(func(leaf *x509.Certificate, _ provisioner.SignOptions) error {
 		pub, alg := leaf.PublicKey, leaf.PublicKeyAlgorithm
 		*leaf = *tmpl
 		leaf.PublicKey, leaf.PublicKeyAlgorithm = pub, alg
+		if c.adb == nil {
+			return nil
+		}
+		intent := req.IntentID
+		if intent == 0 {
+			id, ex, err := c.store.BeginIssue(ctx, IssueIntent{
+				DeviceSerial: req.DeviceSerial, KeyPublicDER: csr.RawSubjectPublicKeyInfo,
+				WorkOrder: req.WorkOrder, RunID: req.RunID,
+			})
+			switch {
+			case err != nil:
+				storeErr = err
+				return err
+			case ex != nil:
+				existing = ex
+				return errReDeliver
+			}
+			intent = id
+		}
+		done = c.adb.expectIssue(ctx, csr.RawSubjectPublicKeyInfo, intent, req.DeviceSerial)
 		return nil
 	})
 	chain, err := c.auth.SignWithContext(ctx, csr, provisioner.SignOptions{}, mod)
-	if err != nil {
+	recorded := false
+	if done != nil {
+		recorded = done()
+	}
+	switch {
+	case existing != nil:
+		// This device's key already has a live certificate: re-deliver it.
+		return existing, nil
+	case storeErr != nil:
+		return nil, fmt.Errorf("issue for %q: %w", req.DeviceSerial, storeErr)
+	case err != nil:
 		if serr := csr.CheckSignature(); serr != nil {
 			return nil, fmt.Errorf("issue for %q: %w: %w", req.DeviceSerial, ErrCSRSignature, serr)
 		}
 		return nil, fmt.Errorf("issue for %q: sign: %w", req.DeviceSerial, err)
+	case c.adb != nil && !recorded:
+		return nil, fmt.Errorf("issue for %q: certificate %x was not recorded in the station database", req.DeviceSerial, chain[0].SerialNumber)
 	}
 	return chain, nil
 }
+
+// errReDeliver aborts smallstep's Sign when the store already holds a live
+// certificate for the key.
+var errReDeliver = errors.New("ca: certificate exists, re-deliver")
 
 // CheckCSR parses a DER CSR, verifies its signature and its key type
 // (ECDSA P-256/P-384 or RSA >= 2048 bits).

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
@@ -30,23 +28,49 @@ const (
 // ErrNoPendingKey is returned by InstallIntermediate without a prior GenerateIntermediateCSR.
 var ErrNoPendingKey = errors.New("ca: no pending intermediate key")
 
+// KeyOption configures where GenerateIntermediateCSR makes the new key.
+type KeyOption func(*keyOptions)
+
+type keyOptions struct {
+	keyURI string
+	set    bool
+}
+
+// WithKeyURI makes the new key in the PKCS#11 token named by uri ("" = an
+// encrypted file). Without it the new key goes where the current
+// intermediate key is (same token, or an encrypted file).
+func WithKeyURI(uri string) KeyOption {
+	return func(o *keyOptions) { o.keyURI, o.set = uri, true }
+}
+
 // GenerateIntermediateCSR creates a new P-256 intermediate key in dir
-// (encrypted, as intermediate.next.key) and returns a CSR for it, to be
-// signed by the offline root (SignIntermediate) on the ceremony machine.
-func GenerateIntermediateCSR(dir string, passphrase []byte, commonName string) ([]byte, error) {
-	if len(passphrase) == 0 {
+// (encrypted, as intermediate.next.key, or in a token, recorded as
+// intermediate.next.kms) and returns a CSR for it, to be signed by the
+// offline root (SignIntermediate) on the ceremony machine. secret is the
+// key passphrase or the token PIN.
+func GenerateIntermediateCSR(dir string, secret []byte, commonName string, opts ...KeyOption) ([]byte, error) {
+	var o keyOptions
+	for _, fn := range opts {
+		fn(&o)
+	}
+	if !o.set {
+		tok, err := tokenOf(filepath.Join(dir, IntermediateKeyFile))
+		if err != nil {
+			return nil, err
+		}
+		o.keyURI = tok
+	}
+	if len(secret) == 0 && o.keyURI == "" {
 		return nil, ErrEmptyPassphrase
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, closeKey, err := createKey(filepath.Join(dir, NextIntermediateKeyFile), secret, o.keyURI, "wsc-intermediate")
 	if err != nil {
-		return nil, fmt.Errorf("generate intermediate key: %w", err)
+		return nil, fmt.Errorf("intermediate key: %w", err)
 	}
+	defer closeKey()
 	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: subject("", commonName)}, key)
 	if err != nil {
 		return nil, fmt.Errorf("intermediate CSR: %w", err)
-	}
-	if err := writeKey(filepath.Join(dir, NextIntermediateKeyFile), key, passphrase); err != nil {
-		return nil, err
 	}
 	return csr, nil
 }
@@ -64,10 +88,11 @@ func SignIntermediate(rootDir string, passphrase []byte, csrDER []byte, t Interm
 	if err != nil {
 		return nil, fmt.Errorf("sign intermediate: %w", err)
 	}
-	rootKey, err := readKey(filepath.Join(rootDir, RootKeyFile), passphrase)
+	rootKey, closeKey, err := loadKey(filepath.Join(rootDir, RootKeyFile), passphrase)
 	if err != nil {
 		return nil, fmt.Errorf("sign intermediate: %w", err)
 	}
+	defer closeKey()
 	if err := checkKeyMatches(roots[0], rootKey); err != nil {
 		return nil, fmt.Errorf("sign intermediate: root: %w", err)
 	}
@@ -87,35 +112,41 @@ func (c *CA) InstallIntermediate(ctx context.Context, chain []*x509.Certificate,
 		return errors.New("install intermediate: empty chain")
 	}
 	nextPath := filepath.Join(c.dir, NextIntermediateKeyFile)
-	if _, err := os.Stat(nextPath); err != nil {
+	if !keyExists(nextPath) {
 		return fmt.Errorf("install intermediate: %w", ErrNoPendingKey)
 	}
-	key, err := readKey(nextPath, passphrase)
+	key, closeKey, err := loadKey(nextPath, passphrase)
 	if err != nil {
 		return fmt.Errorf("install intermediate: %w", err)
 	}
-	if err := checkKeyMatches(chain[0], key); err != nil {
+	fail := func(err error) error {
+		closeKey()
 		return fmt.Errorf("install intermediate: %w", err)
 	}
+	if err := checkKeyMatches(chain[0], key); err != nil {
+		return fail(err)
+	}
 	if err := c.checkChain(chain); err != nil {
-		return fmt.Errorf("install intermediate: %w", err)
+		return fail(err)
 	}
 	c.mu.RLock()
 	old, oldSigner := c.issuerChain[0], c.signer
 	c.mu.RUnlock()
-	if err := c.retire(old, passphrase); err != nil {
-		return fmt.Errorf("install intermediate: %w", err)
+	if err := c.retire(old); err != nil {
+		return fail(err)
 	}
 	if err := writeCerts(filepath.Join(c.dir, IntermediateCertFile), chain...); err != nil {
-		return fmt.Errorf("install intermediate: %w", err)
+		return fail(err)
 	}
-	if err := os.Rename(nextPath, filepath.Join(c.dir, IntermediateKeyFile)); err != nil {
-		return fmt.Errorf("install intermediate: %w", err)
+	if err := moveKey(nextPath, filepath.Join(c.dir, IntermediateKeyFile)); err != nil {
+		return fail(err)
 	}
 	if err := c.SwapIntermediate(chain, key); err != nil {
+		closeKey()
 		return err
 	}
 	c.mu.Lock()
+	c.closers = append(c.closers, closeKey)
 	if !bytes.Equal(old.SubjectKeyId, chain[0].SubjectKeyId) {
 		c.retired = append(c.retired, retiredIssuer{cert: old, signer: oldSigner})
 	}
@@ -128,9 +159,9 @@ func (c *CA) InstallIntermediate(ctx context.Context, chain []*x509.Certificate,
 	})
 }
 
-// retire copies the current intermediate certificate and encrypted key to
-// retired/<skid>.crt/.key.
-func (c *CA) retire(old *x509.Certificate, passphrase []byte) error {
+// retire copies the current intermediate certificate and encrypted key (or
+// key reference) to retired/<skid>.crt/.key (.kms).
+func (c *CA) retire(old *x509.Certificate) error {
 	rd := filepath.Join(c.dir, RetiredDir)
 	if err := os.MkdirAll(rd, 0o700); err != nil {
 		return fmt.Errorf("retire intermediate: %w", err)
@@ -139,11 +170,10 @@ func (c *CA) retire(old *x509.Certificate, passphrase []byte) error {
 	if err := writeCerts(base+".crt", old); err != nil {
 		return err
 	}
-	b, err := os.ReadFile(filepath.Join(c.dir, IntermediateKeyFile))
-	if err != nil {
+	if err := copyKey(filepath.Join(c.dir, IntermediateKeyFile), base+".key"); err != nil {
 		return fmt.Errorf("retire intermediate: %w", err)
 	}
-	return writeFileAtomic(base+".key", b, 0o600)
+	return nil
 }
 
 // loadRetired reads retired intermediates (cert + key) for per-issuer CRLs.
@@ -165,15 +195,16 @@ func (c *CA) loadRetired(passphrase []byte) error {
 		if err != nil {
 			return fmt.Errorf("retired issuers: %w", err)
 		}
-		key, err := readKey(filepath.Join(rd, strings.TrimSuffix(name, ".crt")+".key"), passphrase)
+		if bytes.Equal(certs[0].SubjectKeyId, c.issuerChain[0].SubjectKeyId) {
+			continue
+		}
+		key, closeKey, err := loadKey(filepath.Join(rd, strings.TrimSuffix(name, ".crt")+".key"), passphrase)
 		if err != nil {
 			return fmt.Errorf("retired issuers: %w", err)
 		}
+		c.closers = append(c.closers, closeKey)
 		if err := checkKeyMatches(certs[0], key); err != nil {
 			return fmt.Errorf("retired issuer %s: %w", name, err)
-		}
-		if bytes.Equal(certs[0].SubjectKeyId, c.issuerChain[0].SubjectKeyId) {
-			continue
 		}
 		c.retired = append(c.retired, retiredIssuer{cert: certs[0], signer: key})
 	}
@@ -263,10 +294,12 @@ func (c *CA) RolloverRoot(ctx context.Context, passphrase []byte, o RolloverOpti
 		return nil, fmt.Errorf("rollover: %w", err)
 	}
 	oldRoot := roots[0]
-	oldKey, err := readKey(filepath.Join(c.dir, RootKeyFile), passphrase)
+	rootKeyPath := filepath.Join(c.dir, RootKeyFile)
+	oldKey, closeOld, err := loadKey(rootKeyPath, passphrase)
 	if err != nil {
 		return nil, fmt.Errorf("rollover: %w", err)
 	}
+	defer closeOld()
 	if err := checkKeyMatches(oldRoot, oldKey); err != nil {
 		return nil, fmt.Errorf("rollover: root: %w", err)
 	}
@@ -277,15 +310,31 @@ func (c *CA) RolloverRoot(ctx context.Context, passphrase []byte, o RolloverOpti
 	if len(oldRoot.Subject.Organization) > 0 {
 		org = oldRoot.Subject.Organization[0]
 	}
-	newKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("rollover: generate root key: %w", err)
+	// Keep the old root key (file or token reference) in retired/ before
+	// the new key takes the root.key (root.kms) name.
+	rd := filepath.Join(c.dir, RetiredDir)
+	if err := os.MkdirAll(rd, 0o700); err != nil {
+		return nil, fmt.Errorf("rollover: %w", err)
 	}
+	base := filepath.Join(rd, "root-"+hex.EncodeToString(oldRoot.SubjectKeyId))
+	if err := copyKey(rootKeyPath, base+".key"); err != nil {
+		return nil, fmt.Errorf("rollover: %w", err)
+	}
+	tok, err := tokenOf(rootKeyPath)
+	if err != nil {
+		return nil, fmt.Errorf("rollover: %w", err)
+	}
+	newKeyPath := filepath.Join(c.dir, "root.new.key")
+	newKey, closeNew, err := createKey(newKeyPath, passphrase, tok, "wsc-root")
+	if err != nil {
+		return nil, fmt.Errorf("rollover: new root key: %w", err)
+	}
+	defer closeNew()
 	newRoot, err := newRootCert(newKey, org, o.CommonName, now, o.Validity)
 	if err != nil {
 		return nil, fmt.Errorf("rollover: %w", err)
 	}
-	newByOld, err := crossCert(newRoot, &newKey.PublicKey, oldRoot, oldKey, now)
+	newByOld, err := crossCert(newRoot, newKey.Public(), oldRoot, oldKey, now)
 	if err != nil {
 		return nil, fmt.Errorf("rollover: %w", err)
 	}
@@ -309,19 +358,7 @@ func (c *CA) RolloverRoot(ctx context.Context, passphrase []byte, o RolloverOpti
 	}
 
 	// Persist: old root to retired/, cross certificates, new root first.
-	rd := filepath.Join(c.dir, RetiredDir)
-	if err := os.MkdirAll(rd, 0o700); err != nil {
-		return nil, fmt.Errorf("rollover: %w", err)
-	}
-	base := filepath.Join(rd, "root-"+hex.EncodeToString(oldRoot.SubjectKeyId))
 	if err := writeCerts(base+".crt", oldRoot); err != nil {
-		return nil, err
-	}
-	oldKeyPEM, err := os.ReadFile(filepath.Join(c.dir, RootKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("rollover: %w", err)
-	}
-	if err := writeFileAtomic(base+".key", oldKeyPEM, 0o600); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Join(c.dir, CrossDir), 0o755); err != nil {
@@ -333,8 +370,8 @@ func (c *CA) RolloverRoot(ctx context.Context, passphrase []byte, o RolloverOpti
 	if err := writeCerts(filepath.Join(c.dir, CrossDir, "old-by-new.crt"), oldByNew); err != nil {
 		return nil, err
 	}
-	if err := writeKey(filepath.Join(c.dir, RootKeyFile), newKey, passphrase); err != nil {
-		return nil, err
+	if err := moveKey(newKeyPath, rootKeyPath); err != nil {
+		return nil, fmt.Errorf("rollover: %w", err)
 	}
 	allRoots := append([]*x509.Certificate{newRoot}, roots...)
 	if err := writeCerts(filepath.Join(c.dir, RootCertFile), allRoots...); err != nil {

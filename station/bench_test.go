@@ -93,6 +93,9 @@ type eventLog struct {
 func newEventLog() *eventLog { return &eventLog{ch: make(chan struct{}, 1)} }
 
 func (l *eventLog) add(e Event) {
+	if os.Getenv("WSC_DEBUG_EVENTS") != "" {
+		println(e.String())
+	}
 	l.mu.Lock()
 	l.evs = append(l.evs, e)
 	l.mu.Unlock()

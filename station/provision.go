@@ -485,7 +485,6 @@ func hasCap(caps []string, c string) bool {
 	return false
 }
 
-
 // SerialHex is the upper-case hex of a certificate's serial number bytes, as
 // openssl prints it; the database and the operator screen use this form.
 func SerialHex(c *x509.Certificate) string {

@@ -323,7 +323,14 @@ func (b *Bench) provision(ctx context.Context, s *slot, port string) {
 	s.status.Attempts++
 	s.absent = false
 	b.mu.Unlock()
+	var final *Event
 	events := func(e Event) {
+		if e.State != StateRunning {
+			// The end of the run is announced below, once the slot's
+			// status says so too.
+			final = &e
+			return
+		}
 		b.mu.Lock()
 		if e.Serial != "" {
 			s.status.Serial = e.Serial
@@ -336,8 +343,11 @@ func (b *Bench) provision(ctx context.Context, s *slot, port string) {
 	b.mu.Lock()
 	s.status.Finished = time.Now()
 	if err == nil {
-		s.status.State, s.status.CertSerial, s.status.Serial = StatePassed, res.CertSerial, res.Serial
+		s.status.State, s.status.CertSerial, s.status.Serial, s.status.Step = StatePassed, res.CertSerial, res.Serial, StepDone
 		b.mu.Unlock()
+		if final != nil {
+			b.emit(*final)
+		}
 		return
 	}
 	s.status.Err = err
@@ -361,7 +371,9 @@ func (b *Bench) provision(ctx context.Context, s *slot, port string) {
 	}
 	st := s.status
 	b.mu.Unlock()
-	if quarantine {
-		b.emit(Event{Time: time.Now(), Slot: st.Slot, Port: st.Port, Serial: st.Serial, Step: st.Step, State: StateQuarantined, Detail: st.Instruction, Err: err})
+	e := Event{Time: time.Now(), Slot: st.Slot, Port: st.Port, Serial: st.Serial, Step: st.Step, State: st.State, Detail: st.Instruction, Err: err}
+	if final != nil {
+		e.Time = final.Time
 	}
+	b.emit(e)
 }

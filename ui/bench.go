@@ -231,7 +231,14 @@ func (m BenchModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 	case BindLabelMsg:
 		m.applyBind(msg)
+	case ProgressMsg:
+		m.note(string(msg), false)
+	case DoneMsg:
+		return m, tea.Quit
 	case LoginResultMsg:
+		if m.signedIn {
+			break
+		}
 		m.login = m.login.result(msg)
 		if msg.Err == nil {
 			m.signedIn, m.op = true, msg.Operator
@@ -607,7 +614,7 @@ func (m BenchModel) Counters() Counters {
 
 // Layout: the lines around the grid.
 const (
-	detailLines = 3
+	detailLines = 4
 	fixedLines  = 1 /*title*/ + 1 /*counters*/ + detailLines + 1 /*notice*/ + 1 /*scan*/ + 1 /*status*/
 )
 
@@ -618,10 +625,17 @@ func (m *BenchModel) relayout() {
 }
 
 func (m BenchModel) helpView() string {
+	k := m.keys
 	if !m.showHelp {
-		return m.help.ShortHelpView(m.keys.ShortHelp())
+		// The short help says what s will do now.
+		if m.running {
+			k.StartStop = brief(k.StartStop, "stop WO")
+		} else {
+			k.StartStop = brief(k.StartStop, "start WO")
+		}
+		return m.help.ShortHelpView(k.ShortHelp())
 	}
-	return m.help.FullHelpView(m.keys.FullHelp()) + "\n" + styleDim.Render(ansi.Wrap(ScanRule, max(m.width, 20), ""))
+	return m.help.FullHelpView(k.FullHelp()) + "\n" + styleDim.Render(ansi.Wrap(ScanRule, max(m.width, 20), ""))
 }
 
 // View renders the screen.
@@ -651,8 +665,11 @@ func (m BenchModel) countersView() string {
 	if c.PerHour >= 0 {
 		rate = fmt.Sprintf("%.1f", c.PerHour)
 	}
-	s := fmt.Sprintf("Passed %s   Failed %s   Red bin %s   Yield %s   Devices/h %s",
-		styleOK.Render(fmt.Sprint(c.Passed)), styleFail.Render(fmt.Sprint(c.Failed)), styleFail.Render(fmt.Sprint(c.RedBin)), yield, rate)
+	p, f, r := styleOK.Render(fmt.Sprint(c.Passed)), styleFail.Render(fmt.Sprint(c.Failed)), styleFail.Render(fmt.Sprint(c.RedBin))
+	s := fmt.Sprintf("Passed %s   Failed %s   Red bin %s   Yield %s   Devices/h %s", p, f, r, yield, rate)
+	if lipgloss.Width(s) > m.width {
+		s = fmt.Sprintf("✓ %s  ✗ %s  bin %s  yield %s  %s/h", p, f, r, yield, rate)
+	}
 	return ansi.Truncate(s, m.width, "…")
 }
 
@@ -700,14 +717,19 @@ func (m BenchModel) detailView() string {
 		if s.attempts > 0 {
 			head += fmt.Sprintf(" · attempt %d", s.attempts)
 		}
-		if s.errText != "" {
-			head += ": " + styleFail.Render(s.errText)
-		}
 		lines = []string{head}
+		if s.errText != "" {
+			lines = append(lines, styleFail.Render("Error: "+s.errText))
+		}
 		if s.instruction != "" {
+			// The instruction is what the operator acts on: it is wrapped,
+			// never cut.
 			for _, l := range strings.Split(ansi.Wrap("→ "+s.instruction, max(m.width, 20), ""), "\n") {
 				lines = append(lines, styleInstr.Render(l))
 			}
+		}
+		if len(lines) > detailLines {
+			lines = append(lines[:1], lines[len(lines)-(detailLines-1):]...)
 		}
 	}
 	for i := range lines {
@@ -748,6 +770,9 @@ func (m BenchModel) scanView() string {
 	return ansi.Truncate(s, m.width, "…")
 }
 
+// statusView is the status line: work order state first (it must stay
+// visible on narrow screens), then work order, operator and station —
+// captioned when the width allows.
 func (m BenchModel) statusView() string {
 	state := "■ STOPPED"
 	if m.running {
@@ -756,8 +781,10 @@ func (m BenchModel) statusView() string {
 	if c := m.Counters(); c.Active > 0 {
 		state += " " + formatElapsed(c.Active.Truncate(time.Second))
 	}
-	fields := []string{"WO " + orDash(m.wo), "operator " + orDash(m.Operator()), "station " + orDash(m.stn), state}
-	s := " " + strings.Join(fields, " │ ") + " "
+	s := " " + strings.Join([]string{state, "WO " + orDash(m.wo), "operator " + orDash(m.Operator()), "station " + orDash(m.stn)}, " │ ") + " "
+	if lipgloss.Width(s) > m.width {
+		s = " " + strings.Join([]string{state, orDash(m.wo), orDash(m.Operator()), orDash(m.stn)}, " │ ") + " "
+	}
 	s = ansi.Truncate(s, m.width, "…")
 	if pad := m.width - lipgloss.Width(s); pad > 0 {
 		s += strings.Repeat(" ", pad)

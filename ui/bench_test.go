@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/charmbracelet/bubbles/spinner"
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/wsc-project/wsc/station"
 )
@@ -219,7 +220,7 @@ func TestFailureInstructionShown(t *testing.T) {
 	// A failure without a StepError still tells the operator what to do.
 	m = settle(t, m, ev(3, 5, station.StateRunning, station.StepConnect, "TPM-C"),
 		EventMsg{Time: t0.Add(6 * time.Second), Slot: 3, State: station.StateFailed, Step: station.StepEK, Err: errors.New("boom")})
-	mustContain(t, m.View(), "failed at ek · attempt 2: boom", "→ Check the device on slot 3, then press r to retry or b to put it in the")
+	mustContain(t, m.View(), "failed at ek · attempt 2", "Error: boom", "→ Check the device on slot 3, then press r to retry or b to put it in the")
 }
 
 func TestQuitAsksWhileSlotsRun(t *testing.T) {
@@ -341,11 +342,20 @@ func TestLoginBadge(t *testing.T) {
 
 func TestDemoModelStillWorks(t *testing.T) {
 	m := NewDemoModel("demo", 2)
-	m.now = fixedClock(t0.Add(3 * time.Second))
 	nm, _ := m.Update(ProgressMsg("starting swtpm"))
 	nm, _ = nm.Update(ev(1, 1, station.StateRunning, station.StepKeys, "TPM-A"))
-	mustContain(t, nm.View(), "demo", "starting swtpm", "slot 1", "TPM-A", "keys")
+	nm, _ = nm.Update(spinner.TickMsg{Time: t0.Add(3 * time.Second)})
+	mustContain(t, nm.View(), "demo", "starting swtpm", "slot 1", "TPM-A", "keys", " 2.00s")
 	if _, cmd := nm.Update(DoneMsg{}); cmd == nil || !isQuit(cmd) {
+		t.Fatal("DoneMsg does not quit")
+	}
+}
+
+func TestBenchProgressAndDone(t *testing.T) {
+	m, _ := newTestBench(t, 1)
+	m, _ = update(t, m, ProgressMsg("opening the CA"))
+	mustContain(t, m.View(), "opening the CA")
+	if _, cmds := update(t, m, DoneMsg{}); len(cmds) != 1 || !isQuit(cmds[0]) {
 		t.Fatal("DoneMsg does not quit")
 	}
 }

@@ -14,10 +14,12 @@ import (
 // EventMsg carries a station event into a model.
 type EventMsg station.Event
 
-// ProgressMsg carries a set-up message (before slots run).
+// ProgressMsg carries a set-up message (before slots run); the bench view
+// shows it on its notice line.
 type ProgressMsg string
 
-// DoneMsg tells the model the run is over; the program quits.
+// DoneMsg tells the demo or bench view that the run is over: the program
+// quits.
 type DoneMsg struct{}
 
 var (
@@ -45,12 +47,14 @@ type DemoModel struct {
 	spin     spinner.Model
 	progress string
 	width    int
-	now      func() time.Time
+	// now is the latest instant the model has heard of (spinner ticks and
+	// events carry it): View never reads the clock.
+	now time.Time
 }
 
 // NewDemoModel returns a model for n slots.
 func NewDemoModel(title string, n int) DemoModel {
-	m := DemoModel{title: title, slots: map[int]*slotLine{}, spin: spinner.New(spinner.WithSpinner(spinner.Dot)), width: 80, now: time.Now}
+	m := DemoModel{title: title, slots: map[int]*slotLine{}, spin: spinner.New(spinner.WithSpinner(spinner.Dot)), width: 80}
 	for i := 1; i <= n; i++ {
 		m.slots[i] = &slotLine{state: station.StateIdle}
 		m.order = append(m.order, i)
@@ -73,6 +77,9 @@ func (m DemoModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case ProgressMsg:
 		m.progress = string(msg)
 	case EventMsg:
+		if msg.Time.After(m.now) {
+			m.now = msg.Time
+		}
 		s, ok := m.slots[msg.Slot]
 		if !ok {
 			s = &slotLine{}
@@ -96,6 +103,9 @@ func (m DemoModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case DoneMsg:
 		return m, tea.Quit
 	case spinner.TickMsg:
+		if msg.Time.After(m.now) {
+			m.now = msg.Time
+		}
 		var cmd tea.Cmd
 		m.spin, cmd = m.spin.Update(msg)
 		return m, cmd
@@ -129,7 +139,7 @@ func (m DemoModel) View() string {
 		if !s.start.IsZero() {
 			end := s.end
 			if end.IsZero() {
-				end = m.now()
+				end = m.now
 			}
 			el = fmt.Sprintf("%5.2fs", end.Sub(s.start).Seconds())
 		}

@@ -67,7 +67,7 @@ func newQAFixture(t *testing.T) qaFixture {
 		return key, []*x509.Certificate{c}
 	}
 	// A small valid module: header and one custom section.
-	module := append([]byte("\x00asm\x01\x00\x00\x00"), 0x00, 0x05, 0x04, 'n', 'o', 't', 'e')
+	module := append([]byte("\x00asm\x01\x00\x00\x00\x00\x0b\x04note"), "v1.2.3"...)
 	sign := func(serial int64, device string) []byte {
 		key, chain := leaf(serial, device)
 		out, err := wasmsign.Sign(module, key, chain, nil)
@@ -85,7 +85,7 @@ func newQAFixture(t *testing.T) qaFixture {
 		"line-b/readme.wasm":  []byte("this is not a module\n"),
 	}
 	tampered := files["line-b/fw-0003.wasm"]
-	tampered[len(tampered)-1] ^= 0xff
+	tampered[len(tampered)-1] ^= 0x01 // v1.2.3 → v1.2.2: the signed hash no longer matches
 	for name, b := range files {
 		p := filepath.Join(dir, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {

@@ -141,7 +141,7 @@ func (fakeAuth) Badge(code string) (string, error) {
 }
 
 // Key message helpers.
-func keyRunes(s string) tea.KeyMsg  { return tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s)} }
+func keyRunes(s string) tea.KeyMsg     { return tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s)} }
 func keyType(t tea.KeyType) tea.KeyMsg { return tea.KeyMsg{Type: t} }
 
 // typeKeys returns one key message per character, as a person types.

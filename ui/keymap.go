@@ -60,17 +60,17 @@ type KeyMap struct {
 // DefaultKeyMap returns the operator bench bindings.
 func DefaultKeyMap() KeyMap {
 	return KeyMap{
-		StartStop:  key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "start/stop WO")),
-		Retry:      key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "retry")),
+		StartStop:  key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "start/stop work order")),
+		Retry:      key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "retry slot")),
 		Quarantine: key.NewBinding(key.WithKeys("b"), key.WithHelp("b", "red bin")),
 		Left:       key.NewBinding(key.WithKeys("left"), key.WithHelp("←", "previous slot")),
 		Right:      key.NewBinding(key.WithKeys("right"), key.WithHelp("→", "next slot")),
 		Up:         key.NewBinding(key.WithKeys("up"), key.WithHelp("↑", "slot above")),
 		Down:       key.NewBinding(key.WithKeys("down"), key.WithHelp("↓", "slot below")),
 		Slot:       key.NewBinding(key.WithKeys("1", "2", "3", "4", "5", "6", "7", "8", "9"), key.WithHelp("1-9", "slot")),
-		Scan:       key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "type label")),
+		Scan:       key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "type a label by hand")),
 		Enter:      key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "bind scanned label")),
-		Esc:        key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "clear scan")),
+		Esc:        key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "clear scan, help")),
 		NextField:  key.NewBinding(key.WithKeys("tab", "shift+tab"), key.WithHelp("tab", "next field")),
 		Help:       key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
 		Quit:       key.NewBinding(key.WithKeys("ctrl+c"), key.WithHelp("ctrl+c", "quit")),
@@ -78,18 +78,24 @@ func DefaultKeyMap() KeyMap {
 	}
 }
 
-// ShortHelp is the one-line help under the bench.
+// ShortHelp is the one-line help under the bench; it fits 80 columns.
 func (k KeyMap) ShortHelp() []key.Binding {
-	return []key.Binding{k.StartStop, k.Retry, k.Quarantine, arrows(k), k.Slot, k.Scan, k.Help, k.Quit}
+	return []key.Binding{k.StartStop, brief(k.Retry, "retry"), brief(k.Quarantine, "red bin"), arrows(k),
+		brief(k.Scan, "label"), k.Help, k.Quit}
+}
+
+// brief is b with a shorter description, for the one-line help.
+func brief(b key.Binding, desc string) key.Binding {
+	b.SetHelp(b.Help().Key, desc)
+	return b
 }
 
 // FullHelp is the help shown with ?, grouped by column.
 func (k KeyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
-		{k.StartStop, k.Retry, k.Quarantine},
+		{k.StartStop, k.Retry, k.Quarantine, k.Help, k.Quit},
 		{k.Left, k.Right, k.Up, k.Down, k.Slot},
 		{k.Scan, k.Enter, k.Esc},
-		{k.Help, k.Quit},
 	}
 }
 
@@ -109,7 +115,7 @@ func (h loginHelp) FullHelp() [][]key.Binding { return [][]key.Binding{h.ShortHe
 // arrows is a display-only binding that stands for the four arrow keys.
 func arrows(k KeyMap) key.Binding {
 	return key.NewBinding(key.WithKeys(append(append(append(k.Left.Keys(), k.Right.Keys()...), k.Up.Keys()...), k.Down.Keys()...)...),
-		key.WithHelp("←↑↓→", "select"))
+		key.WithHelp("←↑↓→", "slot"))
 }
 
 // QAKeyMap holds the key bindings of the QA verification view. It

@@ -200,6 +200,13 @@ func (m QAModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 // qaWait returns the next message of a verification run.
 func qaWait(prog <-chan QAProgressMsg, done <-chan QADoneMsg) tea.Cmd {
 	return func() tea.Msg {
+		// Pending progress first, so that the last report is not overtaken
+		// by the end of the run.
+		select {
+		case p := <-prog:
+			return qaNext{msg: p, prog: prog, done: done}
+		default:
+		}
 		select {
 		case p := <-prog:
 			return qaNext{msg: p, prog: prog, done: done}
@@ -331,6 +338,9 @@ func (m QAModel) start() (QAModel, tea.Cmd) {
 // finish shows the results of a run.
 func (m *QAModel) finish(msg QADoneMsg) {
 	m.results, m.runErr = msg.Results, msg.Err
+	if msg.Err == nil {
+		m.done, m.total = len(msg.Results), len(msg.Results)
+	}
 	m.took = 0
 	if !msg.Started.IsZero() && msg.At.After(msg.Started) {
 		m.took = msg.At.Sub(msg.Started)
@@ -456,9 +466,9 @@ func (m *QAModel) relayout() {
 // padding on both sides).
 func qaColumns(width int) []table.Column {
 	avail := max(width-2*5, 40)
-	file := avail * 28 / 100
-	signer := avail * 18 / 100
-	device := avail * 17 / 100
+	file := avail * 25 / 100
+	signer := avail * 15 / 100
+	device := min(avail*23/100, 20) // a TPM serial is 20 cells
 	result := 7
 	reason := avail - file - signer - device - result
 	return []table.Column{
@@ -474,7 +484,24 @@ func (m QAModel) helpView() string {
 	if m.showHelp {
 		return m.help.FullHelpView(m.keys.FullHelp())
 	}
-	return m.help.ShortHelpView(m.keys.ShortHelp())
+	k := m.keys
+	quit := key.NewBinding(key.WithKeys("ctrl+c"), key.WithHelp("ctrl+c", "quit"))
+	var short []key.Binding
+	switch m.phase {
+	case qaPick:
+		short = []key.Binding{key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "verify")), quit}
+		if len(m.results) > 0 {
+			short = []key.Binding{short[0], key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back to results")), quit}
+		}
+	case qaRunning:
+		short = []key.Binding{key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "cancel")), quit}
+	case qaExport:
+		short = []key.Binding{key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "write report")),
+			key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "cancel")), quit}
+	default:
+		short = []key.Binding{k.Up, k.Down, k.Failures, k.Export, k.Open, k.Help, k.Quit}
+	}
+	return m.help.ShortHelpView(short)
 }
 
 // View renders the screen.
@@ -506,7 +533,7 @@ func (m QAModel) resultsView() string {
 	valid, invalid, errs := m.counts()
 	sum := fmt.Sprintf("%s: %d modules · %s · %s · %s", m.root, len(m.results),
 		styleOK.Render(fmt.Sprintf("%d valid", valid)), styleFail.Render(fmt.Sprintf("%d invalid", invalid)),
-		styleFail.Render(fmt.Sprintf("%d error", errs)))
+		styleFail.Render(fmt.Sprintf("%d errors", errs)))
 	if m.took > 0 {
 		sum += fmt.Sprintf(" · %.2f s", m.took.Seconds())
 	}

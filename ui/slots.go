@@ -43,9 +43,14 @@ func fromStatus(st station.SlotStatus) *slotView {
 		s.state = station.StateIdle
 	}
 	if st.Err != nil {
-		s.errText, s.errStep = st.Err.Error(), stepOf(st.Err, st.Step)
+		s.errText, s.errStep = oneLine(st.Err.Error()), stepOf(st.Err, st.Step)
 	}
 	return s
+}
+
+// oneLine folds a multi-line error (errors.Join) into one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
 }
 
 // stepOf returns the step a StepError names, or def.
@@ -93,7 +98,7 @@ func (s *slotView) apply(e station.Event) (passed, failed, redBin bool) {
 	case station.StateFailed:
 		s.finished = e.Time
 		if e.Err != nil {
-			s.errText, s.errStep = e.Err.Error(), stepOf(e.Err, e.Step)
+			s.errText, s.errStep = oneLine(e.Err.Error()), stepOf(e.Err, e.Step)
 		} else {
 			s.errText, s.errStep = "failed", e.Step
 		}
@@ -104,7 +109,7 @@ func (s *slotView) apply(e station.Event) (passed, failed, redBin bool) {
 			s.finished = e.Time
 		}
 		if e.Err != nil {
-			s.errText, s.errStep = e.Err.Error(), stepOf(e.Err, e.Step)
+			s.errText, s.errStep = oneLine(e.Err.Error()), stepOf(e.Err, e.Step)
 		}
 		if e.Detail != "" {
 			s.instruction = e.Detail
@@ -172,7 +177,7 @@ func formatElapsed(d time.Duration) string {
 
 // Card geometry.
 const (
-	cardMinWidth = 26 // outer width; the inner 22 cells fit "dev   " + a 16-cell serial
+	cardMinWidth = 26 // outer width; the inner 22 cells fit a 20-cell TPM serial
 	cardHeight   = 7  // 5 lines of content and the border
 	cardGap      = 1
 )
@@ -220,7 +225,7 @@ func (g slotGrid) spin(now time.Time) string {
 	if len(g.frames) == 0 {
 		return "*"
 	}
-	return g.frames[int(now.UnixMilli()/100)%len(g.frames)]
+	return strings.TrimSpace(g.frames[int(now.UnixMilli()/100)%len(g.frames)])
 }
 
 // stateWord is the coloured state of a slot.
@@ -303,7 +308,17 @@ func (g slotGrid) card(s *slotView, w int, selected bool, now time.Time) string 
 		step := fmt.Sprintf("%-8s ", s.step)
 		progressLine = step + g.bar(s, inner-len(step)-len(count)) + count
 	}
-	body := strings.Join([]string{head, progressLine, field("dev", s.serial), field("label", s.label), field("cert", short(s.cert, 16))}, "\n")
+	// The device serial goes without a caption (TPM serials are 20 cells);
+	// before a device answers, the slot's port shows there.
+	dev := s.serial
+	switch {
+	case dev != "":
+	case s.port != "":
+		dev = styleDim.Render(s.port)
+	default:
+		dev = styleDim.Render("no device")
+	}
+	body := strings.Join([]string{head, progressLine, ansi.Truncate(dev, inner, "…"), field("label", s.label), field("cert", short(s.cert, 16))}, "\n")
 
 	border, colour := cardBorder, colGrey
 	switch s.state {
@@ -347,7 +362,7 @@ func (g slotGrid) listView(slots []*slotView, sel int, now time.Time) string {
 		}
 		rest := strings.TrimSpace(strings.Join(nonEmpty(s.serial, s.label, short(s.cert, 12)), "  "))
 		l := fmt.Sprintf("%s#%-2d %s %-14s %7s  %s", mark, s.num, state, prog, el, rest)
-		lines = append(lines, ansi.Truncate(l, g.width, "…"))
+		lines = append(lines, ansi.Truncate(strings.TrimRight(l, " "), g.width, "…"))
 	}
 	return strings.Join(lines, "\n")
 }

@@ -106,9 +106,10 @@ func SignDigestFunc(module []byte, sign DigestSignFunc, chain []*x509.Certificat
 	return signBytes(module, mk, opts)
 }
 
-// SignStream reads module twice (hashing, then copying) and writes the
-// signed module, or the detached signature, to w. Memory use does not
-// depend on the module size.
+// SignStream is Sign for a module read from a seekable stream: it reads
+// module twice from its start (hashing, then copying) and writes the signed
+// module, or the detached signature, to w. Memory use does not depend on
+// the module size.
 func SignStream(w io.Writer, module io.ReadSeeker, signer crypto.Signer, chain []*x509.Certificate, opts *SignOptions) error {
 	mk, err := signerRecordMaker(signer, chain, opts.rand())
 	if err != nil {

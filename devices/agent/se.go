@@ -290,68 +290,74 @@ func (b *SEBackend) lockSlots(contents map[int][]byte, slots ...int) error {
 // public key, and checks that the device certificate verifies under the
 // signer. The result is byte-identical to what InstallChain was given.
 func (b *SEBackend) ReadChain(context.Context) ([][]byte, error) {
+	chain, _, err := b.readChain()
+	return chain, err
+}
+
+// readChain is ReadChain that also returns the raw slot contents.
+func (b *SEBackend) readChain() ([][]byte, map[int][]byte, error) {
 	if b.defPath == "" {
-		return nil, errors.New("no certificate definition file configured (--se-cert-def)")
+		return nil, nil, errors.New("no certificate definition file configured (--se-cert-def)")
 	}
 	raw, err := os.ReadFile(b.defPath)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, &proto.Error{Code: proto.ErrNotProvisioned, Message: "no certificate stored in the secure element"}
+		return nil, nil, &proto.Error{Code: proto.ErrNotProvisioned, Message: "no certificate stored in the secure element"}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read certificate definitions: %w", err)
+		return nil, nil, fmt.Errorf("read certificate definitions: %w", err)
 	}
 	var defs certDefs
 	if err := json.Unmarshal(raw, &defs); err != nil || defs.Format != certDefsFormat || defs.Device == nil || defs.Signer == nil {
-		return nil, fmt.Errorf("certificate definitions %s: unreadable or unknown format", b.defPath)
+		return nil, nil, fmt.Errorf("certificate definitions %s: unreadable or unknown format", b.defPath)
 	}
 	if defs.Serial != b.serial {
-		return nil, fmt.Errorf("certificate definitions %s belong to chip %s, not %s", b.defPath, defs.Serial, b.serial)
+		return nil, nil, fmt.Errorf("certificate definitions %s belong to chip %s, not %s", b.defPath, defs.Serial, b.serial)
 	}
 	slots := map[int][]byte{}
 	for _, s := range seChainSlots {
 		d, err := b.chip.ReadSlot(int(s))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		slots[int(s)] = d
 	}
 	if isZeroes(slots[se.SlotDeviceCert]) {
-		return nil, &proto.Error{Code: proto.ErrNotProvisioned, Message: se.ErrNoCertificate.Error()}
+		return nil, nil, &proto.Error{Code: proto.ErrNotProvisioned, Message: se.ErrNoCertificate.Error()}
 	}
 	signerPub, err := se.ParsePublicKeySlot(slots[se.SlotSignerPubKey])
 	if err != nil {
-		return nil, fmt.Errorf("slot %d: %w", se.SlotSignerPubKey, err)
+		return nil, nil, fmt.Errorf("slot %d: %w", se.SlotSignerPubKey, err)
 	}
 	devPub, err := b.devicePublic()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var sigComp, devComp se.Compressed
 	copy(sigComp[:], slots[se.SlotSignerCert])
 	copy(devComp[:], slots[se.SlotDeviceCert])
 	signerDER, err := se.Decompress(&sigComp, defs.Signer, signerPub, nil)
 	if err != nil {
-		return nil, fmt.Errorf("signer certificate: %w", err)
+		return nil, nil, fmt.Errorf("signer certificate: %w", err)
 	}
 	devDER, err := se.Decompress(&devComp, defs.Device, devPub, signerPub)
 	if err != nil {
-		return nil, fmt.Errorf("device certificate: %w", err)
+		return nil, nil, fmt.Errorf("device certificate: %w", err)
 	}
 	leaf, err := x509.ParseCertificate(devDER)
 	if err != nil {
-		return nil, fmt.Errorf("rebuilt device certificate: %w", err)
+		return nil, nil, fmt.Errorf("rebuilt device certificate: %w", err)
 	}
 	signer, err := x509.ParseCertificate(signerDER)
 	if err != nil {
-		return nil, fmt.Errorf("rebuilt signer certificate: %w", err)
+		return nil, nil, fmt.Errorf("rebuilt signer certificate: %w", err)
 	}
 	if err := leaf.CheckSignatureFrom(signer); err != nil {
-		return nil, fmt.Errorf("rebuilt device certificate does not verify under the rebuilt signer (definitions or slots altered): %w", err)
+		return nil, nil, fmt.Errorf("rebuilt device certificate does not verify under the rebuilt signer (definitions or slots altered): %w", err)
 	}
 	if devComp.SignerID() != sigComp.SignerID() {
-		return nil, errors.New("device and signer certificates carry different signer ids")
+		return nil, nil, errors.New("device and signer certificates carry different signer ids")
 	}
-	return [][]byte{devDER, signerDER}, nil
+	return [][]byte{devDER, signerDER}, slots, nil
 }
 
 func isZeroes(b []byte) bool {
@@ -376,17 +382,10 @@ func (b *SEBackend) SignDigest(_ context.Context, digest []byte) ([]byte, error)
 // the CRC of their verified contents, then the device-key slot, after which
 // GenKey can never replace the key. Irreversible; slots already locked are
 // skipped.
-func (b *SEBackend) Lock(ctx context.Context) error {
-	if _, err := b.ReadChain(ctx); err != nil {
+func (b *SEBackend) Lock(context.Context) error {
+	_, contents, err := b.readChain()
+	if err != nil {
 		return fmt.Errorf("lock: no verified chain to lock: %w", err)
-	}
-	contents := map[int][]byte{}
-	for _, s := range seChainSlots {
-		d, err := b.chip.ReadSlot(int(s))
-		if err != nil {
-			return err
-		}
-		contents[int(s)] = d
 	}
 	return b.lockSlots(contents, se.SlotSignerPubKey, se.SlotSignerCert, se.SlotDeviceCert, se.SlotDeviceKey)
 }

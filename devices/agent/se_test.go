@@ -337,3 +337,33 @@ func mustParse(t testing.TB, der []byte) *x509.Certificate {
 	}
 	return c
 }
+
+func TestSEBackendWithoutPersonalize(t *testing.T) {
+	uri := "emulator:" + filepath.Join(t.TempDir(), "blank.json")
+	chip, closer, err := OpenSE(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	if _, err := NewSEBackend(chip, WithPersonalize(false)); err == nil {
+		t.Fatal("blank chip accepted without personalisation")
+	}
+	cfg, _ := chip.ReadConfig()
+	if cfg.ConfigLocked() {
+		t.Fatal("WithPersonalize(false) locked the chip")
+	}
+	if _, err := chip.Personalize(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewSEBackend(chip, WithPersonalize(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No definition file configured: InstallChain and ReadChain say so.
+	if _, err := b.ReadChain(context.Background()); err == nil || !strings.Contains(err.Error(), "--se-cert-def") {
+		t.Fatalf("ReadChain without definitions path: %v", err)
+	}
+	if _, _, err := OpenSE("i2c:/dev/i2c-99@0x60"); err == nil {
+		t.Fatal("opened a bus that does not exist")
+	}
+}

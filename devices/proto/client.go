@@ -50,7 +50,8 @@ type Client struct {
 	closeOnce sync.Once
 	closed    atomic.Bool
 
-	retriesN, timeoutsN, staleN, naksN atomic.Uint64
+	retriesN, timeoutsN, staleN, naksN, busyN atomic.Uint64
+	keepalive                                 atomic.Bool // the agent announced CapKeepalive
 }
 
 type pendingCall struct {
@@ -58,6 +59,7 @@ type pendingCall struct {
 	answered bool          // guarded by Client.pmu
 	resp     chan Message  // capacity 1: the first valid response
 	kick     chan struct{} // capacity 1: a corrupted frame arrived
+	busy     chan struct{} // capacity 1: the agent says it is still working
 }
 
 // NewClient returns a Client on rw and starts its reader goroutine. The
@@ -105,6 +107,7 @@ func (c *Client) Stats() Stats {
 	s.Retries = c.retriesN.Load()
 	s.Timeouts = c.timeoutsN.Load()
 	s.Stale = c.staleN.Load()
+	s.Busy = c.busyN.Load()
 	s.NAKs = c.naksN.Load()
 	return s
 }
@@ -144,6 +147,18 @@ func (c *Client) readLoop() {
 			// request. Same effect as a corrupted frame seen here.
 			c.naksN.Add(1)
 			c.onDrop(dropCRC)
+			continue
+		}
+		if m.Type == MsgBusy {
+			c.busyN.Add(1)
+			c.pmu.Lock()
+			if p := c.pending; p != nil && p.id == m.ID && !p.answered {
+				select {
+				case p.busy <- struct{}{}:
+				default:
+				}
+			}
+			c.pmu.Unlock()
 			continue
 		}
 		c.pmu.Lock()
@@ -249,7 +264,7 @@ func (c *Client) Call(ctx context.Context, t MsgType, req, resp any) error {
 
 // exchange sends m and waits for its response, retrying as configured.
 func (c *Client) exchange(ctx context.Context, m Message) (Message, error) {
-	p := &pendingCall{id: m.ID, resp: make(chan Message, 1), kick: make(chan struct{}, 1)}
+	p := &pendingCall{id: m.ID, resp: make(chan Message, 1), kick: make(chan struct{}, 1), busy: make(chan struct{}, 1)}
 	c.setPending(p)
 	defer c.setPending(nil)
 
@@ -285,7 +300,11 @@ func (c *Client) exchange(ctx context.Context, m Message) (Message, error) {
 			return r, err
 		}
 	}
-	return Message{}, fmt.Errorf("%s request %08x: %d attempts of %v: %w", m.Type, m.ID, attempts, timeout, ErrTimeout)
+	limit := timeout.String()
+	if c.keepalive.Load() && m.Type != MsgHello {
+		limit = fmt.Sprintf("%v (or %v of silence)", timeout, KeepaliveTimeout)
+	}
+	return Message{}, fmt.Errorf("%s request %08x: %d attempts of %s: %w", m.Type, m.ID, attempts, limit, ErrTimeout)
 }
 
 // wait waits for the response to one attempt. It returns done=false when
@@ -296,10 +315,28 @@ func (c *Client) exchange(ctx context.Context, m Message) (Message, error) {
 func (c *Client) wait(ctx context.Context, p *pendingCall, m Message, timer *time.Timer, sent time.Time, last bool) (Message, bool, error) {
 	defer timer.Stop()
 	var fast <-chan time.Time
+	// With an agent that sends Busy frames, silence is the failure to look
+	// for: a pulled cable is noticed after KeepaliveTimeout, not after the
+	// operation's full timeout (sized for the slowest real chip).
+	var idle <-chan time.Time
+	var idleTimer *time.Timer
+	if c.keepalive.Load() && m.Type != MsgHello {
+		idleTimer = time.NewTimer(KeepaliveTimeout)
+		defer idleTimer.Stop()
+		idle = idleTimer.C
+	}
 	for {
 		select {
 		case r := <-p.resp:
 			return r, true, nil
+		case <-p.busy:
+			if idleTimer != nil {
+				idleTimer.Reset(KeepaliveTimeout)
+			}
+		case <-idle:
+			c.timeoutsN.Add(1)
+			c.log.Warn("proto agent silent", "type", m.Type, "id", m.ID, "silence", KeepaliveTimeout)
+			return Message{}, false, nil
 		case <-p.kick:
 			if last || fast != nil {
 				continue
@@ -362,6 +399,7 @@ func (c *Client) Hello(ctx context.Context) (*HelloResponse, error) {
 		return nil, fmt.Errorf("hello: agent chose version %d, offered %v: %w", resp.Version, c.versions, ErrProtocol)
 	}
 	c.version.Store(uint32(resp.Version))
+	c.keepalive.Store(slices.Contains(resp.Capabilities, CapKeepalive))
 	c.log.Info("proto session", "version", resp.Version, "backend", resp.Backend, "serial", resp.Serial, "model", resp.Model)
 	return &resp, nil
 }

@@ -34,6 +34,7 @@ type Stats struct {
 	Replays  uint64 // Server: responses answered from the replay cache
 	Handled  uint64 // Server: requests passed to the Handler
 	NAKs     uint64 // Server: NAKs sent for damaged frames; Client: NAKs received
+	Busy     uint64 // Server: Busy frames sent; Client: Busy frames received
 }
 
 // dropReason says why a frame was dropped.

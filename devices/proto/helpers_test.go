@@ -128,6 +128,8 @@ type fakeDevice struct {
 	counts map[MsgType]int
 	data   exchangeData
 	delay  time.Duration
+	// fastHello exempts Hello from delay.
+	fastHello bool
 }
 
 func newFakeDevice() *fakeDevice {
@@ -144,7 +146,7 @@ func (d *fakeDevice) Handle(ctx context.Context, t MsgType, payload []byte) (any
 	d.mu.Lock()
 	d.counts[t]++
 	d.mu.Unlock()
-	if d.delay > 0 {
+	if d.delay > 0 && (t != MsgHello || !d.fastHello) {
 		time.Sleep(d.delay)
 	}
 	x := d.data

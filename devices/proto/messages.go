@@ -33,7 +33,22 @@ const (
 	MsgSignDigest         MsgType = 0x07 // SignDigestRequest / SignDigestResponse
 	MsgLock               MsgType = 0x08 // LockRequest / LockResponse
 	MsgReset              MsgType = 0x09 // ResetRequest / ResetResponse
+	MsgBusy               MsgType = 0x7E // BusyResponse: the request with this id is still running
 	MsgError              MsgType = 0x7F // ErrorResponse, in reply to any request
+)
+
+// CapKeepalive is the Hello capability of an agent that sends MsgBusy
+// frames while a request runs. A station that sees it detects a pulled cable
+// after KeepaliveTimeout of silence instead of waiting out the whole
+// operation's timeout, which is sized for the slowest real chip.
+const CapKeepalive = "keepalive"
+
+// Keepalive timing: the agent reports a running request every
+// KeepaliveInterval; the station gives up on an attempt after
+// KeepaliveTimeout without any frame for it.
+const (
+	KeepaliveInterval = 500 * time.Millisecond
+	KeepaliveTimeout  = 2 * time.Second
 )
 
 var msgNames = map[MsgType]string{
@@ -46,6 +61,7 @@ var msgNames = map[MsgType]string{
 	MsgSignDigest:         "SignDigest",
 	MsgLock:               "Lock",
 	MsgReset:              "Reset",
+	MsgBusy:               "Busy",
 	MsgError:              "Error",
 }
 
@@ -202,6 +218,14 @@ type ResetRequest struct{}
 type ResetResponse struct{}
 
 // ErrorResponse is the payload of an MsgError reply.
+// BusyResponse is sent by the agent, with the id of the request it is
+// working on, every KeepaliveInterval until the real response is ready. It is
+// never cached and never ends a call.
+type BusyResponse struct {
+	// ElapsedMS is how long the request has been running.
+	ElapsedMS uint32 `cbor:"1,keyasint,omitempty"`
+}
+
 type ErrorResponse struct {
 	Code    uint16 `cbor:"1,keyasint,omitempty"`
 	Message string `cbor:"2,keyasint,omitempty"`
@@ -229,6 +253,7 @@ var responseTypes = map[MsgType]reflect.Type{
 	MsgSignDigest:         reflect.TypeFor[SignDigestResponse](),
 	MsgLock:               reflect.TypeFor[LockResponse](),
 	MsgReset:              reflect.TypeFor[ResetResponse](),
+	MsgBusy:               reflect.TypeFor[BusyResponse](),
 	MsgError:              reflect.TypeFor[ErrorResponse](),
 }
 

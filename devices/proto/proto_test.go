@@ -31,7 +31,7 @@ func TestRoundTripEveryMessageType(t *testing.T) {
 		t.Fatalf("Hello: %v", err)
 	}
 	want := &HelloResponse{Version: CurrentVersion, Backend: "tpm", Serial: "TPM-0011223344556677", Model: "SLB9672",
-		Firmware: "16.13", Capabilities: []string{"ecc-p256", "rsa2048"}}
+		Firmware: "16.13", Capabilities: []string{"ecc-p256", "rsa2048", CapKeepalive}}
 	if !reflect.DeepEqual(hello, want) {
 		t.Errorf("Hello = %+v, want %+v", hello, want)
 	}

@@ -67,6 +67,7 @@ type Server struct {
 	replays  atomic.Uint64
 	handledN atomic.Uint64
 	naks     atomic.Uint64
+	busyN    atomic.Uint64
 	lastNAK  time.Time // used by the reading goroutine only
 }
 
@@ -117,6 +118,7 @@ func (s *Server) Stats() Stats {
 	st.Replays = s.replays.Load()
 	st.Handled = s.handledN.Load()
 	st.NAKs = s.naks.Load()
+	st.Busy = s.busyN.Load()
 	return st
 }
 
@@ -199,7 +201,9 @@ func (s *Server) handle(ctx context.Context, m Message) error {
 	}
 
 	s.handledN.Add(1)
+	stopBusy := s.keepalive(m)
 	resp, herr := s.call(ctx, m)
+	stopBusy()
 	if herr != nil {
 		var pe *Error
 		if !errors.As(herr, &pe) {
@@ -222,6 +226,39 @@ func (s *Server) handle(ctx context.Context, m Message) error {
 		resp = struct{}{}
 	}
 	return s.reply(m, m.Version, m.Type, resp, true)
+}
+
+// keepalive sends a Busy frame for m every KeepaliveInterval until the
+// returned stop is called; stop returns once no Busy frame is being written,
+// so the real response never interleaves with one.
+func (s *Server) keepalive(m Message) (stop func()) {
+	if m.Type == MsgHello {
+		return func() {}
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		start := time.Now()
+		t := time.NewTicker(KeepaliveInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				payload, err := Marshal(BusyResponse{ElapsedMS: uint32(time.Since(start).Milliseconds())})
+				if err != nil {
+					return
+				}
+				if err := s.write(Message{Version: m.Version, Response: true, ID: m.ID, Type: MsgBusy, Payload: payload}); err != nil {
+					s.log.Debug("proto cannot send busy", "err", err)
+					return
+				}
+				s.busyN.Add(1)
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }
 
 // call runs the handler, turning a panic into an ErrInternal reply so that a
@@ -295,6 +332,9 @@ func withVersion(resp any, v uint8) (r HelloResponse, ok bool) {
 		return r, false
 	}
 	r.Version = v
+	if !slices.Contains(r.Capabilities, CapKeepalive) {
+		r.Capabilities = append(slices.Clip(r.Capabilities), CapKeepalive)
+	}
 	return r, true
 }
 

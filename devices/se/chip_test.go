@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -486,6 +487,16 @@ func TestSlotLockIrreversible(t *testing.T) {
 	if err := c2.WriteSlot(SlotDeviceCert, 0, make([]byte, 72)); !errors.Is(err, StatusExecution) {
 		t.Fatalf("write to a locked slot after power cycle: %v", err)
 	}
+	// No command writes the lock bytes back: config writes (bytes 84-91
+	// hold LockValue, LockConfig and SlotLocked) are refused once locked.
+	for _, off := range []int{84, 88} {
+		if err := c2.WriteConfigBytes(off, []byte{0x55, 0x55, 0xFF, 0xFF}); !errors.Is(err, StatusExecution) {
+			t.Fatalf("config write at %d after lock: %v", off, err)
+		}
+	}
+	if _, err := c2.Execute(OpLock, lockSlot|SlotDeviceCert<<2|lockNoCRC, 0, nil, 0); !errors.Is(err, StatusExecution) {
+		t.Fatalf("re-lock: %v", err)
+	}
 	got, err := c2.ReadSlot(SlotDeviceCert)
 	if err != nil || !bytes.Equal(got, content) {
 		t.Fatalf("slot after power cycle: %v", err)
@@ -632,5 +643,108 @@ func TestTimeoutOnSilentChip(t *testing.T) {
 	c := New(e, 0x35, WithExecMargin(time.Millisecond)) // nobody at 0x35
 	if _, err := c.Info(); !errors.Is(err, ErrWake) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// mute NACKs every read that follows a command: a chip that accepted the
+// command and never finished it.
+type mute struct {
+	i2c.Bus
+	afterCommand bool
+}
+
+func (m *mute) Tx(addr uint16, w, r []byte) error {
+	if len(w) > 0 && w[0] == wordCommand {
+		m.afterCommand = true
+		return m.Bus.Tx(addr, w, nil)
+	}
+	if m.afterCommand && len(r) > 0 {
+		return ErrNACK
+	}
+	return m.Bus.Tx(addr, w, r)
+}
+
+func TestTimeoutOnBusyChip(t *testing.T) {
+	e, _ := newBlank(t, nil)
+	c := New(&mute{Bus: e}, DefaultAddress, WithExecMargin(2*time.Millisecond))
+	start := time.Now()
+	if _, err := c.Info(); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("got %v, want ErrTimeout", err)
+	}
+	if d := time.Since(start); d < MaxExecTime[OpInfo] {
+		t.Fatalf("gave up after %v, before Info's maximum execution time", d)
+	}
+}
+
+func TestRawReadWriteAndHelpers(t *testing.T) {
+	sn := [9]byte{0x01, 0x23, 1, 2, 3, 4, 5, 6, 0xEE}
+	e := NewEmulator(WithSerialNumber(sn), WithEmulatorAddress(0x35))
+	c := New(e, 0x35, WithPollInterval(500*time.Microsecond), WithWakeDelay(WakeHigh))
+	if _, err := c.Personalize(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.SerialNumber()
+	if err != nil || got != sn {
+		t.Fatalf("serial % x %v", got, err)
+	}
+	cfg, _ := c.ReadConfig()
+	if cfg.I2CAddress() != 0x35 {
+		t.Fatalf("address %x", cfg.I2CAddress())
+	}
+	// 4-byte write and read of slot 9, word 3.
+	if err := c.Write(ZoneData, dataAddr(9, 0, 3), []byte{1, 2, 3, 4}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Read(ZoneData, dataAddr(9, 0, 3), 4)
+	if err != nil || !bytes.Equal(w, []byte{1, 2, 3, 4}) {
+		t.Fatalf("read % x %v", w, err)
+	}
+	if _, err := c.Read(ZoneData, 0, 7); err == nil {
+		t.Fatal("7-byte read accepted")
+	}
+	otp, err := c.Read(ZoneOTP, zoneAddr(1, 0), 32)
+	if err != nil || len(otp) != 32 {
+		t.Fatalf("OTP read: %v", err)
+	}
+	if err := c.WriteSlot(SlotDeviceCert, 2, []byte{1, 2, 3, 4}); err == nil {
+		t.Fatal("unaligned write accepted")
+	}
+	if _, err := c.ReadSlot(16); err == nil {
+		t.Fatal("slot 16 accepted")
+	}
+	// Public key slot layout and signature conversions.
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	slot, _ := PublicKeySlot(&k.PublicKey)
+	back, err := ParsePublicKeySlot(slot)
+	if err != nil || !back.Equal(&k.PublicKey) {
+		t.Fatalf("public key slot: %v", err)
+	}
+	d := sha256.Sum256(nil)
+	der, _ := ecdsa.SignASN1(rand.Reader, k, d[:])
+	rs, err := ASN1ToRaw(der)
+	if err != nil || !bytes.Equal(RawToASN1(rs), der) {
+		t.Fatalf("signature conversion: %v", err)
+	}
+	if _, err := ASN1ToRaw([]byte{0x30, 0x00}); err == nil {
+		t.Fatal("empty signature accepted")
+	}
+	// A corrupt state file is refused.
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"format":"wsc-atecc608-emulator/1","config":"00"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenEmulator(bad); err == nil {
+		t.Fatal("corrupt state loaded")
+	}
+	if err := e.Load(bad); err == nil {
+		t.Fatal("corrupt state loaded")
+	}
+	// Names.
+	if OpSign.String() != "Sign" || Opcode(0x77).String() != "Opcode(0x77)" || ZoneOTP.String() != "OTP" {
+		t.Fatal("names")
+	}
+	ce := &CommandError{Op: OpLock, Status: StatusExecution}
+	if ce.Error() != "Lock: atecc status 0x0f (execution error)" || !errors.Is(errors.Unwrap(ce), StatusExecution) {
+		t.Fatal(ce.Error())
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/big"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -143,6 +144,23 @@ func DeviceCertValidity(t time.Time, years int) (notBefore, notAfter time.Time, 
 		err = notCompressible("issue date %s has no anniversary in %d", notBefore.Format(time.DateOnly), notBefore.Year()+years)
 	}
 	return
+}
+
+// DeviceCertParams is what a CA needs to issue a compressible device
+// certificate for pub at time now valid for years whole years (0: no
+// expiry): the serial number (DeviceCertSerial over the encoded dates) and
+// the exact validity (DeviceCertValidity). The CA must use these values
+// unchanged — no backdating, no rounding.
+func DeviceCertParams(pub *ecdsa.PublicKey, now time.Time, years int) (serial *big.Int, notBefore, notAfter time.Time, err error) {
+	notBefore, notAfter, enc, err := DeviceCertValidity(now, years)
+	if err != nil {
+		return nil, time.Time{}, time.Time{}, err
+	}
+	sn, err := DeviceCertSerial(pub, enc)
+	if err != nil {
+		return nil, time.Time{}, time.Time{}, err
+	}
+	return new(big.Int).SetBytes(sn), notBefore, notAfter, nil
 }
 
 // CertKind says which certificate of the chain a template describes.
@@ -553,10 +571,13 @@ func CheckCompressible(cert *x509.Certificate, tmpl *Template) error {
 }
 
 // CheckDeviceChain is what the station calls before it writes a chain to an
-// SE device: the leaf must compress under a device template derived from
+// SE device: the leaf must verify under the signer, it must compress under a device template derived from
 // itself (whole-year validity from an hour boundary, derived serial, P-256)
 // and the signer under a signer template. Errors wrap ErrNotCompressible.
 func CheckDeviceChain(leaf, signer *x509.Certificate) error {
+	if err := leaf.CheckSignatureFrom(signer); err != nil {
+		return fmt.Errorf("device certificate not signed by the signer certificate: %w", err)
+	}
 	signerPub, _ := signer.PublicKey.(*ecdsa.PublicKey)
 	if _, err := NewTemplate(leaf, KindDevice, signerPub); err != nil {
 		return err

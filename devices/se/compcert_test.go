@@ -74,6 +74,23 @@ func TestDeviceCertSerial(t *testing.T) {
 	}
 }
 
+func TestDeviceCertParams(t *testing.T) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now := time.Date(2026, 11, 30, 3, 27, 12, 0, time.UTC)
+	sn, nb, na, err := DeviceCertParams(&k.PublicKey, now, 15)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, _ := EncodeDates(nb, 15)
+	want, _ := DeviceCertSerial(&k.PublicKey, enc)
+	if !bytes.Equal(sn.Bytes(), want) || !nb.Equal(time.Date(2026, 11, 30, 3, 0, 0, 0, time.UTC)) || !na.Equal(time.Date(2041, 11, 30, 3, 0, 0, 0, time.UTC)) {
+		t.Fatalf("params %x %v %v", sn, nb, na)
+	}
+	if _, _, _, err := DeviceCertParams(&k.PublicKey, now, 40); !errors.Is(err, ErrNotCompressible) {
+		t.Fatalf("40 years: %v", err)
+	}
+}
+
 func TestCompressRoundTrip(t *testing.T) {
 	p := newTestPKI(t)
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -197,4 +214,34 @@ func TestNotCompressible(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+}
+
+func TestDecompressRefusesOtherDefinitions(t *testing.T) {
+	p := newTestPKI(t)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := p.issueDevice(t, &k.PublicKey, "D", leafOpts{})
+	dt, err := NewTemplate(leaf, KindDevice, &p.interKey.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	comp, _ := Compress(leaf, dt)
+	other := comp
+	other[69] = 0x20 // template 2
+	if _, err := Decompress(&other, dt, &k.PublicKey, &p.interKey.PublicKey); err == nil {
+		t.Fatal("compressed certificate of another template accepted")
+	}
+	other = comp
+	other[70] |= 0x01 // format version 1
+	if _, err := Decompress(&other, dt, &k.PublicKey, &p.interKey.PublicKey); err == nil {
+		t.Fatal("unknown format version accepted")
+	}
+	if _, err := Decompress(&comp, dt, &k.PublicKey, nil); err == nil {
+		t.Fatal("AKI rebuilt without the signer key")
+	}
+	if _, err := Decompress(&comp, nil, &k.PublicKey, nil); err == nil {
+		t.Fatal("nil template accepted")
+	}
+	if err := CheckDeviceChain(leaf, leaf); err == nil {
+		t.Fatal("leaf as its own signer accepted")
+	}
 }

@@ -165,3 +165,6 @@ func lookupLatency(name string) (Latency, error) {
 	}
 	return l, nil
 }
+
+// GoString is String for %#v, so that authorization values never print.
+func (c Config) GoString() string { return c.String() }

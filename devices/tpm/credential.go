@@ -55,8 +55,12 @@ func (d *Device) ActivateCredentialWith(kind string, credBlob, encSecret []byte)
 	var ekPub tpm2.TPM2BPublic
 	if ek.Handle != 0 {
 		rp, found, err := d.readPublic(tpm2.TPMHandle(ek.Handle))
-		if err != nil || !found {
-			return nil, fmt.Errorf("activate credential: ek %#x vanished: %v", ek.Handle, err)
+		if err != nil {
+			return nil, fmt.Errorf("activate credential: %w", err)
+		}
+		if !found {
+			d.eks = nil // evicted since EKs ran; look again next time
+			return nil, fmt.Errorf("activate credential: ek %#x no longer persisted: %w", ek.Handle, ErrNoEK)
 		}
 		ekHandle, ekPub = tpm2.TPMHandle(ek.Handle), rp.OutPublic
 	} else {

@@ -181,3 +181,12 @@ func (d *Device) ownerAuth() tpm2.AuthHandle {
 func (d *Device) endorsementAuth() tpm2.AuthHandle {
 	return tpm2.AuthHandle{Handle: tpm2.TPMRHEndorsement, Auth: tpm2.PasswordAuth(d.cfg.EndorsementAuth)}
 }
+
+// String describes the Device without authorization values (fmt would
+// otherwise print the unexported Config fields raw).
+func (d *Device) String() string {
+	return fmt.Sprintf("tpm.Device{%s nvBufferMax:%d nvIndexMax:%d}", d.cfg, d.nvBufferMax, d.nvIndexMax)
+}
+
+// GoString is String for %#v.
+func (d *Device) GoString() string { return d.String() }

@@ -699,20 +699,26 @@ func TestConfig(t *testing.T) {
 	}
 	c := DefaultConfig()
 	c.OwnerAuth = []byte("owner-secret")
-	if strings.Contains(c.String(), "owner-secret") || strings.Contains(fmt.Sprintf("%v", c), "owner-secret") {
-		t.Error("Config.String leaks the owner auth")
+	c.EndorsementAuth = []byte("endorsement-secret")
+	d, err := New(tr, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
+		for _, v := range []any{c, &c, d} {
+			if out := fmt.Sprintf(f, v); strings.Contains(out, "secret") {
+				t.Errorf("%s of %T leaks an authorization value: %s", f, v, out)
+			}
+		}
 	}
 }
 
 func TestOpenTransport(t *testing.T) {
-	for _, uri := range []string{"tbs", "sim", "bogus", "swtpm:udp://x", "swtpm:unix://"} {
+	for _, uri := range []string{"tbs", "bogus", "swtpm:udp://x", "swtpm:unix://"} {
 		if tr, err := OpenTransport(uri); err == nil {
 			tr.Close()
 			t.Errorf("OpenTransport(%q) succeeded", uri)
 		}
-	}
-	if _, err := OpenTransport("sim"); !errors.Is(err, ErrUnsupportedTransport) {
-		t.Errorf("sim without tag: %v", err)
 	}
 	tr, err := OpenTransport("/dev/null")
 	if err != nil {
@@ -844,5 +850,29 @@ func TestSWTPMTCP(t *testing.T) {
 	}
 	if _, _, kind, err := d.EK(); err != nil || kind != EKKindECCP384 {
 		t.Fatalf("EK over tcp: %q %v", kind, err)
+	}
+}
+
+func TestClosedDevice(t *testing.T) {
+	d, _ := newDevice(t, DefaultConfig())
+	if _, err := d.CreateKeys(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256(nil)
+	for name, f := range map[string]func() error{
+		"CreateKeys": func() error { _, err := d.CreateKeys(nil); return err },
+		"SignDigest": func() error { _, err := d.SignDigest(digest[:]); return err },
+		"CSR":        func() error { _, err := d.CSR(pkix.Name{}); return err },
+		"ReadChain":  func() error { _, err := d.ReadChain(); return err },
+		"EKs":        func() error { _, err := d.EKs(); return err },
+		"Info":       func() error { _, err := d.Info(); return err },
+		"Activate":   func() error { _, err := d.ActivateCredential(nil, make([]byte, 256)); return err },
+	} {
+		if err := f(); err == nil {
+			t.Errorf("%s on a closed device succeeded", name)
+		}
 	}
 }

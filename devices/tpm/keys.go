@@ -146,9 +146,12 @@ func (d *Device) srk() (key, error) {
 	if err := d.persist(cp.ObjectHandle, cp.Name, h); err != nil {
 		return key{}, fmt.Errorf("persist srk: %w", err)
 	}
-	rp, _, err = d.readPublic(h)
-	if err != nil || rp == nil {
-		return key{}, fmt.Errorf("read persisted srk: %v", err)
+	rp, found, err = d.readPublic(h)
+	if err != nil {
+		return key{}, fmt.Errorf("read persisted srk: %w", err)
+	}
+	if !found {
+		return key{}, fmt.Errorf("srk %#x missing right after evict control", d.cfg.SRKHandle)
 	}
 	return key{handle: h, name: rp.Name, public: rp.OutPublic}, nil
 }
@@ -375,7 +378,11 @@ func (s *tpmSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 // names come from station data, never from the CSR.
 func (d *Device) CSR(subject pkix.Name) ([]byte, error) {
 	d.mu.Lock()
-	s, err := d.signer()
+	_, err := d.transport()
+	var s *tpmSigner
+	if err == nil {
+		s, err = d.signer()
+	}
 	d.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("csr: %w", err)

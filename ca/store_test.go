@@ -1,0 +1,517 @@
+package ca_test
+
+// These tests use the real station database (db.Store on a SQLite file)
+// through the station's adapter, from the external test package, so that
+// package ca itself still imports neither db nor station.
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sdb "github.com/smallstep/certificates/db"
+	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/station"
+)
+
+var storePass = []byte("tr0ub4dor & 3 -- station store test")
+
+type stationCA struct {
+	ca    *ca.CA
+	store *db.Store
+	dir   string
+	dbf   string
+}
+
+func openStationCA(t testing.TB, opts ...ca.Option) *stationCA {
+	t.Helper()
+	dir := t.TempDir()
+	caDir := filepath.Join(dir, "ca")
+	if err := ca.Init(caDir, storePass, ca.InitOptions{Organization: "wsc store test"}); err != nil {
+		t.Fatal(err)
+	}
+	dbf := filepath.Join(dir, "station.db")
+	st, err := db.Open(dbf, db.WithActor("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	opts = append([]ca.Option{ca.WithStore(station.CAStore(st)), ca.WithAuditor(st, "alice")}, opts...)
+	c, err := ca.Open(caDir, storePass, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &stationCA{ca: c, store: st, dir: caDir, dbf: dbf}
+}
+
+// memStore is an in-memory ca.RevocationStore for tests that need no database.
+type memStore struct {
+	mu   sync.Mutex
+	revs map[string][]ca.Revocation
+	nums map[string]int64
+}
+
+func newMemStore() *memStore {
+	return &memStore{revs: map[string][]ca.Revocation{}, nums: map[string]int64{}}
+}
+
+func (m *memStore) AddRevocation(_ context.Context, r ca.Revocation) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.revs[string(r.IssuerKeyID)] = append(m.revs[string(r.IssuerKeyID)], r)
+	return nil
+}
+
+func (m *memStore) Revocations(_ context.Context, id []byte) ([]ca.Revocation, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]ca.Revocation(nil), m.revs[string(id)]...), nil
+}
+
+func (m *memStore) NextCRLNumber(_ context.Context, id []byte) (*big.Int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.nums[string(id)]++
+	return big.NewInt(m.nums[string(id)]), nil
+}
+
+func newKey(t testing.TB) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// csrFor makes a CSR that asks for more than it may get: its own CN and
+// organisation, DNS names and a CA:TRUE basic constraint.
+func csrFor(t testing.TB, key crypto.Signer) []byte {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject:  pkix.Name{CommonName: "evil.example.com", Organization: []string{"evil corp"}},
+		DNSNames: []string{"evil.example.com", "www.evil.example.com"},
+		ExtraExtensions: []pkix.Extension{{
+			Id: asn1.ObjectIdentifier{2, 5, 29, 19}, Critical: true, Value: []byte{0x30, 0x03, 0x01, 0x01, 0xff},
+		}},
+	}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func pemFile(t testing.TB, path string, certs ...*x509.Certificate) string {
+	t.Helper()
+	var b []byte
+	for _, c := range certs {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func crlFile(t testing.TB, path string, crls ...*x509.RevocationList) string {
+	t.Helper()
+	var b []byte
+	for _, c := range crls {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: c.Raw})...)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func openssl(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command("openssl", args...).CombinedOutput()
+	return string(out), err
+}
+
+// TestStoreIssueRevokeCRL runs issuance, revocation and CRLs through
+// smallstep's authority with the station database as its AuthDB, across an
+// intermediate rotation.
+func TestStoreIssueRevokeCRL(t *testing.T) {
+	ctx := context.Background()
+	s := openStationCA(t)
+	tmp := t.TempDir()
+
+	chain1, err := s.ca.Issue(ctx, csrFor(t, newKey(t)), ca.IssueRequest{DeviceSerial: "SN-OLD-1", Validity: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.store.GetCertificate(ctx, db.SerialHex(chain1[0].SerialNumber))
+	if err != nil {
+		t.Fatalf("issued certificate not recorded by the authority's AuthDB: %v", err)
+	}
+	if rec.DeviceSerial != "SN-OLD-1" || !bytes.Equal(rec.DER, chain1[0].Raw) || len(rec.Chain) != 2 {
+		t.Fatalf("recorded %+v", rec)
+	}
+	// smallstep's authority reads through the same database.
+	if got, err := s.ca.Authority().GetDatabase().GetCertificate(chain1[0].SerialNumber.String()); err != nil || !bytes.Equal(got.Raw, chain1[0].Raw) {
+		t.Fatalf("authority GetCertificate: %v", err)
+	}
+	oldIssuer := s.ca.Issuer()
+
+	// Rotation, hot-swapped: the next certificate comes from the new intermediate.
+	newInt, err := s.ca.RotateIntermediate(ctx, storePass, ca.IntermediateTemplate{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain2, err := s.ca.Issue(ctx, csrFor(t, newKey(t)), ca.IssueRequest{DeviceSerial: "SN-NEW-1", Validity: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(chain2[0].AuthorityKeyId, newInt.SubjectKeyId) {
+		t.Fatal("not issued by the new intermediate after the swap")
+	}
+	chain3, err := s.ca.Issue(ctx, csrFor(t, newKey(t)), ca.IssueRequest{DeviceSerial: "SN-NEW-2", Validity: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Revoke the old-intermediate leaf after the rotation (by serial, from
+	// the database) and one new leaf (by certificate).
+	if _, err := s.ca.RevokeSerial(ctx, chain1[0].SerialNumber, ca.ReasonKeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ca.Revoke(ctx, chain2[0], ca.ReasonCessationOfOperation); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ca.Revoke(ctx, chain2[0], ca.ReasonCessationOfOperation); err != nil {
+		t.Fatalf("revoking twice: %v", err)
+	}
+	for _, c := range []*x509.Certificate{chain1[0], chain2[0]} {
+		if ok, err := s.ca.Authority().IsRevoked(c.SerialNumber.String()); err != nil || !ok {
+			t.Errorf("authority IsRevoked(%x) = %v, %v", c.SerialNumber, ok, err)
+		}
+		if ok, _ := s.store.IsRevoked(ctx, db.SerialHex(c.SerialNumber)); !ok {
+			t.Errorf("database: %x not revoked", c.SerialNumber)
+		}
+	}
+	if ok, _ := s.ca.Authority().IsRevoked(chain3[0].SerialNumber.String()); ok {
+		t.Error("unrevoked certificate reported revoked")
+	}
+	if _, err := s.ca.RevokeSerial(ctx, big.NewInt(12345), 0); !errors.Is(err, ca.ErrCertificateNotFound) {
+		t.Errorf("unknown serial: %v", err)
+	}
+
+	// One CRL per issuer; each signed by its own issuer; numbers increase.
+	crls, err := s.ca.CRLs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(crls) != 2 {
+		t.Fatalf("%d CRLs, want 2", len(crls))
+	}
+	byIssuer := map[string]*x509.RevocationList{}
+	for _, c := range crls {
+		byIssuer[string(c.AuthorityKeyId)] = c
+	}
+	oldCRL, newCRL := byIssuer[string(oldIssuer.SubjectKeyId)], byIssuer[string(newInt.SubjectKeyId)]
+	if oldCRL == nil || newCRL == nil {
+		t.Fatal("missing CRL of an issuer")
+	}
+	listed := func(crl *x509.RevocationList, c *x509.Certificate) bool {
+		for _, e := range crl.RevokedCertificateEntries {
+			if e.SerialNumber.Cmp(c.SerialNumber) == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	if !listed(oldCRL, chain1[0]) || listed(oldCRL, chain2[0]) || len(oldCRL.RevokedCertificateEntries) != 1 {
+		t.Errorf("old issuer CRL entries %d", len(oldCRL.RevokedCertificateEntries))
+	}
+	if !listed(newCRL, chain2[0]) || listed(newCRL, chain1[0]) || listed(newCRL, chain3[0]) {
+		t.Error("new issuer CRL wrong")
+	}
+	for _, tc := range []struct {
+		crl    *x509.RevocationList
+		issuer *x509.Certificate
+	}{{oldCRL, oldIssuer}, {newCRL, newInt}} {
+		out, err := openssl(t, "crl", "-in", crlFile(t, filepath.Join(tmp, "crl.pem"), tc.crl), "-CAfile", pemFile(t, filepath.Join(tmp, "issuer.pem"), tc.issuer), "-noout", "-verify")
+		if err != nil || !strings.Contains(out, "verify OK") {
+			t.Errorf("openssl crl -verify: %v %s", err, out)
+		}
+	}
+	again, err := s.ca.CRL(ctx, oldIssuer.SubjectKeyId)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Number.Cmp(oldCRL.Number) <= 0 {
+		t.Errorf("CRL number %v after %v", again.Number, oldCRL.Number)
+	}
+	// openssl verify with CRL checking: revoked leaf of the old issuer refused, live leaf accepted.
+	rootCRL, err := ca.RootCRL(s.dir, storePass, nil, big.NewInt(1), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := pemFile(t, filepath.Join(tmp, "roots.pem"), s.ca.Roots()...)
+	inters := pemFile(t, filepath.Join(tmp, "inters.pem"), oldIssuer, newInt)
+	crlAll := crlFile(t, filepath.Join(tmp, "crls.pem"), oldCRL, newCRL, rootCRL)
+	out, err := openssl(t, "verify", "-crl_check_all", "-CAfile", roots, "-untrusted", inters, "-CRLfile", crlAll, pemFile(t, filepath.Join(tmp, "l1.pem"), chain1[0]))
+	if err == nil || !strings.Contains(out, "revoked") {
+		t.Errorf("revoked old-issuer leaf accepted: %s", out)
+	}
+	out, err = openssl(t, "verify", "-crl_check_all", "-CAfile", roots, "-untrusted", inters, "-CRLfile", crlAll, pemFile(t, filepath.Join(tmp, "l3.pem"), chain3[0]))
+	if err != nil {
+		t.Errorf("live leaf refused: %v %s", err, out)
+	}
+
+	// smallstep's CRL database view: the current issuer's revocations only.
+	crlDB, ok := s.ca.Authority().GetDatabase().(sdb.CertificateRevocationListDB)
+	if !ok {
+		t.Fatal("AuthDB does not implement CertificateRevocationListDB")
+	}
+	revs, err := crlDB.GetRevokedCertificates()
+	if err != nil || len(*revs) != 1 || (*revs)[0].Serial != chain2[0].SerialNumber.String() {
+		t.Errorf("GetRevokedCertificates = %v, %v", revs, err)
+	}
+	if info, err := crlDB.GetCRL(); err != nil || info.Number != newCRL.Number.Int64() {
+		t.Errorf("GetCRL: %v", err)
+	}
+
+	// The database's audit ledger holds the ceremony steps.
+	ents, err := s.store.AuditEntries(ctx, 0, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, e := range ents {
+		kinds[e.Kind]++
+	}
+	for _, k := range []string{"ca.intermediate.install", "ca.revoke", "ca.crl", "cert.issue", "cert.revoke"} {
+		if kinds[k] == 0 {
+			t.Errorf("no %s audit row (have %v)", k, kinds)
+		}
+	}
+}
+
+// TestStoreRefusals: names never come from the CSR; bad CSRs, weak keys, a
+// key of another device and a full work order are refused with clear errors.
+func TestStoreRefusals(t *testing.T) {
+	ctx := context.Background()
+	s := openStationCA(t)
+	if err := s.store.CreateWorkOrder(ctx, db.WorkOrder{ID: "WO-1", Product: "gateway", Quantity: 2}); err != nil {
+		t.Fatal(err)
+	}
+	keyA := newKey(t)
+	chainA, err := s.ca.Issue(ctx, csrFor(t, keyA), ca.IssueRequest{DeviceSerial: "DEV-A", WorkOrder: "WO-1", Validity: time.Hour,
+		Names: []string{"dev-a.devices.wsc.local"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := chainA[0]
+	if leaf.Subject.CommonName != "DEV-A" || leaf.Subject.SerialNumber != "DEV-A" || len(leaf.Subject.Organization) != 0 ||
+		len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != "dev-a.devices.wsc.local" || leaf.IsCA {
+		t.Errorf("CSR content leaked into the certificate: %v %v CA=%v", leaf.Subject, leaf.DNSNames, leaf.IsCA)
+	}
+	// Same device, same key again: the recorded certificate is re-delivered, nothing signed.
+	again, err := s.ca.Issue(ctx, csrFor(t, keyA), ca.IssueRequest{DeviceSerial: "DEV-A", WorkOrder: "WO-1", Validity: time.Hour})
+	if err != nil || !bytes.Equal(again[0].Raw, leaf.Raw) {
+		t.Fatalf("re-issue: %v", err)
+	}
+
+	bad := csrFor(t, newKey(t))
+	bad[len(bad)-4] ^= 0x5a
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		csr     []byte
+		serial  string
+		wantErr error
+		wantMsg string
+	}{
+		{"bad signature", bad, "DEV-B", ca.ErrCSRSignature, "signature"},
+		{"RSA-1024", csrFor(t, rsaKey), "DEV-B", ca.ErrCSRKeyType, "RSA 1024 bits"},
+		{"key of another device", csrFor(t, keyA), "DEV-B", ca.ErrKeyConflict, "another device"},
+		{"second device fits the quota", csrFor(t, newKey(t)), "DEV-B", nil, ""},
+		{"quota reached", csrFor(t, newKey(t)), "DEV-C", ca.ErrQuotaExceeded, "quota"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.ca.Issue(ctx, tt.csr, ca.IssueRequest{DeviceSerial: tt.serial, WorkOrder: "WO-1", Validity: time.Hour})
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Fatalf("got %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+	stats, err := s.store.Stats(ctx, "WO-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("work order stats: %+v", stats)
+	certs, _ := s.store.Certificates(ctx, "DEV-C")
+	if len(certs) != 0 {
+		t.Error("a certificate was recorded beyond the quota")
+	}
+}
+
+// TestProfileOpenSSLText checks the device certificate profile as openssl
+// prints it.
+func TestProfileOpenSSLText(t *testing.T) {
+	prof, err := ca.ParseProfileYAML([]byte(`name: line-a
+validity: 2y
+extKeyUsages: [codeSigning, clientAuth]
+crlDistributionPoints: ["http://pki.plant.example/wsc-line-a.crl"]
+organization: Example Devices Ltd
+commonName: "{{.Serial}}"
+dnsNames: ["{{.Serial | lower}}.devices.wsc.local"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openStationCA(t, ca.WithProfile(prof))
+	chain, err := s.ca.Issue(context.Background(), csrFor(t, newKey(t)), ca.IssueRequest{DeviceSerial: "TPM-00AB12CD34EF5678"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	leafPEM := pemFile(t, filepath.Join(tmp, "leaf.pem"), chain[0])
+	out, err := openssl(t, "x509", "-in", leafPEM, "-noout", "-text")
+	if err != nil {
+		t.Fatalf("openssl x509: %v %s", err, out)
+	}
+	want := []string{
+		"Subject: O = Example Devices Ltd, CN = TPM-00AB12CD34EF5678, serialNumber = TPM-00AB12CD34EF5678",
+		"X509v3 Key Usage: critical\n                Digital Signature\n",
+		"X509v3 Extended Key Usage: \n                Code Signing, TLS Web Client Authentication\n",
+		"DNS:tpm-00ab12cd34ef5678.devices.wsc.local",
+		// OpenSSL 3.0 names the RFC 4108 otherName by its OID
+		// (id-on-hardwareModuleName); its content is checked below.
+		"othername: 1.3.6.1.5.5.7.8.4::",
+		"X509v3 Subject Key Identifier",
+		"X509v3 Authority Key Identifier",
+		"X509v3 CRL Distribution Points",
+		"URI:http://pki.plant.example/wsc-line-a.crl",
+		"CA:FALSE",
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("openssl x509 -text lacks %q", w)
+		}
+	}
+	if t.Failed() {
+		t.Log(out)
+	}
+	// Validity is explicit (2 years from the profile, plus the backdate).
+	if d := chain[0].NotAfter.Sub(chain[0].NotBefore); d != 2*365*24*time.Hour+ca.Backdate {
+		t.Errorf("validity %v", d)
+	}
+	hw, err := ca.HardwareModuleNames(chain[0])
+	if err != nil || len(hw) != 1 || !hw[0].Type.Equal(ca.OIDTPM20HWType) || string(hw[0].Serial) != "TPM-00AB12CD34EF5678" {
+		t.Errorf("HardwareModuleName %+v %v", hw, err)
+	}
+	roots := pemFile(t, filepath.Join(tmp, "roots.pem"), s.ca.Roots()...)
+	inter := pemFile(t, filepath.Join(tmp, "inter.pem"), chain[1:]...)
+	if out, err := openssl(t, "verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", roots, "-untrusted", inter, leafPEM); err != nil {
+		t.Errorf("openssl verify: %v %s", err, out)
+	}
+}
+
+// TestNoPlaintextKeyOnDisk decrypts the CA keys in memory and searches the
+// CA folder and the station database files for their private scalars, for
+// unencrypted PEM key blocks and for the passphrase.
+func TestNoPlaintextKeyOnDisk(t *testing.T) {
+	ctx := context.Background()
+	s := openStationCA(t)
+	for i := 0; i < 3; i++ {
+		if _, err := s.ca.Issue(ctx, csrFor(t, newKey(t)), ca.IssueRequest{DeviceSerial: "SCAN-" + string(rune('A'+i)), Validity: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.ca.RotateIntermediate(ctx, storePass, ca.IntermediateTemplate{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ca.RolloverRoot(ctx, storePass, ca.RolloverOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ca.CRLs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.store.Close()
+	scanNoPlaintextKeys(t, storePass, s.dir, filepath.Dir(s.dbf))
+}
+
+// scanNoPlaintextKeys fails t if any file under dirs holds an unencrypted PEM
+// private key, a legacy-encrypted one, the passphrase, or the private
+// scalar of any encrypted key found under dirs.
+func scanNoPlaintextKeys(t testing.TB, pass []byte, dirs ...string) {
+	t.Helper()
+	var files []string
+	var scalars [][]byte
+	for _, d := range dirs {
+		filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
+			if err == nil && !e.IsDir() {
+				files = append(files, p)
+			}
+			return nil
+		})
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		if bytes.Contains(b, []byte("BEGIN ENCRYPTED PRIVATE KEY")) {
+			k, err := ca.LoadEncryptedKey(f, pass)
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if ek, ok := k.(*ecdsa.PrivateKey); ok {
+				scalars = append(scalars, ek.D.FillBytes(make([]byte, 32)))
+			}
+		}
+	}
+	if len(scalars) == 0 {
+		t.Fatal("no encrypted key found to scan for")
+	}
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		for _, bad := range []string{"BEGIN PRIVATE KEY", "BEGIN EC PRIVATE KEY", "BEGIN RSA PRIVATE KEY", "DEK-Info"} {
+			if bytes.Contains(b, []byte(bad)) {
+				t.Errorf("%s contains %q", f, bad)
+			}
+		}
+		if bytes.Contains(b, pass) {
+			t.Errorf("%s contains the passphrase", f)
+		}
+		for _, d := range scalars {
+			if bytes.Contains(b, d) {
+				t.Errorf("%s contains a private key in the clear", f)
+			}
+		}
+	}
+	t.Logf("scanned %d files for %d private keys", len(files), len(scalars))
+}

@@ -1,0 +1,239 @@
+package ui
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/exp/teatest"
+	"github.com/wsc-project/wsc/station"
+)
+
+// Golden tests run each model in a real bubbletea program (teatest), send
+// it keys and station events, quit, and compare the final View with
+// testdata/<test name>.golden. Regenerate with
+//
+//	go test ./ui -run Golden -update
+//
+// The output is deterministic: ASCII colour profile (TestMain), a frozen
+// clock (spinner frame, elapsed times and rates derive from it), fixed
+// event times and fixed certificate serials.
+
+// startProgram runs m in teatest at w×h and waits until the view shows
+// ready.
+func startProgram(t *testing.T, m tea.Model, w, h int, ready string) *teatest.TestModel {
+	t.Helper()
+	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(w, h))
+	waitFor(t, tm, ready)
+	return tm
+}
+
+func waitFor(t *testing.T, tm *teatest.TestModel, s string) {
+	t.Helper()
+	teatest.WaitFor(t, tm.Output(), func(b []byte) bool { return bytes.Contains(b, []byte(s)) },
+		teatest.WithDuration(5*time.Second), teatest.WithCheckInterval(10*time.Millisecond))
+}
+
+// finish sends msgs (processed in order before the quit that follows them),
+// quits and compares the final view with the golden file.
+func finish(t *testing.T, tm *teatest.TestModel, msgs ...tea.Msg) {
+	t.Helper()
+	for _, msg := range msgs {
+		tm.Send(msg)
+	}
+	if err := tm.Quit(); err != nil {
+		t.Fatal(err)
+	}
+	fm := tm.FinalModel(t, teatest.WithFinalTimeout(5*time.Second))
+	teatest.RequireEqualOutput(t, []byte(fm.View()))
+}
+
+// benchAt is a signed-in bench view over n fake slots whose clock shows
+// t0+sec.
+func benchAt(n int, sec float64) (BenchModel, *fakeBench) {
+	f := newFakeBench(n)
+	m := NewBenchModel(BenchOptions{Control: f, Title: "wsc station — line 2", WorkOrder: "WO-2611-07", Station: "ST-01",
+		Operator: "Alice Martin", Now: fixedClock(t0.Add(time.Duration(sec * float64(time.Second))))})
+	return m, f
+}
+
+// shift is a morning on a 4-slot bench: the work order starts at t0,
+// slot 1 passed, slot 2 runs, slot 3 failed its read-back, slot 4 runs.
+func shift() []tea.Msg {
+	return []tea.Msg{
+		RunningMsg{On: true, At: t0},
+		ev(1, 1, station.StateRunning, station.StepConnect, ""),
+		ev(1, 1.2, station.StateRunning, station.StepHello, "TPM-00A1B2C3D4E5F601"),
+		passEv(1, 9.4, "TPM-00A1B2C3D4E5F601", "5f3a01c2d4e6f8091a2b3c4d5e6f7081"),
+		ev(2, 2, station.StateRunning, station.StepConnect, ""),
+		ev(2, 2.5, station.StateRunning, station.StepActivate, "TPM-00A1B2C3D4E5F602"),
+		ev(3, 3, station.StateRunning, station.StepConnect, ""),
+		ev(3, 6, station.StateRunning, station.StepReadBack, "TPM-00A1B2C3D4E5F603"),
+		failEv(3, 7.5, station.StepReadBack, "TPM-00A1B2C3D4E5F603", station.ErrReadBack, "Reseat the cable on slot 3 and press r."),
+		ev(4, 4, station.StateRunning, station.StepConnect, ""),
+		ev(4, 5, station.StateRunning, station.StepKeys, "TPM-00A1B2C3D4E5F604"),
+	}
+}
+
+func TestBenchGolden(t *testing.T) {
+	t.Run("idle", func(t *testing.T) {
+		m, _ := benchAt(4, 0)
+		tm := startProgram(t, m, 80, 24, "#4")
+		finish(t, tm)
+	})
+	t.Run("provisioning", func(t *testing.T) {
+		m, _ := benchAt(4, 12)
+		tm := startProgram(t, m, 80, 24, "#4")
+		finish(t, tm, append(shift(), keyRunes("2"))...)
+	})
+	t.Run("failure", func(t *testing.T) {
+		m, _ := benchAt(4, 12)
+		tm := startProgram(t, m, 80, 24, "#4")
+		finish(t, tm, append(shift(), keyRunes("3"))...)
+	})
+	t.Run("quarantine", func(t *testing.T) {
+		m, _ := benchAt(4, 40)
+		tm := startProgram(t, m, 80, 24, "#4")
+		msgs := append(shift(),
+			ev(3, 20, station.StateRunning, station.StepConnect, "TPM-00A1B2C3D4E5F603"),
+			ev(3, 22, station.StateRunning, station.StepAttest, "TPM-00A1B2C3D4E5F603"),
+			failEv(3, 23, station.StepAttest, "TPM-00A1B2C3D4E5F603", station.ErrAttestation, "The device on slot 3 failed attestation: do not retry; put it in the red bin."),
+			EventMsg{Time: t0.Add(23 * time.Second), Slot: 3, Serial: "TPM-00A1B2C3D4E5F603", Step: station.StepAttest, State: station.StateQuarantined,
+				Detail: "Device TPM-00A1B2C3D4E5F603 failed attestation: put it in the red bin.",
+				Err:    &station.StepError{Step: station.StepAttest, Err: errors.Join(station.ErrAttestation, errors.New("certified name differs"))}},
+			keyRunes("3"))
+		finish(t, tm, msgs...)
+	})
+	t.Run("scan_pending", func(t *testing.T) {
+		m, _ := benchAt(4, 12)
+		tm := startProgram(t, m, 80, 24, "#4")
+		finish(t, tm, append(shift(), keyRunes("3"), keyRunes("SN-24-00"))...)
+	})
+	t.Run("help", func(t *testing.T) {
+		m, _ := benchAt(4, 12)
+		tm := startProgram(t, m, 80, 24, "#4")
+		finish(t, tm, append(shift(), keyRunes("?"))...)
+	})
+	t.Run("quit_confirm", func(t *testing.T) {
+		m, _ := benchAt(4, 12)
+		tm := startProgram(t, m, 80, 24, "#4")
+		tm.Send(tea.BatchMsg(nil)) // no-op: keeps the sequence readable
+		for _, msg := range shift() {
+			tm.Send(msg)
+		}
+		tm.Send(keyType(tea.KeyCtrlC))
+		waitFor(t, tm, "Quit anyway?")
+		finish(t, tm)
+	})
+	t.Run("size_80x24_8_slots", func(t *testing.T) {
+		m, _ := benchAt(8, 12)
+		tm := startProgram(t, m, 80, 24, "#8")
+		finish(t, tm, append(shift(), keyRunes("3"))...)
+	})
+	t.Run("size_60x20", func(t *testing.T) {
+		m, _ := benchAt(4, 12)
+		tm := startProgram(t, m, 60, 20, "#4")
+		finish(t, tm, append(shift(), keyRunes("3"))...)
+	})
+	t.Run("size_120x40_8_slots", func(t *testing.T) {
+		m, _ := benchAt(8, 12)
+		tm := startProgram(t, m, 120, 40, "#8")
+		finish(t, tm, shift()...)
+	})
+}
+
+func TestLoginGolden(t *testing.T) {
+	t.Run("form", func(t *testing.T) {
+		m := NewBenchModel(BenchOptions{Control: newFakeBench(4), Auth: fakeAuth{}, Now: fixedClock(t0)})
+		tm := startProgram(t, m, 80, 24, "sign in")
+		finish(t, tm, append(append(typeKeys("alice"), keyType(tea.KeyTab)), typeKeys("12")...)...)
+	})
+	t.Run("wrong_pin", func(t *testing.T) {
+		m := NewBenchModel(BenchOptions{Control: newFakeBench(4), Auth: fakeAuth{}, Now: fixedClock(t0)})
+		tm := startProgram(t, m, 80, 24, "sign in")
+		msgs := append(append(typeKeys("alice"), keyType(tea.KeyTab)), typeKeys("9137")...)
+		for _, msg := range append(msgs, keyType(tea.KeyEnter)) {
+			tm.Send(msg)
+		}
+		waitFor(t, tm, "Sign-in failed")
+		finish(t, tm)
+	})
+}
+
+func TestQAGolden(t *testing.T) {
+	t.Run("progress", func(t *testing.T) {
+		f := newQAFixture(t)
+		back := chdir(t, f.dir)
+		g := &gatedRunner{inner: f.runner(), at: 2, release: make(chan struct{})}
+		t.Cleanup(g.Release)
+		m := NewQAModel(QAOptions{Runner: g, Now: fixedClock(t0)})
+		tm := startProgram(t, m, 80, 24, "Folder to verify")
+		tm.Send(keyType(tea.KeyEnter))
+		waitFor(t, tm, "2/5")
+		back()
+		finish(t, tm)
+	})
+	t.Run("results", func(t *testing.T) {
+		f := newQAFixture(t)
+		back := chdir(t, f.dir)
+		m := NewQAModel(QAOptions{Runner: f.runner(), Now: fixedClock(t0)})
+		tm := startProgram(t, m, 100, 24, "Folder to verify")
+		tm.Send(keyType(tea.KeyEnter))
+		waitFor(t, tm, "5 modules")
+		back()
+		finish(t, tm, keyType(tea.KeyDown), keyType(tea.KeyDown))
+	})
+	t.Run("failures_only", func(t *testing.T) {
+		f := newQAFixture(t)
+		back := chdir(t, f.dir)
+		m := NewQAModel(QAOptions{Runner: f.runner(), Now: fixedClock(t0)})
+		tm := startProgram(t, m, 100, 24, "Folder to verify")
+		tm.Send(keyType(tea.KeyEnter))
+		waitFor(t, tm, "5 modules")
+		back()
+		finish(t, tm, keyRunes("f"))
+	})
+	t.Run("export_prompt_80x24", func(t *testing.T) {
+		f := newQAFixture(t)
+		back := chdir(t, f.dir)
+		m := NewQAModel(QAOptions{Runner: f.runner(), Now: fixedClock(t0)})
+		tm := startProgram(t, m, 80, 24, "Folder to verify")
+		tm.Send(keyType(tea.KeyEnter))
+		waitFor(t, tm, "5 modules")
+		msgs := []tea.Msg{keyRunes("e")}
+		for range len("wsc-verify-report.json") {
+			msgs = append(msgs, keyType(tea.KeyBackspace))
+		}
+		back()
+		finish(t, tm, append(msgs, typeKeys("qa.xml")...)...)
+	})
+}
+
+// chdir makes dir the working folder, so that the QA view verifies "." and
+// shows paths that do not depend on the temporary folder. The returned
+// function goes back (before the golden file, which lives in the package's
+// testdata, is read).
+func chdir(t *testing.T, dir string) (back func()) {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	back = func() {
+		once.Do(func() {
+			if err := os.Chdir(wd); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	t.Cleanup(back)
+	return back
+}
