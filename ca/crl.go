@@ -7,9 +7,11 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -245,6 +247,15 @@ func (c *CA) CRL(ctx context.Context, issuerKeyID []byte) (*x509.RevocationList,
 	}
 	if c.adb != nil {
 		c.adb.remember(crl, validity)
+	}
+	// Keep the last CRL per issuer in the folder (public data): status
+	// reports when the next one is due from it.
+	if err := os.MkdirAll(filepath.Join(c.dir, CRLDir), 0o755); err != nil {
+		return nil, fmt.Errorf("crl %x: %w", issuerKeyID, err)
+	}
+	if err := writeFileAtomic(filepath.Join(c.dir, CRLDir, hex.EncodeToString(issuerKeyID)+".pem"),
+		pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl.Raw}), 0o644); err != nil {
+		return nil, fmt.Errorf("crl %x: %w", issuerKeyID, err)
 	}
 	if err := c.audit(ctx, "ca.crl", map[string]any{
 		"issuer_key_id": hex.EncodeToString(issuerKeyID),

@@ -22,6 +22,7 @@ import (
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/devices/proto"
+	"github.com/wsc-project/wsc/wasmsign"
 	"go.bug.st/serial"
 )
 
@@ -68,6 +69,9 @@ type Config struct {
 	Baud int
 	// Retries is how often the protocol client resends a request that timed out.
 	Retries int
+	// EOLTrust is the trust policy of the end-of-line signature check;
+	// nil builds one from the issuer's roots and intermediates.
+	EOLTrust *wasmsign.TrustPolicy
 	// Logger receives the protocol's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -441,16 +445,10 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	err = r.do(ctx, StepEOL, func() error {
-		// End-of-line check: the device signs with its hardware key and the
-		// station verifies against the issued certificate.
-		digest := sha256.Sum256(append([]byte("wsc end-of-line "), nonce...))
-		got, err := c.SignDigest(ctx, proto.SignDigestRequest{Digest: digest[:]})
-		if err != nil {
+		// End-of-line check: the device signs a WebAssembly module with its
+		// hardware key and the station verifies it as QA will.
+		if err := r.endOfLine(ctx, c, nonce, res.Chain); err != nil {
 			return err
-		}
-		pub, ok := res.Chain[0].PublicKey.(*ecdsa.PublicKey)
-		if !ok || !ecdsa.VerifyASN1(pub, digest[:], got.Signature) {
-			return fmt.Errorf("%w: the device's signature does not verify with its certificate", ErrEndOfLine)
 		}
 		return cfg.Store.MarkConfirmed(ctx, res.CertSerial)
 	})

@@ -65,8 +65,9 @@ type BenchOptions struct {
 }
 
 // SnapshotMsg seeds the view with the bench's slots. The view asks for it
-// in Init.
+// in Init; slots it already knows from events keep their state.
 type SnapshotMsg struct {
+	// Slots and Running are the bench's state, At when it was read.
 	Slots   []station.SlotStatus
 	Running bool
 	At      time.Time
@@ -80,13 +81,14 @@ type RunningMsg struct {
 	At time.Time
 }
 
-// RetryMsg is the result of a retry request.
+// RetryMsg is the result of a retry request for Slot (Err from the bench).
 type RetryMsg struct {
 	Slot int
 	Err  error
 }
 
-// QuarantineMsg is the result of a red-bin request.
+// QuarantineMsg is the result of a red-bin request for Slot (Err from the
+// bench).
 type QuarantineMsg struct {
 	Slot int
 	Err  error

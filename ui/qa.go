@@ -57,13 +57,18 @@ type QAOptions struct {
 
 // QAProgressMsg reports verification progress.
 type QAProgressMsg struct {
-	Run         int
+	// Run numbers the verification; messages of an earlier (cancelled)
+	// run are ignored.
+	Run int
+	// Done modules out of Total.
 	Done, Total int
 }
 
 // QADoneMsg carries the results of a verification.
 type QADoneMsg struct {
-	Run     int
+	// Run numbers the verification (see QAProgressMsg).
+	Run int
+	// Results and Err are what the VerifyRunner returned.
 	Results []wasmsign.Result
 	Err     error
 	// Started and At are when the run started and ended (injected clock).
@@ -72,6 +77,7 @@ type QADoneMsg struct {
 
 // QAExportMsg is the result of writing the report.
 type QAExportMsg struct {
+	// Path is the file written, Format "JSON" or "JUnit".
 	Path   string
 	Format string
 	Err    error

@@ -25,11 +25,14 @@ import (
 const usage = `wsc-agent — the wsc device agent
 
 Usage:
-  wsc-agent serve --serial PORT --tpm URI [--device-serial S] [--latency-profile P]
-  wsc-agent info --tpm URI [--json]
+  wsc-agent serve --serial PORT (--tpm URI | --se URI | --pkcs11 URI) [--device-serial S] [--latency-profile P]
+  wsc-agent info (--tpm URI | --se URI | --pkcs11 URI) [--json]
+  wsc-agent sign (--tpm URI | --se URI | --pkcs11 URI) IN.wasm -o OUT.wasm
   wsc-agent version
 
 TPM URIs: /dev/tpmrm0, /dev/tpm0, swtpm:unix:///path/tpm.sock, swtpm:tcp://127.0.0.1:2321, tbs (Windows)
+Secure element URIs: i2c:/dev/i2c-1@0x60, emulator:STATEFILE[?timings=datasheet]
+PKCS#11 URIs (agents built with -tags pkcs11): pkcs11:module-path=...;token=...?pin-source=file:...
 Latency profiles (real-chip timings, off by default): slb9670 slb9672 st33 npct750 attpm20
 `
 
@@ -48,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(args[1:], stderr)
 	case "info":
 		err = info(args[1:], stdout)
+	case "sign":
+		err = sign(args[1:], stdout)
 	case "version":
 		fmt.Fprintln(stdout, agent.Version)
 	case "-h", "--help", "help":
@@ -66,19 +71,77 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-type tpmFlags struct {
-	uri, profile string
-	cfg          tpm.Config
+// backendFlags selects the device's key store.
+type backendFlags struct {
+	tpmURI, seURI, p11URI, certDef, profile, serial string
+	cfg                                             tpm.Config
 }
 
-func (f *tpmFlags) register(fs *flag.FlagSet) {
+func (f *backendFlags) register(fs *flag.FlagSet) {
 	f.cfg = tpm.DefaultConfig()
-	fs.StringVar(&f.uri, "tpm", "/dev/tpmrm0", "TPM to use (URI)")
-	fs.StringVar(&f.profile, "latency-profile", "", "wait as this real TPM chip would (slb9670, slb9672, st33, npct750, attpm20)")
+	fs.StringVar(&f.tpmURI, "tpm", "", "TPM to use (URI; default /dev/tpmrm0 when no other backend is given)")
+	fs.StringVar(&f.seURI, "se", "", "ATECC608 secure element to use (i2c:/dev/i2c-N@0x60 or emulator:STATEFILE)")
+	fs.StringVar(&f.p11URI, "pkcs11", "", "PKCS#11 token to use (agents built with -tags pkcs11)")
+	fs.StringVar(&f.certDef, "se-cert-def", "", "secure element: file for the certificate definitions (default beside the state file, or /var/lib/wsc-agent)")
+	fs.StringVar(&f.profile, "latency-profile", "", "TPM: wait as this real chip would (slb9670, slb9672, st33, npct750, attpm20)")
+	fs.StringVar(&f.serial, "device-serial", "", "TPM: device serial to report (default: derived from the endorsement key)")
 }
 
-func (f *tpmFlags) open() (*tpm.Device, error) {
-	t, err := tpm.OpenTransport(f.uri)
+// openPKCS11 is set by the pkcs11 build (pkcs11.go).
+var openPKCS11 func(uri string) (agent.Backend, io.Closer, error)
+
+// open returns the selected backend and what to close when done.
+func (f *backendFlags) open() (agent.Backend, io.Closer, error) {
+	n := 0
+	for _, u := range []string{f.tpmURI, f.seURI, f.p11URI} {
+		if u != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, nil, errors.New("give only one of --tpm, --se, --pkcs11")
+	}
+	switch {
+	case f.seURI != "":
+		chip, closer, err := agent.OpenSE(f.seURI)
+		if err != nil {
+			return nil, nil, err
+		}
+		def := f.certDef
+		if def == "" {
+			def = agent.DefaultCertDefPath(f.seURI)
+		}
+		b, err := agent.NewSEBackend(chip, agent.WithCertDefPath(def))
+		if err != nil {
+			_ = closer.Close()
+			return nil, nil, err
+		}
+		return b, closer, nil
+	case f.p11URI != "":
+		if openPKCS11 == nil {
+			return nil, nil, errors.New("this agent was built without PKCS#11 support (build with CGO_ENABLED=1 -tags pkcs11)")
+		}
+		return openPKCS11(f.p11URI)
+	default:
+		dev, err := f.openTPM()
+		if err != nil {
+			return nil, nil, err
+		}
+		b, err := agent.NewTPMBackend(dev, f.serial)
+		if err != nil {
+			_ = dev.Close()
+			return nil, nil, err
+		}
+		return b, dev, nil
+	}
+}
+
+func (f *backendFlags) openTPM() (*tpm.Device, error) {
+	uri := f.tpmURI
+	if uri == "" {
+		uri = "/dev/tpmrm0"
+	}
+	t, err := tpm.OpenTransport(uri)
 	if err != nil {
 		return nil, err
 	}
@@ -94,11 +157,10 @@ func (f *tpmFlags) open() (*tpm.Device, error) {
 
 func serve(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	var tf tpmFlags
-	tf.register(fs)
+	var bf backendFlags
+	bf.register(fs)
 	port := fs.String("serial", "", "serial port to the station (e.g. /dev/ttyGS0)")
 	baud := fs.Int("baud", 115200, "serial line speed")
-	devSerial := fs.String("device-serial", "", "device serial to report (default: derived from the TPM's endorsement key)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -112,15 +174,11 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
 
-	dev, err := tf.open()
+	backend, closer, err := bf.open()
 	if err != nil {
 		return err
 	}
-	defer dev.Close()
-	backend, err := agent.NewTPMBackend(dev, *devSerial)
-	if err != nil {
-		return err
-	}
+	defer closer.Close()
 	p, err := serial.Open(*port, &serial.Mode{BaudRate: *baud})
 	if err != nil {
 		return fmt.Errorf("open serial port %s: %w", *port, err)
@@ -132,7 +190,7 @@ func serve(args []string, stderr io.Writer) error {
 		_ = p.Close() // unblocks the reader
 	}()
 	id := backend.Identity()
-	log.Info("agent serving", "port", *port, "serial", id.Serial, "backend", id.Backend, "latency_profile", tf.profile, "version", agent.Version)
+	log.Info("agent serving", "port", *port, "serial", id.Serial, "backend", id.Backend, "latency_profile", bf.profile, "version", agent.Version)
 	srv := proto.NewServer(p, agent.NewHandler(backend, log), proto.WithLogger(log))
 	err = srv.Serve(ctx)
 	if ctx.Err() != nil {
@@ -144,21 +202,35 @@ func serve(args []string, stderr io.Writer) error {
 
 func info(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("info", flag.ContinueOnError)
-	var tf tpmFlags
-	tf.register(fs)
+	var bf backendFlags
+	bf.register(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	devSerial := fs.String("device-serial", "", "device serial (default: derived from the endorsement key)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	dev, err := tf.open()
-	if err != nil {
-		return err
-	}
-	defer dev.Close()
-	in, err := agent.Describe(dev, *devSerial)
-	if err != nil {
-		return err
+	var in *agent.DeviceInfo
+	if bf.seURI != "" || bf.p11URI != "" {
+		b, closer, err := bf.open()
+		if err != nil {
+			return err
+		}
+		defer closer.Close()
+		d, ok := b.(interface{ Describe() (*agent.DeviceInfo, error) })
+		if !ok {
+			return errors.New("this backend cannot describe itself")
+		}
+		if in, err = d.Describe(); err != nil {
+			return err
+		}
+	} else {
+		dev, err := bf.openTPM()
+		if err != nil {
+			return err
+		}
+		defer dev.Close()
+		if in, err = agent.Describe(dev, bf.serial); err != nil {
+			return err
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -169,6 +241,6 @@ func info(args []string, stdout io.Writer) error {
 	for _, k := range in.Keys {
 		fmt.Fprintf(stdout, "key:      %s at 0x%08x\n%s", k.Role, k.Handle, k.PublicKeyPEM)
 	}
-	fmt.Fprintf(stdout, "chain NV: %v\n", in.ChainNVIndices)
+	fmt.Fprintf(stdout, "chain at: %v\n", in.ChainNVIndices)
 	return nil
 }

@@ -192,8 +192,12 @@ func TestDemoEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lk := leaf.PublicKey.(*ecdsa.PublicKey)
-		if !bytes.Equal(lk.X.FillBytes(make([]byte, 32)), ecc.X.Buffer) || !bytes.Equal(lk.Y.FillBytes(make([]byte, 32)), ecc.Y.Buffer) {
+		lk, err := leaf.PublicKey.(*ecdsa.PublicKey).Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tpmPoint := append(append([]byte{4}, ecc.X.Buffer...), ecc.Y.Buffer...)
+		if !bytes.Equal(lk, tpmPoint) {
 			t.Errorf("%s: certificate key is not the TPM-resident IDevID key", r.Serial)
 		}
 		_ = dev.Close()
