@@ -359,3 +359,12 @@ func TestBenchProgressAndDone(t *testing.T) {
 		t.Fatal("DoneMsg does not quit")
 	}
 }
+
+func TestLoginBurstTakenAsNameWithTab(t *testing.T) {
+	m := NewBenchModel(BenchOptions{Control: newFakeBench(1), Auth: fakeAuth{}, Now: fixedClock(t0)})
+	m = settle(t, m, keyRunes("alice"), keyType(tea.KeyTab))
+	m = settle(t, m, append(typeKeys("1234"), keyType(tea.KeyEnter))...)
+	if m.Operator() != "Alice Martin" {
+		t.Fatalf("operator = %q", m.Operator())
+	}
+}

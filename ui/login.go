@@ -37,8 +37,10 @@ type LoginResultMsg struct {
 //
 // Badge rule: when the first input into the empty name field is a burst (a
 // scanner), the form switches to badge mode: the code is kept out of sight
-// ("badge ••••••") and Enter sends it to Authenticator.Badge. Typed by hand,
-// Enter in the name field moves to the PIN field and Enter there signs in.
+// ("badge ••••••") and Enter sends it to Authenticator.Badge; Tab instead
+// takes the text as a name (for keys that happened to arrive together).
+// Typed by hand, Enter in the name field moves to the PIN field and Enter
+// there signs in.
 type loginForm struct {
 	auth          Authenticator
 	name, pin     textinput.Model
@@ -85,6 +87,12 @@ func (f loginForm) update(msg tea.KeyMsg, keys KeyMap) (loginForm, tea.Cmd) {
 			return f.submitBadge()
 		case key.Matches(msg, keys.Esc):
 			f.badge, f.badgeMode = nil, false
+		case key.Matches(msg, keys.NextField):
+			// Not a badge after all (keys typed so fast they came as one
+			// burst): the text is the operator's name.
+			f.name.SetValue(string(f.badge))
+			f.badge, f.badgeMode = nil, false
+			f.toggleFocus()
 		case msg.Type == tea.KeyBackspace:
 			if len(f.badge) > 0 {
 				f.badge = f.badge[:len(f.badge)-1]
@@ -192,7 +200,7 @@ func (f loginForm) View(title string, h string) string {
 	b.WriteString(styleTitle.Render(title+" — sign in") + "\n\n")
 	if f.badgeMode {
 		b.WriteString("Badge     " + strings.Repeat("•", min(len(f.badge), 24)) + "\n")
-		b.WriteString(styleDim.Render("Enter signs in with the badge, Esc cancels.") + "\n")
+		b.WriteString(styleDim.Render("Enter signs in with the badge, Tab: it is a name, Esc cancels.") + "\n")
 	} else {
 		mark := func(focused bool) string {
 			if focused {

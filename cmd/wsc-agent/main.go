@@ -215,7 +215,9 @@ func info(args []string, stdout io.Writer) error {
 			return err
 		}
 		defer closer.Close()
-		d, ok := b.(interface{ Describe() (*agent.DeviceInfo, error) })
+		d, ok := b.(interface {
+			Describe() (*agent.DeviceInfo, error)
+		})
 		if !ok {
 			return errors.New("this backend cannot describe itself")
 		}
