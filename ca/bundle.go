@@ -298,14 +298,24 @@ func (s *Status) folder(dir string, now time.Time) {
 	s.RootKey = keyStorage(filepath.Join(dir, RootKeyFile))
 	s.IssuerKey = keyStorage(filepath.Join(dir, IntermediateKeyFile))
 	s.PendingIntermediate = keyExists(filepath.Join(dir, NextIntermediateKeyFile))
-	names := map[string]string{s.Issuer.KeyID: s.Issuer.Subject}
-	for _, r := range s.RetiredIssuers {
-		names[r.KeyID] = r.Subject
+	type issuer struct {
+		CertInfo
+		required bool // intermediates must publish CRLs; a root's CRL is optional
 	}
-	for id, subj := range names {
+	issuers := []issuer{{s.Issuer, true}}
+	for _, r := range s.RetiredIssuers {
+		issuers = append(issuers, issuer{r, true})
+	}
+	for _, r := range s.Roots {
+		issuers = append(issuers, issuer{r, false})
+	}
+	for _, is := range issuers {
+		id, subj := is.KeyID, is.Subject
 		b, err := os.ReadFile(filepath.Join(dir, CRLDir, id+".pem"))
 		if err != nil {
-			s.Warnings = append(s.Warnings, fmt.Sprintf("no CRL made yet for %s: run `wsc ca crl`", subj))
+			if is.required {
+				s.Warnings = append(s.Warnings, fmt.Sprintf("no CRL made yet for %s: run `wsc ca crl`", subj))
+			}
 			continue
 		}
 		blk, _ := pem.Decode(b)

@@ -268,6 +268,49 @@ func (c *CA) CRL(ctx context.Context, issuerKeyID []byte) (*x509.RevocationList,
 	return crl, nil
 }
 
+// CurrentRootCRL signs the CRL of the current root with the root key in
+// the CA folder (a ceremony step: the root key is unlocked with passphrase
+// for this call only). Entries are the store's revocations under the
+// root's key id (revoked intermediates); the number comes from the store
+// like every other CRL number. Strict verifiers (`openssl verify
+// -crl_check_all`) want this CRL for the intermediate in each path.
+func (c *CA) CurrentRootCRL(ctx context.Context, passphrase []byte) (*x509.RevocationList, error) {
+	if c.revocations == nil {
+		return nil, ErrNoRevocationStore
+	}
+	root := c.Roots()[0]
+	revs, err := c.revocations.Revocations(ctx, root.SubjectKeyId)
+	if err != nil {
+		return nil, fmt.Errorf("root crl: %w", err)
+	}
+	num, err := c.revocations.NextCRLNumber(ctx, root.SubjectKeyId)
+	if err != nil {
+		return nil, fmt.Errorf("root crl: %w", err)
+	}
+	entries := make([]x509.RevocationListEntry, 0, len(revs))
+	for _, r := range revs {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: r.SerialNumber, RevocationTime: r.RevokedAt, ReasonCode: r.ReasonCode})
+	}
+	crl, err := RootCRL(c.dir, passphrase, entries, num, c.crlNextUpdate)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(c.dir, CRLDir), 0o755); err != nil {
+		return nil, fmt.Errorf("root crl: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(c.dir, CRLDir, hex.EncodeToString(root.SubjectKeyId)+".pem"),
+		pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl.Raw}), 0o644); err != nil {
+		return nil, fmt.Errorf("root crl: %w", err)
+	}
+	if err := c.audit(ctx, "ca.crl", map[string]any{
+		"issuer_key_id": hex.EncodeToString(root.SubjectKeyId), "root": true,
+		"number": num.String(), "entries": len(entries), "next_update": crl.NextUpdate,
+	}); err != nil {
+		return nil, err
+	}
+	return crl, nil
+}
+
 // CRLs builds one CRL per issuer (current and retired intermediates).
 func (c *CA) CRLs(ctx context.Context) ([]*x509.RevocationList, error) {
 	var out []*x509.RevocationList

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/devices/sim"
+	"github.com/wsc-project/wsc/wasmsign"
 )
 
 // DemoConfig describes a demo run: a fresh CA, N simulated TPM devices and
@@ -41,9 +44,12 @@ type DemoReport struct {
 	Wall      time.Duration
 	// SetUp is the time spent creating the CA and the devices.
 	SetUp time.Duration
+	// QA holds the verification of every module signed at end of line.
+	QA []wasmsign.Result
 }
 
-// Failed counts the devices that were not provisioned.
+// Failed counts the devices that were not provisioned, or whose signed
+// module did not pass QA verification.
 func (r *DemoReport) Failed() int {
 	n := 0
 	for _, o := range r.Outcomes {
@@ -51,7 +57,25 @@ func (r *DemoReport) Failed() int {
 			n++
 		}
 	}
+	for _, q := range r.QA {
+		if q.Status != wasmsign.StatusValid {
+			n++
+		}
+	}
 	return n
+}
+
+// writeDemoBundle writes the CA's roots and intermediates as a PEM trust
+// bundle for QA.
+func writeDemoBundle(c interface {
+	Roots() []*x509.Certificate
+	Intermediates() []*x509.Certificate
+}, path string) (string, error) {
+	var b []byte
+	for _, cert := range append(c.Roots(), c.Intermediates()...) {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})...)
+	}
+	return path, os.WriteFile(path, b, 0o644)
 }
 
 // DemoPassphraseFile is the name of the file in the workspace that holds
@@ -125,7 +149,7 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (rep *DemoReport, err error) {
 	}
 	p, err := NewProvisioner(Config{
 		Issuer: authority, Store: store, VendorRoots: roots, VendorIntermediates: inters,
-		Station: "demo-station", Operator: "demo", WorkOrder: DemoWorkOrder,
+		Station: "demo-station", Operator: "demo", WorkOrder: DemoWorkOrder, EOLModuleDir: filepath.Join(ws, "firmware"),
 	})
 	if err != nil {
 		return nil, err
@@ -137,7 +161,22 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (rep *DemoReport, err error) {
 	setUp := time.Since(t0)
 	progress(fmt.Sprintf("provisioning %d devices", len(jobs)))
 	outcomes := p.RunJobs(ctx, jobs, cfg.Events)
-	return &DemoReport{Workspace: ws, Outcomes: outcomes, Wall: time.Since(t0), SetUp: setUp}, nil
+	rep = &DemoReport{Workspace: ws, Outcomes: outcomes, SetUp: setUp}
+	// QA: verify every module the devices signed at end of line, as QA
+	// verifies firmware, against a trust bundle written from the CA.
+	bundle, err := writeDemoBundle(authority, filepath.Join(ws, "trust-bundle.pem"))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(ws, "firmware")); err == nil {
+		progress("QA: verifying the modules the devices signed against " + bundle)
+		rep.QA, err = wasmsign.BatchVerify(ctx, []string{filepath.Join(ws, "firmware")}, &wasmsign.TrustPolicy{Roots: authority.Roots(), Intermediates: authority.Intermediates()}, 0, nil)
+		if err != nil {
+			return nil, fmt.Errorf("QA verification: %w", err)
+		}
+	}
+	rep.Wall = time.Since(t0)
+	return rep, nil
 }
 
 // demoPassphrase reads the demo passphrase file, creating it with a fresh

@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/wsc-project/wsc/devices/proto"
 	"github.com/wsc-project/wsc/wasmsign"
@@ -71,6 +73,14 @@ func (r *run) endOfLine(ctx context.Context, c *proto.Client, nonce []byte, chai
 	}
 	if res.DeviceSerial != r.serial {
 		return fmt.Errorf("%w: module signed by %q, expected %q", ErrEndOfLine, res.DeviceSerial, r.serial)
+	}
+	if dir := r.p.cfg.EOLModuleDir; dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, r.serial+".wasm"), signed, 0o644); err != nil {
+			return fmt.Errorf("keep signed test module: %w", err)
+		}
 	}
 	return nil
 }

@@ -72,6 +72,9 @@ type Config struct {
 	// EOLTrust is the trust policy of the end-of-line signature check;
 	// nil builds one from the issuer's roots and intermediates.
 	EOLTrust *wasmsign.TrustPolicy
+	// EOLModuleDir, when set, keeps each device's signed test module there
+	// as <serial>.wasm (the demo hands them to QA verification).
+	EOLModuleDir string
 	// Logger receives the protocol's logs; nil discards them.
 	Logger *slog.Logger
 }

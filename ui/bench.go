@@ -291,7 +291,7 @@ func (m BenchModel) key(k tea.KeyMsg) (BenchModel, tea.Cmd) {
 		return m, m.slotCmd(func(ctl BenchControl, n int) tea.Msg { return QuarantineMsg{Slot: n, Err: ctl.Quarantine(n)} })
 	case key.Matches(k, m.keys.Left, m.keys.Right, m.keys.Up, m.keys.Down):
 		m.move(k)
-	case key.Matches(k, m.keys.Slot):
+	case key.Matches(k, m.keys.Slot) && len(k.Runes) == 1 && unicode.IsDigit(k.Runes[0]):
 		n := int(k.Runes[0] - '0')
 		if m.slotByNum(n) != nil {
 			m.selNum = n

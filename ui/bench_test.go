@@ -368,3 +368,22 @@ func TestLoginBurstTakenAsNameWithTab(t *testing.T) {
 		t.Fatalf("operator = %q", m.Operator())
 	}
 }
+
+// TestCountersQuarantineEndsRun: station.Bench ends a run whose device goes
+// to the red bin with a single StateQuarantined event carrying the error.
+func TestCountersQuarantineEndsRun(t *testing.T) {
+	m, _ := newTestBench(t, 2)
+	m = settle(t, m,
+		ev(1, 1, station.StateRunning, station.StepAttest, "TPM-A"),
+		EventMsg{Time: t0.Add(2 * time.Second), Slot: 1, Serial: "TPM-A", Step: station.StepAttest, State: station.StateQuarantined,
+			Detail: "Device TPM-A failed attestation: put it in the red bin.",
+			Err:    &station.StepError{Step: station.StepAttest, Err: station.ErrAttestation}},
+		// The operator sends an idle slot's device to the red bin: no
+		// attempt failed.
+		EventMsg{Time: t0.Add(3 * time.Second), Slot: 2, State: station.StateQuarantined, Detail: "Put the device on slot 2 in the red bin."},
+	)
+	if c := m.Counters(); c.Failed != 1 || c.RedBin != 2 {
+		t.Fatalf("counters = %+v, want 1 failed, 2 red bin", c)
+	}
+	mustContain(t, m.View(), "Error: attest: attestation failed", "→ Device TPM-A failed attestation: put it in the red bin.")
+}

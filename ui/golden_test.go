@@ -101,7 +101,7 @@ func TestBenchGolden(t *testing.T) {
 		msgs := append(shift(),
 			ev(3, 20, station.StateRunning, station.StepConnect, "TPM-00A1B2C3D4E5F603"),
 			ev(3, 22, station.StateRunning, station.StepAttest, "TPM-00A1B2C3D4E5F603"),
-			failEv(3, 23, station.StepAttest, "TPM-00A1B2C3D4E5F603", station.ErrAttestation, "The device on slot 3 failed attestation: do not retry; put it in the red bin."),
+			// As station.Bench ends a run that quarantines: one event.
 			EventMsg{Time: t0.Add(23 * time.Second), Slot: 3, Serial: "TPM-00A1B2C3D4E5F603", Step: station.StepAttest, State: station.StateQuarantined,
 				Detail: "Device TPM-00A1B2C3D4E5F603 failed attestation: put it in the red bin.",
 				Err:    &station.StepError{Step: station.StepAttest, Err: errors.Join(station.ErrAttestation, errors.New("certified name differs"))}},

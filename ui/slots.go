@@ -103,6 +103,11 @@ func (s *slotView) apply(e station.Event) (passed, failed, redBin bool) {
 			s.errText, s.errStep = "failed", e.Step
 		}
 		s.instruction = instructionOf(e.Err, s.num)
+		var se *station.StepError
+		if !errors.As(e.Err, &se) && e.Detail != "" {
+			// The bench puts the slot's instruction in Detail.
+			s.instruction = e.Detail
+		}
 		failed = true
 	case station.StateQuarantined:
 		if s.finished.IsZero() || s.state == station.StateRunning {
@@ -117,6 +122,9 @@ func (s *slotView) apply(e station.Event) (passed, failed, redBin bool) {
 			s.instruction = fmt.Sprintf("Put the device on slot %d in the red bin.", s.num)
 		}
 		redBin = s.state != station.StateQuarantined
+		// The bench ends a run that quarantines its device with this one
+		// event (no StateFailed before it): it is a failed attempt too.
+		failed = s.state == station.StateRunning && e.Err != nil
 	case station.StateIdle:
 		// The device was pulled: the bench forgets it, label included.
 		*s = slotView{num: s.num, port: s.port, state: station.StateIdle, detail: e.Detail}

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/wsc-project/wsc/station"
 	"github.com/wsc-project/wsc/ui"
+	"github.com/wsc-project/wsc/wasmsign"
 	"golang.org/x/term"
 )
 
@@ -120,7 +121,22 @@ func printSummary(w io.Writer, rep *station.DemoReport) {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%.3f\t%s\n", o.Job.Slot, r.Serial, r.CertSerial, r.Duration.Seconds(), res)
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(w, "%d of %d devices provisioned in %.2f s (set-up %.2f s)\n", len(rep.Outcomes)-rep.Failed(), len(rep.Outcomes), rep.Wall.Seconds(), rep.SetUp.Seconds())
+	ok := 0
+	for _, o := range rep.Outcomes {
+		if o.Err == nil {
+			ok++
+		}
+	}
+	fmt.Fprintf(w, "%d of %d devices provisioned in %.2f s (set-up %.2f s)\n", ok, len(rep.Outcomes), rep.Wall.Seconds(), rep.SetUp.Seconds())
+	valid := 0
+	for _, q := range rep.QA {
+		if q.Status == wasmsign.StatusValid {
+			valid++
+		} else {
+			fmt.Fprintf(w, "QA: %s FAILED: %s\n", q.File, q.Reason)
+		}
+	}
+	fmt.Fprintf(w, "QA: %d of %d end-of-line modules verified against %s\n", valid, len(rep.QA), filepath.Join(rep.Workspace, "trust-bundle.pem"))
 	fmt.Fprintf(w, "records: wsc db export --db %s --format json\n", filepath.Join(rep.Workspace, "station.db"))
 }
 

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/wasmsign"
+	"go.step.sm/crypto/kms"
+	"go.step.sm/crypto/kms/apiv1"
+)
+
+func signCmd() *cobra.Command {
+	var keyURI, chainPath, out, passSource string
+	var detached bool
+	cmd := &cobra.Command{
+		Use:   "sign --key URI --chain FILE IN.wasm -o OUT.wasm",
+		Short: "Sign a WebAssembly module with a software key or a PKCS#11 token, embedding the certificate chain",
+		Long: `sign signs IN.wasm (wasmsign2 layout, ECDSA P-256 record with the certificate chain after the
+signature, see docs/signature-format.md). --key is a PKCS#8-encrypted key file (passphrase from
+--passphrase-source) or a PKCS#11 URI (pkcs11:module-path=...;token=...;object=...?pin-source=file:...).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if keyURI == "" || chainPath == "" || out == "" {
+				return errors.New("--key, --chain and -o are required")
+			}
+			signer, closeKey, err := openSigner(cmd.Context(), keyURI, passSource)
+			if err != nil {
+				return err
+			}
+			defer closeKey()
+			pemChain, err := os.ReadFile(chainPath)
+			if err != nil {
+				return fmt.Errorf("chain: %w", err)
+			}
+			chain, err := ca.ParseCertificatesPEM(pemChain)
+			if err != nil {
+				return fmt.Errorf("chain %s: %w", chainPath, err)
+			}
+			module, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			signed, err := wasmsign.Sign(module, signer, chain, &wasmsign.SignOptions{Detached: detached})
+			if err != nil {
+				return fmt.Errorf("sign %s: %w", args[0], err)
+			}
+			if err := os.WriteFile(out, signed, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "signed %s -> %s (signer %s)\n", args[0], out, chain[0].Subject)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&keyURI, "key", "", "signing key: an encrypted PKCS#8 file, or a pkcs11: URI")
+	cmd.Flags().StringVar(&chainPath, "chain", "", "certificate chain (PEM, leaf first)")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "signed module (or detached signature) to write")
+	cmd.Flags().StringVar(&passSource, "passphrase-source", "prompt", "key file passphrase: prompt, file:PATH, fd:N, env:NAME")
+	cmd.Flags().BoolVar(&detached, "detached", false, "write a detached signature instead of a signed module")
+	return cmd
+}
+
+// openSigner opens a software key file or a key in a PKCS#11 token.
+func openSigner(ctx context.Context, keyURI, passSource string) (crypto.Signer, func(), error) {
+	if strings.HasPrefix(keyURI, "pkcs11:") {
+		k, err := kms.New(ctx, apiv1.Options{Type: apiv1.PKCS11, URI: keyURI})
+		if err != nil {
+			return nil, nil, fmt.Errorf("open PKCS#11 token: %w", err)
+		}
+		s, err := k.CreateSigner(&apiv1.CreateSignerRequest{SigningKey: keyURI})
+		if err != nil {
+			_ = k.Close()
+			return nil, nil, fmt.Errorf("PKCS#11 key: %w", err)
+		}
+		return s, func() { _ = k.Close() }, nil
+	}
+	pass, err := ca.ReadPassphrase(passSource)
+	if err != nil {
+		return nil, nil, fmt.Errorf("key passphrase: %w", err)
+	}
+	defer clear(pass)
+	s, err := ca.LoadEncryptedKey(keyURI, pass)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, func() {}, nil
+}
