@@ -136,6 +136,9 @@ func (b *Bench) Running() bool {
 	return b.running
 }
 
+// SetOperator records who runs the bench from now on (after a login).
+func (b *Bench) SetOperator(op string) { b.cfg.Provisioner.SetOperator(op) }
+
 // Retry asks a failed slot to run its device again.
 func (b *Bench) Retry(n int) error {
 	s, err := b.slot(n)

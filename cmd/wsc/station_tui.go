@@ -3,9 +3,71 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/station"
+	"github.com/wsc-project/wsc/ui"
 )
 
-// runStationTUI runs the operator view.
+// operatorAuth checks operators against the station database.
+type operatorAuth struct {
+	ctx   context.Context
+	store *db.Store
+}
+
+// Login checks an operator id and PIN; it returns the operator id, which is
+// what the runs record.
+func (a operatorAuth) Login(name, pin string) (string, error) {
+	op, err := a.store.VerifyOperator(a.ctx, name, pin)
+	if err != nil {
+		if errors.Is(err, db.ErrBadPIN) || errors.Is(err, db.ErrNotFound) {
+			return "", errors.New("unknown operator or wrong PIN")
+		}
+		return "", err
+	}
+	return op.ID, nil
+}
+
+// Badge accepts a scanned badge: the badge code is the operator id.
+func (a operatorAuth) Badge(code string) (string, error) {
+	op, err := a.store.GetOperator(a.ctx, code)
+	if err != nil {
+		if errors.Is(err, db.ErrNotFound) {
+			return "", errors.New("badge not known at this station")
+		}
+		return "", err
+	}
+	return op.ID, nil
+}
+
+// runStationTUI runs the operator view: login, then the bench. The work
+// order starts stopped; the operator starts it with s.
 func runStationTUI(ctx context.Context, l *line) error {
-	return errors.New("the operator view is not wired yet: use --headless")
+	var p *tea.Program
+	bench, err := station.NewBench(station.BenchConfig{Provisioner: l.prov, Slots: l.cfg.Slots, MaxFailures: l.cfg.MaxFailures,
+		Events: func(e station.Event) {
+			if p != nil {
+				p.Send(ui.EventMsg(e))
+			}
+		}})
+	if err != nil {
+		return err
+	}
+	m := ui.NewBenchModel(ui.BenchOptions{Control: bench, Auth: operatorAuth{ctx: ctx, store: l.store},
+		Title: "wsc station", WorkOrder: l.cfg.WorkOrder.ID, Station: l.cfg.Station})
+	p = tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx))
+	bctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- bench.Run(bctx) }()
+	_, err = p.Run()
+	cancel()
+	<-done
+	if err != nil && !errors.Is(err, tea.ErrProgramKilled) {
+		return fmt.Errorf("operator view: %w", err)
+	}
+	fmt.Fprintln(os.Stdout, "station stopped")
+	return nil
 }

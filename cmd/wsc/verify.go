@@ -10,8 +10,10 @@ import (
 	"text/tabwriter"
 
 	"github.com/charmbracelet/bubbles/progress"
+	tea "github.com/charmbracelet/bubbletea"
 	"github.com/spf13/cobra"
 	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/ui"
 	"github.com/wsc-project/wsc/wasmsign"
 )
 
@@ -77,7 +79,7 @@ which the report shows. Exit status 1 when any module fails.`,
 				printVerifyTable(out, rep)
 			}
 			if recordDB != "" {
-				if err := recordVerifications(cmd.Context(), recordDB, verifier, results); err != nil {
+				if err := recordVerifications(cmd.Context(), out, recordDB, verifier, results); err != nil {
 					return err
 				}
 			}
@@ -138,13 +140,25 @@ func dash(s string) string {
 	return s
 }
 
-func recordVerifications(ctx context.Context, path, verifier string, results []wasmsign.Result) error {
+func recordVerifications(ctx context.Context, out io.Writer, path, verifier string, results []wasmsign.Result) error {
 	s, err := db.Open(path, db.WithActor(verifier))
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	skipped := 0
 	for _, r := range results {
+		if r.DeviceSerial == "" {
+			skipped++
+			continue
+		}
+		if _, err := s.GetDevice(ctx, r.DeviceSerial); errors.Is(err, db.ErrNotFound) {
+			// Not a device of this station: nothing to attach the result to.
+			skipped++
+			continue
+		} else if err != nil {
+			return err
+		}
 		v := db.Verification{DeviceSerial: r.DeviceSerial, CertSerialHex: r.SignerSerial, Verifier: verifier, Result: db.VerifyPass, Detail: r.File}
 		if r.Status != wasmsign.StatusValid {
 			v.Result, v.Detail = db.VerifyFail, r.File+": "+r.Reason
@@ -153,5 +167,36 @@ func recordVerifications(ctx context.Context, path, verifier string, results []w
 			return fmt.Errorf("record verification of %s: %w", r.File, err)
 		}
 	}
+	if skipped > 0 {
+		fmt.Fprintf(out, "%d results not recorded: their signer is not a device of this station's database\n", skipped)
+	}
 	return nil
+}
+
+func qaCmd() *cobra.Command {
+	var trustPath, dir, at string
+	cmd := &cobra.Command{
+		Use:   "qa --trust BUNDLE [--dir FOLDER]",
+		Short: "QA view: pick a folder of signed firmware, watch verification, browse and export the results",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			policy, err := loadPolicy(trustPath, at)
+			if err != nil {
+				return err
+			}
+			if !isTerminal() {
+				return errors.New("the QA view needs a terminal: use `wsc verify` in scripts")
+			}
+			runner := ui.VerifyFunc(func(ctx context.Context, paths []string, progress func(done, total int)) ([]wasmsign.Result, error) {
+				return wasmsign.BatchVerify(ctx, paths, policy, 0, progress)
+			})
+			_, err = tea.NewProgram(ui.NewQAModel(ui.QAOptions{Runner: runner, Dir: dir, Title: "wsc qa — firmware verification"}),
+				tea.WithAltScreen(), tea.WithContext(cmd.Context())).Run()
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&trustPath, "trust", "", "trust bundle (PEM: roots, intermediates, CRLs)")
+	cmd.Flags().StringVar(&dir, "dir", ".", "folder proposed at start")
+	cmd.Flags().StringVar(&at, "at", "", "verify at this time (RFC 3339) instead of now; shown in the report")
+	_ = cmd.MarkFlagRequired("trust")
+	return cmd
 }
