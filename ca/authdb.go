@@ -33,12 +33,28 @@ type authDB struct {
 	crls    map[string]*db.CertificateRevocationListInfo
 }
 
+// pendingIssue is one Issue in flight. Its intent is resolved by
+// Store.BeginIssue, which runs while smallstep signs (see CA.Issue).
 type pendingIssue struct {
 	ctx          context.Context
-	intentID     int64
 	deviceSerial string
-	recorded     bool
+
+	ready    chan struct{} // closed when the fields below are set
+	intentID int64
+	existing []*x509.Certificate
+	err      error
+
+	recorded bool // guarded by authDB.mu
 }
+
+// resolve records the outcome of BeginIssue.
+func (p *pendingIssue) resolve(id int64, existing []*x509.Certificate, err error) {
+	p.intentID, p.existing, p.err = id, existing, err
+	close(p.ready)
+}
+
+// wait returns once the intent is resolved.
+func (p *pendingIssue) wait() { <-p.ready }
 
 type pendingRevoke struct {
 	ctx         context.Context
@@ -161,6 +177,13 @@ func (a *authDB) StoreCertificateChain(chain ...*x509.Certificate) error {
 	if p == nil {
 		return fmt.Errorf("store certificate %s: no issue intent registered for its key", chain[0].SerialNumber.Text(16))
 	}
+	p.wait()
+	switch {
+	case p.err != nil:
+		return p.err
+	case p.existing != nil:
+		return errReDeliver
+	}
 	if err := a.store.CompleteIssue(p.ctx, p.intentID, p.deviceSerial, chain); err != nil {
 		return err
 	}
@@ -170,14 +193,15 @@ func (a *authDB) StoreCertificateChain(chain ...*x509.Certificate) error {
 	return nil
 }
 
-// expectIssue registers the intent for the key spki until the returned
-// function is called; the function reports whether the certificate was recorded.
-func (a *authDB) expectIssue(ctx context.Context, spki []byte, intentID int64, deviceSerial string) func() bool {
-	p := &pendingIssue{ctx: ctx, intentID: intentID, deviceSerial: deviceSerial}
+// expectIssue registers an Issue for the key spki; the caller resolves
+// its intent and calls done when the authority returned. done reports
+// whether the certificate was recorded.
+func (a *authDB) expectIssue(ctx context.Context, spki []byte, deviceSerial string) (p *pendingIssue, done func() bool) {
+	p = &pendingIssue{ctx: ctx, deviceSerial: deviceSerial, ready: make(chan struct{})}
 	a.mu.Lock()
 	a.issues[string(spki)] = p
 	a.mu.Unlock()
-	return func() bool {
+	return p, func() bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		if a.issues[string(spki)] == p {

@@ -111,14 +111,19 @@ func (c *CA) Issue(ctx context.Context, csrDER []byte, req IssueRequest) ([]*x50
 	}
 	// The modifier replaces everything smallstep copied from the CSR
 	// (subject, SANs, requested extensions) with our template; only the
-	// public key survives. It runs after smallstep verified the CSR's
-	// signature and before signing, which is where the station database
-	// takes the intent: a CSR with a bad signature never reserves a key or
-	// a quota unit.
+	// public key survives.
+	//
+	// With a Store it also starts the intent (Store.BeginIssue: quota,
+	// key-to-device binding). It runs after smallstep verified the CSR's
+	// signature, so a forged CSR never reserves a key or a quota unit. The
+	// intent's commit (an fsync) runs while smallstep signs; the
+	// certificate is recorded (StoreCertificateChain → CompleteIssue) only
+	// once the intent is accepted, and a refused intent makes Sign fail:
+	// a certificate signed for a refused request is dropped in memory,
+	// never recorded, never returned, never delivered.
 	var (
-		storeErr error
-		existing []*x509.Certificate
-		done     func() bool
+		pending *pendingIssue
+		done    func() bool
 	)
 	mod := provisioner.CertificateModifierFunc(func(leaf *x509.Certificate, _ provisioner.SignOptions) error {
 		pub, alg := leaf.PublicKey, leaf.PublicKeyAlgorithm
@@ -127,36 +132,31 @@ func (c *CA) Issue(ctx context.Context, csrDER []byte, req IssueRequest) ([]*x50
 		if c.adb == nil {
 			return nil
 		}
-		intent := req.IntentID
-		if intent == 0 {
-			id, ex, err := c.store.BeginIssue(ctx, IssueIntent{
+		pending, done = c.adb.expectIssue(ctx, csr.RawSubjectPublicKeyInfo, req.DeviceSerial)
+		if req.IntentID != 0 {
+			pending.resolve(req.IntentID, nil, nil)
+			return nil
+		}
+		go func(p *pendingIssue) {
+			p.resolve(c.store.BeginIssue(ctx, IssueIntent{
 				DeviceSerial: req.DeviceSerial, KeyPublicDER: csr.RawSubjectPublicKeyInfo,
 				WorkOrder: req.WorkOrder, RunID: req.RunID,
-			})
-			switch {
-			case err != nil:
-				storeErr = err
-				return err
-			case ex != nil:
-				existing = ex
-				return errReDeliver
-			}
-			intent = id
-		}
-		done = c.adb.expectIssue(ctx, csr.RawSubjectPublicKeyInfo, intent, req.DeviceSerial)
+			}))
+		}(pending)
 		return nil
 	})
 	chain, err := c.auth.SignWithContext(ctx, csr, provisioner.SignOptions{}, mod)
 	recorded := false
-	if done != nil {
+	if pending != nil {
+		pending.wait()
 		recorded = done()
 	}
 	switch {
-	case existing != nil:
+	case pending != nil && pending.existing != nil:
 		// This device's key already has a live certificate: re-deliver it.
-		return existing, nil
-	case storeErr != nil:
-		return nil, fmt.Errorf("issue for %q: %w", req.DeviceSerial, storeErr)
+		return pending.existing, nil
+	case pending != nil && pending.err != nil:
+		return nil, fmt.Errorf("issue for %q: %w", req.DeviceSerial, pending.err)
 	case err != nil:
 		if serr := csr.CheckSignature(); serr != nil {
 			return nil, fmt.Errorf("issue for %q: %w: %w", req.DeviceSerial, ErrCSRSignature, serr)

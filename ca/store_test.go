@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -490,7 +491,11 @@ func scanNoPlaintextKeys(t testing.TB, pass []byte, dirs ...string) {
 				t.Fatalf("%s: %v", f, err)
 			}
 			if ek, ok := k.(*ecdsa.PrivateKey); ok {
-				scalars = append(scalars, ek.D.FillBytes(make([]byte, 32)))
+				d, err := ek.Bytes()
+				if err != nil {
+					t.Fatal(err)
+				}
+				scalars = append(scalars, d)
 			}
 		}
 	}
@@ -514,4 +519,107 @@ func scanNoPlaintextKeys(t testing.TB, pass []byte, dirs ...string) {
 		}
 	}
 	t.Logf("scanned %d files for %d private keys", len(files), len(scalars))
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(float64(len(s)-1)*p)]
+}
+
+// BenchmarkIssueWithRecord measures one device certificate as the station
+// issues it: Issue through smallstep's authority with the station database
+// as its AuthDB, i.e. BeginIssue (intent, quota, key binding) and
+// CompleteIssue (certificate row, audit rows) on a real SQLite file with
+// synchronous=FULL. In the same run it measures Issue without a database
+// and a bare x509.CreateCertificate with the same issuer key, and reports
+// p50/p90/p99 and the ratios. Key and CSR generation and the device row are
+// outside the measured span. WSC_BENCH_DIR puts the database elsewhere
+// than the test's temporary folder.
+func BenchmarkIssueWithRecord(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	if d := os.Getenv("WSC_BENCH_DIR"); d != "" {
+		var err error
+		if dir, err = os.MkdirTemp(d, "wsc-bench-"); err != nil {
+			b.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+	}
+	caDir := filepath.Join(dir, "ca")
+	if err := ca.Init(caDir, storePass, ca.InitOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	st, err := db.Open(filepath.Join(dir, "station.db"), db.WithSynchronous("FULL"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	t0 := time.Now()
+	c, err := ca.Open(caDir, storePass, ca.WithStore(station.CAStore(st)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	unlock := time.Since(t0)
+	defer c.Close()
+	plain, err := ca.Open(caDir, storePass)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer plain.Close()
+	signer, err := ca.LoadEncryptedKey(filepath.Join(caDir, ca.IntermediateKeyFile), storePass)
+	if err != nil {
+		b.Fatal(err)
+	}
+	issuer := c.Issuer()
+	names := []string{"bench.devices.wsc.local"}
+
+	const n = 300
+	bare := make([]time.Duration, 0, n)
+	noDB := make([]time.Duration, 0, n)
+	csr := csrFor(b, newKey(b))
+	for i := 0; i < n; i++ {
+		key := newKey(b)
+		serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+		now := time.Now()
+		tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: "BENCH", SerialNumber: "BENCH"},
+			NotBefore: now, NotAfter: now.Add(time.Hour), DNSNames: names,
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning, x509.ExtKeyUsageClientAuth}}
+		start := time.Now()
+		if _, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, &key.PublicKey, signer); err != nil {
+			b.Fatal(err)
+		}
+		bare = append(bare, time.Since(start))
+		start = time.Now()
+		if _, err := plain.Issue(ctx, csr, ca.IssueRequest{DeviceSerial: "BENCH", Names: names, Validity: time.Hour}); err != nil {
+			b.Fatal(err)
+		}
+		noDB = append(noDB, time.Since(start))
+	}
+
+	var withDB []time.Duration
+	i := 0
+	for b.Loop() {
+		i++
+		serial := "BENCH-" + strconv.Itoa(i)
+		csr := csrFor(b, newKey(b))
+		if err := st.EnsureDevice(ctx, db.Device{Serial: serial}); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := c.Issue(ctx, csr, ca.IssueRequest{DeviceSerial: serial, Names: names, Validity: time.Hour}); err != nil {
+			b.Fatal(err)
+		}
+		withDB = append(withDB, time.Since(start))
+	}
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+	p50 := percentile(withDB, 0.5)
+	b.ReportMetric(us(p50), "p50-µs")
+	b.ReportMetric(us(percentile(withDB, 0.9)), "p90-µs")
+	b.ReportMetric(us(percentile(withDB, 0.99)), "p99-µs")
+	b.ReportMetric(us(percentile(noDB, 0.5)), "issue-nodb-p50-µs")
+	b.ReportMetric(us(percentile(bare, 0.5)), "bare-p50-µs")
+	b.ReportMetric(float64(p50)/float64(percentile(bare, 0.5)), "x-bare")
+	b.ReportMetric(float64(p50)/float64(percentile(noDB, 0.5)), "x-nodb")
+	b.ReportMetric(float64(unlock.Microseconds())/1e3, "unlock-ms")
 }

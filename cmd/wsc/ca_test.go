@@ -58,7 +58,9 @@ func (c *ceremony) runFD(args ...string) string {
 		c.t.Fatal(err)
 	}
 	cmd := exec.Command(c.wsc, append(args, "--passphrase-source", "fd:3")...)
-	cmd.Env = c.env
+	// Not c.env: that one carries the passphrase for the env: source test,
+	// and an environment is visible in /proc/<pid>/environ (to the same user).
+	cmd.Env = os.Environ()
 	cmd.ExtraFiles = []*os.File{r}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -412,7 +414,11 @@ func TestCACeremony(t *testing.T) {
 				t.Fatalf("%s: %v", f, err)
 			}
 			if ek, ok := k.(*ecdsa.PrivateKey); ok {
-				scalars = append(scalars, ek.D.FillBytes(make([]byte, 32)))
+				d, err := ek.Bytes()
+				if err != nil {
+					t.Fatal(err)
+				}
+				scalars = append(scalars, d)
 			}
 		}
 	}
