@@ -23,7 +23,9 @@ func (m *tmux) run(args ...string) string {
 	return string(out)
 }
 
-func (m *tmux) keys(keys ...string) { m.run(append([]string{"send-keys", "-t", m.session}, keys...)...) }
+func (m *tmux) keys(keys ...string) {
+	m.run(append([]string{"send-keys", "-t", m.session}, keys...)...)
+}
 
 // literal types text as one burst, as a barcode scanner or a person typing fast.
 func (m *tmux) literal(s string) { m.run("send-keys", "-t", m.session, "-l", s) }
