@@ -33,8 +33,8 @@ type authDB struct {
 	crls    map[string]*db.CertificateRevocationListInfo
 }
 
-// pendingIssue is one Issue in flight. Its intent is resolved by
-// Store.BeginIssue, which runs while smallstep signs (see CA.Issue).
+// pendingIssue is one Issue in flight; its intent is resolved by
+// Store.BeginIssue (or given by the caller) before smallstep signs.
 type pendingIssue struct {
 	ctx          context.Context
 	deviceSerial string

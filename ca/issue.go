@@ -113,14 +113,15 @@ func (c *CA) Issue(ctx context.Context, csrDER []byte, req IssueRequest) ([]*x50
 	// (subject, SANs, requested extensions) with our template; only the
 	// public key survives.
 	//
-	// With a Store it also starts the intent (Store.BeginIssue: quota,
-	// key-to-device binding). It runs after smallstep verified the CSR's
-	// signature, so a forged CSR never reserves a key or a quota unit. The
-	// intent's commit (an fsync) runs while smallstep signs; the
-	// certificate is recorded (StoreCertificateChain → CompleteIssue) only
-	// once the intent is accepted, and a refused intent makes Sign fail:
-	// a certificate signed for a refused request is dropped in memory,
-	// never recorded, never returned, never delivered.
+	// With a Store it also takes the intent (Store.BeginIssue: quota,
+	// key-to-device binding) before anything is signed; a refusal aborts
+	// Sign, so the CA never signs beyond a work order's quantity or for a
+	// key bound to another device. It runs after smallstep verified the
+	// CSR's signature, so a forged CSR never reserves a key or a quota
+	// unit. The authority then records the certificate through
+	// StoreCertificateChain (Store.CompleteIssue) before Sign returns it.
+	// (Running BeginIssue concurrently with the signature was measured:
+	// no gain within noise, and it would sign certificates it then drops.)
 	var (
 		pending *pendingIssue
 		done    func() bool
@@ -137,12 +138,16 @@ func (c *CA) Issue(ctx context.Context, csrDER []byte, req IssueRequest) ([]*x50
 			pending.resolve(req.IntentID, nil, nil)
 			return nil
 		}
-		go func(p *pendingIssue) {
-			p.resolve(c.store.BeginIssue(ctx, IssueIntent{
-				DeviceSerial: req.DeviceSerial, KeyPublicDER: csr.RawSubjectPublicKeyInfo,
-				WorkOrder: req.WorkOrder, RunID: req.RunID,
-			}))
-		}(pending)
+		pending.resolve(c.store.BeginIssue(ctx, IssueIntent{
+			DeviceSerial: req.DeviceSerial, KeyPublicDER: csr.RawSubjectPublicKeyInfo,
+			WorkOrder: req.WorkOrder, RunID: req.RunID,
+		}))
+		switch {
+		case pending.err != nil:
+			return pending.err
+		case pending.existing != nil:
+			return errReDeliver
+		}
 		return nil
 	})
 	chain, err := c.auth.SignWithContext(ctx, csr, provisioner.SignOptions{}, mod)

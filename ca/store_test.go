@@ -521,6 +521,26 @@ func scanNoPlaintextKeys(t testing.TB, pass []byte, dirs ...string) {
 	t.Logf("scanned %d files for %d private keys", len(files), len(scalars))
 }
 
+// timedStore times the two database calls of an issuance.
+type timedStore struct {
+	ca.Store
+	begin, complete []time.Duration
+}
+
+func (s *timedStore) BeginIssue(ctx context.Context, in ca.IssueIntent) (int64, []*x509.Certificate, error) {
+	t := time.Now()
+	id, ex, err := s.Store.BeginIssue(ctx, in)
+	s.begin = append(s.begin, time.Since(t))
+	return id, ex, err
+}
+
+func (s *timedStore) CompleteIssue(ctx context.Context, id int64, dev string, chain []*x509.Certificate) error {
+	t := time.Now()
+	err := s.Store.CompleteIssue(ctx, id, dev, chain)
+	s.complete = append(s.complete, time.Since(t))
+	return err
+}
+
 func percentile(d []time.Duration, p float64) time.Duration {
 	s := append([]time.Duration(nil), d...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
@@ -535,7 +555,8 @@ func percentile(d []time.Duration, p float64) time.Duration {
 // and a bare x509.CreateCertificate with the same issuer key, and reports
 // p50/p90/p99 and the ratios. Key and CSR generation and the device row are
 // outside the measured span. WSC_BENCH_DIR puts the database elsewhere
-// than the test's temporary folder.
+// than the test's temporary folder; WSC_BENCH_SYNC overrides
+// synchronous=FULL (e.g. NORMAL, for comparison only).
 func BenchmarkIssueWithRecord(b *testing.B) {
 	ctx := context.Background()
 	dir := b.TempDir()
@@ -550,13 +571,18 @@ func BenchmarkIssueWithRecord(b *testing.B) {
 	if err := ca.Init(caDir, storePass, ca.InitOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	st, err := db.Open(filepath.Join(dir, "station.db"), db.WithSynchronous("FULL"))
+	sync := "FULL"
+	if v := os.Getenv("WSC_BENCH_SYNC"); v != "" {
+		sync = v
+	}
+	st, err := db.Open(filepath.Join(dir, "station.db"), db.WithSynchronous(sync))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
+	ts := &timedStore{Store: station.CAStore(st)}
 	t0 := time.Now()
-	c, err := ca.Open(caDir, storePass, ca.WithStore(station.CAStore(st)))
+	c, err := ca.Open(caDir, storePass, ca.WithStore(ts))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -618,6 +644,8 @@ func BenchmarkIssueWithRecord(b *testing.B) {
 	b.ReportMetric(us(percentile(withDB, 0.9)), "p90-µs")
 	b.ReportMetric(us(percentile(withDB, 0.99)), "p99-µs")
 	b.ReportMetric(us(percentile(noDB, 0.5)), "issue-nodb-p50-µs")
+	b.ReportMetric(us(percentile(ts.begin, 0.5)), "begin-p50-µs")
+	b.ReportMetric(us(percentile(ts.complete, 0.5)), "complete-p50-µs")
 	b.ReportMetric(us(percentile(bare, 0.5)), "bare-p50-µs")
 	b.ReportMetric(float64(p50)/float64(percentile(bare, 0.5)), "x-bare")
 	b.ReportMetric(float64(p50)/float64(percentile(noDB, 0.5)), "x-nodb")

@@ -44,6 +44,10 @@ type testLine struct {
 }
 
 func newTestLine(t *testing.T, n int, profile string) *testLine {
+	return newTestLineRelay(t, n, profile, nil)
+}
+
+func newTestLineRelay(t *testing.T, n int, profile string, relay sim.RelayFunc) *testLine {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -63,7 +67,7 @@ func newTestLine(t *testing.T, n int, profile string) *testLine {
 	if err := EnsureWorkOrder(ctx, store, WorkOrder{ID: "WO-1", Product: "p", Quantity: 100, Lock: "none"}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := sim.StartBench(ctx, sim.BenchConfig{Dir: dir, N: n, SerialPrefix: "T", AgentBinary: agentBin, LatencyProfile: profile, AgentLogDir: filepath.Join(dir, "logs")})
+	b, err := sim.StartBench(ctx, sim.BenchConfig{Dir: dir, N: n, SerialPrefix: "T", AgentBinary: agentBin, LatencyProfile: profile, AgentLogDir: filepath.Join(dir, "logs"), Relay: relay})
 	if err != nil {
 		t.Fatal(err)
 	}
