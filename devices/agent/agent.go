@@ -62,6 +62,12 @@ type Attester interface {
 	ActivateCredential(ctx context.Context, credentialBlob, encryptedSecret []byte) ([]byte, error)
 }
 
+// Resetter is the optional capability of backends that can remove their
+// keys and chain for re-work (TPM: evict the keys, undefine the chain NV).
+type Resetter interface {
+	Reset(ctx context.Context) error
+}
+
 // Handler answers protocol requests with a Backend. It implements
 // proto.Handler.
 type Handler struct {
@@ -169,6 +175,16 @@ func (h *Handler) Handle(ctx context.Context, t proto.MsgType, payload []byte) (
 			return nil, deviceErr("sign digest", err)
 		}
 		return &proto.SignDigestResponse{Signature: sig}, nil
+	case proto.MsgReset:
+		r, ok := h.b.(Resetter)
+		if !ok {
+			return nil, &proto.Error{Code: proto.ErrUnsupported, Message: "this device cannot be reset"}
+		}
+		if err := r.Reset(ctx); err != nil {
+			return nil, deviceErr("reset", err)
+		}
+		h.log.Warn("device reset: keys and chain removed")
+		return &proto.ResetResponse{}, nil
 	case proto.MsgLock:
 		if err := h.b.Lock(ctx); err != nil {
 			return nil, deviceErr("lock", err)

@@ -88,3 +88,6 @@ func (b *TPMBackend) SignDigest(_ context.Context, digest []byte) ([]byte, error
 
 // Lock implements Backend: write-locks the chain's NV indices.
 func (b *TPMBackend) Lock(context.Context) error { return b.dev.LockChain() }
+
+// Reset implements Resetter: the TPM's device keys and chain are removed.
+func (b *TPMBackend) Reset(context.Context) error { return b.dev.Reset() }

@@ -51,7 +51,8 @@ type Client struct {
 	closed    atomic.Bool
 
 	retriesN, timeoutsN, staleN, naksN, busyN atomic.Uint64
-	keepalive                                 atomic.Bool // the agent announced CapKeepalive
+	keepalive                                 atomic.Bool  // the agent announced CapKeepalive
+	inCall                                    atomic.Int64 // ns spent in exchange
 }
 
 type pendingCall struct {
@@ -108,6 +109,7 @@ func (c *Client) Stats() Stats {
 	s.Timeouts = c.timeoutsN.Load()
 	s.Stale = c.staleN.Load()
 	s.Busy = c.busyN.Load()
+	s.InCall = time.Duration(c.inCall.Load())
 	s.NAKs = c.naksN.Load()
 	return s
 }
@@ -239,7 +241,9 @@ func (c *Client) Call(ctx context.Context, t MsgType, req, resp any) error {
 	if v := c.Version(); v != 0 && t != MsgHello {
 		version = v
 	}
+	t0 := time.Now()
 	m, err := c.exchange(ctx, Message{Version: version, ID: id, Type: t, Payload: payload})
+	c.inCall.Add(int64(time.Since(t0)))
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Stats counts traffic and faults. Conn, Client and Server each return one;
@@ -35,6 +36,10 @@ type Stats struct {
 	Handled  uint64 // Server: requests passed to the Handler
 	NAKs     uint64 // Server: NAKs sent for damaged frames; Client: NAKs received
 	Busy     uint64 // Server: Busy frames sent; Client: Busy frames received
+
+	// InCall is the Client's total time inside Call: on the wire and in the
+	// device. Wall time minus InCall is what the station itself spent.
+	InCall time.Duration
 }
 
 // dropReason says why a frame was dropped.
