@@ -64,7 +64,8 @@ type RevocationStore interface {
 }
 
 // Revoke records the revocation of cert, which must have been issued by one
-// of the CA's current or retired intermediates. With WithStore the
+// of the CA's current or retired intermediates, or be an intermediate
+// certified by one of its roots (listed then in the root's CRL). With WithStore the
 // revocation goes through smallstep's authority (authority.Revoke), whose
 // database is the station database; otherwise straight to the
 // RevocationStore. Either way it lands in the issuer's revocation list,
@@ -74,7 +75,11 @@ func (c *CA) Revoke(ctx context.Context, cert *x509.Certificate, reason int) err
 		return ErrNoRevocationStore
 	}
 	if _, _, err := c.issuerFor(cert.AuthorityKeyId); err != nil && !errors.Is(err, ErrNotOpen) {
-		return fmt.Errorf("revoke %x: %w", cert.SerialNumber, err)
+		// An intermediate certified by one of our roots goes on that
+		// root's CRL (CurrentRootCRL), e.g. after a station compromise.
+		if !cert.IsCA || !c.isRootKeyID(cert.AuthorityKeyId) {
+			return fmt.Errorf("revoke %x: %w", cert.SerialNumber, err)
+		}
 	}
 	if reason < 0 || reason > 10 || reason == 7 {
 		return fmt.Errorf("revoke %x: reason code %d invalid", cert.SerialNumber, reason)
@@ -109,6 +114,15 @@ func (c *CA) Revoke(ctx context.Context, cert *x509.Certificate, reason int) err
 		"subject":       cert.Subject.String(),
 		"reason":        reason,
 	})
+}
+
+func (c *CA) isRootKeyID(id []byte) bool {
+	for _, r := range c.Roots() {
+		if len(id) > 0 && bytes.Equal(r.SubjectKeyId, id) {
+			return true
+		}
+	}
+	return false
 }
 
 // RevokeSerial revokes a certificate recorded in the station database by

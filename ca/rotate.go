@@ -421,3 +421,68 @@ func crossCert(subjectCert *x509.Certificate, pub crypto.PublicKey, issuer *x509
 	}
 	return signCert(tmpl, issuer, pub, issuerKey)
 }
+
+// Reload picks up an intermediate (or roots) installed in the CA folder by
+// another process — `wsc ca intermediate install` or `wsc ca root rollover`
+// run while the station is running — and hot-swaps the issuer without a
+// restart: the next Issue uses the new intermediate, the previous one
+// stays available for its CRL. secret unlocks the new key (passphrase or
+// token PIN); it is not kept. Reload reports whether anything changed.
+func (c *CA) Reload(ctx context.Context, secret []byte) (bool, error) {
+	roots, err := readCerts(filepath.Join(c.dir, RootCertFile))
+	if err != nil {
+		return false, fmt.Errorf("reload: %w", err)
+	}
+	chain, err := readCerts(filepath.Join(c.dir, IntermediateCertFile))
+	if err != nil {
+		return false, fmt.Errorf("reload: %w", err)
+	}
+	c.mu.RLock()
+	old, oldSigner := c.issuerChain[0], c.signer
+	same := len(chain) == len(c.issuerChain) && len(roots) == len(c.roots)
+	for i := 0; same && i < len(chain); i++ {
+		same = bytes.Equal(chain[i].Raw, c.issuerChain[i].Raw)
+	}
+	for i := 0; same && i < len(roots); i++ {
+		same = bytes.Equal(roots[i].Raw, c.roots[i].Raw)
+	}
+	c.mu.RUnlock()
+	if same {
+		return false, nil
+	}
+	if oldSigner == nil {
+		return false, fmt.Errorf("reload: %w", ErrNotOpen)
+	}
+	signer, closeKey := oldSigner, func() error { return nil }
+	if !bytes.Equal(chain[0].SubjectKeyId, old.SubjectKeyId) {
+		if signer, closeKey, err = loadKey(filepath.Join(c.dir, IntermediateKeyFile), secret); err != nil {
+			return false, fmt.Errorf("reload: %w", err)
+		}
+	}
+	c.mu.Lock()
+	prevRoots := c.roots
+	c.roots = roots
+	c.mu.Unlock()
+	if err := c.SwapIntermediate(chain, signer); err != nil {
+		c.mu.Lock()
+		c.roots = prevRoots
+		c.mu.Unlock()
+		closeKey()
+		return false, fmt.Errorf("reload: %w", err)
+	}
+	c.mu.Lock()
+	c.closers = append(c.closers, closeKey)
+	known := bytes.Equal(old.SubjectKeyId, chain[0].SubjectKeyId)
+	for _, r := range c.retired {
+		known = known || bytes.Equal(r.cert.SubjectKeyId, old.SubjectKeyId)
+	}
+	if !known {
+		c.retired = append(c.retired, retiredIssuer{cert: old, signer: oldSigner})
+	}
+	c.mu.Unlock()
+	return true, c.audit(ctx, "ca.reload", map[string]any{
+		"old_key_id": hex.EncodeToString(old.SubjectKeyId),
+		"new_key_id": hex.EncodeToString(chain[0].SubjectKeyId),
+		"roots":      len(roots),
+	})
+}

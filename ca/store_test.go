@@ -28,6 +28,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smallstep/certificates/authority"
+	"github.com/smallstep/certificates/authority/provisioner"
 	sdb "github.com/smallstep/certificates/db"
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
@@ -296,6 +298,17 @@ func TestStoreIssueRevokeCRL(t *testing.T) {
 		t.Errorf("GetCRL: %v", err)
 	}
 
+	// smallstep's Revoke called directly (no CA bookkeeping): the adapter
+	// finds the issuer in the database and files it under the right issuer.
+	rctx := provisioner.NewContextWithMethod(ctx, provisioner.RevokeMethod)
+	if err := s.ca.Authority().Revoke(rctx, &authority.RevokeOptions{Serial: chain3[0].SerialNumber.String(), ReasonCode: ca.ReasonSuperseded, MTLS: true, Crt: chain3[0]}); err != nil {
+		t.Fatalf("authority.Revoke: %v", err)
+	}
+	revs3, err := station.CAStore(s.store).Revocations(ctx, newInt.SubjectKeyId)
+	if err != nil || len(revs3) != 2 {
+		t.Errorf("new issuer revocations after authority.Revoke: %d %v", len(revs3), err)
+	}
+
 	// The database's audit ledger holds the ceremony steps.
 	ents, err := s.store.AuditEntries(ctx, 0, 1<<30)
 	if err != nil {
@@ -309,6 +322,127 @@ func TestStoreIssueRevokeCRL(t *testing.T) {
 		if kinds[k] == 0 {
 			t.Errorf("no %s audit row (have %v)", k, kinds)
 		}
+	}
+}
+
+// TestReloadAfterExternalInstall: the station runs while `wsc ca
+// intermediate install` (another process) rotates the intermediate; Reload
+// hot-swaps it without a restart.
+func TestReloadAfterExternalInstall(t *testing.T) {
+	ctx := context.Background()
+	s := openStationCA(t)
+	oldIssuer := s.ca.Issuer()
+	if changed, err := s.ca.Reload(ctx, storePass); err != nil || changed {
+		t.Fatalf("reload without change: %v %v", changed, err)
+	}
+	// The "other process".
+	csr, err := ca.GenerateIntermediateCSR(s.dir, storePass, "wsc Intermediate via CLI")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, err := ca.SignIntermediate(s.dir, storePass, csr, ca.IntermediateTemplate{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := ca.Open(s.dir, storePass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.InstallIntermediate(ctx, []*x509.Certificate{inter}, storePass); err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+
+	before, err := s.ca.Issue(ctx, csrFor(t, newKey(t)), ca.IssueRequest{DeviceSerial: "RL-1", Validity: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before[0].AuthorityKeyId, oldIssuer.SubjectKeyId) {
+		t.Fatal("issuer changed before Reload")
+	}
+	if changed, err := s.ca.Reload(ctx, storePass); err != nil || !changed {
+		t.Fatalf("reload: %v %v", changed, err)
+	}
+	after, err := s.ca.Issue(ctx, csrFor(t, newKey(t)), ca.IssueRequest{DeviceSerial: "RL-2", Validity: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(after[0].AuthorityKeyId, inter.SubjectKeyId) {
+		t.Fatal("not hot-swapped by Reload")
+	}
+	if err := s.ca.Revoke(ctx, before[0], ca.ReasonSuperseded); err != nil {
+		t.Fatal(err)
+	}
+	crls, err := s.ca.CRLs(ctx)
+	if err != nil || len(crls) != 2 {
+		t.Fatalf("CRLs after reload: %d %v", len(crls), err)
+	}
+	for _, crl := range crls {
+		want := bytes.Equal(crl.AuthorityKeyId, oldIssuer.SubjectKeyId)
+		if got := len(crl.RevokedCertificateEntries) == 1; got != want {
+			t.Errorf("CRL of %x: %d entries", crl.AuthorityKeyId, len(crl.RevokedCertificateEntries))
+		}
+	}
+	// The retired intermediate itself, revoked on the root's CRL.
+	if err := s.ca.Revoke(ctx, oldIssuer, ca.ReasonCACompromise); err != nil {
+		t.Fatal(err)
+	}
+	rootCRL, err := s.ca.CurrentRootCRL(ctx, storePass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rootCRL.RevokedCertificateEntries) != 1 || rootCRL.RevokedCertificateEntries[0].SerialNumber.Cmp(oldIssuer.SerialNumber) != 0 {
+		t.Errorf("root CRL entries %v", rootCRL.RevokedCertificateEntries)
+	}
+	tmp := t.TempDir()
+	out, err := openssl(t, "crl", "-in", crlFile(t, filepath.Join(tmp, "root.crl"), rootCRL), "-CAfile", pemFile(t, filepath.Join(tmp, "root.pem"), s.ca.Roots()...), "-noout", "-verify")
+	if err != nil || !strings.Contains(out, "verify OK") {
+		t.Errorf("openssl crl -verify (root): %v %s", err, out)
+	}
+}
+
+// TestStoreConcurrentIssue issues from several goroutines through the
+// authority and the database while the intermediate rotates; every
+// certificate is recorded with its own issuer.
+func TestStoreConcurrentIssue(t *testing.T) {
+	ctx := context.Background()
+	s := openStationCA(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	chains := make(chan []*x509.Certificate, 64)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 8; i++ {
+				ch, err := s.ca.Issue(ctx, csrFor(t, newKey(t)), ca.IssueRequest{DeviceSerial: "C-" + strconv.Itoa(g) + "-" + strconv.Itoa(i), Validity: time.Hour})
+				if err != nil {
+					errs <- err
+					return
+				}
+				chains <- ch
+			}
+		}(g)
+	}
+	if _, err := s.ca.RotateIntermediate(ctx, storePass, ca.IntermediateTemplate{}); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	close(chains)
+	for err := range errs {
+		t.Error(err)
+	}
+	n := 0
+	for ch := range chains {
+		n++
+		rec, err := s.store.GetCertificate(ctx, db.SerialHex(ch[0].SerialNumber))
+		if err != nil || !bytes.Equal(rec.IssuerKeyID, ch[0].AuthorityKeyId) || !bytes.Equal(rec.Chain[1], ch[1].Raw) {
+			t.Errorf("certificate %x not recorded with its issuer: %v", ch[0].SerialNumber, err)
+		}
+	}
+	if n != 32 {
+		t.Errorf("%d certificates", n)
 	}
 }
 
@@ -368,6 +502,7 @@ func TestStoreRefusals(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.wantMsg) {
 				t.Fatalf("got %v, want %v", err, tt.wantErr)
 			}
+			t.Logf("refused: %v", err)
 		})
 	}
 	stats, err := s.store.Stats(ctx, "WO-1")

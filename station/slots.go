@@ -332,6 +332,11 @@ func (b *Bench) provision(ctx context.Context, s *slot, port string) {
 			// The end of the run is announced below, once the slot's
 			// status says so too.
 			final = &e
+			if e.Serial != "" {
+				b.mu.Lock()
+				s.status.Serial = e.Serial
+				b.mu.Unlock()
+			}
 			return
 		}
 		b.mu.Lock()

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -456,22 +457,35 @@ func parseSerial(s string) (*big.Int, error) {
 
 func caRevokeCmd() *cobra.Command {
 	var (
-		f              caFlags
-		serial, reason string
+		f                        caFlags
+		serial, certFile, reason string
 	)
 	cmd := &cobra.Command{
 		Use:   "revoke",
-		Short: "Revoke a device certificate recorded in the station database (listed in its own issuer's CRL)",
+		Short: "Revoke a certificate: listed in the CRL of its own issuer (an intermediate: in the root's CRL)",
+		Long: "--serial revokes a device certificate recorded in the station database; --cert FILE revokes the\n" +
+			"certificate in FILE (a device certificate, or an intermediate of this CA after a compromise).",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f.dbPath == "" || serial == "" {
-				return errors.New("--db and --serial are required")
-			}
-			n, err := parseSerial(serial)
-			if err != nil {
-				return err
+			if f.dbPath == "" || (serial == "") == (certFile == "") {
+				return errors.New("--db and one of --serial or --cert are required")
 			}
 			code, err := ca.ParseReason(reason)
 			if err != nil {
+				return err
+			}
+			var target *x509.Certificate
+			var n *big.Int
+			if certFile != "" {
+				raw, err := os.ReadFile(certFile)
+				if err != nil {
+					return err
+				}
+				cs, err := ca.ParseCertificatesPEM(raw)
+				if err != nil || len(cs) == 0 {
+					return fmt.Errorf("--cert %s: no certificate (%v)", certFile, err)
+				}
+				target = cs[0]
+			} else if n, err = parseSerial(serial); err != nil {
 				return err
 			}
 			pass, err := f.passphrase()
@@ -489,16 +503,22 @@ func caRevokeCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			cert, err := c.RevokeSerial(cmd.Context(), n, code)
+			if target != nil {
+				err = c.Revoke(cmd.Context(), target, code)
+			} else {
+				target, err = c.RevokeSerial(cmd.Context(), n, code)
+			}
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "revoked %x (%s, %s), issuer key %x; publish CRLs (`wsc ca crl`)\n", n, cert.Subject, ca.ReasonName(code), cert.AuthorityKeyId)
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked %x (%s, %s), issuer key %x; publish CRLs (`wsc ca crl`)\n",
+				target.SerialNumber, target.Subject, ca.ReasonName(code), target.AuthorityKeyId)
 			return nil
 		},
 	}
 	f.register(cmd, true)
-	cmd.Flags().StringVar(&serial, "serial", "", "certificate serial (hex)")
+	cmd.Flags().StringVar(&serial, "serial", "", "serial (hex) of a certificate recorded in the station database")
+	cmd.Flags().StringVar(&certFile, "cert", "", "PEM file of the certificate to revoke")
 	cmd.Flags().StringVar(&reason, "reason", "unspecified", "RFC 5280 reason: keyCompromise, superseded, cessationOfOperation, … or its number")
 	return cmd
 }

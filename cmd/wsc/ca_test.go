@@ -233,6 +233,10 @@ func TestCACeremony(t *testing.T) {
 		t.Fatalf("revoke: %s", out)
 	}
 
+	// ... and the retired intermediate itself (by certificate file): it goes on the root's CRL.
+	oldIssuerFile := writeFile(t, filepath.Join(work, "old-intermediate.pem"), certsPEM(oldIssuer))
+	c.run("ca", "revoke", "--dir", caDir, "--db", dbPath, "--cert", oldIssuerFile, "--reason", "superseded", "--passphrase-source", pf)
+
 	// 5. CRLs: one per issuer, each verified by openssl against its own issuer;
 	// numbers increase from one run to the next.
 	crlDir := filepath.Join(work, "crls")
@@ -264,6 +268,16 @@ func TestCACeremony(t *testing.T) {
 		if listed != bytes.Equal(is.SubjectKeyId, oldIssuer.SubjectKeyId) {
 			t.Errorf("issuer %s: DEV-1 listed=%v", is.Subject.CommonName, listed)
 		}
+	}
+
+	rootCRLRaw, err := os.ReadFile(filepath.Join(crlDir, "crl-"+hex.EncodeToString(oldIssuer.AuthorityKeyId)+".pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(rootCRLRaw)
+	rootCRL, err := x509.ParseRevocationList(blk.Bytes)
+	if err != nil || len(rootCRL.RevokedCertificateEntries) != 1 || rootCRL.RevokedCertificateEntries[0].SerialNumber.Cmp(oldIssuer.SerialNumber) != 0 {
+		t.Errorf("root CRL does not list the revoked intermediate: %v", err)
 	}
 
 	// 6. bundle (no --db: read from the folder, no passphrase) and openssl
