@@ -152,27 +152,44 @@ func (s *Store) FinishRun(ctx context.Context, runID int64, result, errMsg strin
 	if result != RunOK && result != RunFailed {
 		return fmt.Errorf("finish run %d: result %q: want %q or %q", runID, result, RunOK, RunFailed)
 	}
+	return s.withTx(ctx, fmt.Sprintf("finish run %d", runID), func(tx *sql.Tx) error {
+		return s.finishRunTx(ctx, tx, runID, result, errMsg, steps)
+	})
+}
+
+// ConfirmAndFinish records, in one durable commit, that the device holds
+// and uses its certificate (MarkConfirmed) and that its run succeeded
+// (FinishRun with RunOK): the last two records of a good provisioning.
+func (s *Store) ConfirmAndFinish(ctx context.Context, certSerialHex string, runID int64, steps map[string]time.Duration) error {
+	serial := NormalizeSerial(certSerialHex)
+	return s.withTx(ctx, fmt.Sprintf("confirm %s and finish run %d", serial, runID), func(tx *sql.Tx) error {
+		if err := s.markConfirmedTx(ctx, tx, serial); err != nil {
+			return err
+		}
+		return s.finishRunTx(ctx, tx, runID, RunOK, "", steps)
+	})
+}
+
+func (s *Store) finishRunTx(ctx context.Context, tx *sql.Tx, runID int64, result, errMsg string, steps map[string]time.Duration) error {
 	us := make(map[string]int64, len(steps))
 	for k, v := range steps {
 		us[k] = v.Microseconds()
 	}
 	dj, err := json.Marshal(us)
 	if err != nil {
-		return fmt.Errorf("finish run %d: %w", runID, err)
+		return err
 	}
-	return s.withTx(ctx, fmt.Sprintf("finish run %d", runID), func(tx *sql.Tx) error {
-		now := s.nowNanos()
-		if err := execOne(ctx, tx, `UPDATE runs SET result = ?, error = ?, durations = ?, finished_at = ?
-			WHERE id = ? AND result IS NULL`, result, errMsg, string(dj), now, runID); err != nil {
-			return err
-		}
-		if result == RunFailed {
-			_, err := tx.ExecContext(ctx, `UPDATE devices SET status = ?, updated_at = ?
-				WHERE id = (SELECT device_id FROM runs WHERE id = ?) AND provisioned_at IS NULL`, DeviceFailed, now, runID)
-			return err
-		}
-		return nil
-	})
+	now := s.nowNanos()
+	if err := execOne(ctx, tx, `UPDATE runs SET result = ?, error = ?, durations = ?, finished_at = ?
+		WHERE id = ? AND result IS NULL`, result, errMsg, string(dj), now, runID); err != nil {
+		return err
+	}
+	if result == RunFailed {
+		_, err := tx.ExecContext(ctx, `UPDATE devices SET status = ?, updated_at = ?
+			WHERE id = (SELECT device_id FROM runs WHERE id = ?) AND provisioned_at IS NULL`, DeviceFailed, now, runID)
+		return err
+	}
+	return nil
 }
 
 // Run is a recorded provisioning attempt.

@@ -372,21 +372,25 @@ func (s *Store) MarkDelivered(ctx context.Context, certSerialHex string) error {
 func (s *Store) MarkConfirmed(ctx context.Context, certSerialHex string) error {
 	serial := NormalizeSerial(certSerialHex)
 	return s.withTx(ctx, "mark confirmed "+serial, func(tx *sql.Tx) error {
-		now := s.nowNanos()
-		devID, devSerial, err := liveCertDevice(ctx, tx, serial)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE certificates SET status = 'confirmed', delivered_at = COALESCE(delivered_at, ?),
-			confirmed_at = COALESCE(confirmed_at, ?) WHERE serial_hex = ?`, now, now, serial); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE devices SET status = ?, provisioned_at = COALESCE(provisioned_at, ?), updated_at = ?
-			WHERE id = ?`, DeviceProvisioned, now, now, devID); err != nil {
-			return err
-		}
-		return s.appendAudit(ctx, tx, "cert.confirm", s.actor, map[string]any{"serial": serial, "device": devSerial})
+		return s.markConfirmedTx(ctx, tx, serial)
 	})
+}
+
+func (s *Store) markConfirmedTx(ctx context.Context, tx *sql.Tx, serial string) error {
+	now := s.nowNanos()
+	devID, devSerial, err := liveCertDevice(ctx, tx, serial)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE certificates SET status = 'confirmed', delivered_at = COALESCE(delivered_at, ?),
+		confirmed_at = COALESCE(confirmed_at, ?) WHERE serial_hex = ?`, now, now, serial); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE devices SET status = ?, provisioned_at = COALESCE(provisioned_at, ?), updated_at = ?
+		WHERE id = ?`, DeviceProvisioned, now, now, devID); err != nil {
+		return err
+	}
+	return s.appendAudit(ctx, tx, "cert.confirm", s.actor, map[string]any{"serial": serial, "device": devSerial})
 }
 
 func liveCertDevice(ctx context.Context, tx *sql.Tx, serial string) (int64, string, error) {

@@ -3,10 +3,12 @@ package station
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"testing"
 	"time"
 
+	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/devices/proto"
 	"github.com/wsc-project/wsc/devices/sim"
 	"go.bug.st/serial"
@@ -20,7 +22,7 @@ func resetDevice(tb testing.TB, port string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c := proto.NewClient(p)
+	c := proto.NewClient(p, proto.WithLogger(slog.New(slog.DiscardHandler)))
 	defer c.Close()
 	ctx := context.Background()
 	if _, err := c.Hello(ctx); err != nil {
@@ -93,4 +95,69 @@ func BenchmarkBenchThroughput(b *testing.B) {
 			b.ReportMetric(perRound.Seconds(), "s/round")
 		})
 	}
+}
+
+// timedStore measures the time the station spends in its database.
+type timedStore struct {
+	Store
+	d time.Duration
+	n int
+}
+
+func (s *timedStore) t(t0 time.Time) { s.d += time.Since(t0); s.n++ }
+
+func (s *timedStore) EnsureDevice(ctx context.Context, d db.Device) error {
+	defer s.t(time.Now())
+	return s.Store.EnsureDevice(ctx, d)
+}
+func (s *timedStore) StartRun(ctx context.Context, r db.RunStart) (int64, error) {
+	defer s.t(time.Now())
+	return s.Store.StartRun(ctx, r)
+}
+func (s *timedStore) StepRun(ctx context.Context, id int64, step string) error {
+	defer s.t(time.Now())
+	return s.Store.StepRun(ctx, id, step)
+}
+func (s *timedStore) FinishRun(ctx context.Context, id int64, result, msg string, steps map[string]time.Duration) error {
+	defer s.t(time.Now())
+	return s.Store.FinishRun(ctx, id, result, msg, steps)
+}
+func (s *timedStore) BeginIssue(ctx context.Context, in db.IssueIntent) (int64, *db.Certificate, error) {
+	defer s.t(time.Now())
+	return s.Store.BeginIssue(ctx, in)
+}
+func (s *timedStore) CompleteIssue(ctx context.Context, id int64, c db.Certificate) error {
+	defer s.t(time.Now())
+	return s.Store.CompleteIssue(ctx, id, c)
+}
+func (s *timedStore) MarkDelivered(ctx context.Context, serial string) error {
+	defer s.t(time.Now())
+	return s.Store.MarkDelivered(ctx, serial)
+}
+func (s *timedStore) ConfirmAndFinish(ctx context.Context, serial string, id int64, steps map[string]time.Duration) error {
+	defer s.t(time.Now())
+	return s.Store.ConfirmAndFinish(ctx, serial, id, steps)
+}
+
+// BenchmarkProvisionStoreShare reports how much of the station's own time
+// per device goes to durable database commits.
+func BenchmarkProvisionStoreShare(b *testing.B) {
+	l := newTestLine(b, 1, "")
+	ts := &timedStore{Store: l.store}
+	l.prov.cfg.Store = ts
+	d := l.bench.Devices[0]
+	var overhead []time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		resetDevice(b, d.Port)
+		b.StartTimer()
+		res, err := l.prov.Provision(context.Background(), Job{Slot: 1, Port: d.Port})
+		if err != nil {
+			b.Fatal(err)
+		}
+		overhead = append(overhead, res.Duration-res.Wire.InCall)
+	}
+	b.ReportMetric(float64(p50(overhead).Microseconds())/1000, "overhead-p50-ms")
+	b.ReportMetric(float64(ts.d.Microseconds())/1000/float64(b.N), "store-ms/device")
+	b.ReportMetric(float64(ts.n)/float64(b.N), "store-calls/device")
 }

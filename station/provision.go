@@ -40,7 +40,7 @@ type Store interface {
 	BeginIssue(ctx context.Context, in db.IssueIntent) (int64, *db.Certificate, error)
 	CompleteIssue(ctx context.Context, intentID int64, c db.Certificate) error
 	MarkDelivered(ctx context.Context, certSerialHex string) error
-	MarkConfirmed(ctx context.Context, certSerialHex string) error
+	ConfirmAndFinish(ctx context.Context, certSerialHex string, runID int64, steps map[string]time.Duration) error
 }
 
 // Config is what a Provisioner needs. Issuer and Store are required.
@@ -152,15 +152,34 @@ type Job struct {
 	Events func(Event)
 }
 
+// async is work the station does while the device works.
+type async struct {
+	done chan struct{}
+	err  error
+}
+
+func goAsync(f func() error) *async {
+	a := &async{done: make(chan struct{})}
+	go func() { defer close(a.done); a.err = f() }()
+	return a
+}
+
+// wait returns f's error once f has returned.
+func (a *async) wait() error {
+	<-a.done
+	return a.err
+}
+
 type run struct {
-	p      *Provisioner
-	job    Job
-	client *proto.Client
-	serial string
-	runID  int64
-	steps  map[Step]time.Duration
-	step   Step
-	start  time.Time
+	p         *Provisioner
+	recording *async // device and run records, started after Hello
+	job       Job
+	client    *proto.Client
+	serial    string
+	runID     int64
+	steps     map[Step]time.Duration
+	step      Step
+	start     time.Time
 }
 
 func (r *run) emit(state State, detail string, err error) {
@@ -173,11 +192,13 @@ func (r *run) emit(state State, detail string, err error) {
 func (r *run) do(ctx context.Context, s Step, f func() error) error {
 	r.step = s
 	r.emit(StateRunning, "", nil)
-	// Only the steps before irreversible actions are recorded durably as
-	// they start (a crash then shows where it happened); the others are in
-	// the run's final record with their durations. A durable commit costs
-	// about 0.5 ms, which would otherwise dominate the station's own time.
-	if r.runID != 0 && (s == StepIssue || s == StepInstall || s == StepLock) {
+	// Steps are not each recorded durably as they start: the issuance
+	// records (intent, certificate, delivery, confirmation) already tell
+	// how far a crashed run got, and the run's final record holds every
+	// step's duration. A durable commit costs about 0.5 ms, which would
+	// otherwise dominate the station's own time. Locking, irreversible and
+	// not covered by those records, is recorded as it starts.
+	if s == StepLock && r.runID != 0 { // runID is settled: the issue step waited for it
 		if err := r.p.cfg.Store.StepRun(ctx, r.runID, string(s)); err != nil {
 			return &StepError{Step: s, Instruction: instruction(s, err, r.job.Slot), Err: fmt.Errorf("record step: %w", err)}
 		}
@@ -220,16 +241,28 @@ func (p *Provisioner) Provision(ctx context.Context, job Job) (res *Result, err 
 	defer r.client.Close()
 
 	res, err = r.sequence(ctx)
-	if r.runID != 0 {
-		result, msg := "ok", ""
-		if err != nil {
-			result, msg = "failed", err.Error()
+	if r.recording != nil {
+		// The run record may still be being written: wait for it, then
+		// close the run with its result.
+		if rerr := r.recording.wait(); rerr != nil && err == nil {
+			err = &StepError{Step: StepDone, Instruction: instruction(StepDone, rerr, job.Slot), Err: rerr}
 		}
+	}
+	if r.runID != 0 {
 		steps := make(map[string]time.Duration, len(r.steps))
 		for k, v := range r.steps {
 			steps[string(k)] = v
 		}
-		if ferr := p.cfg.Store.FinishRun(context.WithoutCancel(ctx), r.runID, result, msg, steps); ferr != nil && err == nil {
+		bg := context.WithoutCancel(ctx)
+		var ferr error
+		if err == nil {
+			// Read-back and end-of-line passed: the certificate is
+			// confirmed and the run closed in one durable commit.
+			ferr = p.cfg.Store.ConfirmAndFinish(bg, res.CertSerial, r.runID, steps)
+		} else {
+			ferr = p.cfg.Store.FinishRun(bg, r.runID, "failed", err.Error(), steps)
+		}
+		if ferr != nil && err == nil {
 			err = &StepError{Step: StepDone, Instruction: instruction(StepDone, ferr, job.Slot), Err: fmt.Errorf("record result: %w", ferr)}
 		}
 	}
@@ -264,13 +297,21 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		if r.job.Label != "" && r.job.Label != hello.Serial {
 			return fmt.Errorf("%w: label %q, device reports %q", ErrLabelMismatch, r.job.Label, hello.Serial)
 		}
-		if err := cfg.Store.EnsureDevice(ctx, db.Device{Serial: hello.Serial, Backend: hello.Backend, Model: hello.Model}); err != nil {
-			return fmt.Errorf("record device: %w", err)
-		}
-		r.runID, err = cfg.Store.StartRun(ctx, db.RunStart{DeviceSerial: hello.Serial, Slot: r.job.Slot, Station: cfg.Station, Operator: r.p.currentOperator(), WorkOrder: cfg.WorkOrder})
-		if err != nil {
-			return fmt.Errorf("record run: %w", err)
-		}
+		// The device and run records are written while the device works
+		// on the next requests; the run id is awaited before issuance.
+		dev := db.Device{Serial: hello.Serial, Backend: hello.Backend, Model: hello.Model}
+		rs := db.RunStart{DeviceSerial: hello.Serial, Slot: r.job.Slot, Station: cfg.Station, Operator: r.p.currentOperator(), WorkOrder: cfg.WorkOrder}
+		r.recording = goAsync(func() error {
+			if err := cfg.Store.EnsureDevice(ctx, dev); err != nil {
+				return fmt.Errorf("record device: %w", err)
+			}
+			id, err := cfg.Store.StartRun(ctx, rs)
+			if err != nil {
+				return fmt.Errorf("record run: %w", err)
+			}
+			r.runID = id
+			return nil
+		})
 		return nil
 	})
 	if err != nil {
@@ -282,6 +323,7 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 	}
 
 	var ek *proto.GetEKResponse
+	var ekCheck *async
 	if attest {
 		err = r.do(ctx, StepEK, func() error {
 			var err error
@@ -292,9 +334,14 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 			if cfg.VendorRoots == nil {
 				return fmt.Errorf("%w: no TPM vendor roots configured", ErrAttestation)
 			}
-			if err := ca.VerifyEK(ek.EKCert, ek.EKPublic, cfg.VendorRoots, cfg.VendorIntermediates); err != nil {
-				return fmt.Errorf("%w: %w", ErrAttestation, err)
-			}
+			// The EK chain is checked while the device creates its keys;
+			// nothing is issued before the check has passed.
+			ekCheck = goAsync(func() error {
+				if err := ca.VerifyEK(ek.EKCert, ek.EKPublic, cfg.VendorRoots, cfg.VendorIntermediates); err != nil {
+					return fmt.Errorf("%w: %w", ErrAttestation, err)
+				}
+				return nil
+			})
 			return nil
 		})
 		if err != nil {
@@ -316,6 +363,7 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	var csr *x509.CertificateRequest
+	var evidenceCheck *async
 	err = r.do(ctx, StepAttest, func() error {
 		var err error
 		csr, err = x509.ParseCertificateRequest(keys.CSR)
@@ -328,11 +376,20 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		if !attest {
 			return nil
 		}
-		err = ca.VerifyCertify(ca.Evidence{EKPublic: ek.EKPublic, EKCert: ek.EKCert, IAKPublic: keys.IAKPublic, IDevIDPublic: keys.IDevIDPublic,
-			CertifyInfo: keys.CertifyInfo, CertifySignature: keys.CertifySignature, CSR: keys.CSR, Nonce: nonce})
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrAttestation, err)
-		}
+		// The EK chain and the Certify evidence are checked while the
+		// device activates the credential; both must pass before anything
+		// is issued (the activation step waits for them).
+		ev := ca.Evidence{EKPublic: ek.EKPublic, EKCert: ek.EKCert, IAKPublic: keys.IAKPublic, IDevIDPublic: keys.IDevIDPublic,
+			CertifyInfo: keys.CertifyInfo, CertifySignature: keys.CertifySignature, CSR: keys.CSR, Nonce: nonce}
+		evidenceCheck = goAsync(func() error {
+			if err := ekCheck.wait(); err != nil {
+				return err
+			}
+			if err := ca.VerifyCertify(ev); err != nil {
+				return fmt.Errorf("%w: %w", ErrAttestation, err)
+			}
+			return nil
+		})
 		return nil
 	})
 	if err != nil {
@@ -354,6 +411,10 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 			}
 			got, err := c.ActivateCredential(ctx, proto.ActivateCredentialRequest{CredentialBlob: blob, EncryptedSecret: enc})
 			if err != nil {
+				_ = evidenceCheck.wait()
+				return err
+			}
+			if err := evidenceCheck.wait(); err != nil {
 				return err
 			}
 			if err := ca.CheckActivation(secret, got.Secret); err != nil {
@@ -369,6 +430,9 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 	res := &Result{Serial: r.serial, Backend: hello.Backend}
 	var chainDER [][]byte
 	err = r.do(ctx, StepIssue, func() error {
+		if err := r.recording.wait(); err != nil {
+			return err
+		}
 		keyDER, err := x509.MarshalPKIXPublicKey(csr.PublicKey)
 		if err != nil {
 			return fmt.Errorf("device key: %w", err)
@@ -428,12 +492,17 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		if !bytes.Equal(got.SHA256, chainSum(chainDER)) {
 			return errors.New("device stored a different chain than sent")
 		}
-		return cfg.Store.MarkDelivered(ctx, res.CertSerial)
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	// Delivery is recorded while the device reads its chain back.
+	delivered := goAsync(func() error { return cfg.Store.MarkDelivered(ctx, res.CertSerial) })
 	err = r.do(ctx, StepReadBack, func() error {
+		if err := delivered.wait(); err != nil {
+			return fmt.Errorf("record delivery: %w", err)
+		}
 		got, err := c.ReadChain(ctx)
 		if err != nil {
 			return err
@@ -454,10 +523,7 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 	err = r.do(ctx, StepEOL, func() error {
 		// End-of-line check: the device signs a WebAssembly module with its
 		// hardware key and the station verifies it as QA will.
-		if err := r.endOfLine(ctx, c, nonce, res.Chain); err != nil {
-			return err
-		}
-		return cfg.Store.MarkConfirmed(ctx, res.CertSerial)
+		return r.endOfLine(ctx, c, nonce, res.Chain)
 	})
 	if err != nil {
 		return nil, err
