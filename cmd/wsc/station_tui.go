@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/wsc-project/wsc/db"
@@ -56,8 +57,13 @@ func runStationTUI(ctx context.Context, l *line) error {
 	if err != nil {
 		return err
 	}
-	m := ui.NewBenchModel(ui.BenchOptions{Control: bench, Auth: operatorAuth{ctx: ctx, store: l.store},
+	var m tea.Model = ui.NewBenchModel(ui.BenchOptions{Control: bench, Auth: operatorAuth{ctx: ctx, store: l.store},
 		Title: "wsc station", WorkOrder: l.cfg.WorkOrder.ID, Station: l.cfg.Station})
+	if path := os.Getenv("WSC_STARTUP_REPORT"); path != "" {
+		// Measurement hook for scripts/bench: write the start-up timings
+		// and quit after the first frame.
+		m = &firstFrame{Model: m, path: path, tuiStart: time.Now()}
+	}
 	p = tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx))
 	bctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -71,3 +77,38 @@ func runStationTUI(ctx context.Context, l *line) error {
 	fmt.Fprintln(os.Stdout, "station stopped")
 	return nil
 }
+
+// processStart is when the process started (as near as Go lets us see).
+var processStart = time.Now()
+
+// firstFrame records when the first frame is rendered, writes the start-up
+// timings to path and quits.
+type firstFrame struct {
+	tea.Model
+	path     string
+	tuiStart time.Time
+	done     bool
+}
+
+func (f *firstFrame) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	m, cmd := f.Model.Update(msg)
+	f.Model = m
+	if f.done {
+		return f, tea.Quit
+	}
+	return f, cmd
+}
+
+func (f *firstFrame) View() string {
+	v := f.Model.View()
+	if !f.done {
+		f.done = true
+		now := time.Now()
+		report := fmt.Sprintf("{\"total_ms\": %.3f, \"before_view_ms\": %.3f, \"view_ms\": %.3f, \"unlock_ms\": %.3f}\n",
+			ms(now.Sub(processStart)), ms(f.tuiStart.Sub(processStart)), ms(now.Sub(f.tuiStart)), ms(unlockTime))
+		_ = os.WriteFile(f.path, []byte(report), 0o644)
+	}
+	return v
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
