@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +33,7 @@ type Store struct {
 	cpEvery     int
 	actor       string
 	now         func() time.Time
+	synchronous string
 
 	closeOnce sync.Once
 }
@@ -133,7 +136,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		sdb.Close()
 		return nil, fmt.Errorf("open %s: %w", path, mapErr(err))
 	}
-	s := &Store{db: sdb, rdb: rdb, path: path, readOnly: cfg.readOnly, auditSigner: cfg.signer, cpEvery: cfg.cpEvery, actor: cfg.actor, now: cfg.now}
+	s := &Store{db: sdb, rdb: rdb, path: path, readOnly: cfg.readOnly, auditSigner: cfg.signer, cpEvery: cfg.cpEvery, actor: cfg.actor, now: cfg.now, synchronous: strings.ToUpper(cfg.synchronous)}
 	closeAll := func() { sdb.Close(); rdb.Close() }
 	if cfg.signer != nil {
 		id, err := KeyID(cfg.signer.Public())
@@ -212,6 +215,50 @@ func (s *Store) withTx(ctx context.Context, op string, fn func(tx *sql.Tx) error
 		return fmt.Errorf("%s: %w", op, ErrReadOnly)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%s: begin: %w", op, mapErr(err))
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return fmt.Errorf("%s: %w", op, mapErr(err))
+	}
+	if err := tx.Commit(); err != nil {
+		_ = tx.Rollback()
+		return fmt.Errorf("%s: commit: %w", op, mapErr(err))
+	}
+	return nil
+}
+
+// withTxRelaxed is withTx committed with synchronous=NORMAL instead of FULL:
+// as atomic, and as durable against a crash of the process (the WAL is in
+// the operating system's hands), but the last such commits can be lost if the
+// machine loses power before the next FULL commit, which syncs the WAL with
+// everything before it. It is used only for records whose loss with the
+// power is harmless: the intent to issue (the certificate it announces is
+// only ever sent after CompleteIssue's FULL commit, so a lost intent means a
+// certificate that never left the process), device and run bookkeeping.
+// It saves one fsync (about 0.5 ms on this machine) per such record.
+func (s *Store) withTxRelaxed(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	if s.readOnly || s.synchronous != "FULL" {
+		return s.withTx(ctx, op, fn)
+	}
+	// Pin the writer connection so no other transaction runs while it is
+	// relaxed.
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, mapErr(err))
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
+		return fmt.Errorf("%s: relax sync: %w", op, mapErr(err))
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = FULL"); err != nil {
+			// The connection must not go back to the pool relaxed.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", op, mapErr(err))
 	}

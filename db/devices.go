@@ -39,7 +39,7 @@ func (s *Store) EnsureDevice(ctx context.Context, d Device) error {
 	if d.Serial == "" {
 		return errors.New("ensure device: empty serial")
 	}
-	return s.withTx(ctx, "ensure device "+d.Serial, func(tx *sql.Tx) error {
+	return s.withTxRelaxed(ctx, "ensure device "+d.Serial, func(tx *sql.Tx) error {
 		now := s.nowNanos()
 		var id int64
 		var ek []byte
@@ -103,7 +103,7 @@ const (
 // StartRun records a new attempt and returns its id.
 func (s *Store) StartRun(ctx context.Context, r RunStart) (int64, error) {
 	var id int64
-	err := s.withTx(ctx, "start run", func(tx *sql.Tx) error {
+	err := s.withTxRelaxed(ctx, "start run", func(tx *sql.Tx) error {
 		var dev any
 		if r.DeviceSerial != "" {
 			did, err := deviceID(ctx, tx, r.DeviceSerial)
@@ -141,7 +141,7 @@ func (s *Store) AttachRunDevice(ctx context.Context, runID int64, serial string)
 
 // StepRun records the step the run has reached; an unknown or finished run gives ErrNotFound.
 func (s *Store) StepRun(ctx context.Context, runID int64, step string) error {
-	return s.withTx(ctx, fmt.Sprintf("step run %d", runID), func(tx *sql.Tx) error {
+	return s.withTxRelaxed(ctx, fmt.Sprintf("step run %d", runID), func(tx *sql.Tx) error {
 		return execOne(ctx, tx, "UPDATE runs SET step = ? WHERE id = ? AND result IS NULL", step, runID)
 	})
 }

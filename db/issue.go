@@ -117,7 +117,7 @@ func (s *Store) BeginIssue(ctx context.Context, in IssueIntent) (intentID int64,
 		return 0, nil, fmt.Errorf("begin issue for %s: public key: %w", in.DeviceSerial, err)
 	}
 	kh := KeyHash(in.KeyPublicDER)
-	err = s.withTx(ctx, "begin issue for "+in.DeviceSerial, func(tx *sql.Tx) error {
+	err = s.withTxRelaxed(ctx, "begin issue for "+in.DeviceSerial, func(tx *sql.Tx) error {
 		intentID, existing = 0, nil
 		now := s.nowNanos()
 		var devID int64
