@@ -72,3 +72,13 @@ type Store interface {
 func WithStore(s Store) Option {
 	return func(o *openOptions) { o.store, o.revocations = s, s }
 }
+
+// RecordsIssuance reports whether Issue records every certificate it signs
+// in the station database itself (the CA was opened WithStore): the
+// authority's StoreCertificateChain completes the issue intent before Issue
+// returns, so the caller must not record the certificate a second time.
+func (c *CA) RecordsIssuance() bool { return c.store != nil }
+
+// Store returns the station database the CA records issuance in (nil
+// without WithStore).
+func (c *CA) Store() Store { return c.store }

@@ -61,15 +61,16 @@ func newTestLineOpts(t testing.TB, bc sim.BenchConfig) *testLine {
 	if err := ca.Init(filepath.Join(dir, "ca"), pass, ca.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := ca.Open(filepath.Join(dir, "ca"), pass)
-	if err != nil {
-		t.Fatal(err)
-	}
 	store, err := db.Open(filepath.Join(dir, "station.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
+	c, err := ca.Open(filepath.Join(dir, "ca"), pass, ca.WithStore(CAStore(store)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
 	if err := EnsureWorkOrder(ctx, store, WorkOrder{ID: "WO-1", Product: "p", Quantity: 100, Lock: "none"}); err != nil {
 		t.Fatal(err)
 	}

@@ -133,3 +133,20 @@ func parseChain(c *db.Certificate) ([]*x509.Certificate, error) {
 	}
 	return out, nil
 }
+
+// checkIssuerStore refuses a CA that records issuance in another database
+// than the station's: the station's issue intents would not exist there.
+func checkIssuerStore(iss Issuer, st Store) error {
+	c, ok := iss.(interface{ Store() ca.Store })
+	if !ok {
+		return nil
+	}
+	cs, ok := c.Store().(caStore)
+	if !ok {
+		return nil
+	}
+	if ds, ok := st.(*db.Store); ok && ds != cs.s {
+		return errors.New("station: the CA records issuance in another database than the station's (open it with ca.WithStore(station.CAStore(store)) on the station's store)")
+	}
+	return nil
+}

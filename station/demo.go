@@ -113,10 +113,6 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (rep *DemoReport, err error) {
 			return nil, fmt.Errorf("create CA: %w", err)
 		}
 	}
-	authority, err := ca.Open(caDir, pass)
-	if err != nil {
-		return nil, fmt.Errorf("open CA: %w", err)
-	}
 	auditKey, err := ca.AuditKey(caDir, pass)
 	if err != nil {
 		return nil, err
@@ -126,6 +122,13 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (rep *DemoReport, err error) {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	defer store.Close()
+	// The CA's embedded authority records into the station database
+	// (smallstep AuthDB): issued certificates, revocations, CRL numbers.
+	authority, err := ca.Open(caDir, pass, ca.WithStore(CAStore(store)), ca.WithAuditor(store, "demo-station"))
+	if err != nil {
+		return nil, fmt.Errorf("open CA: %w", err)
+	}
+	defer authority.Close()
 	wo := WorkOrder{ID: DemoWorkOrder, Product: "demo-board", Quantity: max(cfg.Devices, 1000), Lock: "none"}
 	if err := EnsureWorkOrder(ctx, store, wo); err != nil {
 		return nil, err

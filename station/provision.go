@@ -84,8 +84,24 @@ type Config struct {
 type Provisioner struct {
 	cfg Config
 
+	// caRecords: the issuer records every certificate it signs in the
+	// station database itself (ca.CA opened with ca.WithStore(CAStore(db))),
+	// completing the station's issue intent inside its signature.
+	caRecords bool
+
 	mu       sync.Mutex
 	operator string
+}
+
+// IssuanceRecorder is an Issuer that records each certificate it signs in
+// the station database itself — a ca.CA opened with
+// ca.WithStore(station.CAStore(store)), whose embedded authority stores
+// through smallstep's AuthDB. Given the station's issue intent
+// (IssueRequest.IntentID) it completes that intent before Issue returns,
+// so the station does not record the certificate a second time (one
+// durable commit per certificate, not two).
+type IssuanceRecorder interface {
+	RecordsIssuance() bool
 }
 
 // SetOperator sets the operator recorded with the runs that start from now
@@ -113,7 +129,11 @@ func NewProvisioner(cfg Config) (*Provisioner, error) {
 	if cfg.Baud == 0 {
 		cfg.Baud = 115200
 	}
-	return &Provisioner{cfg: cfg, operator: cfg.Operator}, nil
+	if err := checkIssuerStore(cfg.Issuer, cfg.Store); err != nil {
+		return nil, err
+	}
+	rec, ok := cfg.Issuer.(IssuanceRecorder)
+	return &Provisioner{cfg: cfg, operator: cfg.Operator, caRecords: ok && rec.RecordsIssuance()}, nil
 }
 
 // Result is what a successful provisioning produced.
@@ -448,8 +468,12 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 			res.CertSerial = existing.SerialHex
 			res.Redelivered = true
 		} else {
+			// The intent recorded above is handed to the CA: a CA on the
+			// station database completes it inside its signature, before
+			// the certificate leaves the authority (exactly once, and one
+			// durable commit rather than two).
 			req := ca.IssueRequest{DeviceSerial: r.serial, Validity: cfg.Validity, Profile: cfg.Profile,
-				Model: hello.Model, Backend: hello.Backend, WorkOrder: cfg.WorkOrder}
+				Model: hello.Model, Backend: hello.Backend, WorkOrder: cfg.WorkOrder, IntentID: intent, RunID: r.runID}
 			if cfg.NamesFor != nil {
 				req.Names = cfg.NamesFor(r.serial)
 			}
@@ -462,9 +486,11 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 			}
 			leaf := chain[0]
 			res.CertSerial = SerialHex(leaf)
-			if err := cfg.Store.CompleteIssue(ctx, intent, db.Certificate{SerialHex: res.CertSerial, DeviceSerial: r.serial, IssuerKeyID: leaf.AuthorityKeyId,
-				DER: leaf.Raw, Chain: chainDER, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}); err != nil {
-				return fmt.Errorf("record certificate: %w", err)
+			if !r.p.caRecords {
+				if err := cfg.Store.CompleteIssue(ctx, intent, db.Certificate{SerialHex: res.CertSerial, DeviceSerial: r.serial, IssuerKeyID: leaf.AuthorityKeyId,
+					DER: leaf.Raw, Chain: chainDER, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}); err != nil {
+					return fmt.Errorf("record certificate: %w", err)
+				}
 			}
 		}
 		for _, der := range chainDER {
@@ -474,6 +500,9 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 			}
 			res.Chain = append(res.Chain, cert)
 		}
+		// One spelling of the serial whether issued or re-delivered (the
+		// database keeps its own normalised form).
+		res.CertSerial = SerialHex(res.Chain[0])
 		leafKey, ok := res.Chain[0].PublicKey.(*ecdsa.PublicKey)
 		csrKey, ok2 := csr.PublicKey.(*ecdsa.PublicKey)
 		if !ok || !ok2 || !leafKey.Equal(csrKey) {

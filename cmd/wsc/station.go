@@ -25,11 +25,11 @@ type line struct {
 
 func (l *line) Close() error {
 	var errs []error
-	if l.store != nil {
-		errs = append(errs, l.store.Close())
-	}
 	if l.ca != nil {
 		errs = append(errs, l.ca.Close())
+	}
+	if l.store != nil {
+		errs = append(errs, l.store.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -58,19 +58,22 @@ func openLine(ctx context.Context, path string) (l *line, err error) {
 			return nil, err
 		}
 	}
-	l.ca, err = ca.Open(cfg.CA.Dir, pass)
+	auditKey, err := ca.AuditKey(cfg.CA.Dir, pass)
 	if err != nil {
 		clear(pass)
-		return nil, fmt.Errorf("open CA: %w", err)
-	}
-	auditKey, err := ca.AuditKey(cfg.CA.Dir, pass)
-	clear(pass)
-	if err != nil {
 		return nil, err
 	}
 	l.store, err = db.Open(cfg.Database, db.WithActor(cfg.Station), db.WithAuditSigner(auditKey, 0))
 	if err != nil {
+		clear(pass)
 		return nil, err
+	}
+	// The CA's embedded authority records every certificate it signs, and
+	// revocations, in the station database through smallstep's AuthDB.
+	l.ca, err = ca.Open(cfg.CA.Dir, pass, ca.WithStore(station.CAStore(l.store)), ca.WithAuditor(l.store, cfg.Station))
+	clear(pass)
+	if err != nil {
+		return nil, fmt.Errorf("open CA: %w", err)
 	}
 	if err := station.EnsureWorkOrder(ctx, l.store, cfg.WorkOrder); err != nil {
 		return nil, err
