@@ -80,8 +80,12 @@ func TestStationInTmux(t *testing.T) {
 
 	// Start the work order; pull slot 2's cable while it runs.
 	dev2 := f.bench.Devices[1]
+	// Keys are sent one at a time, each after the screen shows its effect:
+	// characters arriving together read as a barcode scan (ui.ScanRule).
 	m.keys("s")
+	m.waitFor("the work order running", 20*time.Second, "● RUNNING")
 	m.keys("2")
+	m.waitFor("slot 2 selected", 20*time.Second, "Slot 2 ·")
 	deadline := time.Now().Add(30 * time.Second)
 	for !slotRunning(m.screen(), "#2") {
 		if time.Now().After(deadline) {
@@ -99,6 +103,8 @@ func TestStationInTmux(t *testing.T) {
 	dev2.Link.SetConnected(true)
 	time.Sleep(300 * time.Millisecond)
 	m.keys("r")
+	// If the slot had already seen the reseat and restarted, r has nothing
+	// to retry; either way slot 2 must end green.
 	m.waitFor("slot 2 green after retry", 90*time.Second, "#2 ✓ PASSED", "Passed 3")
 }
 
