@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/wsc-project/wsc/ca"
@@ -58,7 +59,9 @@ func openLine(ctx context.Context, path string) (l *line, err error) {
 			return nil, err
 		}
 	}
+	t0 := time.Now()
 	auditKey, err := ca.AuditKey(cfg.CA.Dir, pass)
+	unlockTime = time.Since(t0)
 	if err != nil {
 		clear(pass)
 		return nil, err
@@ -70,7 +73,9 @@ func openLine(ctx context.Context, path string) (l *line, err error) {
 	}
 	// The CA's embedded authority records every certificate it signs, and
 	// revocations, in the station database through smallstep's AuthDB.
+	t0 = time.Now()
 	l.ca, err = ca.Open(cfg.CA.Dir, pass, ca.WithStore(station.CAStore(l.store)), ca.WithAuditor(l.store, cfg.Station))
+	unlockTime += time.Since(t0)
 	clear(pass)
 	if err != nil {
 		return nil, fmt.Errorf("open CA: %w", err)
