@@ -201,6 +201,45 @@ func TestDemoEndToEnd(t *testing.T) {
 			t.Errorf("%s: certificate key is not the TPM-resident IDevID key", r.Serial)
 		}
 		_ = dev.Close()
+		_ = tr.Close()
+
+		// wsc-agent info reports the same: serial, backend, the IDevID's
+		// public key, the chain's NV indices.
+		infoOut, err := exec.Command(agent, "info", "--tpm", sw.URI(), "--device-serial", r.Serial, "--json").Output()
+		if err != nil {
+			t.Fatalf("%s: wsc-agent info: %v", r.Serial, err)
+		}
+		var info struct {
+			Serial  string `json:"serial"`
+			Backend string `json:"backend"`
+			Keys    []struct {
+				Role         string `json:"role"`
+				Handle       uint32 `json:"handle"`
+				PublicKeyPEM string `json:"public_key_pem"`
+			} `json:"keys"`
+			ChainNVIndices []uint32 `json:"chain_nv_indices"`
+		}
+		if err := json.Unmarshal(infoOut, &info); err != nil {
+			t.Fatalf("wsc-agent info --json: %v\n%s", err, infoOut)
+		}
+		if info.Serial != r.Serial || info.Backend != "tpm" || len(info.ChainNVIndices) == 0 {
+			t.Errorf("%s: agent info %+v", r.Serial, info)
+		}
+		foundKey := false
+		for _, k := range info.Keys {
+			if k.Role != "idevid" {
+				continue
+			}
+			blk, _ := pem.Decode([]byte(k.PublicKeyPEM))
+			pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			foundKey = leaf.PublicKey.(*ecdsa.PublicKey).Equal(pub)
+		}
+		if !foundKey {
+			t.Errorf("%s: agent info does not list the certified IDevID key", r.Serial)
+		}
 		_ = sw.Close()
 	}
 
