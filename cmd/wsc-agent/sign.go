@@ -21,16 +21,22 @@ func sign(args []string, stdout io.Writer) error {
 	var bf backendFlags
 	bf.register(fs)
 	out := fs.String("o", "", "signed module to write")
-	// Accept "sign IN -o OUT" as well as "sign -o OUT IN".
+	// Flags and the input file may come in any order ("--tpm U in.wasm -o
+	// out.wasm"): parse, take a positional argument, parse the rest.
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 	var in string
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		in, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if in == "" && fs.NArg() == 1 {
-		in = fs.Arg(0)
+	if len(pos) == 1 {
+		in = pos[0]
 	}
 	if in == "" || *out == "" {
 		return errors.New("sign: want IN.wasm -o OUT.wasm")
