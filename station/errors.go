@@ -3,6 +3,9 @@ package station
 import (
 	"errors"
 	"fmt"
+
+	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/db"
 )
 
 // Sentinel errors a slot can fail with; match them with errors.Is.
@@ -24,6 +27,12 @@ func instruction(s Step, err error, slot int) string {
 		return fmt.Sprintf("The label does not match the device on slot %d: check you scanned the right board, then rescan and press r.", slot)
 	case errors.Is(err, ErrAttestation):
 		return fmt.Sprintf("The device on slot %d failed attestation: do not retry; put it in the red bin.", slot)
+	case errors.Is(err, db.ErrQuotaExceeded) || errors.Is(err, ca.ErrQuotaExceeded):
+		return "The work order's quantity is reached: stop the work order (s) and ask the shift lead for the next one. The device is safe to provision later."
+	case errors.Is(err, db.ErrDiskFull):
+		return "The station's disk is full: call the shift lead. Nothing was half-written; the device is safe to retry."
+	case errors.Is(err, db.ErrKeyConflict) || errors.Is(err, ca.ErrKeyConflict):
+		return fmt.Sprintf("The device on slot %d presents a key already certified for another device: put it in the red bin and call the shift lead.", slot)
 	}
 	switch s {
 	case StepConnect:
