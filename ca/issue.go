@@ -10,6 +10,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 	"time"
 
@@ -33,6 +34,11 @@ var (
 // Backdate is subtracted from NotBefore to absorb small clock differences
 // between the station and verifiers.
 const Backdate = time.Minute
+
+// MaxExactBackdate is how far in the past an exact IssueRequest.NotBefore
+// may lie: compressed certificate forms store the issue date to the hour,
+// so their notBefore is the start of the current hour.
+const MaxExactBackdate = time.Hour + Backdate
 
 var (
 	oidExtSubjectAltName    = asn1.ObjectIdentifier{2, 5, 29, 17}
@@ -68,6 +74,19 @@ type IssueRequest struct {
 	IntentID int64
 	// RunID ties the intent the CA records to a provisioning run.
 	RunID int64
+
+	// SerialNumber, when set, is the certificate's serial number, used as
+	// given. It is for certificates that must be rebuilt byte for byte from
+	// a compressed form (an ATECC608's Microchip compressed certificate
+	// derives the serial from the public key and the encoded dates). It must
+	// be positive and at most 20 octets (RFC 5280 4.1.2.2). A serial the
+	// CA already issued fails when the certificate is recorded.
+	SerialNumber *big.Int
+	// NotBefore and NotAfter, when set (both or neither), are the exact
+	// validity: no backdating, no rounding, and Validity must be zero. The
+	// CA refuses (ErrIssueRequest) rather than change them: the period must
+	// lie within the issuer's validity, and NotAfter must be in the future.
+	NotBefore, NotAfter time.Time
 }
 
 // hardwareModuleName is RFC 4108 HardwareModuleName.
@@ -242,22 +261,13 @@ func (c *CA) template(csr *x509.CertificateRequest, req IssueRequest) (*x509.Cer
 			return nil, fmt.Errorf("%w: %q", ErrNameNotPermitted, n)
 		}
 	}
-	validity := time.Duration(prof.Validity)
-	if req.Validity > 0 {
-		validity = req.Validity
+	notBefore, notAfter, err := c.validity(req, time.Duration(prof.Validity), issuer)
+	if err != nil {
+		return nil, err
 	}
-	if validity <= 0 {
-		return nil, fmt.Errorf("%w: validity must be > 0", ErrIssueRequest)
-	}
-	now := c.now().UTC().Truncate(time.Second)
-	notBefore := now.Add(-Backdate)
-	notAfter := now.Add(validity)
-	// A certificate must not outlive its issuer.
-	if notAfter.After(issuer.NotAfter) {
-		notAfter = issuer.NotAfter
-	}
-	if !notAfter.After(notBefore) {
-		return nil, fmt.Errorf("%w: issuer expired or validity too short", ErrIssueRequest)
+	serial, err := checkSerial(req.SerialNumber)
+	if err != nil {
+		return nil, err
 	}
 	hwType := prof.hwOID
 	if len(req.HWModuleOID) > 0 {
@@ -276,6 +286,8 @@ func (c *CA) template(csr *x509.CertificateRequest, req IssueRequest) (*x509.Cer
 		subj.Organization = []string{prof.Organization}
 	}
 	return &x509.Certificate{
+		// nil: smallstep draws a random serial.
+		SerialNumber:          serial,
 		Subject:               subj,
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
@@ -291,6 +303,72 @@ func (c *CA) template(csr *x509.CertificateRequest, req IssueRequest) (*x509.Cer
 		PublicKey:             csr.PublicKey,
 		PublicKeyAlgorithm:    csr.PublicKeyAlgorithm,
 	}, nil
+}
+
+// validity returns the certificate's period. Without exact dates in req it
+// is now-Backdate .. now+validity, cut at the issuer's notAfter (a
+// certificate must not outlive its issuer). Exact dates are used as given
+// or refused, never adjusted: a certificate rebuilt from a compressed form
+// must carry exactly the dates its compressed form encodes.
+func (c *CA) validity(req IssueRequest, profValidity time.Duration, issuer *x509.Certificate) (notBefore, notAfter time.Time, err error) {
+	now := c.now().UTC().Truncate(time.Second)
+	if req.NotBefore.IsZero() != req.NotAfter.IsZero() {
+		return notBefore, notAfter, fmt.Errorf("%w: give both NotBefore and NotAfter, or neither", ErrIssueRequest)
+	}
+	if !req.NotBefore.IsZero() {
+		notBefore, notAfter = req.NotBefore.UTC(), req.NotAfter.UTC()
+		switch {
+		case req.Validity != 0:
+			return notBefore, notAfter, fmt.Errorf("%w: exact NotBefore/NotAfter and a Validity were both given", ErrIssueRequest)
+		case !notAfter.After(notBefore):
+			return notBefore, notAfter, fmt.Errorf("%w: NotAfter %s is not after NotBefore %s", ErrIssueRequest, notAfter.Format(time.RFC3339), notBefore.Format(time.RFC3339))
+		case notBefore.Before(now.Add(-MaxExactBackdate)):
+			// Backdating is how a signer makes a certificate look older than
+			// it is; only the hour truncation of compressed forms is allowed.
+			// (A notBefore before the issuer's own is not refused: path
+			// validation checks each certificate at verification time, and
+			// within a new intermediate's first hour it is unavoidable.)
+			return notBefore, notAfter, fmt.Errorf("%w: NotBefore %s lies more than %s in the past", ErrIssueRequest, notBefore.Format(time.RFC3339), MaxExactBackdate)
+		case notAfter.After(issuer.NotAfter):
+			return notBefore, notAfter, fmt.Errorf("%w: NotAfter %s is after the issuer's notAfter %s (a certificate must not outlive its issuer; the dates are not shortened because they are given exactly)",
+				ErrIssueRequest, notAfter.Format(time.RFC3339), issuer.NotAfter.UTC().Format(time.RFC3339))
+		case !notAfter.After(now):
+			return notBefore, notAfter, fmt.Errorf("%w: NotAfter %s is in the past", ErrIssueRequest, notAfter.Format(time.RFC3339))
+		}
+		return notBefore, notAfter, nil
+	}
+	validity := profValidity
+	if req.Validity > 0 {
+		validity = req.Validity
+	}
+	if validity <= 0 {
+		return notBefore, notAfter, fmt.Errorf("%w: validity must be > 0", ErrIssueRequest)
+	}
+	notBefore = now.Add(-Backdate)
+	notAfter = now.Add(validity)
+	if notAfter.After(issuer.NotAfter) {
+		notAfter = issuer.NotAfter
+	}
+	if !notAfter.After(notBefore) {
+		return notBefore, notAfter, fmt.Errorf("%w: issuer expired or validity too short", ErrIssueRequest)
+	}
+	return notBefore, notAfter, nil
+}
+
+// checkSerial validates a caller-given serial number (nil: none given).
+func checkSerial(sn *big.Int) (*big.Int, error) {
+	if sn == nil {
+		return nil, nil
+	}
+	if sn.Sign() <= 0 {
+		return nil, fmt.Errorf("%w: serial number must be positive", ErrIssueRequest)
+	}
+	// RFC 5280: at most 20 octets in DER, whose INTEGER adds a leading zero
+	// octet when the top bit is set.
+	if n := (sn.BitLen() + 8) / 8; n > 20 {
+		return nil, fmt.Errorf("%w: serial number of %d octets (at most 20)", ErrIssueRequest, n)
+	}
+	return new(big.Int).Set(sn), nil
 }
 
 // permitted applies RFC 5280 dNSName constraints: n equals a permitted
@@ -392,4 +470,12 @@ func HardwareModuleNames(cert *x509.Certificate) ([]HardwareModuleName, error) {
 		}
 	}
 	return out, nil
+}
+
+// Profile returns the CA's default device certificate profile (the one an
+// IssueRequest without a Profile gets).
+func (c *CA) Profile() *Profile {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.profile
 }

@@ -80,15 +80,16 @@ func newTestLineOpts(t testing.TB, bc sim.BenchConfig) *testLine {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	roots, err := LoadCertPool(b.VendorRoot)
-	if err != nil {
-		t.Fatal(err)
+	pc := Config{Issuer: c, Store: store, Station: "test", Operator: "op", WorkOrder: "WO-1"}
+	if b.VendorRoot != "" { // the bench has TPM devices
+		if pc.VendorRoots, err = LoadCertPool(b.VendorRoot); err != nil {
+			t.Fatal(err)
+		}
+		if pc.VendorIntermediates, err = LoadCertPool(b.VendorIssuer); err != nil {
+			t.Fatal(err)
+		}
 	}
-	inters, err := LoadCertPool(b.VendorIssuer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewProvisioner(Config{Issuer: c, Store: store, VendorRoots: roots, VendorIntermediates: inters, Station: "test", Operator: "op", WorkOrder: "WO-1"})
+	p, err := NewProvisioner(pc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,5 +250,28 @@ func TestQuarantineAfterFailures(t *testing.T) {
 	q := log.waitFor(t, "quarantine", 30*time.Second, func(e Event) bool { return e.State == StateQuarantined })
 	if !strings.Contains(q.Detail, "red bin") {
 		t.Fatalf("quarantine detail %q", q.Detail)
+	}
+}
+
+// TestQuotaReached: a work order of quantity 1 provisions one device; the
+// second is refused before anything is signed, with an instruction that
+// names the work order's end, and no certificate is recorded for it.
+func TestQuotaReached(t *testing.T) {
+	l := newTestLine(t, 2, "")
+	ctx := context.Background()
+	if err := EnsureWorkOrder(ctx, l.store, WorkOrder{ID: "WO-SMALL", Product: "p", Quantity: 1, Lock: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	l.prov.cfg.WorkOrder = "WO-SMALL"
+	if _, err := l.prov.Provision(ctx, Job{Slot: 1, Port: l.bench.Devices[0].Port}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := l.prov.Provision(ctx, Job{Slot: 2, Port: l.bench.Devices[1].Port})
+	var se *StepError
+	if !errors.As(err, &se) || !strings.Contains(se.Instruction, "quantity is reached") {
+		t.Fatalf("second device on a full work order: %v", err)
+	}
+	if certs, _ := l.store.Certificates(ctx, l.bench.Devices[1].Serial); len(certs) != 0 {
+		t.Fatalf("a certificate was recorded beyond the quota")
 	}
 }

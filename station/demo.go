@@ -20,8 +20,9 @@ import (
 	"github.com/wsc-project/wsc/wasmsign"
 )
 
-// DemoConfig describes a demo run: a fresh CA, N simulated TPM devices and
-// the whole provisioning sequence for each.
+// DemoConfig describes a demo run: a fresh CA, N simulated devices (TPM,
+// or TPM and secure element as Mix says) and the whole provisioning
+// sequence for each.
 type DemoConfig struct {
 	// Workspace is the folder everything goes in (created if missing).
 	Workspace string
@@ -29,8 +30,11 @@ type DemoConfig struct {
 	Devices int
 	// AgentBinary is the wsc-agent executable the simulated devices run.
 	AgentBinary string
-	// LatencyProfile makes every agent wait as a real TPM chip would.
+	// LatencyProfile makes every agent wait as a real TPM chip would; with
+	// it, secure elements take the ATECC608 datasheet's execution times.
 	LatencyProfile string
+	// Mix assigns device kinds round-robin ("tpm", "se"); empty: all TPM.
+	Mix []string
 	// Events receives every slot event (safe for concurrent use).
 	Events func(Event)
 	// Progress receives set-up messages.
@@ -135,25 +139,27 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (rep *DemoReport, err error) {
 	}
 
 	bench, err := sim.StartBench(ctx, sim.BenchConfig{
-		Dir: ws, N: cfg.Devices, SerialPrefix: "SIM", AgentBinary: cfg.AgentBinary,
-		LatencyProfile: cfg.LatencyProfile, AgentLogDir: filepath.Join(ws, "logs"), Progress: progress,
+		Dir: ws, N: cfg.Devices, SerialPrefix: "SIM", AgentBinary: cfg.AgentBinary, Mix: cfg.Mix,
+		LatencyProfile: cfg.LatencyProfile, SEDatasheetTimings: cfg.LatencyProfile != "",
+		AgentLogDir: filepath.Join(ws, "logs"), Progress: progress,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start simulated devices: %w", err)
 	}
 	defer bench.Close()
-	roots, err := LoadCertPool(bench.VendorRoot)
-	if err != nil {
-		return nil, err
-	}
-	inters, err := LoadCertPool(bench.VendorIssuer)
-	if err != nil {
-		return nil, err
-	}
-	p, err := NewProvisioner(Config{
-		Issuer: authority, Store: store, VendorRoots: roots, VendorIntermediates: inters,
+	pcfg := Config{
+		Issuer: authority, Store: store,
 		Station: "demo-station", Operator: "demo", WorkOrder: DemoWorkOrder, EOLModuleDir: filepath.Join(ws, "firmware"),
-	})
+	}
+	if bench.VendorRoot != "" { // the bench has TPM devices
+		if pcfg.VendorRoots, err = LoadCertPool(bench.VendorRoot); err != nil {
+			return nil, err
+		}
+		if pcfg.VendorIntermediates, err = LoadCertPool(bench.VendorIssuer); err != nil {
+			return nil, err
+		}
+	}
+	p, err := NewProvisioner(pcfg)
 	if err != nil {
 		return nil, err
 	}

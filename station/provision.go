@@ -341,6 +341,16 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 	if !attest && hello.Backend == "tpm" {
 		return nil, &StepError{Step: StepHello, Instruction: instruction(StepAttest, ErrAttestation, r.job.Slot), Err: fmt.Errorf("%w: TPM device does not offer attestation", ErrAttestation)}
 	}
+	// A secure element gets a compressible certificate: whole-year
+	// validity. A profile that cannot give one is refused here, before the
+	// chip makes a key.
+	isSE := hello.Backend == backendSE
+	var seYears int
+	if isSE {
+		if seYears, err = r.p.seYears(); err != nil {
+			return nil, profileStepError(err)
+		}
+	}
 
 	var ek *proto.GetEKResponse
 	var ekCheck *async
@@ -392,6 +402,11 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		}
 		if err := csr.CheckSignature(); err != nil {
 			return fmt.Errorf("CSR signature: %w", err)
+		}
+		if isSE {
+			// The SE's proof: the chip signed the CSR (checked above) with
+			// the key GenKey reported.
+			return checkSEKey(keys, csr)
 		}
 		if !attest {
 			return nil
@@ -448,7 +463,9 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 	}
 
 	res := &Result{Serial: r.serial, Backend: hello.Backend}
-	var chainDER [][]byte
+	// chainDER is the issued chain (leaf first); installDER what the device
+	// stores and reads back (the same, but for a secure element).
+	var chainDER, installDER [][]byte
 	err = r.do(ctx, StepIssue, func() error {
 		if err := r.recording.wait(); err != nil {
 			return err
@@ -477,6 +494,11 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 			if cfg.NamesFor != nil {
 				req.Names = cfg.NamesFor(r.serial)
 			}
+			if isSE {
+				if err := compressibleRequest(&req, csr, seYears, time.Now(), currentIssuer(cfg.Issuer)); err != nil {
+					return err
+				}
+			}
 			chain, err := cfg.Issuer.Issue(ctx, keys.CSR, req)
 			if err != nil {
 				return fmt.Errorf("issue: %w", err)
@@ -493,6 +515,7 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 				}
 			}
 		}
+		installDER = chainDER
 		for _, der := range chainDER {
 			cert, err := x509.ParseCertificate(der)
 			if err != nil {
@@ -508,17 +531,24 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		if !ok || !ok2 || !leafKey.Equal(csrKey) {
 			return errors.New("issued certificate does not carry the device key")
 		}
+		if isSE {
+			// The chip stores the device certificate and its signer only.
+			if err := checkSEChain(res.Chain); err != nil {
+				return err
+			}
+			installDER = chainDER[:2]
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	err = r.do(ctx, StepInstall, func() error {
-		got, err := c.InstallChain(ctx, proto.InstallChainRequest{Chain: chainDER})
+		got, err := c.InstallChain(ctx, proto.InstallChainRequest{Chain: installDER})
 		if err != nil {
 			return err
 		}
-		if !bytes.Equal(got.SHA256, chainSum(chainDER)) {
+		if !bytes.Equal(got.SHA256, chainSum(installDER)) {
 			return errors.New("device stored a different chain than sent")
 		}
 		return nil
@@ -536,11 +566,11 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		if err != nil {
 			return err
 		}
-		if len(got.Chain) != len(chainDER) {
-			return fmt.Errorf("%w: read %d certificates, wrote %d", ErrReadBack, len(got.Chain), len(chainDER))
+		if len(got.Chain) != len(installDER) {
+			return fmt.Errorf("%w: read %d certificates, wrote %d", ErrReadBack, len(got.Chain), len(installDER))
 		}
 		for i := range got.Chain {
-			if !bytes.Equal(got.Chain[i], chainDER[i]) {
+			if !bytes.Equal(got.Chain[i], installDER[i]) {
 				return fmt.Errorf("%w: certificate %d differs", ErrReadBack, i)
 			}
 		}

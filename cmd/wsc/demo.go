@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 
@@ -27,14 +28,17 @@ func demoCmd() *cobra.Command {
 		headless  bool
 		agentBin  string
 		profile   string
+		mix       []string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Provision simulated TPM devices end to end with a fresh private CA",
+		Short: "Provision simulated TPM (and secure-element) devices end to end with a fresh private CA",
 		Long: `demo creates a private CA (root + station intermediate) in WORKSPACE/ca, starts N simulated
 devices — each a wsc-agent process on a real pseudo-terminal backed by its own swtpm with EK
 certificates — and provisions them all: attestation, CSR, issuance, chain into TPM NV, read-back,
-end-of-line signature, records in WORKSPACE/station.db. Exit status 0 only if every device passed.`,
+end-of-line signature, records in WORKSPACE/station.db. With --mix tpm,se every second device has an
+ATECC608 secure element (emulated) instead: key made by GenKey in the chip, chain stored as Microchip
+compressed certificates. Exit status 0 only if every device passed.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if workspace == "" {
 				var err error
@@ -53,7 +57,12 @@ end-of-line signature, records in WORKSPACE/station.db. Exit status 0 only if ev
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			cfg := station.DemoConfig{Workspace: abs, Devices: n, AgentBinary: agent, LatencyProfile: profile}
+			for _, k := range mix {
+				if k != "tpm" && k != "se" {
+					return &exitError{code: 2, err: fmt.Errorf("--mix: unknown device kind %q (want tpm or se, e.g. --mix tpm,se)", k)}
+				}
+			}
+			cfg := station.DemoConfig{Workspace: abs, Devices: n, AgentBinary: agent, LatencyProfile: profile, Mix: mix}
 			out := cmd.OutOrStdout()
 			var rep *station.DemoReport
 			if !headless && term.IsTerminal(int(os.Stdout.Fd())) {
@@ -77,13 +86,18 @@ end-of-line signature, records in WORKSPACE/station.db. Exit status 0 only if ev
 	cmd.Flags().StringVar(&workspace, "workspace", "", "folder for the CA, database, TPM states and logs (default: a fresh temporary folder)")
 	cmd.Flags().BoolVar(&headless, "headless", false, "print one line per event instead of the terminal view")
 	cmd.Flags().StringVar(&agentBin, "agent", "", "wsc-agent executable (default: next to wsc, then $PATH)")
-	cmd.Flags().StringVar(&profile, "latency-profile", "", "make simulated TPMs as slow as a real chip (slb9670, slb9672, st33, npct750, attpm20)")
+	cmd.Flags().StringVar(&profile, "latency-profile", "", "make simulated TPMs as slow as a real chip (slb9670, slb9672, st33, npct750, attpm20); secure elements then take the ATECC608 datasheet's times")
+	cmd.Flags().StringSliceVar(&mix, "mix", nil, "device kinds assigned round-robin: tpm, se (ATECC608 secure element), e.g. --mix tpm,se (default all tpm)")
 	return cmd
 }
 
 // demoTUI runs the demo behind the bubbletea slot view.
 func demoTUI(ctx context.Context, cfg station.DemoConfig) (*station.DemoReport, error) {
-	p := tea.NewProgram(ui.NewDemoModel("wsc demo — provisioning simulated TPM devices", cfg.Devices), tea.WithContext(ctx))
+	title := "wsc demo — provisioning simulated TPM devices"
+	if len(cfg.Mix) > 0 {
+		title = "wsc demo — provisioning simulated devices (" + strings.Join(cfg.Mix, ", ") + ")"
+	}
+	p := tea.NewProgram(ui.NewDemoModel(title, cfg.Devices), tea.WithContext(ctx))
 	cfg.Progress = func(s string) { p.Send(ui.ProgressMsg(s)) }
 	cfg.Events = func(e station.Event) { p.Send(ui.EventMsg(e)) }
 	var (
@@ -107,10 +121,10 @@ func demoTUI(ctx context.Context, cfg station.DemoConfig) (*station.DemoReport, 
 func printSummary(w io.Writer, rep *station.DemoReport) {
 	fmt.Fprintf(w, "\nworkspace: %s\n", rep.Workspace)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SLOT\tDEVICE\tCERTIFICATE SERIAL\tSECONDS\tRESULT")
+	fmt.Fprintln(tw, "SLOT\tDEVICE\tBACKEND\tCERTIFICATE SERIAL\tSECONDS\tRESULT")
 	for _, o := range rep.Outcomes {
 		if o.Err != nil {
-			fmt.Fprintf(tw, "%d\t%s\t-\t-\tFAILED: %v\n", o.Job.Slot, o.Job.Port, o.Err)
+			fmt.Fprintf(tw, "%d\t%s\t-\t-\t-\tFAILED: %v\n", o.Job.Slot, o.Job.Port, o.Err)
 			continue
 		}
 		r := o.Result
@@ -118,7 +132,7 @@ func printSummary(w io.Writer, rep *station.DemoReport) {
 		if r.Redelivered {
 			res = "ok (re-delivered)"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.3f\t%s\n", o.Job.Slot, r.Serial, r.CertSerial, r.Duration.Seconds(), res)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%.3f\t%s\n", o.Job.Slot, r.Serial, r.Backend, r.CertSerial, r.Duration.Seconds(), res)
 	}
 	_ = tw.Flush()
 	ok := 0

@@ -1,7 +1,9 @@
 // Package sim runs simulated devices for the demo and the tests: each is a
 // real wsc-agent process on one end of a real pseudo-terminal pair, backed by
-// its own swtpm instance with endorsement-key certificates. Nothing in it is
-// a mock: the station talks to these devices exactly as to boards on a bench.
+// its own swtpm instance with endorsement-key certificates or by its own
+// emulated ATECC608 secure element (devices/se, byte-level). Nothing in it
+// is a mock: the station talks to these devices exactly as to boards on a
+// bench.
 package sim
 
 import (
@@ -15,14 +17,31 @@ import (
 	"syscall"
 )
 
+// Device kinds: what holds a simulated device's key.
+const (
+	// KindTPM is a device with a TPM 2.0 (swtpm with EK certificates).
+	KindTPM = "tpm"
+	// KindSE is a device with an ATECC608-class secure element (the
+	// byte-level emulator in devices/se, state in Dir/se.state).
+	KindSE = "se"
+)
+
 // DeviceConfig describes one simulated device.
 type DeviceConfig struct {
-	// Dir is the device's folder (TPM state, sockets).
+	// Dir is the device's folder (TPM or secure-element state, sockets).
 	Dir string
+	// Kind is KindTPM (default) or KindSE.
+	Kind string
 	// AgentBinary is the path of the wsc-agent executable.
 	AgentBinary string
-	// Serial is the device serial the agent reports (its "label").
+	// Serial is the device serial the agent of a TPM device reports (its
+	// "label"). A secure element reports its chip serial instead; for
+	// KindSE it is ignored and Device.Serial is read from the chip.
 	Serial string
+	// SEDatasheetTimings makes a secure element take the datasheet's
+	// maximum execution times (GenKey and Sign 115 ms, ...), as a real
+	// ATECC608 would.
+	SEDatasheetTimings bool
 	// LatencyProfile, when set, makes the agent wait as a real TPM chip would
 	// (e.g. "slb9670").
 	LatencyProfile string
@@ -38,12 +57,17 @@ type DeviceConfig struct {
 
 // Device is a running simulated device.
 type Device struct {
-	// Serial is the device serial the agent reports.
+	// Serial is the device serial the agent reports (for a secure element,
+	// the chip's serial number in hex, read from its config zone).
 	Serial string
+	// Kind is KindTPM or KindSE.
+	Kind string
 	// Port is the station's end of the cable (a pseudo-terminal path).
 	Port string
-	// TPM is the device's swtpm.
+	// TPM is the device's swtpm (nil for a secure element).
 	TPM *SWTPM
+	// SEState is the secure element's emulator state file (KindSE).
+	SEState string
 	// Link is the simulated cable.
 	Link *Link
 
@@ -52,17 +76,32 @@ type Device struct {
 }
 
 // StartDevice starts swtpm on the already manufactured TPM state in
-// cfg.Dir/tpm, creates the cable and starts the agent on its far end.
+// cfg.Dir/tpm (or, for a secure element, opens the chip state in
+// cfg.Dir/se.state, creating a blank chip if there is none), creates the
+// cable and starts the agent on its far end.
 func StartDevice(ctx context.Context, cfg DeviceConfig) (d *Device, err error) {
-	d = &Device{Serial: cfg.Serial, cfg: cfg}
+	if cfg.Kind == "" {
+		cfg.Kind = KindTPM
+	}
+	d = &Device{Serial: cfg.Serial, Kind: cfg.Kind, cfg: cfg}
 	defer func() {
 		if err != nil {
 			_ = d.Close()
 		}
 	}()
-	d.TPM, err = StartSWTPM(ctx, filepath.Join(cfg.Dir, "tpm"))
-	if err != nil {
-		return nil, err
+	switch cfg.Kind {
+	case KindTPM:
+		d.TPM, err = StartSWTPM(ctx, filepath.Join(cfg.Dir, "tpm"))
+		if err != nil {
+			return nil, err
+		}
+	case KindSE:
+		d.SEState = filepath.Join(cfg.Dir, SEStateFile)
+		if d.Serial, err = ManufactureSE(d.SEState); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("simulated device kind %q: want %q or %q", cfg.Kind, KindTPM, KindSE)
 	}
 	d.Link, err = NewLink(cfg.Relay, WithBaud(cfg.Baud))
 	if err != nil {
@@ -81,9 +120,14 @@ func (d *Device) StartAgent() error {
 	if d.agent != nil && !d.agent.exited() {
 		return errors.New("agent already running")
 	}
-	args := []string{"serve", "--serial", d.Link.AgentPath, "--tpm", d.TPM.URI(), "--device-serial", d.cfg.Serial}
-	if d.cfg.LatencyProfile != "" {
-		args = append(args, "--latency-profile", d.cfg.LatencyProfile)
+	var args []string
+	if d.Kind == KindSE {
+		args = []string{"serve", "--serial", d.Link.AgentPath, "--se", d.SEURI()}
+	} else {
+		args = []string{"serve", "--serial", d.Link.AgentPath, "--tpm", d.TPM.URI(), "--device-serial", d.cfg.Serial}
+		if d.cfg.LatencyProfile != "" {
+			args = append(args, "--latency-profile", d.cfg.LatencyProfile)
+		}
 	}
 	args = append(args, d.cfg.ExtraArgs...)
 	cmd := exec.Command(d.cfg.AgentBinary, args...)
@@ -92,7 +136,7 @@ func (d *Device) StartAgent() error {
 	cmd.Stderr = d.cfg.AgentLog
 	p, err := startProcess(cmd)
 	if err != nil {
-		return fmt.Errorf("start agent for %s: %w", d.cfg.Serial, err)
+		return fmt.Errorf("start agent for %s: %w", d.Serial, err)
 	}
 	d.agent = p
 	return nil
@@ -131,13 +175,22 @@ func (d *Device) Close() error {
 
 // BenchConfig describes a bench of simulated devices.
 type BenchConfig struct {
-	// Dir is the workspace; each device gets Dir/devices/<serial>, and the
-	// TPM vendor certificates are published in Dir/tpm-vendor.
+	// Dir is the workspace; each device gets Dir/devices/<prefix>-000N (for
+	// a TPM device also its serial), and the TPM vendor certificates are
+	// published in Dir/tpm-vendor.
 	Dir string
 	// N is the number of devices.
 	N int
 	// SerialPrefix names the devices: <prefix>-0001, <prefix>-0002, ...
+	// (TPM devices report these serials; secure elements their chip's).
 	SerialPrefix string
+	// Mix assigns device kinds round-robin: ["tpm", "se"] makes devices 1,
+	// 3, 5... TPM devices and 2, 4, 6... secure-element devices. Empty:
+	// all TPM.
+	Mix []string
+	// SEDatasheetTimings makes every secure element as slow as the
+	// ATECC608 datasheet's maximum execution times.
+	SEDatasheetTimings bool
 	// AgentBinary is the path of the wsc-agent executable.
 	AgentBinary string
 	// LatencyProfile is passed to every agent.
@@ -156,14 +209,16 @@ type BenchConfig struct {
 type Bench struct {
 	Devices []*Device
 	// VendorRoot and VendorIssuer are the TPM vendor's CA certificates (PEM
-	// paths) that verify every device's EK certificate.
+	// paths) that verify every device's EK certificate; empty when the
+	// bench has no TPM device.
 	VendorRoot, VendorIssuer string
 
 	logs []*os.File
 }
 
-// StartBench manufactures N TPMs (each with its own EK certificate from one
-// simulated vendor CA) and starts a device on each. The vendor CA's private
+// StartBench manufactures N devices — TPMs (each with its own EK
+// certificate from one simulated vendor CA) and, as cfg.Mix says, secure
+// elements (blank emulated chips) — and starts a device on each. The vendor CA's private
 // keys live in a temporary folder outside the workspace and are removed
 // before StartBench returns.
 func StartBench(ctx context.Context, cfg BenchConfig) (b *Bench, err error) {
@@ -177,11 +232,21 @@ func StartBench(ctx context.Context, cfg BenchConfig) (b *Bench, err error) {
 	if progress == nil {
 		progress = func(string) {}
 	}
-	vendor, err := NewVendor()
-	if err != nil {
-		return nil, err
+	kinds := make([]string, cfg.N)
+	tpms := 0
+	for i := range kinds {
+		kinds[i] = KindTPM
+		if len(cfg.Mix) > 0 {
+			kinds[i] = cfg.Mix[i%len(cfg.Mix)]
+		}
+		switch kinds[i] {
+		case KindTPM:
+			tpms++
+		case KindSE:
+		default:
+			return nil, fmt.Errorf("bench mix: unknown device kind %q (want %q or %q)", kinds[i], KindTPM, KindSE)
+		}
 	}
-	defer vendor.Close()
 	b = &Bench{}
 	defer func() {
 		if err != nil {
@@ -191,16 +256,28 @@ func StartBench(ctx context.Context, cfg BenchConfig) (b *Bench, err error) {
 	serials := make([]string, cfg.N)
 	for i := range cfg.N {
 		serials[i] = fmt.Sprintf("%s-%04d", cfg.SerialPrefix, i+1)
-		progress(fmt.Sprintf("manufacturing TPM for %s (swtpm_setup, EK certificates)", serials[i]))
-		if err := vendor.Manufacture(ctx, filepath.Join(cfg.Dir, "devices", serials[i], "tpm")); err != nil {
+	}
+	if tpms > 0 {
+		vendor, err := NewVendor()
+		if err != nil {
+			return nil, err
+		}
+		defer vendor.Close()
+		for i, serial := range serials {
+			if kinds[i] != KindTPM {
+				continue
+			}
+			progress(fmt.Sprintf("manufacturing TPM for %s (swtpm_setup, EK certificates)", serial))
+			if err := vendor.Manufacture(ctx, filepath.Join(cfg.Dir, "devices", serial, "tpm")); err != nil {
+				return nil, err
+			}
+		}
+		b.VendorRoot, b.VendorIssuer, err = vendor.Publish(filepath.Join(cfg.Dir, "tpm-vendor"))
+		if err != nil {
 			return nil, err
 		}
 	}
-	b.VendorRoot, b.VendorIssuer, err = vendor.Publish(filepath.Join(cfg.Dir, "tpm-vendor"))
-	if err != nil {
-		return nil, err
-	}
-	for _, serial := range serials {
+	for i, serial := range serials {
 		var log io.Writer
 		if cfg.AgentLogDir != "" {
 			if err := os.MkdirAll(cfg.AgentLogDir, 0o755); err != nil {
@@ -213,15 +290,21 @@ func StartBench(ctx context.Context, cfg BenchConfig) (b *Bench, err error) {
 			b.logs = append(b.logs, f)
 			log = f
 		}
-		progress(fmt.Sprintf("starting swtpm and agent for %s", serial))
+		if kinds[i] == KindSE {
+			progress(fmt.Sprintf("starting secure element (ATECC608 emulator) and agent for %s", serial))
+		} else {
+			progress(fmt.Sprintf("starting swtpm and agent for %s", serial))
+		}
 		d, err := StartDevice(ctx, DeviceConfig{
-			Dir:            filepath.Join(cfg.Dir, "devices", serial),
-			AgentBinary:    cfg.AgentBinary,
-			Serial:         serial,
-			LatencyProfile: cfg.LatencyProfile,
-			Relay:          cfg.Relay,
-			Baud:           cfg.Baud,
-			AgentLog:       log,
+			Dir:                filepath.Join(cfg.Dir, "devices", serial),
+			Kind:               kinds[i],
+			AgentBinary:        cfg.AgentBinary,
+			Serial:             serial,
+			LatencyProfile:     cfg.LatencyProfile,
+			SEDatasheetTimings: cfg.SEDatasheetTimings,
+			Relay:              cfg.Relay,
+			Baud:               cfg.Baud,
+			AgentLog:           log,
 		})
 		if err != nil {
 			return nil, err

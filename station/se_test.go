@@ -1,0 +1,142 @@
+package station
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/devices/agent"
+	"github.com/wsc-project/wsc/devices/se"
+	"github.com/wsc-project/wsc/devices/sim"
+)
+
+// openSE opens a simulated device's chip state as a provisioned chip
+// (the device's agent must be stopped).
+func openSE(t *testing.T, d *sim.Device) (*agent.SEBackend, *se.Chip, func()) {
+	t.Helper()
+	uri := "emulator:" + d.SEState
+	chip, closer, err := agent.OpenSE(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := agent.NewSEBackend(chip, agent.WithCertDefPath(agent.DefaultCertDefPath(uri)), agent.WithPersonalize(false))
+	if err != nil {
+		closer.Close()
+		t.Fatal(err)
+	}
+	return b, chip, func() { closer.Close() }
+}
+
+// TestProvisionSE provisions a secure-element device end to end — real
+// pseudo-terminal, real wsc-agent process on the ATECC608 emulator, real CA
+// and database — and checks what the chip holds: the compressed chain
+// rebuilds byte for byte into the issued chain, which verifies to the root.
+func TestProvisionSE(t *testing.T) {
+	l := newTestLineOpts(t, sim.BenchConfig{N: 1, Mix: []string{"se"}})
+	d := l.bench.Devices[0]
+	if d.Kind != sim.KindSE || d.Serial == "" || d.TPM != nil {
+		t.Fatalf("simulated device: kind %q serial %q tpm %v", d.Kind, d.Serial, d.TPM)
+	}
+	ctx := context.Background()
+	res, err := l.prov.Provision(ctx, Job{Slot: 1, Port: d.Port, Label: d.Serial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Backend != "se" || res.Serial != d.Serial {
+		t.Fatalf("result backend %q serial %q, want se %q", res.Backend, res.Serial, d.Serial)
+	}
+	if _, ok := res.Steps[StepEK]; ok {
+		t.Error("an SE device went through the EK step")
+	}
+	leaf := res.Chain[0]
+	// The serial and dates are the compressed form's.
+	pub := leaf.PublicKey.(*ecdsa.PublicKey)
+	// The default profile says 15 years, the test intermediate lives 5*365
+	// days: the most whole years that fit, 4.
+	years := leaf.NotAfter.Year() - leaf.NotBefore.Year()
+	sn, nb, na, err := se.DeviceCertParams(pub, leaf.NotBefore, years)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if years != 4 || !leaf.NotBefore.Equal(nb) || !leaf.NotAfter.Equal(na) || leaf.SerialNumber.Cmp(sn) != 0 {
+		t.Errorf("leaf serial %x validity %v..%v (%d years): want derived serial %x, %v..%v, 4 years", leaf.SerialNumber, leaf.NotBefore, leaf.NotAfter, years, sn, nb, na)
+	}
+	if leaf.NotAfter.After(l.ca.Issuer().NotAfter) {
+		t.Errorf("leaf outlives the intermediate: %v > %v", leaf.NotAfter, l.ca.Issuer().NotAfter)
+	}
+
+	// Ask the chip itself.
+	if err := d.StopAgent(); err != nil {
+		t.Fatal(err)
+	}
+	b, _, done := openSE(t, d)
+	defer done()
+	got, err := b.ReadChain(ctx)
+	if err != nil {
+		t.Fatalf("read chain from the chip: %v", err)
+	}
+	if len(got) != 2 || !bytes.Equal(got[0], leaf.Raw) || !bytes.Equal(got[1], l.ca.Issuer().Raw) {
+		t.Fatal("the chain rebuilt from the chip differs from the issued chain")
+	}
+	rebuilt, err := x509.ParseCertificate(got[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, inters := x509.NewCertPool(), x509.NewCertPool()
+	for _, r := range l.ca.Roots() {
+		roots.AddCert(r)
+	}
+	inters.AddCert(l.ca.Issuer())
+	if _, err := rebuilt.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}}); err != nil {
+		t.Fatalf("rebuilt certificate does not verify to the root: %v", err)
+	}
+	if rebuilt.Subject.SerialNumber != d.Serial {
+		t.Errorf("subject serialNumber %q, want the chip serial %q", rebuilt.Subject.SerialNumber, d.Serial)
+	}
+	certs, err := l.store.Certificates(ctx, d.Serial)
+	if err != nil || len(certs) != 1 || certs[0].Status != "confirmed" {
+		t.Fatalf("database: %d certificates (%v)", len(certs), err)
+	}
+}
+
+// TestSEProfileNotWholeYears: a profile whose validity is not whole years
+// cannot give a compressible certificate; the station refuses it with an
+// operator-readable error before the chip makes a key or stores anything.
+func TestSEProfileNotWholeYears(t *testing.T) {
+	l := newTestLineOpts(t, sim.BenchConfig{N: 1, Mix: []string{"se"}})
+	prof := &ca.Profile{Name: "400-days", Validity: ca.Duration(400 * 24 * time.Hour)}
+	if err := prof.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	l.prov.cfg.Profile = prof
+	d := l.bench.Devices[0]
+	_, err := l.prov.Provision(context.Background(), Job{Slot: 1, Port: d.Port})
+	var pe *ProfileError
+	if !errors.As(err, &pe) {
+		t.Fatalf("err = %v, want a ProfileError", err)
+	}
+	var stepErr *StepError
+	if !errors.As(err, &stepErr) || stepErr.Step != StepHello || stepErr.Instruction == "" {
+		t.Fatalf("step error %+v", stepErr)
+	}
+	t.Logf("operator sees: %v / %s", err, stepErr.Instruction)
+	if err := d.StopAgent(); err != nil {
+		t.Fatal(err)
+	}
+	b, chip, done := openSE(t, d)
+	defer done()
+	if valid, err := chip.KeyValid(se.SlotDeviceKey); err != nil || valid {
+		t.Fatalf("device key slot valid=%v (%v): the chip made a key", valid, err)
+	}
+	if _, err := b.ReadChain(context.Background()); err == nil {
+		t.Fatal("a chain was stored")
+	}
+	if certs, _ := l.store.Certificates(context.Background(), d.Serial); len(certs) != 0 {
+		t.Fatalf("%d certificates issued", len(certs))
+	}
+}
