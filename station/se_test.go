@@ -140,3 +140,36 @@ func TestSEProfileNotWholeYears(t *testing.T) {
 		t.Fatalf("%d certificates issued", len(certs))
 	}
 }
+
+// plainIssuer drops the compressed form's serial and dates from SE
+// requests: the CA then issues an ordinary certificate (random serial,
+// backdated a minute), which a secure element cannot store.
+type plainIssuer struct{ *ca.CA }
+
+func (p plainIssuer) Issue(ctx context.Context, csr []byte, req ca.IssueRequest) ([]*x509.Certificate, error) {
+	req.SerialNumber, req.NotBefore, req.NotAfter, req.Validity = nil, time.Time{}, time.Time{}, 365*24*time.Hour
+	return p.CA.Issue(ctx, csr, req)
+}
+
+// TestSENotCompressibleRefused: a certificate that cannot be stored
+// compressed is refused before InstallChain, with a clear error; nothing
+// reaches the chip's certificate slots.
+func TestSENotCompressibleRefused(t *testing.T) {
+	l := newTestLineOpts(t, sim.BenchConfig{N: 1, Mix: []string{"se"}})
+	l.prov.cfg.Issuer = plainIssuer{l.ca}
+	d := l.bench.Devices[0]
+	_, err := l.prov.Provision(context.Background(), Job{Slot: 1, Port: d.Port})
+	var stepErr *StepError
+	if !errors.As(err, &stepErr) || stepErr.Step != StepIssue || !errors.Is(err, se.ErrNotCompressible) {
+		t.Fatalf("err = %v, want a refusal at the issue step wrapping se.ErrNotCompressible", err)
+	}
+	t.Logf("operator sees: %v", err)
+	if err := d.StopAgent(); err != nil {
+		t.Fatal(err)
+	}
+	b, _, done := openSE(t, d)
+	defer done()
+	if _, err := b.ReadChain(context.Background()); err == nil {
+		t.Fatal("a chain was stored in the chip")
+	}
+}
