@@ -6,6 +6,7 @@ import (
 
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/devices/se"
 )
 
 // Sentinel errors a slot can fail with; match them with errors.Is.
@@ -29,6 +30,8 @@ func instruction(s Step, err error, slot int) string {
 		return fmt.Sprintf("The device on slot %d failed attestation: do not retry; put it in the red bin.", slot)
 	case errors.Is(err, db.ErrQuotaExceeded) || errors.Is(err, ca.ErrQuotaExceeded):
 		return "The work order's quantity is reached: stop the work order (s) and ask the shift lead for the next one. The device is safe to provision later."
+	case errors.Is(err, se.ErrNotCompressible):
+		return "This work order's certificate profile cannot be stored in the secure element (it must be valid for whole years): stop the work order and call the shift lead. Retrying will not help."
 	case errors.Is(err, db.ErrDiskFull):
 		return "The station's disk is full: call the shift lead. Nothing was half-written; the device is safe to retry."
 	case errors.Is(err, db.ErrKeyConflict) || errors.Is(err, ca.ErrKeyConflict):
