@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/wsc-project/wsc/devices/agent"
@@ -85,6 +86,23 @@ func (f *backendFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.certDef, "se-cert-def", "", "secure element: file for the certificate definitions (default beside the state file, or /var/lib/wsc-agent)")
 	fs.StringVar(&f.profile, "latency-profile", "", "TPM: wait as this real chip would (slb9670, slb9672, st33, npct750, attpm20)")
 	fs.StringVar(&f.serial, "device-serial", "", "TPM: device serial to report (default: derived from the endorsement key)")
+	fs.Func("srk-handle", fmt.Sprintf("TPM: persistent handle of the storage root key (default %#x)", f.cfg.SRKHandle), hexFlag(&f.cfg.SRKHandle))
+	fs.Func("iak-handle", fmt.Sprintf("TPM: persistent handle of the attestation key (default %#x)", f.cfg.IAKHandle), hexFlag(&f.cfg.IAKHandle))
+	fs.Func("idevid-handle", fmt.Sprintf("TPM: persistent handle of the device identity key (default %#x)", f.cfg.IDevIDHandle), hexFlag(&f.cfg.IDevIDHandle))
+	fs.Func("nv-base", fmt.Sprintf("TPM: first owner NV index of the certificate chain (default %#x)", f.cfg.NVBase), hexFlag(&f.cfg.NVBase))
+	fs.IntVar(&f.cfg.NVMaxIndices, "nv-max-indices", f.cfg.NVMaxIndices, "TPM: NV indices the chain may use")
+}
+
+// hexFlag parses a handle or NV index given in hex (0x…) or decimal.
+func hexFlag(dst *uint32) func(string) error {
+	return func(s string) error {
+		v, err := strconv.ParseUint(s, 0, 32)
+		if err != nil {
+			return fmt.Errorf("want a 32-bit number such as 0x81000011: %w", err)
+		}
+		*dst = uint32(v)
+		return nil
+	}
 }
 
 // openPKCS11 is set by the pkcs11 build (pkcs11.go).
