@@ -107,6 +107,28 @@ func (f *caFlags) newSession(pass []byte) (*session, error) {
 }
 
 // openCA unlocks the CA with the session's auditor (and store).
+// withCA reads the passphrase from the flags' source, opens the audit
+// session (station database or the CA folder's audit.log), unlocks the CA
+// and runs fn; everything is closed and the passphrase cleared afterwards.
+func (f *caFlags) withCA(fn func(c *ca.CA, s *session, pass []byte) error) error {
+	pass, err := f.passphrase()
+	if err != nil {
+		return err
+	}
+	defer clear(pass)
+	s, err := f.newSession(pass)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	c, err := f.openCA(s, pass)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(c, s, pass)
+}
+
 func (f *caFlags) openCA(s *session, pass []byte) (*ca.CA, error) {
 	opts := []ca.Option{ca.WithAuditor(s.auditor, s.actor)}
 	if s.store != nil {
@@ -367,26 +389,13 @@ func caIntermediateCmd() *cobra.Command {
 			if err != nil || len(chain) == 0 {
 				return fmt.Errorf("--chain %s: no certificate (%v)", chainIn, err)
 			}
-			pass, err := fi.passphrase()
-			if err != nil {
-				return err
-			}
-			defer clear(pass)
-			s, err := fi.newSession(pass)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			c, err := fi.openCA(s, pass)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if err := c.InstallIntermediate(cmd.Context(), chain, pass); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "installed %s (key %x); publish a new bundle (`wsc ca bundle`)\n", chain[0].Subject, chain[0].SubjectKeyId)
-			return nil
+			return fi.withCA(func(c *ca.CA, _ *session, pass []byte) error {
+				if err := c.InstallIntermediate(cmd.Context(), chain, pass); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "installed %s (key %x); publish a new bundle (`wsc ca bundle`)\n", chain[0].Subject, chain[0].SubjectKeyId)
+				return nil
+			})
 		},
 	}
 	fi.register(install, true)
@@ -413,28 +422,15 @@ func caRootCmd() *cobra.Command {
 					return fmt.Errorf("--validity: %w", err)
 				}
 			}
-			pass, err := f.passphrase()
-			if err != nil {
-				return err
-			}
-			defer clear(pass)
-			s, err := f.newSession(pass)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			c, err := f.openCA(s, pass)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ro, err := c.RolloverRoot(cmd.Context(), pass, o)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "new root %s (key %x) until %s\ncross certificates in %s; distribute the new bundle (`wsc ca bundle`) with both roots\n",
-				ro.NewRoot.Subject, ro.NewRoot.SubjectKeyId, ro.NewRoot.NotAfter.Format(time.DateOnly), filepath.Join(f.dir, ca.CrossDir))
-			return nil
+			return f.withCA(func(c *ca.CA, _ *session, pass []byte) error {
+				ro, err := c.RolloverRoot(cmd.Context(), pass, o)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "new root %s (key %x) until %s\ncross certificates in %s; distribute the new bundle (`wsc ca bundle`) with both roots\n",
+					ro.NewRoot.Subject, ro.NewRoot.SubjectKeyId, ro.NewRoot.NotAfter.Format(time.DateOnly), filepath.Join(f.dir, ca.CrossDir))
+				return nil
+			})
 		},
 	}
 	f.register(rollover, true)
@@ -488,32 +484,19 @@ func caRevokeCmd() *cobra.Command {
 			} else if n, err = parseSerial(serial); err != nil {
 				return err
 			}
-			pass, err := f.passphrase()
-			if err != nil {
-				return err
-			}
-			defer clear(pass)
-			s, err := f.newSession(pass)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			c, err := f.openCA(s, pass)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if target != nil {
-				err = c.Revoke(cmd.Context(), target, code)
-			} else {
-				target, err = c.RevokeSerial(cmd.Context(), n, code)
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "revoked %x (%s, %s), issuer key %x; publish CRLs (`wsc ca crl`)\n",
-				target.SerialNumber, target.Subject, ca.ReasonName(code), target.AuthorityKeyId)
-			return nil
+			return f.withCA(func(c *ca.CA, s *session, _ []byte) error {
+				if target != nil {
+					err = c.Revoke(cmd.Context(), target, code)
+				} else {
+					target, err = c.RevokeSerial(cmd.Context(), n, code)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "revoked %x (%s, %s), issuer key %x; publish CRLs (`wsc ca crl`)\n",
+					target.SerialNumber, target.Subject, ca.ReasonName(code), target.AuthorityKeyId)
+				return nil
+			})
 		},
 	}
 	f.register(cmd, true)
@@ -536,50 +519,37 @@ func caCRLCmd() *cobra.Command {
 			if f.dbPath == "" {
 				return errors.New("--db is required (revocations and CRL numbers live in the station database)")
 			}
-			pass, err := f.passphrase()
-			if err != nil {
-				return err
-			}
-			defer clear(pass)
-			s, err := f.newSession(pass)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			c, err := f.openCA(s, pass)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			crls, err := c.CRLs(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if withRoot {
-				rc, err := c.CurrentRootCRL(cmd.Context(), pass)
+			return f.withCA(func(c *ca.CA, _ *session, pass []byte) error {
+				crls, err := c.CRLs(cmd.Context())
 				if err != nil {
 					return err
 				}
-				crls = append(crls, rc)
-			}
-			if out != "" {
-				if err := os.MkdirAll(out, 0o755); err != nil {
-					return err
-				}
-			}
-			for _, crl := range crls {
-				line := fmt.Sprintf("CRL of issuer key %x: number %v, %d entries, next update %s", crl.AuthorityKeyId, crl.Number,
-					len(crl.RevokedCertificateEntries), crl.NextUpdate.Format(time.RFC3339))
-				if out != "" {
-					p := filepath.Join(out, "crl-"+hex.EncodeToString(crl.AuthorityKeyId)+".pem")
-					if err := writePEMFile(p, "X509 CRL", crl.Raw); err != nil {
+				if withRoot {
+					rc, err := c.CurrentRootCRL(cmd.Context(), pass)
+					if err != nil {
 						return err
 					}
-					line += " -> " + p
+					crls = append(crls, rc)
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), line)
-			}
-			return nil
+				if out != "" {
+					if err := os.MkdirAll(out, 0o755); err != nil {
+						return err
+					}
+				}
+				for _, crl := range crls {
+					line := fmt.Sprintf("CRL of issuer key %x: number %v, %d entries, next update %s", crl.AuthorityKeyId, crl.Number,
+						len(crl.RevokedCertificateEntries), crl.NextUpdate.Format(time.RFC3339))
+					if out != "" {
+						p := filepath.Join(out, "crl-"+hex.EncodeToString(crl.AuthorityKeyId)+".pem")
+						if err := writePEMFile(p, "X509 CRL", crl.Raw); err != nil {
+							return err
+						}
+						line += " -> " + p
+					}
+					fmt.Fprintln(cmd.OutOrStdout(), line)
+				}
+				return nil
+			})
 		},
 	}
 	f.register(cmd, true)
