@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 
 	"github.com/wsc-project/wsc/db"
+	"go.bug.st/serial/enumerator"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -42,6 +45,75 @@ type FileConfig struct {
 	Baud                   int        `yaml:"baud"`
 	MaxFailures            int        `yaml:"max_failures"`
 	Slots                  []SlotSpec `yaml:"slots"`
+	// Discover finds the slots' ports at start instead of listing them.
+	Discover Discover `yaml:"discover"`
+}
+
+// Discover says where the station looks for its ports when the config
+// lists no slots: USB serial adapters by VID:PID (go.bug.st/serial's
+// enumerator; e.g. "0403:6001"), and paths matching glob patterns (e.g.
+// "/dev/serial/by-path/*", or the links a simulated bench creates). Slots
+// are numbered 1..N in the order USB matches (sorted by port name) then glob
+// matches (sorted), so a fixed bench wiring gives fixed slot numbers.
+type Discover struct {
+	USB   []string `yaml:"usb"`
+	Globs []string `yaml:"globs"`
+}
+
+// Empty reports whether nothing is to be discovered.
+func (d Discover) Empty() bool { return len(d.USB) == 0 && len(d.Globs) == 0 }
+
+// DiscoverSlots resolves d into slots numbered from 1.
+func DiscoverSlots(d Discover) ([]SlotSpec, error) {
+	var slots []SlotSpec
+	seen := map[string]bool{}
+	add := func(s SlotSpec, key string) {
+		if seen[key] {
+			return
+		}
+		seen[key] = true
+		s.Slot = len(slots) + 1
+		slots = append(slots, s)
+	}
+	if len(d.USB) > 0 {
+		ports, err := enumerator.GetDetailedPortsList()
+		if err != nil {
+			return nil, fmt.Errorf("discover USB serial ports: %w", err)
+		}
+		sort.Slice(ports, func(i, j int) bool { return ports[i].Name < ports[j].Name })
+		for _, m := range d.USB {
+			vid, pid, ok := strings.Cut(m, ":")
+			if !ok {
+				return nil, fmt.Errorf("discover usb %q: want VID:PID", m)
+			}
+			for _, p := range ports {
+				if !p.IsUSB || !strings.EqualFold(p.VID, vid) || !strings.EqualFold(p.PID, pid) {
+					continue
+				}
+				if p.SerialNumber != "" {
+					// The adapter's own serial keeps the slot when the
+					// kernel renames the port.
+					add(SlotSpec{USB: p.VID + ":" + p.PID + ":" + p.SerialNumber}, p.Name)
+				} else {
+					add(SlotSpec{Port: p.Name}, p.Name)
+				}
+			}
+		}
+	}
+	for _, g := range d.Globs {
+		matches, err := filepath.Glob(g)
+		if err != nil {
+			return nil, fmt.Errorf("discover %q: %w", g, err)
+		}
+		sort.Strings(matches)
+		for _, m := range matches {
+			add(SlotSpec{Port: m}, m)
+		}
+	}
+	if len(slots) == 0 {
+		return nil, errors.New("discover: no serial port found (check the cables and adapters, or list the slots in the config)")
+	}
+	return slots, nil
 }
 
 // CAConfig locates the CA and says where its passphrase comes from.
@@ -91,6 +163,9 @@ func LoadConfig(path string) (*FileConfig, error) {
 	for i := range c.Slots {
 		abs(&c.Slots[i].Port)
 	}
+	for i := range c.Discover.Globs {
+		abs(&c.Discover.Globs[i])
+	}
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("station config %s: %w", path, err)
 	}
@@ -121,10 +196,21 @@ func (c *FileConfig) check() error {
 	default:
 		errs = append(errs, fmt.Errorf("work_order.lock: %q is neither lock nor none", c.WorkOrder.Lock))
 	}
-	if len(c.Slots) == 0 {
-		errs = append(errs, errors.New("slots: at least one slot is required"))
+	if len(c.Slots) == 0 && c.Discover.Empty() {
+		errs = append(errs, errors.New("slots: list at least one slot, or say where to discover them (discover: usb/globs)"))
+	}
+	if len(c.Slots) > 0 && !c.Discover.Empty() {
+		errs = append(errs, errors.New("give either slots or discover, not both"))
 	}
 	return errors.Join(errs...)
+}
+
+// BenchSlots returns the configured slots, or discovers them.
+func (c *FileConfig) BenchSlots() ([]SlotSpec, error) {
+	if len(c.Slots) > 0 {
+		return c.Slots, nil
+	}
+	return DiscoverSlots(c.Discover)
 }
 
 // LoadCertPool reads every PEM certificate of the files into one pool; a

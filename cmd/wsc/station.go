@@ -155,12 +155,16 @@ func stationCmd() *cobra.Command {
 
 func runHeadless(ctx context.Context, l *line, out io.Writer) error {
 	events := make(chan station.Event, 256)
-	bench, err := station.NewBench(station.BenchConfig{Provisioner: l.prov, Slots: l.cfg.Slots, MaxFailures: l.cfg.MaxFailures,
+	slots, err := l.cfg.BenchSlots()
+	if err != nil {
+		return err
+	}
+	bench, err := station.NewBench(station.BenchConfig{Provisioner: l.prov, Slots: slots, MaxFailures: l.cfg.MaxFailures,
 		Running: true, Events: func(e station.Event) { events <- e }})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "station %s: work order %s, %d slots, running (Ctrl-C to stop)\n", l.cfg.Station, l.cfg.WorkOrder.ID, len(l.cfg.Slots))
+	fmt.Fprintf(out, "station %s: work order %s, %d slots, running (Ctrl-C to stop)\n", l.cfg.Station, l.cfg.WorkOrder.ID, len(slots))
 	done := make(chan error, 1)
 	go func() { done <- bench.Run(ctx) }()
 	for {

@@ -195,3 +195,34 @@ func TestStationCrashResume(t *testing.T) {
 		t.Fatalf("audit ledger after crash: %v", err)
 	}
 }
+
+// TestStationDiscoversPorts: with no slots listed, `wsc station` finds the
+// bench's ports through a glob (links to the simulated devices' ptys, as
+// udev's /dev/serial/by-path links are on a real bench) and provisions
+// every device found.
+func TestStationDiscoversPorts(t *testing.T) {
+	f := newStationFixture(t, 2, "")
+	ports := filepath.Join(f.dir, "ports")
+	if err := os.MkdirAll(ports, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range f.bench.Devices {
+		if err := os.Symlink(d.Port, filepath.Join(ports, fmt.Sprintf("bench-%d", i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(b[:strings.Index(string(b), "slots:")]) + "discover: {globs: [\"ports/bench-*\"]}\n"
+	if err := os.WriteFile(f.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startStation(t, f)
+	p.wait(t, "both discovered devices passed", 60*time.Second, func(l []string) bool {
+		return len(countPassed(l)) == 2 && strings.Contains(strings.Join(l, "\n"), "2 slots")
+	})
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+}

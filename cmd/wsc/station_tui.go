@@ -48,7 +48,11 @@ func (a operatorAuth) Badge(code string) (string, error) {
 // order starts stopped; the operator starts it with s.
 func runStationTUI(ctx context.Context, l *line) error {
 	var p *tea.Program
-	bench, err := station.NewBench(station.BenchConfig{Provisioner: l.prov, Slots: l.cfg.Slots, MaxFailures: l.cfg.MaxFailures,
+	slots, err := l.cfg.BenchSlots()
+	if err != nil {
+		return err
+	}
+	bench, err := station.NewBench(station.BenchConfig{Provisioner: l.prov, Slots: slots, MaxFailures: l.cfg.MaxFailures,
 		Events: func(e station.Event) {
 			if p != nil {
 				p.Send(ui.EventMsg(e))

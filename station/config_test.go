@@ -1,0 +1,61 @@
+package station
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestDiscoverSlotsGlob: ports found by glob become slots 1..N in sorted
+// order; nothing found is a clear error.
+func TestDiscoverSlotsGlob(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"bench-c", "bench-a", "bench-b"} {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slots, err := DiscoverSlots(Discover{Globs: []string{filepath.Join(dir, "bench-*"), filepath.Join(dir, "bench-a")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(slots) != 3 {
+		t.Fatalf("%d slots, want 3 (a port matched twice counts once)", len(slots))
+	}
+	for i, want := range []string{"bench-a", "bench-b", "bench-c"} {
+		if slots[i].Slot != i+1 || filepath.Base(slots[i].Port) != want {
+			t.Errorf("slot %d = %+v, want %s", i+1, slots[i], want)
+		}
+	}
+	if _, err := DiscoverSlots(Discover{Globs: []string{filepath.Join(dir, "none-*")}}); err == nil || !strings.Contains(err.Error(), "no serial port found") {
+		t.Fatalf("nothing to discover: %v", err)
+	}
+}
+
+// TestConfigSlotsOrDiscover: a config needs slots or discovery, not both.
+func TestConfigSlotsOrDiscover(t *testing.T) {
+	dir := t.TempDir()
+	base := "station: s\ndatabase: d.db\nca: {dir: ca, passphrase: env:X}\nwork_order: {id: W, quantity: 1}\n"
+	for name, tc := range map[string]struct {
+		extra string
+		ok    bool
+	}{
+		"neither":  {"", false},
+		"both":     {"slots: [{slot: 1, port: /dev/ttyUSB0}]\ndiscover: {globs: [ports/*]}\n", false},
+		"slots":    {"slots: [{slot: 1, port: /dev/ttyUSB0}]\n", true},
+		"discover": {"discover: {globs: [ports/*], usb: [\"0403:6001\"]}\n", true},
+	} {
+		p := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(p, []byte(base+tc.extra), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := LoadConfig(p)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err = %v", name, err)
+		}
+		if name == "discover" && err == nil && cfg.Discover.Globs[0] != filepath.Join(dir, "ports/*") {
+			t.Errorf("glob not made relative to the config: %q", cfg.Discover.Globs[0])
+		}
+	}
+}
