@@ -37,12 +37,14 @@ func (l *line) Close() error {
 
 // openLine loads the config, unlocks the CA (once per shift), opens the
 // database and records the work order.
-func openLine(ctx context.Context, path string) (l *line, err error) {
+func openLine(ctx context.Context, path string) (_ *line, err error) {
 	cfg, err := station.LoadConfig(path)
 	if err != nil {
 		return nil, err
 	}
-	l = &line{cfg: cfg}
+	// l is not the named result: on an error path the result is nil, and
+	// what was opened so far must still be closed.
+	l := &line{cfg: cfg}
 	defer func() {
 		if err != nil {
 			_ = l.Close()

@@ -30,6 +30,13 @@ type stationFixture struct {
 
 func newStationFixture(t *testing.T, n int, profile string) *stationFixture {
 	t.Helper()
+	return newStationFixtureBench(t, sim.BenchConfig{N: n, LatencyProfile: profile})
+}
+
+// newStationFixtureBench is newStationFixture for any simulated bench (Dir,
+// SerialPrefix, AgentBinary and AgentLogDir are filled in).
+func newStationFixtureBench(t *testing.T, bc sim.BenchConfig) *stationFixture {
+	t.Helper()
 	_, agent := buildBinaries(t)
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -39,7 +46,8 @@ func newStationFixture(t *testing.T, n int, profile string) *stationFixture {
 	if err := ca.Init(filepath.Join(dir, "ca"), []byte("correct horse battery staple"), ca.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := sim.StartBench(ctx, sim.BenchConfig{Dir: dir, N: n, SerialPrefix: "LINE", AgentBinary: agent, LatencyProfile: profile, AgentLogDir: filepath.Join(dir, "logs")})
+	bc.Dir, bc.SerialPrefix, bc.AgentBinary, bc.AgentLogDir = dir, "LINE", agent, filepath.Join(dir, "logs")
+	b, err := sim.StartBench(ctx, bc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,14 +64,16 @@ func newStationFixture(t *testing.T, n int, profile string) *stationFixture {
 	for i, d := range b.Devices {
 		fmt.Fprintf(&slots, "  - {slot: %d, port: %q}\n", i+1, d.Port)
 	}
+	vendor := ""
+	if b.VendorRoot != "" { // a bench of secure elements only has no TPM vendor
+		vendor = fmt.Sprintf("tpm_vendor_roots: [%q]\ntpm_vendor_intermediates: [%q]\n", b.VendorRoot, b.VendorIssuer)
+	}
 	cfg := fmt.Sprintf(`station: bench-test
 database: station.db
 ca: {dir: ca, passphrase: "file:%s"}
-tpm_vendor_roots: [%q]
-tpm_vendor_intermediates: [%q]
-work_order: {id: WO-7, product: sensor, quantity: 50, lock: none}
+%swork_order: {id: WO-7, product: sensor, quantity: 50, lock: none}
 slots:
-%s`, filepath.Join(dir, "pass"), b.VendorRoot, b.VendorIssuer, slots.String())
+%s`, filepath.Join(dir, "pass"), vendor, slots.String())
 	path := filepath.Join(dir, "station.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -225,4 +235,40 @@ func TestStationDiscoversPorts(t *testing.T) {
 	})
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	<-p.done
+}
+
+// TestStationCrashResumeSE: the station is killed while it provisions two
+// ATECC608 devices (emulator with datasheet timings, so the kill lands in
+// the middle of chip work); after a restart both finish, each with exactly
+// one certificate: the key made in the chip before the crash is reused and
+// its certificate re-delivered.
+func TestStationCrashResumeSE(t *testing.T) {
+	f := newStationFixtureBench(t, sim.BenchConfig{N: 2, Mix: []string{"se"}, SEDatasheetTimings: true})
+	p := startStation(t, f)
+	p.wait(t, "an SE device creating its key", 60*time.Second, func(l []string) bool {
+		return strings.Contains(strings.Join(l, "\n"), "step=keys")
+	})
+	time.Sleep(time.Duration(rand.IntN(1200)) * time.Millisecond)
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	p2 := startStation(t, f)
+	p2.wait(t, "both SE devices passed after restart", 120*time.Second, func(l []string) bool { return len(countPassed(l)) == 2 })
+	_ = p2.cmd.Process.Signal(syscall.SIGTERM)
+	<-p2.done
+	s, err := db.Open(filepath.Join(f.dir, "station.db"), db.WithReadOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, d := range f.bench.Devices {
+		certs, err := s.Certificates(context.Background(), d.Serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(certs) != 1 {
+			t.Errorf("SE device %s: %d certificates after crash and resume, want 1", d.Serial, len(certs))
+		}
+	}
 }

@@ -79,11 +79,13 @@ type Device struct {
 // cfg.Dir/tpm (or, for a secure element, opens the chip state in
 // cfg.Dir/se.state, creating a blank chip if there is none), creates the
 // cable and starts the agent on its far end.
-func StartDevice(ctx context.Context, cfg DeviceConfig) (d *Device, err error) {
+func StartDevice(ctx context.Context, cfg DeviceConfig) (_ *Device, err error) {
 	if cfg.Kind == "" {
 		cfg.Kind = KindTPM
 	}
-	d = &Device{Serial: cfg.Serial, Kind: cfg.Kind, cfg: cfg}
+	// d is not the named result, which is nil on the error paths: the
+	// deferred clean-up must see what was started.
+	d := &Device{Serial: cfg.Serial, Kind: cfg.Kind, cfg: cfg}
 	defer func() {
 		if err != nil {
 			_ = d.Close()
@@ -221,7 +223,7 @@ type Bench struct {
 // elements (blank emulated chips) — and starts a device on each. The vendor CA's private
 // keys live in a temporary folder outside the workspace and are removed
 // before StartBench returns.
-func StartBench(ctx context.Context, cfg BenchConfig) (b *Bench, err error) {
+func StartBench(ctx context.Context, cfg BenchConfig) (_ *Bench, err error) {
 	if cfg.N < 1 {
 		return nil, fmt.Errorf("bench needs at least one device, got %d", cfg.N)
 	}
@@ -247,7 +249,7 @@ func StartBench(ctx context.Context, cfg BenchConfig) (b *Bench, err error) {
 			return nil, fmt.Errorf("bench mix: unknown device kind %q (want %q or %q)", kinds[i], KindTPM, KindSE)
 		}
 	}
-	b = &Bench{}
+	b := &Bench{} // not the named result: see StartDevice
 	defer func() {
 		if err != nil {
 			_ = b.Close()
