@@ -104,6 +104,16 @@ func openLine(ctx context.Context, path string) (_ *line, err error) {
 	return l, nil
 }
 
+// signIn checks the operator and records them with every run from now on.
+func (l *line) signIn(ctx context.Context, id, pinSource string) error {
+	op, err := login(ctx, l.store, id, pinSource)
+	if err != nil {
+		return err
+	}
+	l.prov.SetOperator(op)
+	return nil
+}
+
 // login checks an operator's PIN from a passphrase-style source.
 func login(ctx context.Context, s *db.Store, id, pinSource string) (string, error) {
 	if id == "" {
@@ -138,11 +148,9 @@ func stationCmd() *cobra.Command {
 			}
 			defer l.Close()
 			if headless || !isTerminal() {
-				op, err := login(ctx, l.store, operator, pinSource)
-				if err != nil {
+				if err := l.signIn(ctx, operator, pinSource); err != nil {
 					return err
 				}
-				l.prov.SetOperator(op)
 				return runHeadless(ctx, l, cmd.OutOrStdout())
 			}
 			return runStationTUI(ctx, l)
@@ -208,11 +216,9 @@ func provisionCmd() *cobra.Command {
 			}
 			defer l.Close()
 			if operator != "" {
-				op, err := login(ctx, l.store, operator, pinSource)
-				if err != nil {
+				if err := l.signIn(ctx, operator, pinSource); err != nil {
 					return err
 				}
-				l.prov.SetOperator(op)
 			}
 			out := cmd.OutOrStdout()
 			res, err := l.prov.Provision(ctx, station.Job{Slot: 1, Port: port, Label: label, Events: func(e station.Event) { fmt.Fprintln(out, e.String()) }})
