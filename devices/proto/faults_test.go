@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -65,10 +66,17 @@ func TestRelayCopiesAndDelays(t *testing.T) {
 // detection, retries and the agent's replay cache; no key is created twice.
 func TestNoisyLine1e4(t *testing.T) {
 	dev := newFakeDevice()
+	// Short attempt timeouts keep the test fast (a dropped frame costs one
+	// timeout). Under qemu-user (the non-amd64 runs of the test script)
+	// everything is several times slower, so attempts get longer there.
+	attempt := 250 * time.Millisecond
+	if runtime.GOARCH != "amd64" {
+		attempt = time.Second
+	}
 	c, srv := noisyPair(t, Faults{BitFlipRate: 1e-4, DropRate: 1e-4, DuplicateRate: 1e-4, Seed: 42}, dev,
-		WithTimeouts(map[MsgType]time.Duration{MsgSignDigest: 250 * time.Millisecond, MsgCreateKeys: 250 * time.Millisecond,
-			MsgInstallChain: 250 * time.Millisecond, MsgReadChain: 250 * time.Millisecond}),
-		WithRetries(5))
+		WithTimeouts(map[MsgType]time.Duration{MsgSignDigest: attempt, MsgCreateKeys: attempt,
+			MsgInstallChain: attempt, MsgReadChain: attempt}),
+		WithRetries(8))
 	ctx := context.Background()
 	x := dev.data
 	const rounds = 100
