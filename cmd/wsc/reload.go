@@ -16,14 +16,18 @@ import (
 // watchCA hot-swaps the station's issuer when security staff install a new
 // intermediate (or roots) into the CA folder while the station runs (`wsc
 // ca intermediate install`, `wsc ca root rollover`): it reloads when
-// intermediate.crt or root.crt changes, and on SIGHUP. The new key is
+// intermediate.crt or root.crt changes, and, when onHUP is set (headless
+// runs, as daemons do), on SIGHUP. The operator screen leaves SIGHUP alone:
+// there it means the terminal went away and the station must stop. The new key is
 // unlocked with the passphrase read again from the configured source; a
 // prompt or an fd cannot be read twice, and then the station says to
 // restart. say receives one sentence per reload.
-func (l *line) watchCA(ctx context.Context, every time.Duration, say func(string)) {
+func (l *line) watchCA(ctx context.Context, every time.Duration, onHUP bool, say func(string)) {
 	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	if onHUP {
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	files := []string{filepath.Join(l.cfg.CA.Dir, ca.IntermediateCertFile), filepath.Join(l.cfg.CA.Dir, ca.RootCertFile)}
 	last := stamp(files)
 	t := time.NewTicker(every)

@@ -175,7 +175,7 @@ func runHeadless(ctx context.Context, l *line, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "station %s: work order %s, %d slots, running (Ctrl-C to stop)\n", l.cfg.Station, l.cfg.WorkOrder.ID, len(slots))
-	go l.watchCA(ctx, 2*time.Second, func(msg string) { fmt.Fprintln(out, "ca: "+msg) })
+	go l.watchCA(ctx, 2*time.Second, true, func(msg string) { fmt.Fprintln(out, "ca: "+msg) })
 	done := make(chan error, 1)
 	go func() { done <- bench.Run(ctx) }()
 	for {

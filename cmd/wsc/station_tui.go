@@ -70,7 +70,7 @@ func runStationTUI(ctx context.Context, l *line) error {
 	}
 	p = tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx))
 	bctx, cancel := context.WithCancel(ctx)
-	go l.watchCA(bctx, 2*time.Second, func(msg string) { p.Send(ui.ProgressMsg("CA: " + msg)) })
+	go l.watchCA(bctx, 2*time.Second, false, func(msg string) { p.Send(ui.ProgressMsg("CA: " + msg)) })
 	done := make(chan error, 1)
 	go func() { done <- bench.Run(bctx) }()
 	_, err = p.Run()

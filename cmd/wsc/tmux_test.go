@@ -69,7 +69,12 @@ func TestStationInTmux(t *testing.T) {
 	m := &tmux{t: t, session: fmt.Sprintf("wsc-test-%d", time.Now().UnixNano())}
 	m.run("new-session", "-d", "-s", m.session, "-x", "100", "-y", "32",
 		fmt.Sprintf("%s station --config %s; sleep 60", wsc, f.config))
-	t.Cleanup(func() { _ = exec.Command("tmux", "kill-session", "-t", m.session).Run() })
+	t.Cleanup(func() {
+		_ = exec.Command("tmux", "kill-session", "-t", m.session).Run()
+		// Nothing the test started may outlive it: a station left running
+		// would keep probing pseudo-terminal paths that later tests reuse.
+		_ = exec.Command("pkill", "-f", f.config).Run()
+	})
 
 	m.waitFor("the login screen", 20*time.Second, "PIN")
 	m.literal("ana")
@@ -106,6 +111,16 @@ func TestStationInTmux(t *testing.T) {
 	// If the slot had already seen the reseat and restarted, r has nothing
 	// to retry; either way slot 2 must end green.
 	m.waitFor("slot 2 green after retry", 90*time.Second, "#2 ✓ PASSED", "Passed 3")
+
+	// Closing the terminal (tmux kills the session: SIGHUP) stops the station.
+	_ = exec.Command("tmux", "kill-session", "-t", m.session).Run()
+	deadline = time.Now().Add(10 * time.Second)
+	for exec.Command("pgrep", "-f", f.config).Run() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("wsc station kept running after its terminal went away")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // slotRunning reports whether the card of slot id shows RUNNING.
