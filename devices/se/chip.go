@@ -551,30 +551,27 @@ func (c *Chip) WriteOTP(off int, data []byte) error {
 // the chip checks that its config zone is exactly expected (summary CRC)
 // and refuses the lock otherwise.
 func (c *Chip) LockConfig(expected []byte) error {
-	mode, crc := uint8(lockConfig), uint16(0)
-	if expected == nil {
-		mode |= lockNoCRC
-	} else {
-		crc = CRC16(expected)
-	}
-	if _, err := c.Execute(OpLock, mode, crc, nil, 0); err != nil {
-		return fmt.Errorf("lock config zone: %w", err)
-	}
-	return nil
+	return c.lockZone(lockConfig, expected, "config zone")
 }
 
 // LockData locks the data and OTP zones, irreversibly. When expected is not
 // nil it must be the contents of all slots in order followed by the OTP
 // zone, and the chip refuses the lock if its contents differ.
 func (c *Chip) LockData(expected []byte) error {
-	mode, crc := uint8(lockData), uint16(0)
+	return c.lockZone(lockData, expected, "data zone")
+}
+
+// lockZone sends Lock for a whole zone, with the summary CRC of expected or,
+// when expected is nil, without the chip's content check.
+func (c *Chip) lockZone(zone uint8, expected []byte, what string) error {
+	mode, crc := zone, uint16(0)
 	if expected == nil {
 		mode |= lockNoCRC
 	} else {
 		crc = CRC16(expected)
 	}
 	if _, err := c.Execute(OpLock, mode, crc, nil, 0); err != nil {
-		return fmt.Errorf("lock data zone: %w", err)
+		return fmt.Errorf("lock %s: %w", what, err)
 	}
 	return nil
 }
