@@ -1,7 +1,6 @@
 package db
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -83,8 +82,17 @@ func auditHead(ctx context.Context, tx *sql.Tx) (int64, []byte, error) {
 }
 
 // appendAudit appends a row inside tx, moves the head, and adds a signed checkpoint when
-// cpEvery rows have been written since the last one.
-func (s *Store) appendAudit(ctx context.Context, tx *sql.Tx, kind, actor string, detail any) error {
+// cpEvery rows have been written since the last one. refs are the ledger references of
+// the covered rows the transaction wrote (see ledger.go); they are stored in the detail
+// under "rows", which must then be a map.
+func (s *Store) appendAudit(ctx context.Context, tx *sql.Tx, kind, actor string, detail any, refs ...rowRef) error {
+	if len(refs) > 0 {
+		m, ok := detail.(map[string]any)
+		if !ok {
+			return fmt.Errorf("audit %s: row references need a map detail, not %T", kind, detail)
+		}
+		m["rows"] = refs
+	}
 	var dj []byte
 	switch d := detail.(type) {
 	case nil:
@@ -118,6 +126,20 @@ func (s *Store) appendAudit(ctx context.Context, tx *sql.Tx, kind, actor string,
 	return nil
 }
 
+// sealTx writes a signed checkpoint of the current head inside tx right away (when a
+// signer is configured), so that a security-relevant record (a revocation) is anchored in
+// the witness file as soon as it is committed instead of waiting for the interval.
+func (s *Store) sealTx(ctx context.Context, tx *sql.Tx) error {
+	if s.auditSigner == nil {
+		return nil
+	}
+	seq, hash, err := auditHead(ctx, tx)
+	if err != nil {
+		return err
+	}
+	return s.writeCheckpoint(ctx, tx, seq, hash)
+}
+
 func insertAudit(ctx context.Context, tx *sql.Tx, seq, at int64, kind, actor, detail string, prev []byte) (int64, []byte, error) {
 	h := auditRowHash(seq, at, kind, actor, detail, prev)
 	if _, err := tx.ExecContext(ctx, `INSERT INTO audit (id, at, kind, actor, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -132,9 +154,10 @@ func insertAudit(ctx context.Context, tx *sql.Tx, seq, at int64, kind, actor, de
 
 type checkpointDetail struct {
 	Seq  int64  `json:"seq"`
-	Hash string `json:"hash"` // hex SHA-256 of row Seq
-	Key  string `json:"key"`  // hex KeyID of the audit key
-	Sig  string `json:"sig"`  // base64 signature over checkpointDigest
+	Hash string `json:"hash"`          // hex SHA-256 of row Seq
+	Key  string `json:"key"`           // hex KeyID of the audit key
+	Sig  string `json:"sig"`           // base64 signature over checkpointDigest
+	Pub  string `json:"pub,omitempty"` // base64 PKIX public key; trusted only when its KeyID is pinned
 }
 
 func (s *Store) writeCheckpoint(ctx context.Context, tx *sql.Tx, seq int64, hash []byte) error {
@@ -142,13 +165,23 @@ func (s *Store) writeCheckpoint(ctx context.Context, tx *sql.Tx, seq int64, hash
 	if err != nil {
 		return fmt.Errorf("sign audit checkpoint: %w", err)
 	}
-	d, err := json.Marshal(checkpointDetail{Seq: seq, Hash: hex.EncodeToString(hash), Key: hex.EncodeToString(s.auditKeyID),
-		Sig: base64.StdEncoding.EncodeToString(sig)})
+	cp := checkpointDetail{Seq: seq, Hash: hex.EncodeToString(hash), Key: hex.EncodeToString(s.auditKeyID),
+		Sig: base64.StdEncoding.EncodeToString(sig), Pub: base64.StdEncoding.EncodeToString(s.auditPubDER)}
+	d, err := json.Marshal(cp)
 	if err != nil {
 		return err
 	}
-	_, _, err = insertAudit(ctx, tx, seq+1, s.nowNanos(), AuditCheckpointKind, s.actor, string(d), hash)
-	return err
+	at := s.nowNanos()
+	if _, _, err = insertAudit(ctx, tx, seq+1, at, AuditCheckpointKind, s.actor, string(d), hash); err != nil {
+		return err
+	}
+	if s.witness != nil {
+		// Appended to the witness file after the commit (withTx), never before: a
+		// witnessed checkpoint is always one the database holds.
+		s.pendingWitness = &WitnessLine{Seq: seq, Hash: cp.Hash, Key: cp.Key, Pub: cp.Pub, Sig: cp.Sig,
+			At: fromNanos(at).Format(time.RFC3339Nano)}
+	}
+	return nil
 }
 
 // auditRowHash is SHA-256 over the row's fields, length-prefixed, and the previous hash.
@@ -205,181 +238,6 @@ func verifyDigest(pub crypto.PublicKey, digest, sig []byte) bool {
 		return rsa.VerifyPKCS1v15(k, crypto.SHA256, digest, sig) == nil
 	}
 	return false
-}
-
-// AuditBreak classifies a defect found by VerifyAudit.
-type AuditBreak string
-
-// Defects reported by VerifyAudit.
-const (
-	AuditEdited            AuditBreak = "edited"             // a row's content no longer matches its hash
-	AuditDeleted           AuditBreak = "deleted"            // rows are missing (gap in sequence, or the tail)
-	AuditInserted          AuditBreak = "inserted"           // a row does not link to its predecessor, or lies beyond the head
-	AuditReordered         AuditBreak = "reordered"          // rows swapped: a row links to its successor
-	AuditMissingCheckpoint AuditBreak = "missing-checkpoint" // more rows without a signed checkpoint than allowed
-	AuditBadCheckpoint     AuditBreak = "bad-checkpoint"     // checkpoint signature or content invalid
-)
-
-// AuditError describes the first defect of the ledger. errors.Is(err, ErrAuditTampered) holds.
-type AuditError struct {
-	Kind   AuditBreak
-	Seq    int64 // first row concerned
-	Detail string
-}
-
-// Error describes the defect.
-func (e *AuditError) Error() string {
-	return fmt.Sprintf("audit ledger %s at row %d: %s", e.Kind, e.Seq, e.Detail)
-}
-
-// Is makes errors.Is(err, ErrAuditTampered) true.
-func (e *AuditError) Is(target error) bool { return target == ErrAuditTampered }
-
-// AuditVerifyOptions select the checkpoint checks of VerifyAudit.
-type AuditVerifyOptions struct {
-	// Keys are the audit public keys whose checkpoints are accepted. Without keys the
-	// checkpoints' content is checked but not their signatures, and missing checkpoints are
-	// not reported.
-	Keys []crypto.PublicKey
-	// MaxGap is the largest number of rows allowed after a checkpoint without the next one
-	// (the writer's checkpoint interval); 0 means DefaultCheckpointEvery.
-	MaxGap int
-}
-
-// AuditSummary describes a ledger that verified.
-type AuditSummary struct {
-	Rows        int64
-	Checkpoints int64
-	HeadSeq     int64
-	HeadHash    []byte
-}
-
-// VerifyAudit walks the whole ledger and returns an *AuditError for the first defect: an
-// edited, deleted, inserted or reordered row, a bad or missing checkpoint. Rows appended
-// after the last checkpoint by someone who recomputes the hashes and the head cannot be told
-// from genuine ones; the signed checkpoints bound that window.
-func (s *Store) VerifyAudit(ctx context.Context, opts AuditVerifyOptions) (*AuditSummary, error) {
-	maxGap := int64(opts.MaxGap)
-	if maxGap <= 0 {
-		maxGap = DefaultCheckpointEvery
-	}
-	keys := map[string]crypto.PublicKey{}
-	for _, k := range opts.Keys {
-		id, err := KeyID(k)
-		if err != nil {
-			return nil, fmt.Errorf("verify audit: %w", err)
-		}
-		keys[string(id)] = k
-	}
-	// One read transaction: a consistent snapshot even while the station appends.
-	tx, err := s.rdb.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("verify audit: %w", mapErr(err))
-	}
-	defer tx.Rollback()
-	var headSeq int64
-	var headHash []byte
-	if err := tx.QueryRowContext(ctx, "SELECT seq, hash FROM audit_head WHERE one = 1").Scan(&headSeq, &headHash); err != nil {
-		return nil, fmt.Errorf("verify audit: head: %w", mapErr(err))
-	}
-	var maxSeq sql.NullInt64
-	if err := tx.QueryRowContext(ctx, "SELECT seq FROM sqlite_sequence WHERE name = 'audit'").Scan(&maxSeq); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("verify audit: sequence: %w", mapErr(err))
-	}
-	rows, err := tx.QueryContext(ctx, "SELECT id, at, kind, actor, detail, prev_hash, hash FROM audit ORDER BY id")
-	if err != nil {
-		return nil, fmt.Errorf("verify audit: %w", mapErr(err))
-	}
-	defer rows.Close()
-	next := func() (*AuditEntry, error) {
-		if !rows.Next() {
-			return nil, rows.Err()
-		}
-		var e AuditEntry
-		var at int64
-		var d string
-		if err := rows.Scan(&e.Seq, &at, &e.Kind, &e.Actor, &d, &e.PrevHash, &e.Hash); err != nil {
-			return nil, err
-		}
-		e.At, e.Detail = time.Unix(0, at), json.RawMessage(d)
-		return &e, nil
-	}
-	sum := &AuditSummary{HeadSeq: headSeq, HeadHash: headHash}
-	prevSeq, prevHash := int64(0), make([]byte, sha256.Size)
-	since := int64(0) // rows since the last checkpoint
-	cur, err := next()
-	for err == nil && cur != nil {
-		var nxt *AuditEntry
-		if nxt, err = next(); err != nil {
-			break
-		}
-		fail := func(k AuditBreak, format string, a ...any) (*AuditSummary, error) {
-			return nil, &AuditError{Kind: k, Seq: cur.Seq, Detail: fmt.Sprintf(format, a...)}
-		}
-		if cur.Seq > headSeq {
-			return fail(AuditInserted, "row lies beyond the recorded head (row %d): appended outside the store", headSeq)
-		}
-		if !bytes.Equal(cur.PrevHash, prevHash) {
-			switch {
-			case cur.Seq != prevSeq+1:
-				return fail(AuditDeleted, "rows %d to %d are missing", prevSeq+1, cur.Seq-1)
-			case nxt != nil && bytes.Equal(nxt.Hash, cur.PrevHash):
-				return fail(AuditReordered, "row %d links to row %d that follows it", cur.Seq, nxt.Seq)
-			default:
-				return fail(AuditInserted, "row does not link to row %d", prevSeq)
-			}
-		}
-		if !bytes.Equal(auditRowHash(cur.Seq, cur.At.UnixNano(), cur.Kind, cur.Actor, string(cur.Detail), cur.PrevHash), cur.Hash) {
-			if cur.Seq != prevSeq+1 {
-				return fail(AuditDeleted, "rows %d to %d are missing", prevSeq+1, cur.Seq-1)
-			}
-			return fail(AuditEdited, "content does not match its hash")
-		}
-		if cur.Kind == AuditCheckpointKind {
-			var cp checkpointDetail
-			if err := json.Unmarshal(cur.Detail, &cp); err != nil {
-				return fail(AuditBadCheckpoint, "unreadable checkpoint: %v", err)
-			}
-			if cp.Seq != prevSeq || cp.Hash != hex.EncodeToString(prevHash) {
-				return fail(AuditBadCheckpoint, "checkpoint covers row %d with another hash than the ledger's", cp.Seq)
-			}
-			if len(keys) > 0 {
-				kid, _ := hex.DecodeString(cp.Key)
-				pub, ok := keys[string(kid)]
-				sig, serr := base64.StdEncoding.DecodeString(cp.Sig)
-				if !ok {
-					return fail(AuditBadCheckpoint, "checkpoint signed by unknown key %s", cp.Key)
-				}
-				if serr != nil || !verifyDigest(pub, checkpointDigest(cp.Seq, prevHash), sig) {
-					return fail(AuditBadCheckpoint, "checkpoint signature invalid")
-				}
-			}
-			sum.Checkpoints++
-			since = 0
-		} else {
-			since++
-			if len(keys) > 0 && since > maxGap {
-				return fail(AuditMissingCheckpoint, "%d rows without a signed checkpoint (at most %d allowed)", since, maxGap)
-			}
-		}
-		sum.Rows++
-		prevSeq, prevHash = cur.Seq, cur.Hash
-		cur = nxt
-	}
-	if err != nil {
-		return nil, fmt.Errorf("verify audit: %w", mapErr(err))
-	}
-	tailFail := func(k AuditBreak, format string, a ...any) (*AuditSummary, error) {
-		return nil, &AuditError{Kind: k, Seq: prevSeq + 1, Detail: fmt.Sprintf(format, a...)}
-	}
-	if prevSeq < headSeq || (maxSeq.Valid && prevSeq < maxSeq.Int64) {
-		last := max(headSeq, maxSeq.Int64)
-		return tailFail(AuditDeleted, "rows %d to %d at the end are missing", prevSeq+1, last)
-	}
-	if !bytes.Equal(prevHash, headHash) {
-		return nil, &AuditError{Kind: AuditEdited, Seq: prevSeq, Detail: "last row does not match the recorded head"}
-	}
-	return sum, nil
 }
 
 // AuditEntries returns ledger rows with sequence numbers in [from, to] (to <= 0: to the end).

@@ -3,8 +3,10 @@ package db
 import (
 	"context"
 	"crypto"
+	"crypto/x509"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -30,6 +32,12 @@ type Store struct {
 
 	auditSigner crypto.Signer
 	auditKeyID  []byte
+	auditPubDER []byte
+	// witness receives every signed checkpoint after its commit; pendingWitness is the
+	// checkpoint written by the transaction in progress (only touched while holding the
+	// single writer connection).
+	witness        *witness
+	pendingWitness *WitnessLine
 	cpEvery     int
 	actor       string
 	now         func() time.Time
@@ -46,6 +54,8 @@ type config struct {
 	cpEvery     int
 	actor       string
 	now         func() time.Time
+	witness     string
+	skipQuick   bool
 }
 
 // Option configures Open.
@@ -74,10 +84,23 @@ func WithAuditSigner(signer crypto.Signer, every int) Option {
 // (issuance, revocation …); default "station".
 func WithActor(actor string) Option { return func(c *config) { c.actor = actor } }
 
+// WithWitness makes the store append every signed checkpoint, fsync'd after its commit,
+// to the witness file at path, kept outside the database file (the station's default is
+// beside the CA keys; better on another medium). Open refuses a database that does not
+// hold the newest checkpoint the file records (ErrWitnessMismatch) and a file whose last
+// line is incomplete (ErrWitnessTorn). VerifyAudit checks the ledger against it.
+func WithWitness(path string) Option { return func(c *config) { c.witness = path } }
+
+// WithoutQuickCheck skips PRAGMA quick_check at Open. Only for tools that must read a
+// damaged file to salvage it; never for the station.
+func WithoutQuickCheck() Option { return func(c *config) { c.skipQuick = true } }
+
 // WithClock replaces time.Now (tests).
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
-// Open opens (creating if needed) the database at path and migrates its schema.
+// Open opens (creating if needed) the database at path, runs PRAGMA quick_check (a
+// damaged file is refused with ErrCorrupt and an instruction), migrates its schema and,
+// with WithWitness, checks it against the witness file.
 func Open(path string, opts ...Option) (*Store, error) {
 	cfg := config{busyTimeout: DefaultBusyTimeout, synchronous: "FULL", cpEvery: DefaultCheckpointEvery, actor: "station", now: time.Now}
 	for _, o := range opts {
@@ -139,23 +162,103 @@ func Open(path string, opts ...Option) (*Store, error) {
 	s := &Store{db: sdb, rdb: rdb, path: path, readOnly: cfg.readOnly, auditSigner: cfg.signer, cpEvery: cfg.cpEvery, actor: cfg.actor, now: cfg.now, synchronous: strings.ToUpper(cfg.synchronous)}
 	closeAll := func() { sdb.Close(); rdb.Close() }
 	if cfg.signer != nil {
-		id, err := KeyID(cfg.signer.Public())
+		der, err := x509.MarshalPKIXPublicKey(cfg.signer.Public())
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("open %s: audit signer: %w", path, err)
 		}
-		s.auditKeyID = id
+		s.auditPubDER, s.auditKeyID = der, KeyHash(der)
 	}
 	ctx := context.Background()
 	if err := sdb.PingContext(ctx); err != nil {
 		closeAll()
 		return nil, fmt.Errorf("open %s: %w", path, mapErr(err))
 	}
+	if !cfg.skipQuick {
+		if err := s.quickCheck(ctx); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+	}
 	if err := s.migrate(ctx); err != nil {
 		closeAll()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	if cfg.witness != "" && !cfg.readOnly {
+		w, wf, err := openWitness(cfg.witness)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+		s.witness = w
+		if err := s.matchWitness(ctx, wf); err != nil {
+			w.close()
+			closeAll()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+	} else if cfg.witness != "" {
+		s.witness = &witness{path: cfg.witness} // read by VerifyAudit only
+	}
 	return s, nil
+}
+
+// quickCheck runs PRAGMA quick_check: a damaged file is refused before anything is
+// written to it.
+func (s *Store) quickCheck(ctx context.Context) error {
+	rows, err := s.rdb.QueryContext(ctx, "PRAGMA quick_check")
+	if err != nil {
+		return fmt.Errorf("%w: quick_check failed: %w (%s)", ErrCorrupt, mapErr(err), corruptInstruction)
+	}
+	defer rows.Close()
+	var msgs []string
+	for rows.Next() {
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			return fmt.Errorf("%w: quick_check failed: %w (%s)", ErrCorrupt, mapErr(err), corruptInstruction)
+		}
+		if m != "ok" {
+			msgs = append(msgs, m)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%w: quick_check failed: %w (%s)", ErrCorrupt, mapErr(err), corruptInstruction)
+	}
+	if len(msgs) > 0 {
+		if len(msgs) > 5 {
+			msgs = append(msgs[:5], fmt.Sprintf("… %d more", len(msgs)-5))
+		}
+		return fmt.Errorf("%w: quick_check reports %s (%s)", ErrCorrupt, strings.Join(msgs, "; "), corruptInstruction)
+	}
+	return nil
+}
+
+const corruptInstruction = "stop the station, keep this file untouched for investigation, " +
+	"restore the last backup of the database and check it with `wsc audit verify`"
+
+// matchWitness refuses a database that does not hold the newest checkpoint the witness
+// file records: its ledger was cut or rewritten, or it is another station's database.
+func (s *Store) matchWitness(ctx context.Context, wf *WitnessFile) error {
+	n := wf.Newest()
+	if n == nil {
+		return nil
+	}
+	var hash []byte
+	err := s.rdb.QueryRowContext(ctx, "SELECT hash FROM audit WHERE id = ?", n.Seq).Scan(&hash)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("check witness: %w", mapErr(err))
+	}
+	var cp int
+	if err == nil {
+		if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM audit WHERE id = ? AND kind = 'checkpoint'", n.Seq+1).Scan(&cp); err != nil {
+			return fmt.Errorf("check witness: %w", mapErr(err))
+		}
+	}
+	if err != nil || cp == 0 || hex.EncodeToString(hash) != n.Hash {
+		return fmt.Errorf("the witness file %s holds a signed checkpoint of ledger row %d that this database does not hold "+
+			"(its ledger was cut or rewritten, or it is another database): do not use it; run `wsc audit verify` and restore "+
+			"the database that matches the witness file: %w", s.witness.path, n.Seq, ErrWitnessMismatch)
+	}
+	return nil
 }
 
 // Close writes a final audit checkpoint when a signer is configured and rows are pending,
@@ -166,6 +269,11 @@ func (s *Store) Close() error {
 		if s.auditSigner != nil && !s.readOnly {
 			if cerr := s.Checkpoint(context.Background()); cerr != nil && !errors.Is(cerr, ErrReadOnly) {
 				err = cerr
+			}
+		}
+		if s.witness != nil && s.witness.f != nil {
+			if werr := s.witness.close(); werr != nil && err == nil {
+				err = fmt.Errorf("close witness file: %w", werr)
 			}
 		}
 		rerr := s.rdb.Close()
@@ -218,13 +326,29 @@ func (s *Store) withTx(ctx context.Context, op string, fn func(tx *sql.Tx) error
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", op, mapErr(err))
 	}
+	return s.runTx(tx, op, fn)
+}
+
+// runTx runs fn in tx, commits it and then appends the checkpoint it wrote, if any, to
+// the witness file. A failed witness append is returned as an error although the
+// transaction is committed: the station must stop rather than go on unwitnessed.
+func (s *Store) runTx(tx *sql.Tx, op string, fn func(tx *sql.Tx) error) error {
+	s.pendingWitness = nil
 	if err := fn(tx); err != nil {
+		s.pendingWitness = nil
 		_ = tx.Rollback()
 		return fmt.Errorf("%s: %w", op, mapErr(err))
 	}
+	pw := s.pendingWitness
+	s.pendingWitness = nil
 	if err := tx.Commit(); err != nil {
 		_ = tx.Rollback()
 		return fmt.Errorf("%s: commit: %w", op, mapErr(err))
+	}
+	if pw != nil && s.witness != nil && s.witness.f != nil {
+		if err := s.witness.append(*pw); err != nil {
+			return fmt.Errorf("%s: committed, but the checkpoint could not be witnessed (check the witness medium): %w", op, err)
+		}
 	}
 	return nil
 }
@@ -262,15 +386,7 @@ func (s *Store) withTxRelaxed(ctx context.Context, op string, fn func(tx *sql.Tx
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", op, mapErr(err))
 	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return fmt.Errorf("%s: %w", op, mapErr(err))
-	}
-	if err := tx.Commit(); err != nil {
-		_ = tx.Rollback()
-		return fmt.Errorf("%s: commit: %w", op, mapErr(err))
-	}
-	return nil
+	return s.runTx(tx, op, fn)
 }
 
 func (s *Store) nowNanos() int64 { return s.now().UTC().UnixNano() }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,15 +44,18 @@ func (s *Store) EnsureDevice(ctx context.Context, d Device) error {
 		now := s.nowNanos()
 		var id int64
 		var ek []byte
-		err := tx.QueryRowContext(ctx, "SELECT id, ek_pub_hash FROM devices WHERE serial = ?", d.Serial).Scan(&id, &ek)
+		var backend string
+		err := tx.QueryRowContext(ctx, "SELECT id, ek_pub_hash, backend FROM devices WHERE serial = ?", d.Serial).Scan(&id, &ek, &backend)
 		if errors.Is(err, sql.ErrNoRows) {
 			st := d.Status
 			if st == "" {
 				st = DeviceNew
 			}
-			_, err = tx.ExecContext(ctx, `INSERT INTO devices (serial, backend, model, ek_pub_hash, status, created_at, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?)`, d.Serial, d.Backend, d.Model, nullBytes(d.EKPublicHash), st, now, now)
-			return err
+			if _, err = tx.ExecContext(ctx, `INSERT INTO devices (serial, backend, model, ek_pub_hash, status, created_at, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?)`, d.Serial, d.Backend, d.Model, nullBytes(d.EKPublicHash), st, now, now); err != nil {
+				return err
+			}
+			return s.auditBinding(ctx, tx, d.Serial)
 		}
 		if err != nil {
 			return err
@@ -59,6 +63,8 @@ func (s *Store) EnsureDevice(ctx context.Context, d Device) error {
 		if len(ek) > 0 && len(d.EKPublicHash) > 0 && !bytes.Equal(ek, d.EKPublicHash) {
 			return ErrDeviceMismatch
 		}
+		// The binding (serial, chip identity, backend) is what the ledger vouches for.
+		rebind := (len(ek) == 0 && len(d.EKPublicHash) > 0) || (d.Backend != "" && d.Backend != backend)
 		_, err = tx.ExecContext(ctx, `UPDATE devices SET
 			backend = CASE WHEN ? = '' THEN backend ELSE ? END,
 			model = CASE WHEN ? = '' THEN model ELSE ? END,
@@ -66,8 +72,27 @@ func (s *Store) EnsureDevice(ctx context.Context, d Device) error {
 			status = CASE WHEN ? = '' THEN status ELSE ? END,
 			updated_at = ? WHERE id = ?`,
 			d.Backend, d.Backend, d.Model, d.Model, nullBytes(d.EKPublicHash), d.Status, d.Status, now, id)
-		return err
+		if err != nil || !rebind {
+			return err
+		}
+		return s.auditBinding(ctx, tx, d.Serial)
 	})
+}
+
+// auditBinding records a device's binding (serial, chip identity hash, backend) in the
+// ledger with the row's hash.
+func (s *Store) auditBinding(ctx context.Context, tx *sql.Tx, serial string) error {
+	refs, err := refRows(ctx, tx, "devices", serial)
+	if err != nil {
+		return err
+	}
+	var ek []byte
+	var backend string
+	if err := tx.QueryRowContext(ctx, "SELECT ek_pub_hash, backend FROM devices WHERE serial = ?", serial).Scan(&ek, &backend); err != nil {
+		return err
+	}
+	return s.appendAudit(ctx, tx, "device.bind", s.actor, map[string]any{
+		"device": serial, "backend": backend, "ek": hex.EncodeToString(ek)}, refs...)
 }
 
 // GetDevice returns the device with this serial, or ErrNotFound.

@@ -45,6 +45,13 @@ var (
 	ErrConstraint = errors.New("constraint violated")
 	// ErrAuditTampered: VerifyAudit found a broken ledger; the error is an *AuditError.
 	ErrAuditTampered = errors.New("audit ledger tampered")
+	// ErrWitnessTorn: the witness file ends with an incomplete line (power cut while it
+	// was appended); the store refuses to append after it until RepairWitness records and
+	// cuts it.
+	ErrWitnessTorn = errors.New("witness file ends with an incomplete line")
+	// ErrWitnessMismatch: the database does not hold the newest checkpoint recorded in the
+	// witness file (its tail was deleted or rewritten, or it is another database).
+	ErrWitnessMismatch = errors.New("database does not match its witness file")
 )
 
 // mapErr maps driver errors to the sentinels, keeping the driver error in the chain.

@@ -300,8 +300,12 @@ func (s *Store) CompleteIssue(ctx context.Context, intentID int64, c Certificate
 			if err := revokeTx(ctx, tx, oldSerial, oldIssuer, ReasonSuperseded, now); err != nil {
 				return err
 			}
+			refs, err := revocationRefs(ctx, tx, oldSerial, true)
+			if err != nil {
+				return err
+			}
 			if err := s.appendAudit(ctx, tx, "cert.revoke", s.actor, map[string]any{
-				"serial": oldSerial, "device": devSerial, "reason": ReasonName(ReasonSuperseded), "by": serial}); err != nil {
+				"serial": oldSerial, "device": devSerial, "reason": ReasonName(ReasonSuperseded), "by": serial}, refs...); err != nil {
 				return err
 			}
 		case !errors.Is(err, sql.ErrNoRows):
@@ -327,9 +331,17 @@ func (s *Store) CompleteIssue(ctx context.Context, intentID int64, c Certificate
 		if _, err := tx.ExecContext(ctx, "UPDATE devices SET status = ?, updated_at = ? WHERE id = ?", DeviceIssued, now, devID); err != nil {
 			return err
 		}
+		refs, err := refRows(ctx, tx, "keys", strings.ToUpper(hex.EncodeToString(keyHash)))
+		if err != nil {
+			return err
+		}
+		crefs, err := refRows(ctx, tx, "certificates", serial)
+		if err != nil {
+			return err
+		}
 		return s.appendAudit(ctx, tx, "cert.issue", s.actor, map[string]any{
 			"serial": serial, "device": devSerial, "issuer": hex.EncodeToString(issuerKeyID), "key": hex.EncodeToString(keyHash),
-			"intent": intentID, "work_order": wo.String, "run": run.Int64})
+			"intent": intentID, "work_order": wo.String, "run": run.Int64}, append(refs, crefs...)...)
 	})
 }
 
@@ -363,7 +375,11 @@ func (s *Store) MarkDelivered(ctx context.Context, certSerialHex string) error {
 			DeviceProvisioned, DeviceDelivered, now, devID); err != nil {
 			return err
 		}
-		return s.appendAudit(ctx, tx, "cert.deliver", s.actor, map[string]any{"serial": serial, "device": devSerial})
+		refs, err := refRows(ctx, tx, "certificates", serial)
+		if err != nil {
+			return err
+		}
+		return s.appendAudit(ctx, tx, "cert.deliver", s.actor, map[string]any{"serial": serial, "device": devSerial}, refs...)
 	})
 }
 
@@ -390,7 +406,11 @@ func (s *Store) markConfirmedTx(ctx context.Context, tx *sql.Tx, serial string) 
 		WHERE id = ?`, DeviceProvisioned, now, now, devID); err != nil {
 		return err
 	}
-	return s.appendAudit(ctx, tx, "cert.confirm", s.actor, map[string]any{"serial": serial, "device": devSerial})
+	refs, err := refRows(ctx, tx, "certificates", serial)
+	if err != nil {
+		return err
+	}
+	return s.appendAudit(ctx, tx, "cert.confirm", s.actor, map[string]any{"serial": serial, "device": devSerial}, refs...)
 }
 
 func liveCertDevice(ctx context.Context, tx *sql.Tx, serial string) (int64, string, error) {

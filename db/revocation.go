@@ -52,12 +52,33 @@ func (s *Store) RecordRevocation(ctx context.Context, serialHex string, issuerKe
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
+		recorded := err == nil
 		if err := revokeTx(ctx, tx, serial, issuerKeyID, reason, at.UTC().UnixNano()); err != nil {
 			return err
 		}
-		return s.appendAudit(ctx, tx, "cert.revoke", s.actor, map[string]any{
-			"serial": serial, "issuer": hex.EncodeToString(issuerKeyID), "reason": ReasonName(reason)})
+		refs, err := revocationRefs(ctx, tx, serial, recorded)
+		if err != nil {
+			return err
+		}
+		if err := s.appendAudit(ctx, tx, "cert.revoke", s.actor, map[string]any{
+			"serial": serial, "issuer": hex.EncodeToString(issuerKeyID), "reason": ReasonName(reason)}, refs...); err != nil {
+			return err
+		}
+		// A revocation is sealed and witnessed at once: deleting it later would also have
+		// to delete a witnessed checkpoint.
+		return s.sealTx(ctx, tx)
 	})
+}
+
+// revocationRefs are the ledger references of a revocation and, when the station
+// recorded it, of the revoked certificate.
+func revocationRefs(ctx context.Context, tx *sql.Tx, serial string, recorded bool) ([]rowRef, error) {
+	refs, err := refRows(ctx, tx, "revocations", serial)
+	if err != nil || !recorded {
+		return refs, err
+	}
+	crefs, err := refRows(ctx, tx, "certificates", serial)
+	return append(refs, crefs...), err
 }
 
 // Revocations returns the revocation list of one issuer key, oldest first.

@@ -50,8 +50,12 @@ func (s *Store) RecordVerification(ctx context.Context, v Verification) (int64, 
 		if actor == "" {
 			actor = s.actor
 		}
+		refs, err := refRows(ctx, tx, "verifications", fmt.Sprint(id))
+		if err != nil {
+			return err
+		}
 		return s.appendAudit(ctx, tx, "qa.verify", actor, map[string]any{
-			"device": v.DeviceSerial, "serial": cs, "result": v.Result, "id": id})
+			"device": v.DeviceSerial, "serial": cs, "result": v.Result, "id": id}, refs...)
 	})
 	return id, err
 }

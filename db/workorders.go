@@ -45,8 +45,12 @@ func (s *Store) CreateWorkOrder(ctx context.Context, w WorkOrder) error {
 			VALUES (?, ?, ?, ?, ?, ?)`, w.ID, w.Product, w.Quantity, w.Profile, w.LockPolicy, now); err != nil {
 			return err
 		}
+		refs, err := refRows(ctx, tx, "work_orders", w.ID)
+		if err != nil {
+			return err
+		}
 		return s.appendAudit(ctx, tx, "workorder.create", s.actor, map[string]any{
-			"id": w.ID, "product": w.Product, "quantity": w.Quantity, "profile": w.Profile, "lock_policy": w.LockPolicy})
+			"id": w.ID, "product": w.Product, "quantity": w.Quantity, "profile": w.Profile, "lock_policy": w.LockPolicy}, refs...)
 	})
 }
 
@@ -192,8 +196,12 @@ func (s *Store) UpsertOperator(ctx context.Context, op Operator, pin string) err
 				return err
 			}
 		}
+		refs, err := refRows(ctx, tx, "operators", op.ID)
+		if err != nil {
+			return err
+		}
 		return s.appendAudit(ctx, tx, "operator.upsert", s.actor, map[string]any{
-			"id": op.ID, "name": op.Name, "role": op.Role, "pin_changed": hash != ""})
+			"id": op.ID, "name": op.Name, "role": op.Role, "pin_changed": hash != ""}, refs...)
 	})
 }
 
