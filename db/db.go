@@ -38,10 +38,10 @@ type Store struct {
 	// single writer connection).
 	witness        *witness
 	pendingWitness *WitnessLine
-	cpEvery     int
-	actor       string
-	now         func() time.Time
-	synchronous string
+	cpEvery        int
+	actor          string
+	now            func() time.Time
+	synchronous    string
 
 	closeOnce sync.Once
 }
