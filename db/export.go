@@ -99,15 +99,24 @@ func WriteJSON(w io.Writer, recs []ExportRecord) error {
 var CSVHeader = []string{"serial", "backend", "status", "certificate", "chain", "provisioned_at", "work_order", "cert_serial"}
 
 // WriteCSV writes the records as RFC 4180 CSV with a header row; PEM fields keep their
-// newlines inside quotes, times are RFC 3339 UTC.
+// newlines inside quotes, times are RFC 3339 UTC. Every cell but the PEM ones (which this
+// package writes, always starting with "-----BEGIN CERTIFICATE-----") goes through
+// CSVCell, since a device chooses its own serial.
 func WriteCSV(w io.Writer, recs []ExportRecord) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(CSVHeader); err != nil {
 		return fmt.Errorf("write csv export: %w", err)
 	}
 	for _, r := range recs {
-		if err := cw.Write([]string{r.Serial, r.Backend, r.Status, r.Certificate, r.Chain,
-			r.ProvisionedAt.UTC().Format(time.RFC3339Nano), r.WorkOrder, r.CertSerial}); err != nil {
+		row := []string{r.Serial, r.Backend, r.Status, r.Certificate, r.Chain,
+			r.ProvisionedAt.UTC().Format(time.RFC3339Nano), r.WorkOrder, r.CertSerial}
+		for i := range row {
+			if i == 3 || i == 4 { // PEM written by this function, always "-----BEGIN CERTIFICATE-----…"
+				continue
+			}
+			row[i] = CSVCell(row[i])
+		}
+		if err := cw.Write(row); err != nil {
 			return fmt.Errorf("write csv export: %w", err)
 		}
 	}
@@ -116,4 +125,18 @@ func WriteCSV(w io.Writer, recs []ExportRecord) error {
 		return fmt.Errorf("write csv export: %w", err)
 	}
 	return nil
+}
+
+// CSVCell neutralises a cell that a spreadsheet would read as a formula (CSV injection):
+// text starting with = + - @, a tab or a carriage return gets a leading single quote, so
+// that "=HYPERLINK(...)" from a device's serial is shown as text, never evaluated.
+func CSVCell(s string) string {
+	if s == "" {
+		return s
+	}
+	switch s[0] {
+	case '=', '+', '-', '@', '\t', '\r':
+		return "'" + s
+	}
+	return s
 }
