@@ -5,7 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -35,18 +37,43 @@ func LoadEncryptedKey(path string, passphrase []byte) (crypto.Signer, error) {
 	return readKey(path, passphrase)
 }
 
-// AuditKey returns the station's audit key from dir, creating it (P-256,
-// encrypted with passphrase, public half in AuditPubKeyFile) on first use.
+// ErrAuditKeyMissing: the CA folder has no audit key. It is never created implicitly
+// (a silently regenerated key would sign a rewritten ledger): create it once, explicitly,
+// with CreateAuditKey (`wsc ca init` or `wsc audit init-key`).
+var ErrAuditKeyMissing = errors.New("audit key missing")
+
+// AuditKey loads the station's audit key from dir (PKCS#8-encrypted with passphrase). A
+// missing key is an error wrapping ErrAuditKeyMissing with an instruction; it is never
+// regenerated here.
 func AuditKey(dir string, passphrase []byte) (crypto.Signer, error) {
 	path := filepath.Join(dir, AuditKeyFile)
-	if _, err := os.Stat(path); err == nil {
-		return readKey(path, passphrase)
-	} else if !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("audit key %s does not exist: if this station never had one, create it with "+
+			"`wsc audit init-key --dir %s` and pin the fingerprint it prints in the station config (audit.key_fingerprints); "+
+			"if it had one, restore audit.key from the backup instead (a new key cannot vouch for the old checkpoints): %w",
+			path, dir, ErrAuditKeyMissing)
+	} else if err != nil {
 		return nil, fmt.Errorf("audit key: %w", err)
+	}
+	return readKey(path, passphrase)
+}
+
+// CreateAuditKey creates the station's audit key in dir: P-256, PKCS#8-encrypted with
+// passphrase, public half in AuditPubKeyFile. It refuses to replace an existing key
+// (os.ErrExist). Pin AuditKeyFingerprint of its public key in the station config.
+func CreateAuditKey(dir string, passphrase []byte) (crypto.Signer, error) {
+	path := filepath.Join(dir, AuditKeyFile)
+	if _, err := os.Stat(path); err == nil {
+		return nil, fmt.Errorf("create audit key: %s: %w", path, os.ErrExist)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("create audit key: %w", err)
+	}
+	if len(passphrase) == 0 {
+		return nil, errors.New("create audit key: a passphrase is required (the key is stored encrypted)")
 	}
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("audit key: %w", err)
+		return nil, fmt.Errorf("create audit key: %w", err)
 	}
 	if err := writeKey(path, k, passphrase); err != nil {
 		return nil, err
@@ -59,6 +86,17 @@ func AuditKey(dir string, passphrase []byte) (crypto.Signer, error) {
 		return nil, err
 	}
 	return k, nil
+}
+
+// AuditKeyFingerprint is the hex SHA-256 of a public key's PKIX DER: what the station
+// config pins (equal to db.KeyID).
+func AuditKeyFingerprint(pub crypto.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("audit key fingerprint: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // LoadPublicKey reads a PEM "PUBLIC KEY" file.

@@ -116,12 +116,19 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (rep *DemoReport, err error) {
 		if err := ca.Init(caDir, pass, ca.InitOptions{}); err != nil {
 			return nil, fmt.Errorf("create CA: %w", err)
 		}
+		// The explicit initialisation of the audit key, as `wsc ca init` does.
+		_, fp, err := CreateAuditKey(caDir, pass)
+		if err != nil {
+			return nil, err
+		}
+		progress("audit key created; fingerprint to pin: " + fp)
 	}
 	auditKey, err := ca.AuditKey(caDir, pass)
 	if err != nil {
 		return nil, err
 	}
-	store, err := db.Open(filepath.Join(ws, "station.db"), db.WithActor("demo-station"), db.WithAuditSigner(auditKey, 0))
+	store, err := db.Open(filepath.Join(ws, "station.db"), db.WithActor("demo-station"), db.WithAuditSigner(auditKey, 0),
+		db.WithWitness(filepath.Join(caDir, DefaultWitnessFile)))
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}

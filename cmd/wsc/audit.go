@@ -2,52 +2,286 @@ package main
 
 import (
 	"crypto"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/station"
 )
 
+// usage wraps a usage error: exit status 2.
+func usage(format string, a ...any) error {
+	return &exitError{code: 2, err: fmt.Errorf(format, a...)}
+}
+
 func auditCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "audit", Short: "Check the station database's tamper-evident audit ledger"}
-	var path, keyPath string
+	cmd := &cobra.Command{Use: "audit", Short: "The station database's audit ledger: verify it, create and pin its key, repair its witness file"}
+	cmd.AddCommand(auditVerifyCmd(), auditInitKeyCmd(), auditFingerprintCmd(), auditRepairWitnessCmd())
+	return cmd
+}
+
+// auditReport is the --json output of `wsc audit verify` (snake_case).
+type auditReport struct {
+	Result         string         `json:"result"` // "ok" or "failed"
+	Database       string         `json:"database"`
+	Witness        string         `json:"witness,omitempty"`
+	WitnessChecked bool           `json:"witness_checked"`
+	PinnedKeys     []string       `json:"pinned_keys"`
+	Rows           int64          `json:"rows"`
+	Checkpoints    int64          `json:"checkpoints"`
+	HeadSeq        int64          `json:"head_seq"`
+	HeadHash       string         `json:"head_hash"`
+	UnsealedRows   int64          `json:"unsealed_rows"`
+	CoveredRows    int64          `json:"covered_rows"`
+	RowRefs        int64          `json:"row_refs"`
+	WitnessLines   int            `json:"witness_lines"`
+	WitnessNewest  int64          `json:"witness_newest_row"`
+	Failures       []auditFailure `json:"failures"`
+}
+
+type auditFailure struct {
+	Kind    string `json:"kind"`
+	Row     int64  `json:"row,omitempty"`
+	Table   string `json:"table,omitempty"`
+	Key     string `json:"key,omitempty"`
+	Message string `json:"message"`
+}
+
+func auditVerifyCmd() *cobra.Command {
+	var (
+		path, cfgPath, keyPath, witness string
+		fingerprints                    []string
+		noWitness, asJSON               bool
+		maxGap                          int
+	)
 	verify := &cobra.Command{
 		Use:   "verify",
-		Short: "Verify every link and signed checkpoint of the audit ledger; exit 1 at the first defect",
+		Short: "Verify the audit ledger: chain, signed checkpoints (pinned key), witness file and every covered row; exit 1 when it is bad",
+		Long: "Checks every link and signed checkpoint of the ledger, that the checkpoints are signed by the pinned audit key\n" +
+			"(--audit-key-fingerprint or audit.key_fingerprints of --config; a public key found beside the database is used\n" +
+			"only if its fingerprint is pinned), that the database holds every checkpoint of the witness file, and that every row\n" +
+			"of the certificates, revocations, devices, keys, work orders, operators and QA tables matches the ledger.\n" +
+			"Exit status: 0 the ledger is sound, 1 it is not (each defect is listed with its kind), 2 usage error.",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var ac station.AuditConfig
+			caDir := ""
+			if cfgPath != "" {
+				f, err := station.LoadAuditConfig(cfgPath)
+				if err != nil {
+					return usage("--config: %w", err)
+				}
+				ac, caDir = f.Audit, f.CADir
+				if path == "" {
+					path = f.Database
+				}
+			}
 			if path == "" {
-				return errors.New("--db is required")
+				return usage("--db (or --config) is required")
 			}
 			if _, err := os.Stat(path); err != nil {
-				return fmt.Errorf("database: %w", err)
+				return usage("database: %w", err)
 			}
-			if keyPath == "" {
-				keyPath = filepath.Join(filepath.Dir(path), "ca", ca.AuditPubKeyFile)
+			if caDir == "" {
+				caDir = filepath.Join(filepath.Dir(path), "ca")
 			}
-			pub, err := ca.LoadPublicKey(keyPath)
+			if len(fingerprints) > 0 {
+				ac.KeyFingerprints = fingerprints
+			}
+			if len(ac.KeyFingerprints) == 0 {
+				return usage("no pinned audit key: pass --audit-key-fingerprint HEX (printed by `wsc ca init` or `wsc audit init-key`; " +
+					"`wsc audit fingerprint --pub FILE` on a trusted copy of the public key) or --config STATION.yaml with audit.key_fingerprints; " +
+					"the public key beside the database is never trusted by itself")
+			}
+			pins, err := ac.Pins()
 			if err != nil {
-				return fmt.Errorf("audit public key (--key): %w", err)
+				return usage("%w", err)
+			}
+			opts := db.AuditVerifyOptions{PinnedKeys: pins, MaxGap: maxGap}
+			// The public key beside the database, if any, is only a convenience for
+			// checkpoints written before they carried their key: VerifyAudit refuses it
+			// unless its fingerprint is pinned.
+			explicitKey := keyPath != ""
+			if !explicitKey {
+				keyPath = filepath.Join(caDir, ca.AuditPubKeyFile)
+			}
+			if pub, err := ca.LoadPublicKey(keyPath); err == nil {
+				opts.Keys = []crypto.PublicKey{pub}
+			} else if explicitKey {
+				return usage("--key: %w", err)
+			}
+			switch {
+			case noWitness && witness != "":
+				return usage("--witness and --no-witness exclude each other")
+			case noWitness:
+			case witness != "":
+				opts.Witness = witness
+			default:
+				opts.Witness = ac.WitnessPath(caDir)
 			}
 			s, err := db.Open(path, db.WithReadOnly())
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			sum, err := s.VerifyAudit(cmd.Context(), db.AuditVerifyOptions{Keys: []crypto.PublicKey{pub}})
-			if err != nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "audit ledger: FAILED: %v\n", err)
-				return &exitError{code: 1, err: err}
+			sum, verr := s.VerifyAudit(cmd.Context(), opts)
+			var ae *db.AuditError
+			if verr != nil && !errors.As(verr, &ae) {
+				return verr
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "audit ledger: ok — %d rows, %d signed checkpoints, head row %d %x\n", sum.Rows, sum.Checkpoints, sum.HeadSeq, sum.HeadHash)
+			rep := auditReport{Result: "ok", Database: path, Witness: opts.Witness, WitnessChecked: opts.Witness != "", Failures: []auditFailure{}}
+			for _, p := range pins {
+				rep.PinnedKeys = append(rep.PinnedKeys, hex.EncodeToString(p))
+			}
+			if sum != nil {
+				rep.Rows, rep.Checkpoints, rep.HeadSeq, rep.HeadHash = sum.Rows, sum.Checkpoints, sum.HeadSeq, hex.EncodeToString(sum.HeadHash)
+				rep.UnsealedRows, rep.CoveredRows, rep.RowRefs = sum.Unsealed, sum.CoveredRows, sum.RowRefs
+				rep.WitnessLines, rep.WitnessNewest = sum.WitnessLines, sum.WitnessNewest
+				for _, f := range sum.Failures {
+					rep.Failures = append(rep.Failures, auditFailure{Kind: string(f.Kind), Row: f.Seq, Table: f.Table, Key: f.Key, Message: f.Error()})
+				}
+			}
+			if verr != nil {
+				rep.Result = "failed"
+				if len(rep.Failures) == 0 {
+					rep.Failures = append(rep.Failures, auditFailure{Kind: string(ae.Kind), Row: ae.Seq, Table: ae.Table, Key: ae.Key, Message: ae.Error()})
+				}
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
+			} else {
+				printAuditReport(out, rep)
+			}
+			if verr != nil {
+				return &exitError{code: 1, err: verr}
+			}
 			return nil
 		},
 	}
-	verify.Flags().StringVar(&path, "db", "", "station database file")
-	verify.Flags().StringVar(&keyPath, "key", "", "audit public key (PEM; default: ca/audit.pub next to the database)")
-	cmd.AddCommand(verify)
+	verify.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
+	verify.Flags().StringVar(&path, "db", "", "station database file (default: the config's database)")
+	verify.Flags().StringVar(&cfgPath, "config", "", "station config: database, CA folder, audit.key_fingerprints and audit.witness")
+	verify.Flags().StringSliceVar(&fingerprints, "audit-key-fingerprint", nil, "pinned audit key: hex SHA-256 of its public key (repeatable); overrides the config")
+	verify.Flags().StringVar(&keyPath, "key", "", "audit public key PEM for checkpoints that do not carry it (default: ca/audit.pub next to the database; used only if pinned)")
+	verify.Flags().StringVar(&witness, "witness", "", "witness file (default: audit.witness in the CA folder, or the config's audit.witness)")
+	verify.Flags().BoolVar(&noWitness, "no-witness", false, "do not check a witness file (a deleted ledger tail then goes unnoticed); the report says so")
+	verify.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	verify.Flags().IntVar(&maxGap, "max-gap", 0, "most rows allowed between signed checkpoints (default: the station's interval)")
+	return verify
+}
+
+func printAuditReport(w io.Writer, r auditReport) {
+	if r.Result == "ok" {
+		fmt.Fprintf(w, "audit ledger: ok — %d rows, %d signed checkpoints, head row %d %s\n", r.Rows, r.Checkpoints, r.HeadSeq, r.HeadHash)
+		fmt.Fprintf(w, "covered rows: %d rows of certificates, revocations, device bindings, keys, work orders, operators and QA verdicts match the ledger\n", r.CoveredRows)
+		if r.UnsealedRows > 0 {
+			fmt.Fprintf(w, "unsealed:     the last %d rows follow the last signed checkpoint (the station's next checkpoint will seal them)\n", r.UnsealedRows)
+		}
+	} else {
+		fmt.Fprintf(w, "audit ledger: FAILED — %d defect(s)\n", len(r.Failures))
+		for _, f := range r.Failures {
+			fmt.Fprintf(w, "  [%s] %s\n", f.Kind, f.Message)
+		}
+	}
+	if r.WitnessChecked {
+		fmt.Fprintf(w, "witness:      %s — %d signed checkpoints, newest of row %d\n", r.Witness, r.WitnessLines, r.WitnessNewest)
+	} else {
+		fmt.Fprintln(w, "witness:      NOT CHECKED (--no-witness): a deleted ledger tail would go unnoticed")
+	}
+}
+
+func auditInitKeyCmd() *cobra.Command {
+	var dir, passSource string
+	cmd := &cobra.Command{
+		Use:   "init-key",
+		Short: "Create the station's audit key (once; encrypted PKCS#8) and print the fingerprint to pin in the station config",
+		Long: "The audit key signs the ledger's checkpoints. It is created only by this command (and by `wsc ca init`),\n" +
+			"never implicitly: a station whose audit.key is missing stops. An existing key is never replaced.",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pass, err := ca.ReadPassphrase(passSource)
+			if err != nil {
+				return fmt.Errorf("passphrase (--passphrase-source): %w", err)
+			}
+			defer clear(pass)
+			_, fp, err := station.CreateAuditKey(dir, pass)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "audit key created in %s\nfingerprint: %s\npin it in the station config:\n  audit:\n    key_fingerprints: [%s]\n",
+				filepath.Join(dir, ca.AuditKeyFile), fp, fp)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "ca", "CA folder")
+	cmd.Flags().StringVar(&passSource, "passphrase-source", "prompt", "where the passphrase comes from: prompt, file:PATH, fd:N or env:NAME")
+	return cmd
+}
+
+func auditFingerprintCmd() *cobra.Command {
+	var pubPath string
+	cmd := &cobra.Command{
+		Use:   "fingerprint",
+		Short: "Print the fingerprint (hex SHA-256 of the PKIX public key) of an audit public key, for the station config's pin",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pub, err := ca.LoadPublicKey(pubPath)
+			if err != nil {
+				return usage("--pub: %w", err)
+			}
+			fp, err := ca.AuditKeyFingerprint(pub)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), fp)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&pubPath, "pub", filepath.Join("ca", ca.AuditPubKeyFile), "audit public key (PEM); take it from a trusted copy")
+	return cmd
+}
+
+func auditRepairWitnessCmd() *cobra.Command {
+	var path, witness, actor string
+	cmd := &cobra.Command{
+		Use:   "repair-witness",
+		Short: "Record in the ledger and cut an incomplete last line of the witness file (after a power cut)",
+		Long: "The station refuses to start when its witness file ends with an incomplete line. Run `wsc audit verify` first:\n" +
+			"when it reports nothing but [witness-torn], this command checks every complete witness line against the\n" +
+			"database, appends a witness.repair row (length and SHA-256 of the cut bytes) to the ledger and cuts them.",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if path == "" || witness == "" {
+				return usage("--db and --witness are required")
+			}
+			s, err := db.Open(path, db.WithActor(actor))
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			rep, err := s.RepairWitness(cmd.Context(), witness)
+			if err != nil {
+				return err
+			}
+			if rep == nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "witness %s ends with a complete line: nothing to repair\n", witness)
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "witness %s: cut %d incomplete bytes (sha256 %s) after the checkpoint of row %d; recorded in the ledger\n",
+				witness, rep.TornBytes, rep.TornHash, rep.Newest)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&path, "db", "", "station database file")
+	cmd.Flags().StringVar(&witness, "witness", "", "witness file")
+	cmd.Flags().StringVar(&actor, "actor", defaultActor(), "person recorded in the ledger")
 	return cmd
 }

@@ -215,6 +215,15 @@ func caInitCmd() *cobra.Command {
 			if err := ca.Init(f.dir, pass, opts); err != nil {
 				return err
 			}
+			// The audit key is created here, explicitly, and never on first use.
+			auditFP := "not created (token CA): run `wsc audit init-key --dir " + f.dir + "`"
+			if len(pass) > 0 && !ca.IsTokenKey(filepath.Join(f.dir, ca.IntermediateKeyFile)) {
+				if _, auditFP, err = station.CreateAuditKey(f.dir, pass); err != nil && !(force && errors.Is(err, os.ErrExist)) {
+					return err
+				} else if err != nil {
+					auditFP = "kept the existing key (" + ca.AuditKeyFile + ")"
+				}
+			}
 			st, err := ca.ReadStatus(f.dir, time.Now())
 			if err != nil {
 				return err
@@ -231,8 +240,8 @@ func caInitCmd() *cobra.Command {
 			}); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "CA created in %s\nroot:         %s (key %s, %s)\nintermediate: %s (key %s, %s)\n",
-				f.dir, st.Roots[0].Subject, st.Roots[0].KeyID, st.RootKey, st.Issuer.Subject, st.Issuer.KeyID, st.IssuerKey)
+			fmt.Fprintf(cmd.OutOrStdout(), "CA created in %s\nroot:         %s (key %s, %s)\nintermediate: %s (key %s, %s)\naudit key:    %s (pin it: audit.key_fingerprints in the station config)\n",
+				f.dir, st.Roots[0].Subject, st.Roots[0].KeyID, st.RootKey, st.Issuer.Subject, st.Issuer.KeyID, st.IssuerKey, auditFP)
 			return nil
 		},
 	}

@@ -60,7 +60,7 @@ func TestStationKillLoop(t *testing.T) {
 	f := newStationFixture(t, 3, "")
 	wsc, _ := buildBinaries(t)
 	dbPath := filepath.Join(f.dir, "station.db")
-	// The audit key is created by the first station start.
+	// The audit key was created with the CA (newStationFixture).
 	var pub crypto.PublicKey
 	cycles := killCycles()
 	rng := rand.New(rand.NewPCG(1, 2))

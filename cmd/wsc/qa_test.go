@@ -90,11 +90,12 @@ func TestQARevocationAndAudit(t *testing.T) {
 	}
 
 	// The ledger verifies, then an edited row is found.
-	run("audit", "verify", "--db", dbPath)
+	fp := strings.TrimSpace(run("audit", "fingerprint", "--pub", filepath.Join(caDir, "audit.pub")))
+	run("audit", "verify", "--db", dbPath, "--audit-key-fingerprint", fp)
 	if b, err := exec.Command("sqlite3", dbPath, `DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'mallory' WHERE id = 3;`).CombinedOutput(); err != nil {
 		t.Fatalf("sqlite3 tamper: %v\n%s", err, b)
 	}
-	b, err = exec.Command(wsc, "audit", "verify", "--db", dbPath).CombinedOutput()
+	b, err = exec.Command(wsc, "audit", "verify", "--db", dbPath, "--audit-key-fingerprint", fp).CombinedOutput()
 	if exitCode(err) != 1 || !strings.Contains(string(b), "edited") {
 		t.Fatalf("audit verify after an edit: exit %d\n%s", exitCode(err), b)
 	}

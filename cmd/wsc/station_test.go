@@ -46,6 +46,9 @@ func newStationFixtureBench(t *testing.T, bc sim.BenchConfig) *stationFixture {
 	if err := ca.Init(filepath.Join(dir, "ca"), []byte("correct horse battery staple"), ca.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := ca.CreateAuditKey(filepath.Join(dir, "ca"), []byte("correct horse battery staple")); err != nil {
+		t.Fatal(err)
+	}
 	bc.Dir, bc.SerialPrefix, bc.AgentBinary, bc.AgentLogDir = dir, "LINE", agent, filepath.Join(dir, "logs")
 	b, err := sim.StartBench(ctx, bc)
 	if err != nil {
