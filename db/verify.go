@@ -57,7 +57,7 @@ type AuditError struct {
 
 // Error describes the defect.
 func (e *AuditError) Error() string {
-	if e.Table != "" {
+	if e.Table != "" || e.Seq == 0 {
 		return fmt.Sprintf("audit ledger %s: %s", e.Kind, e.Detail)
 	}
 	return fmt.Sprintf("audit ledger %s at row %d: %s", e.Kind, e.Seq, e.Detail)

@@ -75,6 +75,10 @@ func TestAuditVerifyCLI(t *testing.T) {
 		b, err := exec.Command(wsc, args...).CombinedOutput()
 		return string(b), exitCode(err)
 	}
+	runJSON := func(args ...string) (string, int) { // stdout only
+		b, err := exec.Command(wsc, args...).Output()
+		return string(b), exitCode(err)
+	}
 	if out, code := run("audit", "verify", "--db", dbPath, "--audit-key-fingerprint", fp); code != 0 || !strings.Contains(out, "audit ledger: ok") ||
 		!strings.Contains(out, "13 rows of certificates") {
 		t.Fatalf("verify: exit %d\n%s", code, out)
@@ -91,7 +95,7 @@ func TestAuditVerifyCLI(t *testing.T) {
 	}
 	// Another station's key pinned: the key beside the database is not trusted.
 	other := strings.Repeat("ab", 32)
-	out, code := run("audit", "verify", "--db", dbPath, "--audit-key-fingerprint", other, "--json")
+	out, code := runJSON("audit", "verify", "--db", dbPath, "--audit-key-fingerprint", other, "--json")
 	var rep auditReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 1 || rep.Result != "failed" || rep.Failures[0].Kind != string(db.AuditUnpinnedKey) {
 		t.Fatalf("foreign pin: exit %d %v\n%s", code, err, out)
@@ -102,7 +106,7 @@ func TestAuditVerifyCLI(t *testing.T) {
 		UPDATE sqlite_sequence SET seq = 10 WHERE name = 'audit'; DELETE FROM devices WHERE serial NOT IN ('D-0','D-1','D-2','D-3','D-4','D-5','D-6','D-7');`).CombinedOutput(); err != nil {
 		t.Fatalf("sqlite3: %v\n%s", err, b)
 	}
-	out, code = run("audit", "verify", "--db", dbPath, "--audit-key-fingerprint", fp, "--json")
+	out, code = runJSON("audit", "verify", "--db", dbPath, "--audit-key-fingerprint", fp, "--json")
 	rep = auditReport{}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 1 || rep.Result != "failed" || !rep.WitnessChecked ||
 		len(rep.Failures) != 1 || rep.Failures[0].Kind != "truncated" || rep.Failures[0].Row != 11 {
