@@ -534,8 +534,19 @@ func TestConcurrentReaderWhileWriting(t *testing.T) {
 	w.CreateWorkOrder(ctx, WorkOrder{ID: "W", Product: "x", Quantity: 1000})
 	r := openTest(t, path) // a second Store, as wsc verify would open it
 	done := make(chan error, 1)
+	// The writer waits for a reader round before each of its first devices, so that reads
+	// overlap the writes whatever the machine's speed.
+	rounds := make(chan struct{}, 8)
 	go func() {
 		for i := 0; i < 60; i++ {
+			if i < 5 {
+				select {
+				case <-rounds:
+				case <-ctx.Done():
+					done <- ctx.Err()
+					return
+				}
+			}
 			if _, err := provision(ctx, w, p, fmt.Sprintf("D%03d", i), "W"); err != nil {
 				done <- err
 				return
@@ -584,5 +595,9 @@ func TestConcurrentReaderWhileWriting(t *testing.T) {
 			}
 		}
 		reads++
+		select {
+		case rounds <- struct{}{}:
+		default:
+		}
 	}
 }
