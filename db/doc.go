@@ -26,9 +26,14 @@
 //
 // Every state change appends a row in the same transaction. Each row stores the SHA-256
 // of the previous row and its own hash over (sequence, time, kind, actor, detail, previous
-// hash); a head row holds the last sequence and hash. With WithAuditSigner the store signs
-// a checkpoint row every N rows with a dedicated audit key. VerifyAudit reports the first
-// edited, deleted, inserted or reordered row and bad or missing checkpoints.
+// hash); a head row holds the last sequence and hash. Rows that write a covered table
+// (certificates, revocations, device bindings, keys, work orders, operators, QA verdicts;
+// ledger.go) carry the SHA-256 of the rows written in their detail. With WithAuditSigner
+// the store signs a checkpoint row every N rows with a dedicated audit key; with
+// WithWitness each checkpoint is also appended to a witness file outside the database.
+// VerifyAudit reports the first edited, deleted, inserted or reordered row, bad, missing
+// or unpinned checkpoints, a database that ends before its witness, and every covered row
+// that does not match the ledger.
 //
 // # Errors
 //
