@@ -134,8 +134,15 @@ func (s *Store) sealTx(ctx context.Context, tx *sql.Tx) error {
 		return nil
 	}
 	seq, hash, err := auditHead(ctx, tx)
-	if err != nil {
+	if err != nil || seq == 0 {
 		return err
+	}
+	var kind string
+	if err := tx.QueryRowContext(ctx, "SELECT kind FROM audit WHERE id = ?", seq).Scan(&kind); err != nil {
+		return err
+	}
+	if kind == AuditCheckpointKind { // the interval just sealed it
+		return nil
 	}
 	return s.writeCheckpoint(ctx, tx, seq, hash)
 }

@@ -26,9 +26,19 @@ func reportPercentiles(b *testing.B, d []time.Duration) {
 // two commits with synchronous=FULL (fsync of the WAL each). The CA signature is made
 // beforehand and is not timed.
 func BenchmarkIssueDurable(b *testing.B) {
+	benchIssueDurable(b, WithAuditSigner(newAuditKey(b), DefaultCheckpointEvery))
+}
+
+// BenchmarkIssueDurableWitness: BenchmarkIssueDurable with every checkpoint also appended
+// and fsync'd to a witness file (one per DefaultCheckpointEvery ledger rows).
+func BenchmarkIssueDurableWitness(b *testing.B) {
+	benchIssueDurable(b, WithAuditSigner(newAuditKey(b), DefaultCheckpointEvery), WithWitness(filepath.Join(b.TempDir(), "bench.witness")))
+}
+
+func benchIssueDurable(b *testing.B, opts ...Option) {
 	ctx := context.Background()
 	p := getPKI()
-	s := openTest(b, "", WithAuditSigner(newAuditKey(b), DefaultCheckpointEvery))
+	s := openTest(b, "", opts...)
 	type job struct {
 		serial string
 		key    []byte
