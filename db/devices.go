@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,7 +26,9 @@ type Device struct {
 	Serial       string
 	Backend      string // "tpm" | "se" | "pkcs11"
 	Model        string
-	EKPublicHash []byte // SHA-256 of the endorsement key (or equivalent identity key)
+	EKPublicHash []byte // the chip's identity: SHA-256 of the endorsement key, or a secure element's chip identity
+	// Proof is the attestation proof the chip binding rests on ("tpm", "atecc608", "unattested").
+	Proof string
 	Status       string // one of the Device* states; empty means DeviceNew or unchanged
 	WorkOrder    string // read-only here: set by BeginIssue
 	// ProvisionedAt is set by MarkConfirmed (read-only here).
@@ -49,9 +52,13 @@ func (s *Store) EnsureDevice(ctx context.Context, d Device) error {
 			if st == "" {
 				st = DeviceNew
 			}
-			_, err = tx.ExecContext(ctx, `INSERT INTO devices (serial, backend, model, ek_pub_hash, status, created_at, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?)`, d.Serial, d.Backend, d.Model, nullBytes(d.EKPublicHash), st, now, now)
-			return err
+			_, err = tx.ExecContext(ctx, `INSERT INTO devices (serial, backend, model, ek_pub_hash, proof, status, created_at, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, d.Serial, d.Backend, d.Model, nullBytes(d.EKPublicHash), d.Proof, st, now, now)
+			if err != nil || len(d.EKPublicHash) == 0 {
+				return err
+			}
+			return s.appendAudit(ctx, tx, "device.bind", s.actor, map[string]any{
+				"device": d.Serial, "chip": hex.EncodeToString(d.EKPublicHash), "proof": d.Proof})
 		}
 		if err != nil {
 			return err
@@ -63,10 +70,16 @@ func (s *Store) EnsureDevice(ctx context.Context, d Device) error {
 			backend = CASE WHEN ? = '' THEN backend ELSE ? END,
 			model = CASE WHEN ? = '' THEN model ELSE ? END,
 			ek_pub_hash = COALESCE(ek_pub_hash, ?),
+			proof = CASE WHEN ek_pub_hash IS NULL AND ? <> '' THEN ? ELSE proof END,
 			status = CASE WHEN ? = '' THEN status ELSE ? END,
 			updated_at = ? WHERE id = ?`,
-			d.Backend, d.Backend, d.Model, d.Model, nullBytes(d.EKPublicHash), d.Status, d.Status, now, id)
-		return err
+			d.Backend, d.Backend, d.Model, d.Model, nullBytes(d.EKPublicHash), d.Proof, d.Proof, d.Status, d.Status, now, id)
+		if err != nil || len(ek) > 0 || len(d.EKPublicHash) == 0 {
+			return err
+		}
+		// First binding of this serial to a chip: the ledger vouches for it.
+		return s.appendAudit(ctx, tx, "device.bind", s.actor, map[string]any{
+			"device": d.Serial, "chip": hex.EncodeToString(d.EKPublicHash), "proof": d.Proof})
 	})
 }
 
