@@ -193,8 +193,8 @@ func TestIssue(t *testing.T) {
 	csr := makeCSR(t, key, "attacker.example.com", "attacker.example.com")
 	chain, err := c.Issue(context.Background(), csr, IssueRequest{
 		DeviceSerial: "TPM-0123456789ABCDEF", Proof: ProofTPM,
-		Names:        []string{"tpm-0123456789abcdef.devices.wsc.local"},
-		Validity:     24 * time.Hour,
+		Names:    []string{"tpm-0123456789abcdef.devices.wsc.local"},
+		Validity: 24 * time.Hour,
 	})
 	if err != nil {
 		t.Fatal(err)

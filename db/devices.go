@@ -28,9 +28,9 @@ type Device struct {
 	Model        string
 	EKPublicHash []byte // the chip's identity: SHA-256 of the endorsement key, or a secure element's chip identity
 	// Proof is the attestation proof the chip binding rests on ("tpm", "atecc608", "unattested").
-	Proof string
-	Status       string // one of the Device* states; empty means DeviceNew or unchanged
-	WorkOrder    string // read-only here: set by BeginIssue
+	Proof     string
+	Status    string // one of the Device* states; empty means DeviceNew or unchanged
+	WorkOrder string // read-only here: set by BeginIssue
 	// ProvisionedAt is set by MarkConfirmed (read-only here).
 	ProvisionedAt *time.Time
 }

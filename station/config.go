@@ -37,19 +37,19 @@ import (
 //
 // Relative paths are relative to the configuration file's folder.
 type FileConfig struct {
-	Station                string     `yaml:"station"`
-	Database               string     `yaml:"database"`
-	CA                     CAConfig   `yaml:"ca"`
-	TPMVendorRoots         []string   `yaml:"tpm_vendor_roots"`
-	TPMVendorIntermediates []string   `yaml:"tpm_vendor_intermediates"`
+	Station                string   `yaml:"station"`
+	Database               string   `yaml:"database"`
+	CA                     CAConfig `yaml:"ca"`
+	TPMVendorRoots         []string `yaml:"tpm_vendor_roots"`
+	TPMVendorIntermediates []string `yaml:"tpm_vendor_intermediates"`
 	// SEVendorRoots and SEVendorIntermediates verify secure elements'
 	// manufacturer certificate chains (proof atecc608).
-	SEVendorRoots         []string `yaml:"se_vendor_roots"`
-	SEVendorIntermediates []string `yaml:"se_vendor_intermediates"`
-	WorkOrder              WorkOrder  `yaml:"work_order"`
-	Baud                   int        `yaml:"baud"`
-	MaxFailures            int        `yaml:"max_failures"`
-	Slots                  []SlotSpec `yaml:"slots"`
+	SEVendorRoots         []string   `yaml:"se_vendor_roots"`
+	SEVendorIntermediates []string   `yaml:"se_vendor_intermediates"`
+	WorkOrder             WorkOrder  `yaml:"work_order"`
+	Baud                  int        `yaml:"baud"`
+	MaxFailures           int        `yaml:"max_failures"`
+	Slots                 []SlotSpec `yaml:"slots"`
 	// Discover finds the slots' ports at start instead of listing them.
 	Discover Discover `yaml:"discover"`
 }

@@ -179,8 +179,8 @@ type Result struct {
 	Proof    string
 	ChipID   []byte
 	Duration time.Duration
-	Steps       map[Step]time.Duration
-	Wire        proto.Stats
+	Steps    map[Step]time.Duration
+	Wire     proto.Stats
 }
 
 // StepError is a failed step with an instruction for the operator.
@@ -241,14 +241,14 @@ type run struct {
 	// re-delivered (empty before issuance).
 	proof, issued string
 	chipID        []byte
-	recording *async // device and run records, started after Hello
-	job       Job
-	client    *proto.Client
-	serial    string
-	runID     int64
-	steps     map[Step]time.Duration
-	step      Step
-	start     time.Time
+	recording     *async // device and run records, started after Hello
+	job           Job
+	client        *proto.Client
+	serial        string
+	runID         int64
+	steps         map[Step]time.Duration
+	step          Step
+	start         time.Time
 }
 
 func (r *run) emit(state State, detail string, err error) {
