@@ -406,6 +406,9 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		return nil
 	})
 	if err != nil {
+		if errors.Is(err, ErrNoProof) {
+			r.recordAttestFailure(ctx, err)
+		}
 		return nil, err
 	}
 	r.proof = proof.Name()
