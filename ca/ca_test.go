@@ -192,9 +192,9 @@ func TestIssue(t *testing.T) {
 	key := p256(t)
 	csr := makeCSR(t, key, "attacker.example.com", "attacker.example.com")
 	chain, err := c.Issue(context.Background(), csr, IssueRequest{
-		DeviceSerial: "TPM-0123456789ABCDEF",
-		Names:        []string{"tpm-0123456789abcdef.devices.wsc.local"},
-		Validity:     24 * time.Hour,
+		DeviceSerial: "TPM-0123456789ABCDEF", Proof: ProofTPM,
+		Names:    []string{"tpm-0123456789abcdef.devices.wsc.local"},
+		Validity: 24 * time.Hour,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -236,6 +236,9 @@ func TestIssue(t *testing.T) {
 	hw, err := HardwareModuleNames(leaf)
 	if err != nil || len(hw) != 1 || !hw[0].Type.Equal(OIDTPM20HWType) || string(hw[0].Serial) != "TPM-0123456789ABCDEF" {
 		t.Errorf("HardwareModuleName %+v %v", hw, err)
+	}
+	if p := CertificateProof(leaf, nil); p != ProofTPM {
+		t.Errorf("certificate policy says proof %q, want tpm (policies %v)", p, leaf.Policies)
 	}
 	// crypto/x509 with code signing usage.
 	roots := x509.NewCertPool()

@@ -60,8 +60,12 @@ type IssueRequest struct {
 	Validity time.Duration
 	// Profile overrides the CA's default profile.
 	Profile *Profile
+	// Proof is the attestation proof the key rests on (ProofTPM,
+	// ProofATECC608, ProofUnattested). It sets the certificate policy and
+	// the hwType (OIDsFor); empty is treated as ProofUnattested.
+	Proof string
 	// HWModuleOID overrides the hwType of the HardwareModuleName SAN
-	// (default from the profile: TPM 2.0, 2.23.133.1.2).
+	// (default: the proof's, see OIDsFor).
 	HWModuleOID asn1.ObjectIdentifier
 	// HWSerial overrides hwSerialNum (default: []byte(DeviceSerial)). For
 	// TPMs the TCG IDevID specification suggests the EK certificate serial.
@@ -159,7 +163,7 @@ func (c *CA) Issue(ctx context.Context, csrDER []byte, req IssueRequest) ([]*x50
 		}
 		pending.resolve(c.store.BeginIssue(ctx, IssueIntent{
 			DeviceSerial: req.DeviceSerial, KeyPublicDER: csr.RawSubjectPublicKeyInfo,
-			WorkOrder: req.WorkOrder, RunID: req.RunID,
+			WorkOrder: req.WorkOrder, RunID: req.RunID, Proof: req.Proof,
 		}))
 		switch {
 		case pending.err != nil:
@@ -269,7 +273,15 @@ func (c *CA) template(csr *x509.CertificateRequest, req IssueRequest) (*x509.Cer
 	if err != nil {
 		return nil, err
 	}
-	hwType := prof.hwOID
+	oids, err := OIDsFor(req.Proof, prof.oidArc, prof.hwOID)
+	if err != nil {
+		return nil, err
+	}
+	policy, err := x509.OIDFromASN1OID(oids.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("%w: certificate policy %s: %w", ErrProfile, oids.Policy, err)
+	}
+	hwType := oids.HWType
 	if len(req.HWModuleOID) > 0 {
 		hwType = req.HWModuleOID
 	}
@@ -300,8 +312,12 @@ func (c *CA) template(csr *x509.CertificateRequest, req IssueRequest) (*x509.Cer
 		DNSNames:              dns,
 		ExtraExtensions:       []pkix.Extension{san},
 		CRLDistributionPoints: append([]string(nil), prof.CRLDistributionPoints...),
-		PublicKey:             csr.PublicKey,
-		PublicKeyAlgorithm:    csr.PublicKeyAlgorithm,
+		// Both spellings: crypto/x509 encodes Policies by default
+		// (x509usepolicies) and PolicyIdentifiers when that is turned off.
+		PolicyIdentifiers:  []asn1.ObjectIdentifier{oids.Policy},
+		Policies:           []x509.OID{policy},
+		PublicKey:          csr.PublicKey,
+		PublicKeyAlgorithm: csr.PublicKeyAlgorithm,
 	}, nil
 }
 

@@ -50,14 +50,21 @@ type Profile struct {
 	Organization          string   `json:"organization,omitempty" yaml:"organization,omitempty"`
 	CommonName            string   `json:"commonName,omitempty" yaml:"commonName,omitempty"`
 	DNSNames              []string `json:"dnsNames,omitempty" yaml:"dnsNames,omitempty"`
-	HWModuleOID           string   `json:"hwModuleOID,omitempty" yaml:"hwModuleOID,omitempty"`
+	// HWModuleOID is the hwType of secure-element (atecc608) certificates;
+	// TPM certificates always carry TCG's 2.23.133.1.2 and unattested ones
+	// oidArc.2.3 (see OIDsFor).
+	HWModuleOID string `json:"hwModuleOID,omitempty" yaml:"hwModuleOID,omitempty"`
+	// OIDArc is the arc of wsc's certificate-policy and hwType OIDs
+	// (default DefaultOIDArc; docs/certificate-profile.md).
+	OIDArc string `json:"oidArc,omitempty" yaml:"oidArc,omitempty"`
 
 	mu       sync.Mutex // guards compilation of a Profile built in Go
 	compiled bool
 	ekus     []x509.ExtKeyUsage
 	cnTmpl   *template.Template
 	dnTmpl   []*template.Template
-	hwOID    asn1.ObjectIdentifier
+	hwOID    asn1.ObjectIdentifier // secure-element hwType; nil: the arc's
+	oidArc   asn1.ObjectIdentifier
 }
 
 // NameData is the data the profile name templates are evaluated with. It is
@@ -222,7 +229,14 @@ func (p *Profile) compile() error {
 		}
 		p.dnTmpl = append(p.dnTmpl, t)
 	}
-	p.hwOID = OIDTPM20HWType
+	p.hwOID, p.oidArc = nil, nil
+	if p.OIDArc != "" {
+		arc, err := parseOID(p.OIDArc)
+		if err != nil {
+			return fmt.Errorf("profile %q: oidArc: %w", p.Name, err)
+		}
+		p.oidArc = arc
+	}
 	if p.HWModuleOID != "" {
 		oid, err := parseOID(p.HWModuleOID)
 		if err != nil {

@@ -36,6 +36,8 @@ type IssueIntent struct {
 	WorkOrder string
 	// RunID ties the intent to a provisioning run (0: none).
 	RunID int64
+	// Proof is the attestation proof the key rests on (ProofTPM …).
+	Proof string
 }
 
 // Store is the station database as the CA sees it: the one source of truth

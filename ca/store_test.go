@@ -531,7 +531,7 @@ dnsNames: ["{{.Serial | lower}}.devices.wsc.local"]
 		t.Fatal(err)
 	}
 	s := openStationCA(t, ca.WithProfile(prof))
-	chain, err := s.ca.Issue(context.Background(), csrFor(t, newKey(t)), ca.IssueRequest{DeviceSerial: "TPM-00AB12CD34EF5678"})
+	chain, err := s.ca.Issue(context.Background(), csrFor(t, newKey(t)), ca.IssueRequest{DeviceSerial: "TPM-00AB12CD34EF5678", Proof: ca.ProofTPM})
 	if err != nil {
 		t.Fatal(err)
 	}

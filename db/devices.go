@@ -26,9 +26,11 @@ type Device struct {
 	Serial       string
 	Backend      string // "tpm" | "se" | "pkcs11"
 	Model        string
-	EKPublicHash []byte // SHA-256 of the endorsement key (or equivalent identity key)
-	Status       string // one of the Device* states; empty means DeviceNew or unchanged
-	WorkOrder    string // read-only here: set by BeginIssue
+	EKPublicHash []byte // the chip's identity: SHA-256 of the endorsement key, or a secure element's chip identity
+	// Proof is the attestation proof the chip binding rests on ("tpm", "atecc608", "unattested").
+	Proof     string
+	Status    string // one of the Device* states; empty means DeviceNew or unchanged
+	WorkOrder string // read-only here: set by BeginIssue
 	// ProvisionedAt is set by MarkConfirmed (read-only here).
 	ProvisionedAt *time.Time
 }
@@ -44,15 +46,15 @@ func (s *Store) EnsureDevice(ctx context.Context, d Device) error {
 		now := s.nowNanos()
 		var id int64
 		var ek []byte
-		var backend string
-		err := tx.QueryRowContext(ctx, "SELECT id, ek_pub_hash, backend FROM devices WHERE serial = ?", d.Serial).Scan(&id, &ek, &backend)
+		var backend, proof string
+		err := tx.QueryRowContext(ctx, "SELECT id, ek_pub_hash, backend, proof FROM devices WHERE serial = ?", d.Serial).Scan(&id, &ek, &backend, &proof)
 		if errors.Is(err, sql.ErrNoRows) {
 			st := d.Status
 			if st == "" {
 				st = DeviceNew
 			}
-			if _, err = tx.ExecContext(ctx, `INSERT INTO devices (serial, backend, model, ek_pub_hash, status, created_at, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?)`, d.Serial, d.Backend, d.Model, nullBytes(d.EKPublicHash), st, now, now); err != nil {
+			if _, err = tx.ExecContext(ctx, `INSERT INTO devices (serial, backend, model, ek_pub_hash, proof, status, created_at, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, d.Serial, d.Backend, d.Model, nullBytes(d.EKPublicHash), d.Proof, st, now, now); err != nil {
 				return err
 			}
 			return s.auditBinding(ctx, tx, d.Serial)
@@ -64,17 +66,20 @@ func (s *Store) EnsureDevice(ctx context.Context, d Device) error {
 			return ErrDeviceMismatch
 		}
 		// The binding (serial, chip identity, backend) is what the ledger vouches for.
-		rebind := (len(ek) == 0 && len(d.EKPublicHash) > 0) || (d.Backend != "" && d.Backend != backend)
+		rebind := (len(ek) == 0 && len(d.EKPublicHash) > 0) || (d.Backend != "" && d.Backend != backend) ||
+			(len(ek) == 0 && d.Proof != "" && d.Proof != proof)
 		_, err = tx.ExecContext(ctx, `UPDATE devices SET
 			backend = CASE WHEN ? = '' THEN backend ELSE ? END,
 			model = CASE WHEN ? = '' THEN model ELSE ? END,
 			ek_pub_hash = COALESCE(ek_pub_hash, ?),
+			proof = CASE WHEN ek_pub_hash IS NULL AND ? <> '' THEN ? ELSE proof END,
 			status = CASE WHEN ? = '' THEN status ELSE ? END,
 			updated_at = ? WHERE id = ?`,
-			d.Backend, d.Backend, d.Model, d.Model, nullBytes(d.EKPublicHash), d.Status, d.Status, now, id)
+			d.Backend, d.Backend, d.Model, d.Model, nullBytes(d.EKPublicHash), d.Proof, d.Proof, d.Status, d.Status, now, id)
 		if err != nil || !rebind {
 			return err
 		}
+		// First binding of this serial to a chip (or a new backend): the ledger vouches for it.
 		return s.auditBinding(ctx, tx, d.Serial)
 	})
 }
@@ -87,12 +92,12 @@ func (s *Store) auditBinding(ctx context.Context, tx *sql.Tx, serial string) err
 		return err
 	}
 	var ek []byte
-	var backend string
-	if err := tx.QueryRowContext(ctx, "SELECT ek_pub_hash, backend FROM devices WHERE serial = ?", serial).Scan(&ek, &backend); err != nil {
+	var backend, proof string
+	if err := tx.QueryRowContext(ctx, "SELECT ek_pub_hash, backend, proof FROM devices WHERE serial = ?", serial).Scan(&ek, &backend, &proof); err != nil {
 		return err
 	}
 	return s.appendAudit(ctx, tx, "device.bind", s.actor, map[string]any{
-		"device": serial, "backend": backend, "ek": hex.EncodeToString(ek)}, refs...)
+		"device": serial, "chip": hex.EncodeToString(ek), "proof": proof, "backend": backend}, refs...)
 }
 
 // GetDevice returns the device with this serial, or ErrNotFound.

@@ -72,6 +72,9 @@ type IssueIntent struct {
 	KeyPublicDER []byte // PKIX (SubjectPublicKeyInfo) DER of the key to certify
 	WorkOrder    string // empty: no quota
 	RunID        int64  // 0: not tied to a run
+	// Proof is the attestation proof the key rests on ("tpm", "atecc608",
+	// "unattested"); the certificate row and the ledger record it.
+	Proof string
 }
 
 // Certificate is a recorded device certificate.
@@ -198,8 +201,8 @@ func (s *Store) BeginIssue(ctx context.Context, in IssueIntent) (intentID int64,
 		if in.RunID != 0 {
 			run = in.RunID
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO issue_intents (device_id, key_hash, key_der, work_order, run_id, created_at)
-			VALUES (?, ?, ?, ?, ?, ?)`, devID, kh, in.KeyPublicDER, nullString(in.WorkOrder), run, now)
+		res, err := tx.ExecContext(ctx, `INSERT INTO issue_intents (device_id, key_hash, key_der, work_order, run_id, proof, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, devID, kh, in.KeyPublicDER, nullString(in.WorkOrder), run, in.Proof, now)
 		if err != nil {
 			return err
 		}
@@ -210,7 +213,7 @@ func (s *Store) BeginIssue(ctx context.Context, in IssueIntent) (intentID int64,
 			return err
 		}
 		return s.appendAudit(ctx, tx, "issue.intent", s.actor, map[string]any{
-			"device": in.DeviceSerial, "intent": intentID, "key": hex.EncodeToString(kh), "work_order": in.WorkOrder, "run": in.RunID})
+			"device": in.DeviceSerial, "intent": intentID, "key": hex.EncodeToString(kh), "work_order": in.WorkOrder, "run": in.RunID, "proof": in.Proof})
 	})
 	if err != nil {
 		return 0, nil, err
@@ -250,9 +253,10 @@ func (s *Store) CompleteIssue(ctx context.Context, intentID int64, c Certificate
 		var ikh, ider []byte
 		var wo sql.NullString
 		var run sql.NullInt64
-		err := tx.QueryRowContext(ctx, `SELECT i.device_id, d.serial, i.state, i.key_hash, i.key_der, i.work_order, i.run_id
+		var proof string
+		err := tx.QueryRowContext(ctx, `SELECT i.device_id, d.serial, i.state, i.key_hash, i.key_der, i.work_order, i.run_id, i.proof
 			FROM issue_intents i JOIN devices d ON d.id = i.device_id WHERE i.id = ?`, intentID).
-			Scan(&devID, &devSerial, &state, &ikh, &ider, &wo, &run)
+			Scan(&devID, &devSerial, &state, &ikh, &ider, &wo, &run, &proof)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("intent: %w", ErrNotFound)
 		}
@@ -320,9 +324,9 @@ func (s *Store) CompleteIssue(ctx context.Context, intentID int64, c Certificate
 			chainID = id
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO certificates (serial_hex, device_id, key_id, intent_id, issuer_key_id, der,
-			chain_id, not_before, not_after, status, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			chain_id, not_before, not_after, status, issued_at, proof) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			serial, devID, keyID, intentID, issuerKeyID, c.DER, chainID, leaf.NotBefore.UnixNano(), leaf.NotAfter.UnixNano(),
-			CertIssued, now); err != nil {
+			CertIssued, now, proof); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, "UPDATE issue_intents SET state = 'completed', closed_at = ? WHERE id = ?", now, intentID); err != nil {
@@ -341,7 +345,7 @@ func (s *Store) CompleteIssue(ctx context.Context, intentID int64, c Certificate
 		}
 		return s.appendAudit(ctx, tx, "cert.issue", s.actor, map[string]any{
 			"serial": serial, "device": devSerial, "issuer": hex.EncodeToString(issuerKeyID), "key": hex.EncodeToString(keyHash),
-			"intent": intentID, "work_order": wo.String, "run": run.Int64}, append(refs, crefs...)...)
+			"intent": intentID, "work_order": wo.String, "run": run.Int64, "proof": proof}, append(refs, crefs...)...)
 	})
 }
 

@@ -37,16 +37,19 @@ var coveredTables = []coveredTable{
 		sel: `SELECT id, id, product, quantity, profile, lock_policy, created_at FROM work_orders`, keyCol: "id"},
 	{name: "operators", noun: "operator", what: "name, role and PIN hash",
 		sel: `SELECT id, id, name, role, pin_hash FROM operators`, keyCol: "id"},
-	{name: "devices", noun: "device binding", what: "serial, chip identity hash (ek_pub_hash) and backend",
-		sel: `SELECT serial, id, serial, ek_pub_hash, backend FROM devices`, keyCol: "serial"},
+	{name: "devices", noun: "device binding", what: "serial, chip identity hash (ek_pub_hash), backend and proof",
+		sel: `SELECT serial, id, serial, ek_pub_hash, backend, proof FROM devices`, keyCol: "serial"},
 	{name: "keys", noun: "device key", what: "public key and owning device",
 		sel: `SELECT hex(pub_hash), id, device_id, pub_hash, public_der FROM keys`, keyCol: "hex(pub_hash)"},
-	{name: "certificates", noun: "certificate", what: "DER, chain, device, key, validity and status",
+	{name: "certificates", noun: "certificate", what: "DER, chain, device, key, proof, validity and status",
 		sel: `SELECT c.serial_hex, c.id, c.device_id, c.key_id, c.intent_id, c.issuer_key_id, c.der, ch.der, c.not_before,
-			c.not_after, c.status, c.issued_at, c.delivered_at, c.confirmed_at, c.revoked_at, c.revoke_reason
+			c.not_after, c.status, c.issued_at, c.delivered_at, c.confirmed_at, c.revoked_at, c.revoke_reason, c.proof
 			FROM certificates c LEFT JOIN chains ch ON ch.id = c.chain_id`, keyCol: "c.serial_hex"},
 	{name: "revocations", noun: "revocation", what: "serial, issuer, reason and time",
 		sel: `SELECT serial_hex, serial_hex, issuer_key_id, reason, revoked_at FROM revocations`, keyCol: "serial_hex"},
+	{name: "red_bin", noun: "red-bin entry", what: "chip identity, reason, certificate and release",
+		sel: `SELECT CAST(id AS TEXT), id, chip_id, serial, reason, cert_serial, operator, created_at, released_at, released_by,
+			release_note FROM red_bin`, keyCol: "CAST(id AS TEXT)"},
 	{name: "verifications", noun: "QA verdict", what: "device, certificate, verifier, result and detail",
 		sel: `SELECT CAST(id AS TEXT), id, device_id, cert_serial, verifier, result, detail, created_at FROM verifications`, keyCol: "CAST(id AS TEXT)"},
 }

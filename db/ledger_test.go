@@ -69,6 +69,10 @@ func newStation(t *testing.T) *station {
 		t.Fatal(err)
 	}
 	st.certs["SIM-0001"] = c
+	// A rogue chip goes to the red bin.
+	if err := s.RedBin(ctx, RedBinEntry{ChipID: KeyHash([]byte("rogue chip")), Serial: "SIM-0001", Reason: "attestation failed", Operator: "op1"}); err != nil {
+		t.Fatal(err)
+	}
 	// The last record: SIM-0002's key is compromised.
 	st.revoked = st.certs["SIM-0002"].SerialHex
 	if err := s.RecordRevocation(ctx, st.revoked, st.certs["SIM-0002"].IssuerKeyID, ReasonKeyCompromise, time.Now()); err != nil {
@@ -139,8 +143,8 @@ func TestLedgerCoversEveryRow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 1 work order, 1 operator, 3 devices, 4 keys, 4 certificates, 2 revocations, 3 QA verdicts.
-	if sum.CoveredRows != 18 || sum.WitnessLines == 0 || sum.WitnessNewest+1 != sum.HeadSeq || sum.Unsealed != 0 {
+	// 1 work order, 1 operator, 3 devices, 4 keys, 4 certificates, 2 revocations, 1 red-bin entry, 3 QA verdicts.
+	if sum.CoveredRows != 19 || sum.WitnessLines == 0 || sum.WitnessNewest+1 != sum.HeadSeq || sum.Unsealed != 0 {
 		t.Fatalf("summary %+v", sum)
 	}
 	// The revocation was sealed at once: the newest witnessed checkpoint covers it.
@@ -176,6 +180,10 @@ func TestLedgerForgeries(t *testing.T) {
 			AuditRowUnrecorded, "revocations", "abc123", "no ledger entry vouches for it", true},
 		{"edited chain", `DROP TRIGGER chains_no_update; UPDATE chains SET der = CAST(der || X'00' AS BLOB);`,
 			AuditRowEdited, "certificates", "", "", true},
+		{"released red bin", `UPDATE red_bin SET released_at = 1, released_by = 'mallory', release_note = 'ok';`,
+			AuditRowEdited, "red_bin", "1", "red-bin entry 1 differs", true},
+		{"deleted red bin", `DELETE FROM red_bin;`,
+			AuditTableEmptied, "red_bin", "", "table red_bin is empty but the ledger vouches for 1 red-bin entry rows", true},
 		{"edited operator PIN hash", `UPDATE operators SET pin_hash = 'pbkdf2-sha256$1$AAAA$AAAA' WHERE id = 'op1';`,
 			AuditRowEdited, "operators", "op1", "operator op1 differs", true},
 	}
@@ -494,5 +502,44 @@ func TestQuickCheckRefusesCorruptFile(t *testing.T) {
 	_, err = Open(path)
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "restore the last backup") {
 		t.Fatalf("open corrupt file: %v", err)
+	}
+}
+
+// The red-bin, release, rework and revocation paths keep the ledger's references current,
+// and revocations and rebindings are sealed at once.
+func TestLedgerFollowsRedBinReworkRevocation(t *testing.T) {
+	ctx := context.Background()
+	st := newStation(t)
+	c := st.copy(t)
+	s, err := Open(c.path, WithAuditSigner(st.key, testEvery), WithWitness(c.witness))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.RevokeRecorded(ctx, st.certs["SIM-0003"].SerialHex, ReasonKeyCompromise, "stolen", "sup1"); err != nil || !ok {
+		t.Fatalf("revoke: %v %v", ok, err)
+	}
+	w, err := ReadWitness(c.witness)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, _ := s.AuditEntries(ctx, w.Newest().Seq, w.Newest().Seq)
+	if len(es) != 1 || es[0].Kind != "cert.revoke" {
+		t.Fatalf("revocation not sealed at once: newest witnessed %+v", es)
+	}
+	if err := s.Rebind(ctx, "SIM-0001", KeyHash([]byte("new chip")), "tpm", "sup1", "SIM-0001"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReleaseRedBin(ctx, KeyHash([]byte("rogue chip")), "sup1", "false alarm"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := c.verify(t, AuditVerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Unsealed != 0 || sum.CoveredRows != 21 { // 19 + the revocations of SIM-0003 (keyCompromise) and of SIM-0001 (rework)
+		t.Fatalf("summary %+v", sum)
 	}
 }

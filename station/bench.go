@@ -2,6 +2,7 @@ package station
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -30,5 +31,16 @@ func (p *Provisioner) RunJobs(ctx context.Context, jobs []Job, events func(Event
 		}()
 	}
 	wg.Wait()
+	// The session ends here: certificates of failed runs that were never
+	// confirmed are revoked (the outcome's error already said so).
+	if _, err := p.SweepUnconfirmed(context.WithoutCancel(ctx)); err != nil {
+		p.cfg.Logger.Error("revoke unconfirmed certificates", "err", err)
+		for i := range out {
+			if out[i].Err == nil {
+				continue
+			}
+			out[i].Err = fmt.Errorf("%w; revoking unconfirmed certificates failed: %v", out[i].Err, err)
+		}
+	}
 	return out
 }

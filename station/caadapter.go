@@ -61,7 +61,7 @@ func (a caStore) NextCRLNumber(ctx context.Context, issuerKeyID []byte) (*big.In
 // BeginIssue implements ca.Store. A device the database does not know yet
 // is added first (issuance through the CA alone, e.g. a ceremony test).
 func (a caStore) BeginIssue(ctx context.Context, in ca.IssueIntent) (int64, []*x509.Certificate, error) {
-	di := db.IssueIntent{DeviceSerial: in.DeviceSerial, KeyPublicDER: in.KeyPublicDER, WorkOrder: in.WorkOrder, RunID: in.RunID}
+	di := db.IssueIntent{DeviceSerial: in.DeviceSerial, KeyPublicDER: in.KeyPublicDER, WorkOrder: in.WorkOrder, RunID: in.RunID, Proof: in.Proof}
 	id, ex, err := a.s.BeginIssue(ctx, di)
 	if errors.Is(err, db.ErrNotFound) && in.DeviceSerial != "" {
 		if _, gerr := a.s.GetDevice(ctx, in.DeviceSerial); errors.Is(gerr, db.ErrNotFound) {

@@ -27,7 +27,8 @@ import (
 //	  passphrase: prompt          # or file:PATH, fd:N, env:NAME — never the passphrase itself
 //	tpm_vendor_roots: [/etc/wsc/tpm-vendors/infineon-root.pem]
 //	tpm_vendor_intermediates: [/etc/wsc/tpm-vendors/infineon-ica.pem]
-//	work_order: {id: WO-1001, product: sensor-x, quantity: 500, profile: default, lock: none}
+//	se_vendor_roots: [/etc/wsc/se-vendors/microchip-root.pem]
+//	work_order: {id: WO-1001, product: sensor-x, quantity: 500, profile: default, lock: none, proofs: [tpm]}
 //	baud: 115200
 //	max_failures: 3
 //	slots:
@@ -36,15 +37,19 @@ import (
 //
 // Relative paths are relative to the configuration file's folder.
 type FileConfig struct {
-	Station                string     `yaml:"station"`
-	Database               string     `yaml:"database"`
-	CA                     CAConfig   `yaml:"ca"`
-	TPMVendorRoots         []string   `yaml:"tpm_vendor_roots"`
-	TPMVendorIntermediates []string   `yaml:"tpm_vendor_intermediates"`
-	WorkOrder              WorkOrder  `yaml:"work_order"`
-	Baud                   int        `yaml:"baud"`
-	MaxFailures            int        `yaml:"max_failures"`
-	Slots                  []SlotSpec `yaml:"slots"`
+	Station                string   `yaml:"station"`
+	Database               string   `yaml:"database"`
+	CA                     CAConfig `yaml:"ca"`
+	TPMVendorRoots         []string `yaml:"tpm_vendor_roots"`
+	TPMVendorIntermediates []string `yaml:"tpm_vendor_intermediates"`
+	// SEVendorRoots and SEVendorIntermediates verify secure elements'
+	// manufacturer certificate chains (proof atecc608).
+	SEVendorRoots         []string   `yaml:"se_vendor_roots"`
+	SEVendorIntermediates []string   `yaml:"se_vendor_intermediates"`
+	WorkOrder             WorkOrder  `yaml:"work_order"`
+	Baud                  int        `yaml:"baud"`
+	MaxFailures           int        `yaml:"max_failures"`
+	Slots                 []SlotSpec `yaml:"slots"`
 	// Discover finds the slots' ports at start instead of listing them.
 	Discover Discover `yaml:"discover"`
 }
@@ -132,6 +137,10 @@ type WorkOrder struct {
 	Profile  string `yaml:"profile"`
 	// Lock is "lock" (write-lock the chain after read-back) or "none".
 	Lock string `yaml:"lock"`
+	// Proofs is the proof policy: the attestation proofs the work order
+	// accepts, in order of preference — tpm, atecc608, unattested. Default
+	// [tpm]; unattested only when listed.
+	Proofs []string `yaml:"proofs"`
 }
 
 // LoadConfig reads and checks a station configuration file.
@@ -159,6 +168,12 @@ func LoadConfig(path string) (*FileConfig, error) {
 	}
 	for i := range c.TPMVendorIntermediates {
 		abs(&c.TPMVendorIntermediates[i])
+	}
+	for i := range c.SEVendorRoots {
+		abs(&c.SEVendorRoots[i])
+	}
+	for i := range c.SEVendorIntermediates {
+		abs(&c.SEVendorIntermediates[i])
 	}
 	for i := range c.Slots {
 		abs(&c.Slots[i].Port)
@@ -196,6 +211,23 @@ func (c *FileConfig) check() error {
 	default:
 		errs = append(errs, fmt.Errorf("work_order.lock: %q is neither lock nor none", c.WorkOrder.Lock))
 	}
+	if len(c.WorkOrder.Proofs) == 0 {
+		c.WorkOrder.Proofs = []string{"tpm"}
+	}
+	seen := map[string]bool{}
+	for _, p := range c.WorkOrder.Proofs {
+		switch {
+		case seen[p]:
+			errs = append(errs, fmt.Errorf("work_order.proofs: %q is listed twice", p))
+		case p == "tpm" && len(c.TPMVendorRoots) == 0:
+			errs = append(errs, errors.New("work_order.proofs: tpm needs tpm_vendor_roots (the TPM vendors' root certificates)"))
+		case p == "atecc608" && len(c.SEVendorRoots) == 0:
+			errs = append(errs, errors.New("work_order.proofs: atecc608 needs se_vendor_roots (the secure-element vendors' root certificates)"))
+		case p != "tpm" && p != "atecc608" && p != "unattested":
+			errs = append(errs, fmt.Errorf("work_order.proofs: unknown proof %q (want tpm, atecc608 or unattested)", p))
+		}
+		seen[p] = true
+	}
 	if len(c.Slots) == 0 && c.Discover.Empty() {
 		errs = append(errs, errors.New("slots: list at least one slot, or say where to discover them (discover: usb/globs)"))
 	}
@@ -203,6 +235,33 @@ func (c *FileConfig) check() error {
 		errs = append(errs, errors.New("give either slots or discover, not both"))
 	}
 	return errors.Join(errs...)
+}
+
+// ProofPolicy loads the vendor roots and returns the work order's proofs.
+func (c *FileConfig) ProofPolicy() ([]Proof, error) {
+	load := func(paths []string) (*x509.CertPool, error) {
+		if len(paths) == 0 {
+			return nil, nil
+		}
+		return LoadCertPool(paths...)
+	}
+	tpmRoots, err := load(c.TPMVendorRoots)
+	if err != nil {
+		return nil, fmt.Errorf("tpm_vendor_roots: %w", err)
+	}
+	tpmInter, err := load(c.TPMVendorIntermediates)
+	if err != nil {
+		return nil, fmt.Errorf("tpm_vendor_intermediates: %w", err)
+	}
+	seRoots, err := load(c.SEVendorRoots)
+	if err != nil {
+		return nil, fmt.Errorf("se_vendor_roots: %w", err)
+	}
+	seInter, err := load(c.SEVendorIntermediates)
+	if err != nil {
+		return nil, fmt.Errorf("se_vendor_intermediates: %w", err)
+	}
+	return NewProofs(c.WorkOrder.Proofs, tpmRoots, tpmInter, seRoots, seInter)
 }
 
 // BenchSlots returns the configured slots, or discovers them.

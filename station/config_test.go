@@ -36,7 +36,7 @@ func TestDiscoverSlotsGlob(t *testing.T) {
 // TestConfigSlotsOrDiscover: a config needs slots or discovery, not both.
 func TestConfigSlotsOrDiscover(t *testing.T) {
 	dir := t.TempDir()
-	base := "station: s\ndatabase: d.db\nca: {dir: ca, passphrase: env:X}\nwork_order: {id: W, quantity: 1}\n"
+	base := "station: s\ndatabase: d.db\nca: {dir: ca, passphrase: env:X}\ntpm_vendor_roots: [v.pem]\nwork_order: {id: W, quantity: 1}\n"
 	for name, tc := range map[string]struct {
 		extra string
 		ok    bool
@@ -56,6 +56,47 @@ func TestConfigSlotsOrDiscover(t *testing.T) {
 		}
 		if name == "discover" && err == nil && cfg.Discover.Globs[0] != filepath.Join(dir, "ports/*") {
 			t.Errorf("glob not made relative to the config: %q", cfg.Discover.Globs[0])
+		}
+	}
+}
+
+// TestConfigProofPolicy checks the proof policy is data checked at load:
+// the default is [tpm] and needs TPM vendor roots; unknown or repeated
+// proofs and a proof without its vendor roots are refused with the key
+// named; unattested is accepted only when listed.
+func TestConfigProofPolicy(t *testing.T) {
+	dir := t.TempDir()
+	base := "station: s\ndatabase: d.db\nca: {dir: ca, passphrase: env:X}\nslots: [{slot: 1, port: /dev/ttyUSB0}]\n"
+	for name, tc := range map[string]struct {
+		yaml string
+		want []string // nil: refused
+		msg  string
+	}{
+		"default tpm":         {"tpm_vendor_roots: [v.pem]\nwork_order: {id: W, quantity: 1}\n", []string{"tpm"}, ""},
+		"default needs roots": {"work_order: {id: W, quantity: 1}\n", nil, "tpm needs tpm_vendor_roots"},
+		"se needs roots":      {"work_order: {id: W, quantity: 1, proofs: [atecc608]}\n", nil, "atecc608 needs se_vendor_roots"},
+		"unknown":             {"tpm_vendor_roots: [v.pem]\nwork_order: {id: W, quantity: 1, proofs: [tpm, TPM]}\n", nil, `unknown proof "TPM"`},
+		"twice":               {"tpm_vendor_roots: [v.pem]\nwork_order: {id: W, quantity: 1, proofs: [tpm, tpm]}\n", nil, "listed twice"},
+		"unattested listed":   {"work_order: {id: W, quantity: 1, proofs: [unattested]}\n", []string{"unattested"}, ""},
+		"mix":                 {"tpm_vendor_roots: [v.pem]\nse_vendor_roots: [s.pem]\nwork_order: {id: W, quantity: 1, proofs: [tpm, atecc608]}\n", []string{"tpm", "atecc608"}, ""},
+	} {
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".yaml")
+		if err := os.WriteFile(p, []byte(base+tc.yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := LoadConfig(p)
+		if tc.want == nil {
+			if err == nil || !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("%s: err = %v, want one saying %q", name, err, tc.msg)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if strings.Join(cfg.WorkOrder.Proofs, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("%s: proofs %v, want %v", name, cfg.WorkOrder.Proofs, tc.want)
 		}
 	}
 }

@@ -24,6 +24,20 @@ var (
 // instruction is the sentence the operator screen shows for a failure.
 func instruction(s Step, err error, slot int) string {
 	switch {
+	case errors.Is(err, ErrSerialInvalid):
+		return fmt.Sprintf("The device on slot %d reports a serial the station does not accept: put it in the red bin and call the shift lead (its firmware or label data is wrong). Nothing was recorded.", slot)
+	case errors.Is(err, ErrNoProof):
+		return fmt.Sprintf("The device on slot %d cannot give a proof this work order accepts (wrong board or wrong work order): put it aside and call the shift lead. No key was made.", slot)
+	case errors.Is(err, ErrRedBin):
+		return fmt.Sprintf("RED BIN: the device on slot %d is held in the red bin (see why on screen). Put it back in the red bin; only a supervisor can release it.", slot)
+	case errors.Is(err, ErrChipMismatch):
+		return fmt.Sprintf("The device on slot %d claims a serial that belongs to another chip (or its chip already has another serial): put it in the red bin and call a supervisor. A board whose chip was replaced needs a supervisor's rework with its label scanned.", slot)
+	case errors.Is(err, ErrKeyPolicy):
+		return fmt.Sprintf("The device on slot %d offered a key the station does not certify (only ECDSA P-256): put it in the red bin and call the shift lead. Nothing was issued.", slot)
+	case errors.Is(err, db.ErrKeyRevoked):
+		return fmt.Sprintf("The key of the device on slot %d was revoked and the device cannot make a new one itself: call the shift lead for re-work.", slot)
+	case errors.Is(err, ErrReadBack), errors.Is(err, ErrEndOfLine), errors.Is(err, ErrDelivery):
+		return fmt.Sprintf("The device on slot %d did not keep or use its certificate as issued: its certificate was revoked. Put it in the red bin and call the shift lead.", slot)
 	case errors.Is(err, ErrLabelMismatch):
 		return fmt.Sprintf("The label does not match the device on slot %d: check you scanned the right board, then rescan and press r.", slot)
 	case errors.Is(err, ErrAttestation):

@@ -2,6 +2,7 @@ package station
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -64,6 +65,8 @@ type Event struct {
 	Err error
 	// Result is set when State is StatePassed.
 	Result *Result
+	// ChipID is the device's proven chip identity, once the proof passed.
+	ChipID []byte
 }
 
 // String renders the event as one headless log line.
@@ -72,12 +75,26 @@ func (e Event) String() string {
 	if serial == "" {
 		serial = "-"
 	}
-	s := fmt.Sprintf("%s slot=%d device=%s step=%s state=%s", e.Time.Format("15:04:05.000"), e.Slot, serial, e.Step, e.State)
+	// The serial and the details may hold text a device chose: quoted
+	// when they are not plain, so that no device forges a line.
+	s := fmt.Sprintf("%s slot=%d device=%s step=%s state=%s", e.Time.Format("15:04:05.000"), e.Slot, plainOrQuoted(serial), e.Step, e.State)
 	if e.Detail != "" {
-		s += " " + e.Detail
+		s += " " + plainOrQuoted(e.Detail)
 	}
 	if e.Err != nil {
 		s += " error=" + fmt.Sprintf("%q", e.Err.Error())
+	}
+	return s
+}
+
+// plainOrQuoted returns s when it is printable ASCII, else a Go-quoted
+// form in which control characters, escapes and non-ASCII show as \x1b,
+// \n, \u202e …
+func plainOrQuoted(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return strconv.QuoteToASCII(s)
+		}
 	}
 	return s
 }

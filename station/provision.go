@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -41,14 +40,27 @@ type Store interface {
 	CompleteIssue(ctx context.Context, intentID int64, c db.Certificate) error
 	MarkDelivered(ctx context.Context, certSerialHex string) error
 	ConfirmAndFinish(ctx context.Context, certSerialHex string, runID int64, steps map[string]time.Duration) error
+
+	// Identity, red bin and revocation of unconfirmed certificates.
+	ActiveRedBin(ctx context.Context, chipID []byte) (*db.RedBinEntry, error)
+	RedBin(ctx context.Context, e db.RedBinEntry) error
+	ChipOf(ctx context.Context, serial string) (chipID []byte, proof string, err error)
+	SerialsOfChip(ctx context.Context, chipID []byte) ([]string, error)
+	Rebind(ctx context.Context, serial string, chipID []byte, proof, supervisor, label string) error
+	RevokeUnconfirmed(ctx context.Context, certSerialHex, why string) (bool, error)
+	RevokeRecorded(ctx context.Context, certSerialHex string, reason int, why, actor string) (bool, error)
+	Audit(ctx context.Context, kind, actor string, detail any) error
 }
 
 // Config is what a Provisioner needs. Issuer and Store are required.
 type Config struct {
 	Issuer Issuer
 	Store  Store
+	// Proofs is the work order's proof policy, in order of preference
+	// (NewProofs). Nil means the default policy, [tpm], with VendorRoots.
+	Proofs []Proof
 	// VendorRoots verifies endorsement-key certificates; VendorIntermediates
-	// may hold the vendors' issuing CAs. Required for TPM devices.
+	// may hold the vendors' issuing CAs. Used when Proofs is nil.
 	VendorRoots, VendorIntermediates *x509.CertPool
 	// Station and Operator are recorded with every run.
 	Station, Operator string
@@ -88,6 +100,11 @@ type Provisioner struct {
 	// station database itself (ca.CA opened with ca.WithStore(CAStore(db))),
 	// completing the station's issue intent inside its signature.
 	caRecords bool
+
+	// proofs is the proof policy (cfg.Proofs, or the default [tpm]).
+	proofs []Proof
+	// pending holds certificates of failed runs not yet confirmed.
+	pending pendingCerts
 
 	mu       sync.Mutex
 	operator string
@@ -132,8 +149,20 @@ func NewProvisioner(cfg Config) (*Provisioner, error) {
 	if err := checkIssuerStore(cfg.Issuer, cfg.Store); err != nil {
 		return nil, err
 	}
+	proofs := cfg.Proofs
+	if proofs == nil {
+		// The default policy: TPM attestation only. Without vendor roots
+		// nothing can be proven, and nothing is issued.
+		if cfg.VendorRoots == nil {
+			return nil, errors.New("station: no proof policy: configure the TPM vendor roots (tpm_vendor_roots) or the work order's proofs")
+		}
+		proofs = []Proof{&TPMProof{Roots: cfg.VendorRoots, Intermediates: cfg.VendorIntermediates}}
+	}
+	if len(proofs) == 0 {
+		return nil, errors.New("station: the proof policy accepts no proof")
+	}
 	rec, ok := cfg.Issuer.(IssuanceRecorder)
-	return &Provisioner{cfg: cfg, operator: cfg.Operator, caRecords: ok && rec.RecordsIssuance()}, nil
+	return &Provisioner{cfg: cfg, operator: cfg.Operator, proofs: proofs, caRecords: ok && rec.RecordsIssuance()}, nil
 }
 
 // Result is what a successful provisioning produced.
@@ -145,9 +174,13 @@ type Result struct {
 	// Redelivered is true when the device's key already had a certificate
 	// (a resumed run): it was delivered again, not issued again.
 	Redelivered bool
-	Duration    time.Duration
-	Steps       map[Step]time.Duration
-	Wire        proto.Stats
+	// Proof is the proof the certificate rests on; ChipID the chip's
+	// identity (Proven.ChipID).
+	Proof    string
+	ChipID   []byte
+	Duration time.Duration
+	Steps    map[Step]time.Duration
+	Wire     proto.Stats
 }
 
 // StepError is a failed step with an instruction for the operator.
@@ -170,6 +203,17 @@ type Job struct {
 	Label string
 	// Events, when set, receives an event per step.
 	Events func(Event)
+	// Rework, when set, lets this run bind the serial to a chip other than
+	// the one it is bound to (a supervisor's decision against the scanned
+	// Label): the device's live certificate is superseded.
+	Rework *Rework
+}
+
+// Rework is a supervisor's authorisation to re-bind a device serial to
+// another chip (a board whose chip was replaced).
+type Rework struct {
+	// Supervisor is the signed-in supervisor's id (recorded in the ledger).
+	Supervisor string
 }
 
 // async is work the station does while the device works.
@@ -191,20 +235,25 @@ func (a *async) wait() error {
 }
 
 type run struct {
-	p         *Provisioner
-	recording *async // device and run records, started after Hello
-	job       Job
-	client    *proto.Client
-	serial    string
-	runID     int64
-	steps     map[Step]time.Duration
-	step      Step
-	start     time.Time
+	p *Provisioner
+	// proof is the name of the proof demanded, chipID the proven chip
+	// identity, issued the serial of the certificate this run signed or
+	// re-delivered (empty before issuance).
+	proof, issued string
+	chipID        []byte
+	recording     *async // device and run records, started after Hello
+	job           Job
+	client        *proto.Client
+	serial        string
+	runID         int64
+	steps         map[Step]time.Duration
+	step          Step
+	start         time.Time
 }
 
 func (r *run) emit(state State, detail string, err error) {
 	if r.job.Events != nil {
-		r.job.Events(Event{Time: time.Now(), Slot: r.job.Slot, Port: r.job.Port, Serial: r.serial, Step: r.step, State: state, Detail: detail, Err: err})
+		r.job.Events(Event{Time: time.Now(), Slot: r.job.Slot, Port: r.job.Port, Serial: r.serial, Step: r.step, State: state, Detail: detail, Err: err, ChipID: r.chipID})
 	}
 }
 
@@ -261,6 +310,16 @@ func (p *Provisioner) Provision(ctx context.Context, job Job) (res *Result, err 
 	defer r.client.Close()
 
 	res, err = r.sequence(ctx)
+	if err != nil {
+		// A certificate signed for this run but never confirmed is not left
+		// live unnoticed (afterFailure); the run's error says what became
+		// of it.
+		if note := r.afterFailure(ctx, err); note != "" {
+			err = withNote(err, note)
+		}
+	} else {
+		r.p.pending.remove(res.CertSerial)
+	}
 	if r.recording != nil {
 		// The run record may still be being written: wait for it, then
 		// close the run with its result.
@@ -295,7 +354,7 @@ func (p *Provisioner) Provision(ctx context.Context, job Job) (res *Result, err 
 	r.step = StepDone
 	if job.Events != nil {
 		job.Events(Event{Time: time.Now(), Slot: job.Slot, Port: job.Port, Serial: res.Serial, Step: StepDone, State: StatePassed,
-			Detail: fmt.Sprintf("certificate %s", res.CertSerial), Result: res})
+			Detail: fmt.Sprintf("certificate %s", res.CertSerial), Result: res, ChipID: res.ChipID})
 	}
 	return res, nil
 }
@@ -304,18 +363,30 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 	cfg := r.p.cfg
 	c := r.client
 	var hello *proto.HelloResponse
+	var proof Proof
 	err := r.do(ctx, StepHello, func() error {
 		var err error
 		hello, err = c.Hello(ctx)
 		if err != nil {
 			return err
 		}
-		if hello.Serial == "" {
-			return errors.New("device reported no serial")
+		// The serial is checked before anything is recorded: it becomes a
+		// database key, a certificate subject, a file name and a line on
+		// the operator's screen.
+		if err := ValidSerial(hello.Serial); err != nil {
+			return err
+		}
+		if err := validModel(hello.Model); err != nil {
+			return err
 		}
 		r.serial = hello.Serial
 		if r.job.Label != "" && r.job.Label != hello.Serial {
 			return fmt.Errorf("%w: label %q, device reports %q", ErrLabelMismatch, r.job.Label, hello.Serial)
+		}
+		// The proof comes from the work order's policy; the Hello only
+		// selects among the proofs the policy accepts.
+		if proof, err = chooseProof(r.p.proofs, hello); err != nil {
+			return err
 		}
 		// The device and run records are written while the device works
 		// on the next requests; the run id is awaited before issuance.
@@ -335,134 +406,64 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		return nil
 	})
 	if err != nil {
+		if errors.Is(err, ErrNoProof) {
+			r.recordAttestFailure(ctx, err)
+		}
 		return nil, err
 	}
-	attest := hasCap(hello.Capabilities, "attest")
-	if !attest && hello.Backend == "tpm" {
-		return nil, &StepError{Step: StepHello, Instruction: instruction(StepAttest, ErrAttestation, r.job.Slot), Err: fmt.Errorf("%w: TPM device does not offer attestation", ErrAttestation)}
-	}
+	r.proof = proof.Name()
 	// A secure element gets a compressible certificate: whole-year
 	// validity. A profile that cannot give one is refused here, before the
 	// chip makes a key.
-	isSE := hello.Backend == backendSE
+	isSE := proof.Name() == ca.ProofATECC608
 	var seYears int
 	if isSE {
 		if seYears, err = r.p.seYears(); err != nil {
 			return nil, profileStepError(err)
 		}
 	}
-
-	var ek *proto.GetEKResponse
-	var ekCheck *async
-	if attest {
-		err = r.do(ctx, StepEK, func() error {
-			var err error
-			ek, err = c.GetEK(ctx)
-			if err != nil {
-				return err
-			}
-			if cfg.VendorRoots == nil {
-				return fmt.Errorf("%w: no TPM vendor roots configured", ErrAttestation)
-			}
-			// The EK chain is checked while the device creates its keys;
-			// nothing is issued before the check has passed.
-			ekCheck = goAsync(func() error {
-				if err := ca.VerifyEK(ek.EKCert, ek.EKPublic, cfg.VendorRoots, cfg.VendorIntermediates); err != nil {
-					return fmt.Errorf("%w: %w", ErrAttestation, err)
-				}
-				return nil
-			})
-			return nil
-		})
+	res, err := r.proveAndDeliver(ctx, hello, proof, isSE, seYears)
+	if errors.Is(err, db.ErrKeyRevoked) && hasCap(hello.Capabilities, capReset) {
+		// The device's key was revoked while its certificate was never
+		// confirmed (a past session ended without it; a revocation that
+		// holds the chip was refused before, by the red bin). The device
+		// discards its keys and proves a new one; the old key stays revoked.
+		err = r.do(ctx, StepKeys, func() error { return c.Reset(ctx) })
 		if err != nil {
 			return nil, err
 		}
+		r.issued = ""
+		res, err = r.proveAndDeliver(ctx, hello, proof, isSE, seYears)
 	}
+	return res, err
+}
 
-	nonce := make([]byte, 32)
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	var keys *proto.CreateKeysResponse
-	err = r.do(ctx, StepKeys, func() error {
-		var err error
-		keys, err = c.CreateKeys(ctx, proto.CreateKeysRequest{Nonce: nonce, Subject: r.serial})
-		return err
-	})
+// capReset is the Hello capability of an agent that can discard its keys
+// and chain (MsgReset).
+const capReset = "reset"
+
+// proveAndDeliver runs the proof, issues (or re-delivers), installs, reads
+// back, checks end of line and locks.
+func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, proof Proof, isSE bool, seYears int) (*Result, error) {
+	cfg := r.p.cfg
+	c := r.client
+	nonce, err := newNonce()
 	if err != nil {
 		return nil, err
 	}
-	var csr *x509.CertificateRequest
-	var evidenceCheck *async
-	err = r.do(ctx, StepAttest, func() error {
-		var err error
-		csr, err = x509.ParseCertificateRequest(keys.CSR)
-		if err != nil {
-			return fmt.Errorf("parse CSR: %w", err)
-		}
-		if err := csr.CheckSignature(); err != nil {
-			return fmt.Errorf("CSR signature: %w", err)
-		}
-		if isSE {
-			// The SE's proof: the chip signed the CSR (checked above) with
-			// the key GenKey reported.
-			return checkSEKey(keys, csr)
-		}
-		if !attest {
-			return nil
-		}
-		// The EK chain and the Certify evidence are checked while the
-		// device activates the credential; both must pass before anything
-		// is issued (the activation step waits for them).
-		ev := ca.Evidence{EKPublic: ek.EKPublic, EKCert: ek.EKCert, IAKPublic: keys.IAKPublic, IDevIDPublic: keys.IDevIDPublic,
-			CertifyInfo: keys.CertifyInfo, CertifySignature: keys.CertifySignature, CSR: keys.CSR, Nonce: nonce}
-		evidenceCheck = goAsync(func() error {
-			if err := ekCheck.wait(); err != nil {
-				return err
-			}
-			if err := ca.VerifyCertify(ev); err != nil {
-				return fmt.Errorf("%w: %w", ErrAttestation, err)
-			}
-			return nil
-		})
-		return nil
-	})
+	pr := &ProofRun{Client: c, Hello: hello, Serial: r.serial, Nonce: nonce,
+		Step:     func(s Step, f func() error) error { return r.do(ctx, s, f) },
+		Identify: func(chipID []byte) error { return r.identify(ctx, chipID) },
+	}
+	proven, err := proof.Prove(ctx, pr)
 	if err != nil {
+		r.recordAttestFailure(ctx, err)
 		return nil, err
 	}
-	if attest {
-		err = r.do(ctx, StepActivate, func() error {
-			secret, err := ca.NewSecret(32)
-			if err != nil {
-				return err
-			}
-			name, err := ca.ObjectName(keys.IAKPublic)
-			if err != nil {
-				return fmt.Errorf("%w: %v", ErrAttestation, err)
-			}
-			blob, enc, err := ca.MakeCredential(ek.EKPublic, name, secret)
-			if err != nil {
-				return fmt.Errorf("make credential: %w", err)
-			}
-			got, err := c.ActivateCredential(ctx, proto.ActivateCredentialRequest{CredentialBlob: blob, EncryptedSecret: enc})
-			if err != nil {
-				_ = evidenceCheck.wait()
-				return err
-			}
-			if err := evidenceCheck.wait(); err != nil {
-				return err
-			}
-			if err := ca.CheckActivation(secret, got.Secret); err != nil {
-				return fmt.Errorf("%w: the attestation key is not in the TPM that owns this EK: %v", ErrAttestation, err)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
+	r.chipID = proven.ChipID
+	csr := proven.CSR
 
-	res := &Result{Serial: r.serial, Backend: hello.Backend}
+	res := &Result{Serial: r.serial, Backend: hello.Backend, Proof: proof.Name(), ChipID: proven.ChipID}
 	// chainDER is the issued chain (leaf first); installDER what the device
 	// stores and reads back (the same, but for a secure element).
 	var chainDER, installDER [][]byte
@@ -470,11 +471,11 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		if err := r.recording.wait(); err != nil {
 			return err
 		}
-		keyDER, err := x509.MarshalPKIXPublicKey(csr.PublicKey)
-		if err != nil {
-			return fmt.Errorf("device key: %w", err)
+		if err := r.bind(ctx, hello.Backend, proof.Name(), proven.ChipID); err != nil {
+			return err
 		}
-		intent, existing, err := cfg.Store.BeginIssue(ctx, db.IssueIntent{DeviceSerial: r.serial, KeyPublicDER: keyDER, WorkOrder: cfg.WorkOrder, RunID: r.runID})
+		keyDER := csr.RawSubjectPublicKeyInfo
+		intent, existing, err := cfg.Store.BeginIssue(ctx, db.IssueIntent{DeviceSerial: r.serial, KeyPublicDER: keyDER, WorkOrder: cfg.WorkOrder, RunID: r.runID, Proof: proof.Name()})
 		if err != nil {
 			return fmt.Errorf("record issuance intent: %w", err)
 		}
@@ -489,7 +490,7 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 			// station database completes it inside its signature, before
 			// the certificate leaves the authority (exactly once, and one
 			// durable commit rather than two).
-			req := ca.IssueRequest{DeviceSerial: r.serial, Validity: cfg.Validity, Profile: cfg.Profile,
+			req := ca.IssueRequest{DeviceSerial: r.serial, Validity: cfg.Validity, Profile: cfg.Profile, Proof: proof.Name(),
 				Model: hello.Model, Backend: hello.Backend, WorkOrder: cfg.WorkOrder, IntentID: intent, RunID: r.runID}
 			if cfg.NamesFor != nil {
 				req.Names = cfg.NamesFor(r.serial)
@@ -499,7 +500,7 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 					return err
 				}
 			}
-			chain, err := cfg.Issuer.Issue(ctx, keys.CSR, req)
+			chain, err := cfg.Issuer.Issue(ctx, proven.CSRDER, req)
 			if err != nil {
 				return fmt.Errorf("issue: %w", err)
 			}
@@ -508,6 +509,7 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 			}
 			leaf := chain[0]
 			res.CertSerial = SerialHex(leaf)
+			r.issued = res.CertSerial
 			if !r.p.caRecords {
 				if err := cfg.Store.CompleteIssue(ctx, intent, db.Certificate{SerialHex: res.CertSerial, DeviceSerial: r.serial, IssuerKeyID: leaf.AuthorityKeyId,
 					DER: leaf.Raw, Chain: chainDER, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}); err != nil {
@@ -526,10 +528,11 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		// One spelling of the serial whether issued or re-delivered (the
 		// database keeps its own normalised form).
 		res.CertSerial = SerialHex(res.Chain[0])
+		r.issued = res.CertSerial
 		leafKey, ok := res.Chain[0].PublicKey.(*ecdsa.PublicKey)
 		csrKey, ok2 := csr.PublicKey.(*ecdsa.PublicKey)
 		if !ok || !ok2 || !leafKey.Equal(csrKey) {
-			return errors.New("issued certificate does not carry the device key")
+			return fmt.Errorf("%w: issued certificate does not carry the device key", ErrDelivery)
 		}
 		if isSE {
 			// The chip stores the device certificate and its signer only.
@@ -549,7 +552,7 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 			return err
 		}
 		if !bytes.Equal(got.SHA256, chainSum(installDER)) {
-			return errors.New("device stored a different chain than sent")
+			return fmt.Errorf("%w: device stored a different chain than sent", ErrReadBack)
 		}
 		return nil
 	})
@@ -596,6 +599,16 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// withNote appends a sentence to a run's error, keeping its step,
+// instruction and sentinel.
+func withNote(err error, note string) error {
+	var se *StepError
+	if errors.As(err, &se) {
+		return &StepError{Step: se.Step, Instruction: se.Instruction, Err: fmt.Errorf("%w; %s", se.Err, note)}
+	}
+	return fmt.Errorf("%w; %s", err, note)
 }
 
 func chainSum(chain [][]byte) []byte {

@@ -1,8 +1,8 @@
 package station
 
 import (
+	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -36,6 +36,9 @@ import (
 
 // backendSE is the Hello backend of secure-element devices.
 const backendSE = "se"
+
+// backendTPM is the Hello backend of TPM devices.
+const backendTPM = "tpm"
 
 // yearDuration is the "y" of certificate profiles (ca.ParseDuration).
 const yearDuration = 365 * 24 * time.Hour
@@ -95,27 +98,41 @@ func profileStepError(err error) *StepError {
 		Instruction: "This work order's certificate profile cannot be used for secure-element devices: call the shift lead. The device was not changed; it is safe to retry after the profile is fixed."}
 }
 
-// checkSEKey checks the proof a secure element gives for its key: the CSR
-// key (whose signature was checked) is the GenKey public key the chip
-// reported, an ECDSA P-256 key (the only kind an ATECC608 makes and its
-// compressed certificates hold).
-func checkSEKey(keys *proto.CreateKeysResponse, csr *x509.CertificateRequest) error {
-	if len(keys.IDevIDPublic) == 0 {
-		return fmt.Errorf("%w: the secure element reported no device public key", ErrAttestation)
-	}
-	pub, err := x509.ParsePKIXPublicKey(keys.IDevIDPublic)
+// ATECC608Proof is the secure-element proof: the chip's manufacturer
+// certificate chain verifies to a configured vendor root, and the chip
+// attests the new key itself (GenKey in digest mode, then Sign in internal
+// mode by the factory-provisioned attestation key over the key's digest,
+// its slot configuration and the chip serial); the CSR's key must be the
+// attested key. The chip identity is derived from the chip serial and the
+// manufacturer device certificate (ca.VerifySEAttestation).
+type ATECC608Proof struct {
+	Roots, Intermediates *x509.CertPool
+}
+
+// Name implements Proof.
+func (*ATECC608Proof) Name() string { return ca.ProofATECC608 }
+
+// Accepts implements Proof: a device that says it is a secure element.
+func (*ATECC608Proof) Accepts(h *proto.HelloResponse) bool { return h.Backend == backendSE }
+
+// Prove implements Proof.
+func (sp *ATECC608Proof) Prove(ctx context.Context, pr *ProofRun) (*Proven, error) {
+	keys, csr, err := createKeys(ctx, pr)
 	if err != nil {
-		return fmt.Errorf("%w: device public key: %v", ErrAttestation, err)
+		return nil, err
 	}
-	dk, ok := pub.(*ecdsa.PublicKey)
-	if !ok || dk.Curve != elliptic.P256() {
-		return fmt.Errorf("%w: device key is %T, not ECDSA P-256", ErrAttestation, pub)
+	var chipID []byte
+	err = pr.Step(StepAttest, func() error {
+		var err error
+		if chipID, err = verifySEEvidence(keys, csr, sp.Roots, sp.Intermediates); err != nil {
+			return err
+		}
+		return pr.Identify(chipID)
+	})
+	if err != nil {
+		return nil, err
 	}
-	ck, ok := csr.PublicKey.(*ecdsa.PublicKey)
-	if !ok || !ck.Equal(dk) {
-		return fmt.Errorf("%w: the CSR's key is not the secure element's device key", ErrAttestation)
-	}
-	return nil
+	return &Proven{CSR: csr, CSRDER: keys.CSR, ChipID: chipID, Keys: keys}, nil
 }
 
 // compressibleRequest sets the serial number and exact validity a device

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/devices/proto"
 	"go.bug.st/serial"
 )
@@ -53,6 +54,8 @@ type SlotStatus struct {
 	Started     time.Time
 	Finished    time.Time
 	CertSerial  string
+	// ChipID is the device's proven chip identity (nil before the proof).
+	ChipID []byte
 }
 
 type slot struct {
@@ -109,7 +112,9 @@ func NewBench(cfg BenchConfig) (*Bench, error) {
 	return b, nil
 }
 
-// Run runs every slot until ctx ends.
+// Run runs every slot until ctx ends. A certificate signed in this session
+// whose device failed and never came back to confirm it is revoked when Run
+// ends (Provisioner.SweepUnconfirmed).
 func (b *Bench) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, s := range b.slots {
@@ -117,6 +122,13 @@ func (b *Bench) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); b.runSlot(ctx, s) }()
 	}
 	wg.Wait()
+	revoked, err := b.cfg.Provisioner.SweepUnconfirmed(context.WithoutCancel(ctx))
+	for _, sn := range revoked {
+		b.emit(Event{Time: time.Now(), State: StateIdle, Detail: fmt.Sprintf("certificate %s revoked (cessationOfOperation): its device never confirmed it", sn)})
+	}
+	if err != nil {
+		return err
+	}
 	return ctx.Err()
 }
 
@@ -155,8 +167,13 @@ func (b *Bench) Retry(n int) error {
 	return nil
 }
 
-// Quarantine marks the device on slot n as quarantined (red bin) at the
-// operator's request.
+// Quarantine sends the device on slot n to the red bin at the operator's
+// request. When the station knows the device's chip, the red bin is
+// recorded against the chip (it sticks: the chip is refused until a
+// supervisor releases it); a device that had passed also has its
+// certificate revoked (cessationOfOperation), so that a board set aside
+// does not keep a live identity. The operator screen asks for confirmation
+// before it calls this on a passed device.
 func (b *Bench) Quarantine(n int) error {
 	s, err := b.slot(n)
 	if err != nil {
@@ -167,9 +184,27 @@ func (b *Bench) Quarantine(n int) error {
 		b.mu.Unlock()
 		return fmt.Errorf("slot %d is running: wait for it to finish", n)
 	}
-	s.status.State = StateQuarantined
-	s.status.Instruction = fmt.Sprintf("Put the device on slot %d in the red bin.", n)
 	st := s.status
+	b.mu.Unlock()
+	p := b.cfg.Provisioner
+	ctx := context.Background()
+	detail := fmt.Sprintf("Put the device on slot %d in the red bin.", n)
+	if len(st.ChipID) > 0 {
+		if st.State == StatePassed && st.CertSerial != "" {
+			if _, err := p.cfg.Store.RevokeRecorded(ctx, st.CertSerial, db.ReasonCessationOfOperation, "red-binned by the operator after it passed", p.currentOperator()); err != nil {
+				return fmt.Errorf("revoke the certificate of slot %d: %w", n, err)
+			}
+			detail += fmt.Sprintf(" Its certificate %s is revoked.", st.CertSerial)
+		}
+		if err := p.cfg.Store.RedBin(ctx, db.RedBinEntry{ChipID: st.ChipID, Serial: st.Serial, Reason: "red-binned by the operator",
+			CertSerial: st.CertSerial, Operator: p.currentOperator()}); err != nil {
+			return fmt.Errorf("record the red bin of slot %d: %w", n, err)
+		}
+	}
+	b.mu.Lock()
+	s.status.State = StateQuarantined
+	s.status.Instruction = detail
+	st = s.status
 	b.mu.Unlock()
 	b.emit(Event{Time: time.Now(), Slot: n, Port: st.Port, Serial: st.Serial, Step: st.Step, State: StateQuarantined, Detail: st.Instruction})
 	poke(s.wake)
@@ -343,6 +378,9 @@ func (b *Bench) provision(ctx context.Context, s *slot, port string) {
 		if e.Serial != "" {
 			s.status.Serial = e.Serial
 		}
+		if e.ChipID != nil {
+			s.status.ChipID = e.ChipID
+		}
 		s.status.Step = e.Step
 		b.mu.Unlock()
 		b.emit(e)
@@ -368,17 +406,29 @@ func (b *Bench) provision(ctx context.Context, s *slot, port string) {
 	quarantine := false
 	if serial != "" {
 		b.failures[serial]++
-		quarantine = b.failures[serial] >= b.cfg.MaxFailures || errors.Is(err, ErrAttestation)
+		quarantine = b.failures[serial] >= b.cfg.MaxFailures
 	}
-	if quarantine {
+	// Refusals that retrying cannot change stay on screen as RED BIN with
+	// their own instruction.
+	hard := errors.Is(err, ErrAttestation) || errors.Is(err, ErrRedBin) || errors.Is(err, ErrChipMismatch) ||
+		errors.Is(err, ErrSerialInvalid) || errors.Is(err, ErrKeyPolicy) || definitive(err)
+	switch {
+	case hard:
+		s.status.State = StateQuarantined
+	case quarantine:
 		s.status.State = StateQuarantined
 		s.status.Instruction = fmt.Sprintf("Device %s failed %d times: put it in the red bin.", serial, b.failures[serial])
-		if errors.Is(err, ErrAttestation) {
-			s.status.Instruction = fmt.Sprintf("Device %s failed attestation: put it in the red bin.", serial)
-		}
 	}
 	st := s.status
 	b.mu.Unlock()
+	if quarantine && !hard && len(st.ChipID) > 0 {
+		// Repeated failures of a proven chip: the red bin sticks.
+		p := b.cfg.Provisioner
+		if rerr := p.cfg.Store.RedBin(context.WithoutCancel(ctx), db.RedBinEntry{ChipID: st.ChipID, Serial: serial,
+			Reason: fmt.Sprintf("failed %d times; last: %v", b.failures[serial], err), Operator: p.currentOperator()}); rerr != nil {
+			st.Instruction += fmt.Sprintf(" (recording the red bin failed: %v)", rerr)
+		}
+	}
 	e := Event{Time: time.Now(), Slot: st.Slot, Port: st.Port, Serial: st.Serial, Step: st.Step, State: st.State, Detail: st.Instruction, Err: err}
 	if final != nil {
 		e.Time = final.Time

@@ -103,15 +103,8 @@ func openLine(ctx context.Context, path string) (_ *line, err error) {
 	}
 	pcfg := station.Config{Issuer: l.ca, Store: l.store, Station: cfg.Station, WorkOrder: cfg.WorkOrder.ID,
 		Profile: profile, Lock: cfg.WorkOrder.Lock == "lock", Baud: cfg.Baud}
-	if len(cfg.TPMVendorRoots) > 0 {
-		if pcfg.VendorRoots, err = station.LoadCertPool(cfg.TPMVendorRoots...); err != nil {
-			return nil, err
-		}
-	}
-	if len(cfg.TPMVendorIntermediates) > 0 {
-		if pcfg.VendorIntermediates, err = station.LoadCertPool(cfg.TPMVendorIntermediates...); err != nil {
-			return nil, err
-		}
+	if pcfg.Proofs, err = cfg.ProofPolicy(); err != nil {
+		return nil, err
 	}
 	l.prov, err = station.NewProvisioner(pcfg)
 	if err != nil {

@@ -98,9 +98,12 @@ func (h *Handler) Handle(ctx context.Context, t proto.MsgType, payload []byte) (
 		if err != nil {
 			return nil, err
 		}
-		caps := id.Capabilities
+		caps := append([]string(nil), id.Capabilities...)
 		if _, ok := h.b.(Attester); ok {
 			caps = append(caps, "attest")
+		}
+		if _, ok := h.b.(Resetter); ok {
+			caps = append(caps, "reset")
 		}
 		return &proto.HelloResponse{Version: v, Backend: id.Backend, Serial: id.Serial, Model: id.Model, Firmware: id.Firmware, Capabilities: caps}, nil
 	case proto.MsgGetEK:
