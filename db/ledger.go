@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"strconv"
 )
 
 // Row coverage: every row of a covered table is vouched for by the ledger. Each write
@@ -25,10 +26,18 @@ type coveredTable struct {
 	noun string // what a row is, for messages ("certificate", "device binding")
 	what string // what the hash covers, for messages
 	// sel selects the key (TEXT) and then the hashed columns of all rows; keyCol is the
-	// expression that selects one row by key (sel + " WHERE " + keyCol + " = ?").
+	// indexed column that selects one row by key (sel + " WHERE " + keyCol + " = ?"), and
+	// keyArg converts a key to that column's value (nil: the key itself).
 	sel    string
 	keyCol string
+	keyArg func(key string) (any, error)
 }
+
+// intKey selects a row of an INTEGER PRIMARY KEY table by its decimal key.
+func intKey(k string) (any, error) { return strconv.ParseInt(k, 10, 64) }
+
+// hexKey selects a row by a BLOB column whose key is its upper-case hex.
+func hexKey(k string) (any, error) { return hex.DecodeString(k) }
 
 // coveredTables are the tables whose every row the ledger vouches for, in the order
 // VerifyAudit reports them.
@@ -40,7 +49,7 @@ var coveredTables = []coveredTable{
 	{name: "devices", noun: "device binding", what: "serial, chip identity hash (ek_pub_hash), backend and proof",
 		sel: `SELECT serial, id, serial, ek_pub_hash, backend, proof FROM devices`, keyCol: "serial"},
 	{name: "keys", noun: "device key", what: "public key and owning device",
-		sel: `SELECT hex(pub_hash), id, device_id, pub_hash, public_der FROM keys`, keyCol: "hex(pub_hash)"},
+		sel: `SELECT hex(pub_hash), id, device_id, pub_hash, public_der FROM keys`, keyCol: "pub_hash", keyArg: hexKey},
 	{name: "certificates", noun: "certificate", what: "DER, chain, device, key, proof, validity and status",
 		sel: `SELECT c.serial_hex, c.id, c.device_id, c.key_id, c.intent_id, c.issuer_key_id, c.der, ch.der, c.not_before,
 			c.not_after, c.status, c.issued_at, c.delivered_at, c.confirmed_at, c.revoked_at, c.revoke_reason, c.proof
@@ -49,9 +58,9 @@ var coveredTables = []coveredTable{
 		sel: `SELECT serial_hex, serial_hex, issuer_key_id, reason, revoked_at FROM revocations`, keyCol: "serial_hex"},
 	{name: "red_bin", noun: "red-bin entry", what: "chip identity, reason, certificate and release",
 		sel: `SELECT CAST(id AS TEXT), id, chip_id, serial, reason, cert_serial, operator, created_at, released_at, released_by,
-			release_note FROM red_bin`, keyCol: "CAST(id AS TEXT)"},
+			release_note FROM red_bin`, keyCol: "id", keyArg: intKey},
 	{name: "verifications", noun: "QA verdict", what: "device, certificate, verifier, result and detail",
-		sel: `SELECT CAST(id AS TEXT), id, device_id, cert_serial, verifier, result, detail, created_at FROM verifications`, keyCol: "CAST(id AS TEXT)"},
+		sel: `SELECT CAST(id AS TEXT), id, device_id, cert_serial, verifier, result, detail, created_at FROM verifications`, keyCol: "id", keyArg: intKey},
 }
 
 func coveredTableByName(name string) (coveredTable, bool) {
@@ -144,7 +153,14 @@ func refRows(ctx context.Context, tx *sql.Tx, table string, keys ...string) ([]r
 	}
 	out := make([]rowRef, 0, len(keys))
 	for _, k := range keys {
-		rows, err := tx.QueryContext(ctx, t.sel+" WHERE "+t.keyCol+" = ?", k)
+		var arg any = k
+		if t.keyArg != nil {
+			var err error
+			if arg, err = t.keyArg(k); err != nil {
+				return nil, fmt.Errorf("ledger reference %s %q: %w", t.noun, k, err)
+			}
+		}
+		rows, err := tx.QueryContext(ctx, t.sel+" WHERE "+t.keyCol+" = ?", arg)
 		if err != nil {
 			return nil, fmt.Errorf("ledger reference %s %s: %w", t.noun, k, err)
 		}

@@ -543,3 +543,37 @@ func TestLedgerFollowsRedBinReworkRevocation(t *testing.T) {
 		t.Fatalf("summary %+v", sum)
 	}
 }
+
+// TestLedgerReferenceUsesIndex: the reference of a written row is one index lookup, so the
+// ledger's cost per record does not grow with the database.
+func TestLedgerReferenceUsesIndex(t *testing.T) {
+	s := openTest(t, "")
+	for _, ct := range coveredTables {
+		var arg any = "1"
+		if ct.keyArg != nil {
+			var err error
+			if arg, err = ct.keyArg("01"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rows, err := s.rdb.Query("EXPLAIN QUERY PLAN "+ct.sel+" WHERE "+ct.keyCol+" = ?", arg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		for _, d := range plan {
+			if strings.HasPrefix(d, "SCAN") {
+				t.Errorf("%s: reference lookup scans: %q", ct.name, plan)
+			}
+		}
+	}
+}
