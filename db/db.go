@@ -326,13 +326,17 @@ func (s *Store) withTx(ctx context.Context, op string, fn func(tx *sql.Tx) error
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", op, mapErr(err))
 	}
-	return s.runTx(tx, op, fn)
+	return s.runTx(tx, op, fn, false)
 }
 
 // runTx runs fn in tx, commits it and then appends the checkpoint it wrote, if any, to
 // the witness file. A failed witness append is returned as an error although the
 // transaction is committed: the station must stop rather than go on unwitnessed.
-func (s *Store) runTx(tx *sql.Tx, op string, fn func(tx *sql.Tx) error) error {
+// relaxed says that tx runs with synchronous=NORMAL: if it wrote a checkpoint that will be
+// witnessed, it is rolled back with errNeedDurable, for the caller to run it again with
+// FULL (SQLite cannot change the safety level inside a transaction): a witnessed
+// checkpoint must never be lost by the database in a power cut.
+func (s *Store) runTx(tx *sql.Tx, op string, fn func(tx *sql.Tx) error, relaxed bool) error {
 	s.pendingWitness = nil
 	if err := fn(tx); err != nil {
 		s.pendingWitness = nil
@@ -341,6 +345,10 @@ func (s *Store) runTx(tx *sql.Tx, op string, fn func(tx *sql.Tx) error) error {
 	}
 	pw := s.pendingWitness
 	s.pendingWitness = nil
+	if pw != nil && relaxed && s.witness != nil && s.witness.f != nil {
+		_ = tx.Rollback()
+		return errNeedDurable
+	}
 	if err := tx.Commit(); err != nil {
 		_ = tx.Rollback()
 		return fmt.Errorf("%s: commit: %w", op, mapErr(err))
@@ -386,8 +394,24 @@ func (s *Store) withTxRelaxed(ctx context.Context, op string, fn func(tx *sql.Tx
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", op, mapErr(err))
 	}
-	return s.runTx(tx, op, fn)
+	err = s.runTx(tx, op, fn, true)
+	if !errors.Is(err, errNeedDurable) {
+		return err
+	}
+	// The transaction wrote a checkpoint (about one in DefaultCheckpointEvery): run it
+	// again, durably.
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = FULL"); err != nil {
+		return fmt.Errorf("%s: restore sync: %w", op, mapErr(err))
+	}
+	if tx, err = conn.BeginTx(ctx, nil); err != nil {
+		return fmt.Errorf("%s: begin: %w", op, mapErr(err))
+	}
+	return s.runTx(tx, op, fn, false)
 }
+
+// errNeedDurable: a relaxed transaction wrote a witnessed checkpoint and must be run again
+// with synchronous=FULL.
+var errNeedDurable = errors.New("checkpoint needs a durable commit")
 
 func (s *Store) nowNanos() int64 { return s.now().UTC().UnixNano() }
 
