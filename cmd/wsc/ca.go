@@ -96,7 +96,8 @@ func (f *caFlags) newSession(pass []byte) (*session, error) {
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, db.WithAuditSigner(k, 0))
+		// Checkpoints signed during a ceremony are witnessed too (default place).
+		opts = append(opts, db.WithAuditSigner(k, 0), db.WithWitness(filepath.Join(f.dir, station.DefaultWitnessFile)))
 	}
 	st, err := db.Open(f.dbPath, opts...)
 	if err != nil {
