@@ -38,6 +38,7 @@ type Store struct {
 	// single writer connection).
 	witness        *witness
 	pendingWitness *WitnessLine
+	refStmts       map[string]*sql.Stmt // writer's prepared row-reference selects
 	cpEvery        int
 	actor          string
 	now            func() time.Time
@@ -184,6 +185,12 @@ func Open(path string, opts ...Option) (*Store, error) {
 		closeAll()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	if !cfg.readOnly {
+		if err := s.prepareRefs(ctx); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+	}
 	if cfg.witness != "" && !cfg.readOnly {
 		w, wf, err := openWitness(cfg.witness)
 		if err != nil {
@@ -275,6 +282,9 @@ func (s *Store) Close() error {
 			if werr := s.witness.close(); werr != nil && err == nil {
 				err = fmt.Errorf("close witness file: %w", werr)
 			}
+		}
+		for _, st := range s.refStmts {
+			st.Close()
 		}
 		rerr := s.rdb.Close()
 		if cerr := s.db.Close(); cerr != nil && err == nil {

@@ -87,7 +87,7 @@ func (s *Store) EnsureDevice(ctx context.Context, d Device) error {
 // auditBinding records a device's binding (serial, chip identity hash, backend) in the
 // ledger with the row's hash.
 func (s *Store) auditBinding(ctx context.Context, tx *sql.Tx, serial string) error {
-	refs, err := refRows(ctx, tx, "devices", serial)
+	refs, err := s.refRows(ctx, tx, "devices", serial)
 	if err != nil {
 		return err
 	}

@@ -304,7 +304,7 @@ func (s *Store) CompleteIssue(ctx context.Context, intentID int64, c Certificate
 			if err := revokeTx(ctx, tx, oldSerial, oldIssuer, ReasonSuperseded, now); err != nil {
 				return err
 			}
-			refs, err := revocationRefs(ctx, tx, oldSerial, true)
+			refs, err := s.revocationRefs(ctx, tx, oldSerial, true)
 			if err != nil {
 				return err
 			}
@@ -335,11 +335,11 @@ func (s *Store) CompleteIssue(ctx context.Context, intentID int64, c Certificate
 		if _, err := tx.ExecContext(ctx, "UPDATE devices SET status = ?, updated_at = ? WHERE id = ?", DeviceIssued, now, devID); err != nil {
 			return err
 		}
-		refs, err := refRows(ctx, tx, "keys", strings.ToUpper(hex.EncodeToString(keyHash)))
+		refs, err := s.refRows(ctx, tx, "keys", strings.ToUpper(hex.EncodeToString(keyHash)))
 		if err != nil {
 			return err
 		}
-		crefs, err := refRows(ctx, tx, "certificates", serial)
+		crefs, err := s.refRows(ctx, tx, "certificates", serial)
 		if err != nil {
 			return err
 		}
@@ -379,7 +379,7 @@ func (s *Store) MarkDelivered(ctx context.Context, certSerialHex string) error {
 			DeviceProvisioned, DeviceDelivered, now, devID); err != nil {
 			return err
 		}
-		refs, err := refRows(ctx, tx, "certificates", serial)
+		refs, err := s.refRows(ctx, tx, "certificates", serial)
 		if err != nil {
 			return err
 		}
@@ -410,7 +410,7 @@ func (s *Store) markConfirmedTx(ctx context.Context, tx *sql.Tx, serial string) 
 		WHERE id = ?`, DeviceProvisioned, now, now, devID); err != nil {
 		return err
 	}
-	refs, err := refRows(ctx, tx, "certificates", serial)
+	refs, err := s.refRows(ctx, tx, "certificates", serial)
 	if err != nil {
 		return err
 	}

@@ -144,9 +144,23 @@ func scanCovered(t coveredTable, r interface{ Scan(...any) error }, ncols int) (
 	return key, h, err
 }
 
+// prepareRefs prepares the single-row selects of the covered tables on the writer, so
+// that a reference costs a lookup and a hash, not a parse.
+func (s *Store) prepareRefs(ctx context.Context) error {
+	s.refStmts = make(map[string]*sql.Stmt, len(coveredTables))
+	for _, t := range coveredTables {
+		st, err := s.db.PrepareContext(ctx, t.sel+" WHERE "+t.keyCol+" = ?")
+		if err != nil {
+			return fmt.Errorf("prepare ledger reference of %s: %w", t.name, mapErr(err))
+		}
+		s.refStmts[t.name] = st
+	}
+	return nil
+}
+
 // refRows computes the references of the given rows of one covered table as they stand
 // in tx; a row that does not exist gets an empty hash (deleted).
-func refRows(ctx context.Context, tx *sql.Tx, table string, keys ...string) ([]rowRef, error) {
+func (s *Store) refRows(ctx context.Context, tx *sql.Tx, table string, keys ...string) ([]rowRef, error) {
 	t, ok := coveredTableByName(table)
 	if !ok {
 		return nil, fmt.Errorf("ledger: table %s is not covered", table)
@@ -160,7 +174,13 @@ func refRows(ctx context.Context, tx *sql.Tx, table string, keys ...string) ([]r
 				return nil, fmt.Errorf("ledger reference %s %q: %w", t.noun, k, err)
 			}
 		}
-		rows, err := tx.QueryContext(ctx, t.sel+" WHERE "+t.keyCol+" = ?", arg)
+		var rows *sql.Rows
+		var err error
+		if st := s.refStmts[table]; st != nil {
+			rows, err = tx.StmtContext(ctx, st).QueryContext(ctx, arg)
+		} else {
+			rows, err = tx.QueryContext(ctx, t.sel+" WHERE "+t.keyCol+" = ?", arg)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("ledger reference %s %s: %w", t.noun, k, err)
 		}

@@ -57,7 +57,7 @@ func (s *Store) RedBin(ctx context.Context, e RedBinEntry) error {
 		if err != nil {
 			return err
 		}
-		refs, err := refRows(ctx, tx, "red_bin", fmt.Sprint(id))
+		refs, err := s.refRows(ctx, tx, "red_bin", fmt.Sprint(id))
 		if err != nil {
 			return err
 		}
@@ -141,7 +141,7 @@ func (s *Store) ReleaseRedBin(ctx context.Context, chipID []byte, supervisor, no
 		} else if err != nil {
 			return err
 		}
-		refs, err := refRows(ctx, tx, "red_bin", fmt.Sprint(id))
+		refs, err := s.refRows(ctx, tx, "red_bin", fmt.Sprint(id))
 		if err != nil {
 			return err
 		}
@@ -223,7 +223,7 @@ func (s *Store) Rebind(ctx context.Context, serial string, chipID []byte, proof,
 			if err := revokeTx(ctx, tx, certSerial, issuer, ReasonSuperseded, now); err != nil {
 				return err
 			}
-			refs, err := revocationRefs(ctx, tx, certSerial, true)
+			refs, err := s.revocationRefs(ctx, tx, certSerial, true)
 			if err != nil {
 				return err
 			}
@@ -238,7 +238,7 @@ func (s *Store) Rebind(ctx context.Context, serial string, chipID []byte, proof,
 			chipID, proof, now, devID); err != nil {
 			return err
 		}
-		refs, err := refRows(ctx, tx, "devices", serial)
+		refs, err := s.refRows(ctx, tx, "devices", serial)
 		if err != nil {
 			return err
 		}
@@ -290,7 +290,7 @@ func (s *Store) revokeRecorded(ctx context.Context, certSerialHex string, reason
 			return err
 		}
 		revoked = true
-		refs, err := revocationRefs(ctx, tx, serial, true)
+		refs, err := s.revocationRefs(ctx, tx, serial, true)
 		if err != nil {
 			return err
 		}

@@ -56,7 +56,7 @@ func (s *Store) RecordRevocation(ctx context.Context, serialHex string, issuerKe
 		if err := revokeTx(ctx, tx, serial, issuerKeyID, reason, at.UTC().UnixNano()); err != nil {
 			return err
 		}
-		refs, err := revocationRefs(ctx, tx, serial, recorded)
+		refs, err := s.revocationRefs(ctx, tx, serial, recorded)
 		if err != nil {
 			return err
 		}
@@ -72,12 +72,12 @@ func (s *Store) RecordRevocation(ctx context.Context, serialHex string, issuerKe
 
 // revocationRefs are the ledger references of a revocation and, when the station
 // recorded it, of the revoked certificate.
-func revocationRefs(ctx context.Context, tx *sql.Tx, serial string, recorded bool) ([]rowRef, error) {
-	refs, err := refRows(ctx, tx, "revocations", serial)
+func (s *Store) revocationRefs(ctx context.Context, tx *sql.Tx, serial string, recorded bool) ([]rowRef, error) {
+	refs, err := s.refRows(ctx, tx, "revocations", serial)
 	if err != nil || !recorded {
 		return refs, err
 	}
-	crefs, err := refRows(ctx, tx, "certificates", serial)
+	crefs, err := s.refRows(ctx, tx, "certificates", serial)
 	return append(refs, crefs...), err
 }
 

@@ -50,7 +50,7 @@ func (s *Store) RecordVerification(ctx context.Context, v Verification) (int64, 
 		if actor == "" {
 			actor = s.actor
 		}
-		refs, err := refRows(ctx, tx, "verifications", fmt.Sprint(id))
+		refs, err := s.refRows(ctx, tx, "verifications", fmt.Sprint(id))
 		if err != nil {
 			return err
 		}

@@ -45,7 +45,7 @@ func (s *Store) CreateWorkOrder(ctx context.Context, w WorkOrder) error {
 			VALUES (?, ?, ?, ?, ?, ?)`, w.ID, w.Product, w.Quantity, w.Profile, w.LockPolicy, now); err != nil {
 			return err
 		}
-		refs, err := refRows(ctx, tx, "work_orders", w.ID)
+		refs, err := s.refRows(ctx, tx, "work_orders", w.ID)
 		if err != nil {
 			return err
 		}
@@ -196,7 +196,7 @@ func (s *Store) UpsertOperator(ctx context.Context, op Operator, pin string) err
 				return err
 			}
 		}
-		refs, err := refRows(ctx, tx, "operators", op.ID)
+		refs, err := s.refRows(ctx, tx, "operators", op.ID)
 		if err != nil {
 			return err
 		}
