@@ -148,7 +148,7 @@ func TestStationRefusesMissingAuditKey(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`station: st
 database: station.db
 ca: {dir: ca, passphrase: "file:%s"}
-work_order: {id: WO-1, product: p, quantity: 5}
+work_order: {id: WO-1, product: p, quantity: 5, proofs: [unattested]}
 slots:
   - {slot: 1, port: /dev/null}
 `, pass)), 0o600); err != nil {
