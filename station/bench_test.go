@@ -19,6 +19,9 @@ import (
 var agentBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(killChildEnv) != "" {
+		os.Exit(killChild())
+	}
 	dir, err := os.MkdirTemp("", "wsc-station-test-")
 	if err != nil {
 		panic(err)
