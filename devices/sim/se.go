@@ -124,8 +124,11 @@ func randomSerial() *big.Int {
 	return new(big.Int).SetBytes(b)
 }
 
-// Root and Signer return the vendor's CA certificates.
-func (v *SEVendor) Root() *x509.Certificate   { return v.root }
+// Root returns the vendor's root CA certificate.
+func (v *SEVendor) Root() *x509.Certificate { return v.root }
+
+// Signer returns the vendor's signer CA certificate, which issues the
+// chips' attestation certificates.
 func (v *SEVendor) Signer() *x509.Certificate { return v.signer }
 
 // Issue certifies a chip's attestation key: it is the se.MfgIssuer of this
