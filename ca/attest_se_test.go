@@ -15,14 +15,19 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/devices/agent"
 	"github.com/wsc-project/wsc/devices/proto"
 	"github.com/wsc-project/wsc/devices/se"
 	"github.com/wsc-project/wsc/devices/sim"
+	"go.bug.st/serial"
 )
 
 func newSEVendor(t testing.TB) (*sim.SEVendor, *x509.CertPool) {
@@ -358,4 +363,71 @@ func FuzzVerifySEAttestation(f *testing.F) {
 			t.Fatalf("fuzzed evidence: %v", err)
 		}
 	})
+}
+
+// TestVerifySEAttestationOverPTY: the whole path with real parts — a bench
+// of simulated SE devices (chips made by the simulated vendor, whose CA
+// keys are gone once the bench runs), the real wsc-agent binary on a real
+// pseudo-terminal, the station's end speaking the protocol, and the vendor
+// certificates the bench published.
+func TestVerifySEAttestationOverPTY(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "wsc-agent")
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/wsc-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build agent: %v\n%s", err, out)
+	}
+	b, err := sim.StartBench(context.Background(), sim.BenchConfig{Dir: filepath.Join(dir, "ws"), N: 2, Mix: []string{sim.KindSE}, AgentBinary: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.SEVendorRoot == "" || b.SEVendorIssuer == "" || b.VendorRoot != "" {
+		t.Fatalf("bench vendor paths: SE %q %q, TPM %q", b.SEVendorRoot, b.SEVendorIssuer, b.VendorRoot)
+	}
+	pool := func(path string) *x509.CertPool {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := x509.NewCertPool()
+		if !p.AppendCertsFromPEM(raw) {
+			t.Fatalf("%s: no certificate", path)
+		}
+		return p
+	}
+	roots, inter := pool(b.SEVendorRoot), pool(b.SEVendorIssuer)
+	ids := map[string]bool{}
+	for _, d := range b.Devices {
+		port, err := serial.Open(d.Port, &serial.Mode{BaudRate: 115200})
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := proto.NewClient(port)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		hello, err := client.Hello(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hello.Backend != "se" || hello.Serial != d.Serial || !slices.Contains(hello.Capabilities, agent.CapKeyAttestation) {
+			t.Fatalf("hello %+v", hello)
+		}
+		ev, pub, _ := createKeys(t, client)
+		id, err := ca.VerifySEAttestation(ev, pub, roots, inter)
+		if err != nil {
+			t.Fatalf("%s: %v", d.Serial, err)
+		}
+		ids[string(id)] = true
+		// An empty root pool trusts nothing.
+		if _, err := ca.VerifySEAttestation(ev, pub, x509.NewCertPool(), nil); !errors.Is(err, ca.ErrSEChainUntrusted) {
+			t.Fatalf("empty root pool: %v", err)
+		}
+		cancel()
+		_ = client.Close()
+		_ = port.Close()
+	}
+	if len(ids) != 2 {
+		t.Fatalf("%d distinct chip ids for 2 chips", len(ids))
+	}
 }
