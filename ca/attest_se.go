@@ -107,8 +107,8 @@ const seChipIDLabel = "wsc se chip id v1"
 //     public key; 0x10, the digest of a stored public key with host
 //     OtherData, is refused), Sign 0x40 (internal message, serial included);
 //  2. the manufacturer chain: present, the device certificate verifying to
-//     roots (with intermediates and the chain's own signers), not a CA, a
-//     P-256 key;
+//     roots (with intermediates and the chain's own signers), not a CA,
+//     digitalSignature allowed when key usage is present, a P-256 key;
 //  3. one serial: Serial equals config bytes 0-3 and 8-12, and the device
 //     certificate's subject CommonName is "sn" followed by the serial in 18
 //     upper-case hex digits (the form of Microchip's device certificates,
@@ -193,6 +193,9 @@ func VerifySEAttestation(ev SEEvidence, csrPublic crypto.PublicKey, roots, inter
 	}
 	if dev.IsCA {
 		return nil, fmt.Errorf("%w: the manufacturer device certificate is a CA certificate", ErrSEChainUntrusted)
+	}
+	if dev.KeyUsage != 0 && dev.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return nil, fmt.Errorf("%w: the manufacturer device certificate does not allow digital signatures", ErrSEChainUntrusted)
 	}
 	attPub, ok := dev.PublicKey.(*ecdsa.PublicKey)
 	if !ok || attPub.Curve != elliptic.P256() {
