@@ -219,8 +219,25 @@ func (s *Store) GetOperator(ctx context.Context, id string) (*Operator, error) {
 }
 
 // VerifyOperator checks an operator's PIN and returns the operator; a wrong PIN gives
-// ErrBadPIN, an unknown id ErrNotFound.
+// ErrBadPIN, an unknown id ErrNotFound. Every attempt, good or bad, is a ledger entry
+// ("operator.login": who, whether it succeeded, the role), so sign-ins and guessing are on
+// record.
 func (s *Store) VerifyOperator(ctx context.Context, id, pin string) (*Operator, error) {
+	op, verr := s.verifyOperator(ctx, id, pin)
+	detail := map[string]any{"id": id, "ok": verr == nil}
+	if op != nil {
+		detail["role"] = op.Role
+	}
+	if verr != nil {
+		detail["error"] = verr.Error()
+	}
+	if err := s.Audit(ctx, "operator.login", id, detail); err != nil {
+		return nil, fmt.Errorf("verify operator %s: record the sign-in: %w", id, err)
+	}
+	return op, verr
+}
+
+func (s *Store) verifyOperator(ctx context.Context, id, pin string) (*Operator, error) {
 	var stored string
 	err := s.rdb.QueryRowContext(ctx, `SELECT pin_hash FROM operators WHERE id = ?`, id).Scan(&stored)
 	if err != nil {

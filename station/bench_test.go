@@ -19,6 +19,9 @@ import (
 var agentBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(killChildEnv) != "" {
+		os.Exit(killChild())
+	}
 	dir, err := os.MkdirTemp("", "wsc-station-test-")
 	if err != nil {
 		panic(err)
@@ -88,6 +91,18 @@ func newTestLineOpts(t testing.TB, bc sim.BenchConfig) *testLine {
 		if pc.VendorIntermediates, err = LoadCertPool(b.VendorIssuer); err != nil {
 			t.Fatal(err)
 		}
+		pc.Proofs = append(pc.Proofs, &TPMProof{Roots: pc.VendorRoots, Intermediates: pc.VendorIntermediates})
+	}
+	if b.SEVendorRoot != "" { // the bench has secure elements
+		roots, err := LoadCertPool(b.SEVendorRoot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inter, err := LoadCertPool(b.SEVendorIssuer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc.Proofs = append(pc.Proofs, &ATECC608Proof{Roots: roots, Intermediates: inter})
 	}
 	p, err := NewProvisioner(pc)
 	if err != nil {

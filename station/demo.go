@@ -158,13 +158,21 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (rep *DemoReport, err error) {
 		Issuer: authority, Store: store,
 		Station: "demo-station", Operator: "demo", WorkOrder: DemoWorkOrder, EOLModuleDir: filepath.Join(ws, "firmware"),
 	}
+	// The demo's work order accepts what its simulated vendors can prove:
+	// TPMs and secure elements, each against its vendor's published root.
+	var proofs []string
+	fc := FileConfig{}
 	if bench.VendorRoot != "" { // the bench has TPM devices
-		if pcfg.VendorRoots, err = LoadCertPool(bench.VendorRoot); err != nil {
-			return nil, err
-		}
-		if pcfg.VendorIntermediates, err = LoadCertPool(bench.VendorIssuer); err != nil {
-			return nil, err
-		}
+		proofs = append(proofs, "tpm")
+		fc.TPMVendorRoots, fc.TPMVendorIntermediates = []string{bench.VendorRoot}, []string{bench.VendorIssuer}
+	}
+	if bench.SEVendorRoot != "" { // the bench has secure elements
+		proofs = append(proofs, "atecc608")
+		fc.SEVendorRoots, fc.SEVendorIntermediates = []string{bench.SEVendorRoot}, []string{bench.SEVendorIssuer}
+	}
+	fc.WorkOrder.Proofs = proofs
+	if pcfg.Proofs, err = fc.ProofPolicy(); err != nil {
+		return nil, err
 	}
 	p, err := NewProvisioner(pcfg)
 	if err != nil {

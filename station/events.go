@@ -98,3 +98,8 @@ func plainOrQuoted(s string) string {
 	}
 	return s
 }
+
+// Printable returns s unchanged when it is printable ASCII, else quoted so
+// that control characters, terminal escapes and look-alikes show as \x1b,
+// \n, \u202e … (for headless lines and tables of device-supplied text).
+func Printable(s string) string { return plainOrQuoted(s) }

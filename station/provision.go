@@ -89,6 +89,29 @@ type Config struct {
 	EOLModuleDir string
 	// Logger receives the protocol's logs; nil discards them.
 	Logger *slog.Logger
+	// FaultPoint, when set, is called at each named point of the sequence
+	// where a crash leaves a distinct state: FaultIntent, FaultSigned,
+	// FaultInstalled, FaultReadBack, FaultEOL. Fault-injection tests kill
+	// the station there; production leaves it nil.
+	FaultPoint func(point string)
+}
+
+// The named points of the sequence (Config.FaultPoint), in order.
+const (
+	FaultIntent    = "after-intent"    // issuance intent recorded, nothing signed
+	FaultSigned    = "after-signing"   // certificate signed and recorded, not delivered
+	FaultInstalled = "after-install"   // chain written into the device, not read back
+	FaultReadBack  = "after-read-back" // chain read back and compared, end of line not run
+	FaultEOL       = "after-eol"       // end of line passed, not yet confirmed
+)
+
+// FaultPoints lists the named points in order.
+var FaultPoints = []string{FaultIntent, FaultSigned, FaultInstalled, FaultReadBack, FaultEOL}
+
+func (r *run) fault(point string) {
+	if f := r.p.cfg.FaultPoint; f != nil {
+		f(point)
+	}
 }
 
 // Provisioner runs the provisioning sequence for one device at a time; it is
@@ -479,6 +502,7 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 		if err != nil {
 			return fmt.Errorf("record issuance intent: %w", err)
 		}
+		r.fault(FaultIntent)
 		if existing != nil {
 			// Same key, certificate already issued: deliver it again rather
 			// than issuing a second live certificate for this device.
@@ -516,6 +540,7 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 					return fmt.Errorf("record certificate: %w", err)
 				}
 			}
+			r.fault(FaultSigned)
 		}
 		installDER = chainDER
 		for _, der := range chainDER {
@@ -554,6 +579,7 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 		if !bytes.Equal(got.SHA256, chainSum(installDER)) {
 			return fmt.Errorf("%w: device stored a different chain than sent", ErrReadBack)
 		}
+		r.fault(FaultInstalled)
 		return nil
 	})
 	if err != nil {
@@ -577,6 +603,7 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 				return fmt.Errorf("%w: certificate %d differs", ErrReadBack, i)
 			}
 		}
+		r.fault(FaultReadBack)
 		return nil
 	})
 	if err != nil {
@@ -585,7 +612,11 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 	err = r.do(ctx, StepEOL, func() error {
 		// End-of-line check: the device signs a WebAssembly module with its
 		// hardware key and the station verifies it as QA will.
-		return r.endOfLine(ctx, c, nonce, res.Chain)
+		if err := r.endOfLine(ctx, c, nonce, res.Chain); err != nil {
+			return err
+		}
+		r.fault(FaultEOL)
+		return nil
 	})
 	if err != nil {
 		return nil, err

@@ -124,7 +124,7 @@ func (sp *ATECC608Proof) Prove(ctx context.Context, pr *ProofRun) (*Proven, erro
 	var chipID []byte
 	err = pr.Step(StepAttest, func() error {
 		var err error
-		if chipID, err = verifySEEvidence(keys, csr, sp.Roots, sp.Intermediates); err != nil {
+		if chipID, err = verifySEEvidence(keys, csr, pr.Nonce, pr.Serial, sp.Roots, sp.Intermediates); err != nil {
 			return err
 		}
 		return pr.Identify(chipID)

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/x509"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -171,5 +172,59 @@ func TestSENotCompressibleRefused(t *testing.T) {
 	defer done()
 	if _, err := b.ReadChain(context.Background()); err == nil {
 		t.Fatal("a chain was stored in the chip")
+	}
+}
+
+// TestSEProofRefusals: the atecc608 proof refuses a blank chip (no factory
+// attestation key or manufacturer chain) and a chip whose vendor the
+// station does not trust; a secure element under a TPM-only work order is
+// refused before it makes a key. None of them gets a certificate.
+func TestSEProofRefusals(t *testing.T) {
+	ctx := context.Background()
+	l := newTestLineOpts(t, sim.BenchConfig{N: 1, Mix: []string{"se"}})
+	start := func(name string, vendor *sim.SEVendor) *sim.Device {
+		dir := filepath.Join(l.dir, name)
+		if vendor != nil {
+			if _, err := vendor.Manufacture(filepath.Join(dir, sim.SEStateFile)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d, err := sim.StartDevice(ctx, sim.DeviceConfig{Dir: dir, Kind: sim.KindSE, AgentBinary: agentBin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		waitReady(t, d.Port)
+		return d
+	}
+	foreign, err := sim.NewSEVendor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Close()
+	for name, d := range map[string]*sim.Device{"blank chip": start("blank", nil), "foreign vendor": start("foreign", foreign)} {
+		_, err := l.prov.Provision(ctx, Job{Slot: 1, Port: d.Port})
+		if !errors.Is(err, ErrAttestation) {
+			t.Errorf("%s: err = %v, want ErrAttestation", name, err)
+		}
+		if certs, _ := l.store.Certificates(ctx, d.Serial); len(certs) != 0 {
+			t.Errorf("%s: %d certificates issued", name, len(certs))
+		}
+	}
+	tpmOnly, err := NewProvisioner(Config{Issuer: l.ca, Store: l.store, WorkOrder: "WO-1", Proofs: []Proof{&TPMProof{Roots: x509.NewCertPool()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := l.bench.Devices[0]
+	if _, err := tpmOnly.Provision(ctx, Job{Slot: 1, Port: d.Port}); !errors.Is(err, ErrNoProof) {
+		t.Errorf("secure element under a TPM-only work order: %v, want ErrNoProof", err)
+	}
+	if err := d.StopAgent(); err != nil {
+		t.Fatal(err)
+	}
+	_, chip, done := openSE(t, d)
+	defer done()
+	if valid, err := chip.KeyValid(se.SlotDeviceKey); err != nil || valid {
+		t.Fatalf("device key slot valid=%v (%v): the chip made a key before the proof was chosen", valid, err)
 	}
 }

@@ -145,6 +145,9 @@ type BenchModel struct {
 	noticeErr   bool
 	showHelp    bool
 	confirmQuit bool
+	// confirmRedBin is the slot of a passed device the operator asked to
+	// red-bin: that revokes its certificate, so it is confirmed first.
+	confirmRedBin int
 
 	width, height int
 }
@@ -260,6 +263,14 @@ func (m BenchModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 // key handles a key press; see ScanRule for how scans and commands are
 // told apart.
 func (m BenchModel) key(k tea.KeyMsg) (BenchModel, tea.Cmd) {
+	if n := m.confirmRedBin; n != 0 {
+		m.confirmRedBin = 0
+		if key.Matches(k, m.keys.Yes) {
+			return m, func() tea.Msg { return QuarantineMsg{Slot: n, Err: m.ctl.Quarantine(n)} }
+		}
+		m.note(fmt.Sprintf("Slot %d kept: not sent to the red bin.", n), false)
+		return m, nil
+	}
 	if m.confirmQuit {
 		m.confirmQuit = false
 		if key.Matches(k, m.keys.Yes, m.keys.Quit) {
@@ -288,6 +299,10 @@ func (m BenchModel) key(k tea.KeyMsg) (BenchModel, tea.Cmd) {
 	case key.Matches(k, m.keys.Retry):
 		return m, m.slotCmd(func(ctl BenchControl, n int) tea.Msg { return RetryMsg{Slot: n, Err: ctl.Retry(n)} })
 	case key.Matches(k, m.keys.Quarantine):
+		if sv := m.slotByNum(m.selNum); sv != nil && sv.state == station.StatePassed {
+			m.confirmRedBin = sv.num
+			return m, nil
+		}
 		return m, m.slotCmd(func(ctl BenchControl, n int) tea.Msg { return QuarantineMsg{Slot: n, Err: ctl.Quarantine(n)} })
 	case key.Matches(k, m.keys.Left, m.keys.Right, m.keys.Up, m.keys.Down):
 		m.move(k)
@@ -745,6 +760,8 @@ func (m BenchModel) detailView() string {
 
 func (m BenchModel) noticeView() string {
 	switch {
+	case m.confirmRedBin != 0:
+		return ansi.Truncate(styleWarn.Render(fmt.Sprintf("Slot %d passed. Red-bin it and revoke its certificate? y / N", m.confirmRedBin)), m.width, "…")
 	case m.confirmQuit:
 		n := m.runningCount()
 		return ansi.Truncate(styleWarn.Render(fmt.Sprintf("%d slot(s) still provisioning. Quit anyway? y / N", n)), m.width, "…")

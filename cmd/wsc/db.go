@@ -130,7 +130,7 @@ func operatorCmd() *cobra.Command {
 	add.Flags().StringVar(&path, "db", "", "station database file")
 	add.Flags().StringVar(&id, "id", "", "operator id (badge number or short name)")
 	add.Flags().StringVar(&name, "name", "", "full name")
-	add.Flags().StringVar(&role, "role", "operator", "operator, qa or security")
+	add.Flags().StringVar(&role, "role", "operator", "operator, supervisor, qa or security")
 	add.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the PIN comes from: prompt, file:PATH, fd:N, env:NAME")
 	cmd.AddCommand(add)
 	return cmd

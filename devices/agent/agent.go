@@ -33,6 +33,9 @@ type KeyEvidence struct {
 	CertifySignature []byte
 	CSR              []byte
 	Created          bool
+	// SEAttestation is a secure element's in-chip key attestation (nil
+	// for other backends).
+	SEAttestation *proto.SEAttestation
 }
 
 // Backend is a device's key store. Implementations keep private keys inside
@@ -130,7 +133,7 @@ func (h *Handler) Handle(ctx context.Context, t proto.MsgType, payload []byte) (
 		}
 		h.log.Info("keys ready", "created", ev.Created)
 		return &proto.CreateKeysResponse{IAKPublic: ev.IAKPublic, IDevIDPublic: ev.IDevIDPublic, CertifyInfo: ev.CertifyInfo,
-			CertifySignature: ev.CertifySignature, CSR: ev.CSR, Created: ev.Created}, nil
+			CertifySignature: ev.CertifySignature, CSR: ev.CSR, Created: ev.Created, SEAttestation: ev.SEAttestation}, nil
 	case proto.MsgActivateCredential:
 		a, ok := h.b.(Attester)
 		if !ok {

@@ -30,15 +30,24 @@ import (
 // certificate compressed in slot 10, the signer's public key in slot 11 and
 // the signer certificate compressed in slot 12; the certificate definitions
 // (templates) that rebuild them are kept in a file (see WithCertDefPath).
-// An SE has no endorsement key: the proof that the key is in the chip is
-// the chip's own serial (from its config zone), the GenKey public key and
-// the CSR signed inside the chip.
+// An SE has no endorsement key. A chip with a factory attestation key
+// (se.SlotAttestationKey) proves the device key with a key attestation made
+// inside the chip (GenKey digest mode + Sign internal, se.Chip.AttestKey)
+// and the manufacturer chain of the attestation key (rebuilt from the
+// chip's slots 13-15 and the vendor's certificate definitions, see
+// WithMfgDefPath); see proto.SEAttestation.
 type SEBackend struct {
-	chip    *se.Chip
-	cfg     *se.Config
-	serial  string
-	model   string
-	defPath string
+	chip       *se.Chip
+	cfg        *se.Config
+	serial     string
+	model      string
+	defPath    string
+	mfgDefPath string
+	// attests: the chip holds a valid attestation key.
+	attests bool
+	// mfgChain caches the manufacturer chain (its slots are locked at the
+	// factory; rebuilding it costs a GenKey).
+	mfgChain [][]byte
 	// devPub caches slot 0's public key: only this backend runs GenKey on
 	// the chip, and recomputing the key costs a GenKey (up to 115 ms).
 	devPub *ecdsa.PublicKey
@@ -59,6 +68,7 @@ func (b *SEBackend) devicePublic() (*ecdsa.PublicKey, error) {
 
 type seOptions struct {
 	defPath     string
+	mfgDefPath  string
 	personalize bool
 }
 
@@ -71,6 +81,26 @@ type SEOption func(*seOptions)
 // rebuilds a certificate whose signature no longer verifies, which
 // ReadChain detects.
 func WithCertDefPath(path string) SEOption { return func(o *seOptions) { o.defPath = path } }
+
+// WithMfgDefPath sets the file of the chip vendor's certificate
+// definitions (se.MfgDefs), which rebuild the manufacturer chain of the
+// attestation key from the chip's slots. Default: DefaultMfgDefPath of the
+// certificate definitions path. Without the file the attestation carries
+// no chain and the station refuses it.
+func WithMfgDefPath(path string) SEOption { return func(o *seOptions) { o.mfgDefPath = path } }
+
+// DefaultMfgDefPath is where the vendor's certificate definitions are
+// looked for beside the certificate definitions file certDefPath: the same
+// name with "certdef" replaced by "mfgdef" (state.json.certdef.json →
+// state.json.mfgdef.json, atecc-certdef.json → atecc-mfgdef.json), else
+// atecc-mfgdef.json in the same folder.
+func DefaultMfgDefPath(certDefPath string) string {
+	dir, base := filepath.Split(certDefPath)
+	if i := strings.LastIndex(base, "certdef"); i >= 0 {
+		return dir + base[:i] + "mfgdef" + base[i+len("certdef"):]
+	}
+	return filepath.Join(dir, "atecc-mfgdef.json")
+}
 
 // WithPersonalize says whether NewSEBackend brings a blank chip into the
 // provisioning configuration (se.Chip.Personalize: writes and locks the
@@ -111,13 +141,28 @@ func NewSEBackend(chip *se.Chip, opts ...SEOption) (*SEBackend, error) {
 	case rev[2] == 0x60 && rev[3] >= 0x03:
 		model = "atecc608b"
 	}
-	return &SEBackend{chip: chip, cfg: cfg, serial: cfg.SerialHex(), model: model, defPath: o.defPath}, nil
+	attests, err := chip.KeyValid(se.SlotAttestationKey)
+	if err != nil {
+		return nil, fmt.Errorf("secure element %s: %w", chip, err)
+	}
+	if o.mfgDefPath == "" && o.defPath != "" {
+		o.mfgDefPath = DefaultMfgDefPath(o.defPath)
+	}
+	return &SEBackend{chip: chip, cfg: cfg, serial: cfg.SerialHex(), model: model, defPath: o.defPath,
+		mfgDefPath: o.mfgDefPath, attests: attests}, nil
 }
+
+// CapKeyAttestation is the Hello capability of a secure element that makes
+// in-chip key attestations (CreateKeys carries proto.SEAttestation).
+const CapKeyAttestation = "se-key-attestation"
 
 // Identity implements Backend.
 func (b *SEBackend) Identity() Identity {
-	return Identity{Backend: "se", Serial: b.serial, Model: b.model, Firmware: Version,
-		Capabilities: []string{"se-slots", "compressed-certs", "sign-digest"}}
+	caps := []string{"se-slots", "compressed-certs", "sign-digest"}
+	if b.attests {
+		caps = append(caps, CapKeyAttestation)
+	}
+	return Identity{Backend: "se", Serial: b.serial, Model: b.model, Firmware: Version, Capabilities: caps}
 }
 
 // CreateKeys implements Backend: the device key in slot 0 is reused when
@@ -125,22 +170,44 @@ func (b *SEBackend) Identity() Identity {
 // GenKey. The slot's configuration forbids Write and PrivWrite, so a valid
 // key in it was made by GenKey inside the chip. The CSR is signed in the
 // chip and carries only the serial; the CA takes names from the station.
-// An SE has no attestation key: IAKPublic, CertifyInfo and
+// There is no TPM attestation key: IAKPublic, CertifyInfo and
 // CertifySignature are empty, IDevIDPublic is the device key as PKIX DER.
-// The nonce is not used: the chip offers no way to bind it to the key.
-func (b *SEBackend) CreateKeys(_ context.Context, _ []byte, _ string) (*KeyEvidence, error) {
+//
+// A chip with a factory attestation key also attests the device key: in one
+// wake session Nonce (random, NumIn from the station's nonce), GenKey in
+// digest mode (creating the key when there is none, mode 0x0C, else 0x08)
+// and Sign internal by the attestation key; the result, with the config
+// zone and the manufacturer chain, is KeyEvidence.SEAttestation.
+func (b *SEBackend) CreateKeys(_ context.Context, nonce []byte, _ string) (*KeyEvidence, error) {
 	valid, err := b.chip.KeyValid(se.SlotDeviceKey)
 	if err != nil {
 		return nil, err
 	}
-	created := false
-	if !valid {
+	created := !valid
+	var att *proto.SEAttestation
+	switch {
+	case b.attests:
+		if created {
+			b.devPub = nil
+		}
+		ka, err := b.chip.AttestKey(se.SlotDeviceKey, se.SlotAttestationKey, created, se.NumInFromNonce(nonce))
+		if err != nil {
+			return nil, err
+		}
+		if b.devPub != nil && !b.devPub.Equal(ka.PublicKey) {
+			return nil, errors.New("the attested device key differs from the key this agent knew: the chip's key changed underneath it")
+		}
+		b.devPub = ka.PublicKey
+		if att, err = b.attestation(ka); err != nil {
+			return nil, err
+		}
+	case created:
 		b.devPub = nil
 		pub, err := b.chip.GenKey(se.SlotDeviceKey)
 		if err != nil {
 			return nil, err
 		}
-		b.devPub, created = pub, true
+		b.devPub = pub
 	}
 	pub, err := b.devicePublic()
 	if err != nil {
@@ -155,7 +222,37 @@ func (b *SEBackend) CreateKeys(_ context.Context, _ []byte, _ string) (*KeyEvide
 	if err != nil {
 		return nil, fmt.Errorf("device public key: %w", err)
 	}
-	return &KeyEvidence{IDevIDPublic: der, CSR: csr, Created: created}, nil
+	return &KeyEvidence{IDevIDPublic: der, CSR: csr, Created: created, SEAttestation: att}, nil
+}
+
+// attestation assembles the wire evidence of a key attestation: the config
+// zone as the chip has it now (slot locks included) and the manufacturer
+// chain. A chip without manufacturer certificates (or without the vendor's
+// definitions) gives evidence without a chain, which the station refuses.
+func (b *SEBackend) attestation(ka *se.KeyAttestation) (*proto.SEAttestation, error) {
+	cfg, err := b.chip.ReadConfig()
+	if err != nil {
+		return nil, err
+	}
+	sn := cfg.SerialNumber()
+	if b.mfgChain == nil {
+		defs, err := se.ReadMfgDefs(b.mfgDefPath)
+		if err == nil {
+			b.mfgChain, err = b.chip.ReadMfgChain(defs, sn)
+		}
+		if err != nil && !errors.Is(err, se.ErrNoMfgChain) {
+			return nil, fmt.Errorf("manufacturer chain: %w", err)
+		}
+	}
+	xy, err := se.PublicKeyBytes(ka.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	return &proto.SEAttestation{
+		Serial: sn[:], Config: cfg.Raw[:], KeySlot: uint8(ka.Slot), AttestationSlot: uint8(ka.AttestationSlot),
+		GenKeyMode: ka.GenKeyMode, SignMode: ka.SignMode, RandOut: ka.RandOut[:], PublicKey: xy,
+		Signature: ka.Signature[:], Chain: b.mfgChain,
+	}, nil
 }
 
 // certDefs is the file format of the certificate definitions.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/wsc-project/wsc/devices/se"
+	"github.com/wsc-project/wsc/devices/sim"
 )
 
 // BenchmarkProvisionSE provisions one SE device per iteration, agent side,
@@ -92,6 +93,55 @@ func BenchmarkPersonalizeSE(b *testing.B) {
 				datasheet += e.Stats().DatasheetTime.Microseconds()
 			}
 			b.ReportMetric(float64(datasheet)/1000/float64(b.N), "datasheet-ms/chip")
+		})
+	}
+}
+
+// BenchmarkCreateKeysAttestedSE is CreateKeys on a chip as the simulated
+// vendor ships it: GenKey in digest mode creating the device key, Sign
+// internal by the attestation key, config zone read, manufacturer chain
+// rebuilt (a GenKey for the attestation key's public key and 12 Reads),
+// then the CSR signed in the chip. Each iteration starts from the same
+// factory-fresh chip (no device key yet).
+// Run: go test -run '^$' -bench CreateKeysAttestedSE -benchtime 5x ./devices/agent/
+func BenchmarkCreateKeysAttestedSE(b *testing.B) {
+	dir := b.TempDir()
+	state := filepath.Join(dir, sim.SEStateFile)
+	v, err := sim.NewSEVendor()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := v.Manufacture(state); err != nil {
+		b.Fatal(err)
+	}
+	_ = v.Close()
+	for _, timings := range []bool{false, true} {
+		name := "emulator-speed"
+		if timings {
+			name = "datasheet-timings"
+		}
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			var datasheet int64
+			for b.Loop() {
+				b.StopTimer()
+				e := se.NewEmulator(se.WithDatasheetTimings(timings))
+				if err := e.Load(state); err != nil {
+					b.Fatal(err)
+				}
+				be, err := NewSEBackend(se.New(e, se.DefaultAddress), WithMfgDefPath(state+sim.SEMfgDefSuffix))
+				if err != nil {
+					b.Fatal(err)
+				}
+				e.ResetStats()
+				b.StartTimer()
+				keys, err := be.CreateKeys(ctx, make([]byte, 32), "")
+				if err != nil || !keys.Created || keys.SEAttestation == nil || len(keys.SEAttestation.Chain) != 2 {
+					b.Fatalf("create keys: %v", err)
+				}
+				datasheet += e.Stats().DatasheetTime.Microseconds()
+			}
+			b.ReportMetric(float64(datasheet)/1000/float64(b.N), "datasheet-ms/device")
 		})
 	}
 }

@@ -1,9 +1,11 @@
 package proto
 
 import (
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,6 +17,20 @@ type Faults struct {
 	DuplicateRate float64       // deliver the byte twice
 	Delay         time.Duration // added latency of every byte (order is kept)
 	Seed          int64         // makes a run reproducible
+	// Counts, when set, counts the faults injected at each point, so a
+	// test can show that its faults landed.
+	Counts *FaultCounts
+}
+
+// FaultCounts counts the faults Relay injected, per kind (the named
+// injection points: "flip", "drop", "duplicate").
+type FaultCounts struct {
+	Flipped, Dropped, Duplicated atomic.Int64
+}
+
+// String renders the counts by point name.
+func (c *FaultCounts) String() string {
+	return fmt.Sprintf("flip=%d drop=%d duplicate=%d", c.Flipped.Load(), c.Dropped.Load(), c.Duplicated.Load())
 }
 
 // Relay copies bytes from a to b and from b to a, damaging them as f says:
@@ -105,14 +121,23 @@ func relayDir(wg *sync.WaitGroup, quit chan struct{}, src io.Reader, dst io.Writ
 			out := make([]byte, 0, n+n/8+1)
 			for _, c := range buf[:n] {
 				if f.DropRate > 0 && rng.Float64() < f.DropRate {
+					if f.Counts != nil {
+						f.Counts.Dropped.Add(1)
+					}
 					continue
 				}
 				if f.BitFlipRate > 0 && rng.Float64() < f.BitFlipRate {
 					c ^= 1 << rng.IntN(8)
+					if f.Counts != nil {
+						f.Counts.Flipped.Add(1)
+					}
 				}
 				out = append(out, c)
 				if f.DuplicateRate > 0 && rng.Float64() < f.DuplicateRate {
 					out = append(out, c)
+					if f.Counts != nil {
+						f.Counts.Duplicated.Add(1)
+					}
 				}
 			}
 			if queue != nil {

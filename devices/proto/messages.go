@@ -159,6 +159,45 @@ type CreateKeysResponse struct {
 	CertifySignature []byte `cbor:"4,keyasint,omitempty"` // TPMT_SIGNATURE
 	CSR              []byte `cbor:"5,keyasint,omitempty"` // DER
 	Created          bool   `cbor:"6,keyasint,omitempty"` // false when existing keys were reused
+	// SEAttestation is a secure element's key attestation (ATECC608 GenKey
+	// digest + Sign internal by the factory attestation key); nil from
+	// TPMs and from chips without an attestation key.
+	SEAttestation *SEAttestation `cbor:"7,keyasint,omitempty"`
+}
+
+// SEAttestation is the evidence an ATECC608-class secure element gives for
+// its device key, as plain chip data. The agent ran, in one wake session:
+// Nonce (random mode, NumIn = first 20 bytes of SHA-256(CreateKeys nonce))
+// → GenKey (GenKeyMode, KeySlot) → Sign (SignMode, AttestationSlot). The
+// signature is over SHA-256 of the 55-byte Sign internal message, which the
+// station rebuilds from these fields, the nonce it sent and the config zone
+// (docs/protocol.md "SE key attestation"). TempKey flags are not sent: the
+// verifier fixes them to what that sequence yields (KeyID = KeySlot,
+// GenKeyData 1, others 0).
+type SEAttestation struct {
+	// Serial is the chip's 9-byte serial number (config bytes 0-3, 8-12).
+	Serial []byte `cbor:"1,keyasint,omitempty"`
+	// Config is the whole 128-byte configuration zone as read from the chip.
+	Config []byte `cbor:"2,keyasint,omitempty"`
+	// KeySlot is the attested key's slot (0, the device key).
+	KeySlot uint8 `cbor:"3,keyasint,omitempty"`
+	// AttestationSlot is the factory attestation key's slot (2).
+	AttestationSlot uint8 `cbor:"4,keyasint,omitempty"`
+	// GenKeyMode is the GenKey mode: 0x0C when the key was created by this
+	// GenKey, 0x08 when an existing key's public key was recomputed.
+	GenKeyMode uint8 `cbor:"5,keyasint,omitempty"`
+	// SignMode is the Sign mode: 0x40 (internal message, serial included).
+	SignMode uint8 `cbor:"6,keyasint,omitempty"`
+	// RandOut is the 32-byte output of the Nonce command.
+	RandOut []byte `cbor:"7,keyasint,omitempty"`
+	// PublicKey is the attested key as the chip returned it: X || Y, 64 bytes.
+	PublicKey []byte `cbor:"8,keyasint,omitempty"`
+	// Signature is r || s, 64 bytes, by the attestation key.
+	Signature []byte `cbor:"9,keyasint,omitempty"`
+	// Chain is the manufacturer chain of the attestation key, DER: the
+	// device certificate first, then the signer; empty when the chip holds
+	// none.
+	Chain [][]byte `cbor:"10,keyasint,omitempty"`
 }
 
 // ActivateCredentialRequest carries a credential made by the station for

@@ -7,9 +7,11 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -194,6 +196,7 @@ func (l Loc) present() bool { return l.Count > 0 }
 //	PublicKey       the 64-byte X || Y in the SubjectPublicKeyInfo
 //	SubjectKeyID    derived from X || Y by KeyIDMethod, if present
 //	AuthorityKeyID  derived from the signer's X || Y by KeyIDMethod, if present
+//	ChipSerial      the chip's serial number in hex, if present
 //
 // and appends the signature algorithm and the signature (DER
 // ECDSA-Sig-Value from r || s; the outer lengths follow the signature's
@@ -212,6 +215,12 @@ type Template struct {
 	PublicKey      Loc      `json:"public_key"`
 	SubjectKeyID   Loc      `json:"subject_key_id"`
 	AuthorityKeyID Loc      `json:"authority_key_id"`
+	// ChipSerial, when present, is where the chip's 9-byte serial number
+	// appears in the subject as 18 upper-case hex digits (Microchip's
+	// device certificates carry it in the subject; atcacert rebuilds it
+	// from the chip's config zone). Such a template rebuilds with
+	// DecompressChip.
+	ChipSerial Loc `json:"chip_serial"`
 	// SKIMethod and AKIMethod say how the rebuilt key identifiers are
 	// derived (KeyIDSHA1 or KeyIDSHA256).
 	SKIMethod KeyIDMethod `json:"ski_method,omitempty"`
@@ -377,6 +386,23 @@ func keyIDMethod(id, xy []byte) KeyIDMethod {
 // stored too when they are not whole years from an hour boundary (a CA's
 // validity rarely is). Errors wrap ErrNotCompressible.
 func NewTemplate(cert *x509.Certificate, kind CertKind, signerPub *ecdsa.PublicKey) (*Template, error) {
+	return newTemplate(cert, kind, signerPub, nil)
+}
+
+// NewChipTemplate is NewTemplate for a device certificate whose subject
+// carries the chip's serial number sn as 18 upper-case hex digits (exactly
+// once in the TBSCertificate): the template leaves it out and
+// DecompressChip puts it back from the chip's serial. This is the shape of
+// a chip manufacturer's device certificate.
+func NewChipTemplate(cert *x509.Certificate, signerPub *ecdsa.PublicKey, sn [9]byte) (*Template, error) {
+	return newTemplate(cert, KindDevice, signerPub, &sn)
+}
+
+// ChipSerialText is the form of a chip serial number in a certificate
+// subject: 18 upper-case hex digits.
+func ChipSerialText(sn [9]byte) string { return strings.ToUpper(hex.EncodeToString(sn[:])) }
+
+func newTemplate(cert *x509.Certificate, kind CertKind, signerPub *ecdsa.PublicKey, chipSN *[9]byte) (*Template, error) {
 	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
 	if !ok || pub.Curve != elliptic.P256() {
 		return nil, notCompressible("%s: public key is not P-256 ECDSA", certName(cert))
@@ -433,8 +459,16 @@ func NewTemplate(cert *x509.Certificate, kind CertKind, signerPub *ecdsa.PublicK
 	if datesOK {
 		t.NotBefore, t.NotAfter = f.notBefore, f.notAfter
 	}
+	if chipSN != nil {
+		txt := []byte(ChipSerialText(*chipSN))
+		i := bytes.Index(tbs, txt)
+		if i < 0 || bytes.Count(tbs, txt) != 1 {
+			return nil, notCompressible("%s: the chip serial %s does not appear exactly once in the certificate", certName(cert), txt)
+		}
+		t.ChipSerial = Loc{i, len(txt)}
+	}
 	t.TBS = append([]byte(nil), tbs...)
-	for _, l := range []Loc{t.Serial, t.NotBefore, t.NotAfter, t.PublicKey, t.SubjectKeyID, t.AuthorityKeyID} {
+	for _, l := range []Loc{t.Serial, t.NotBefore, t.NotAfter, t.PublicKey, t.SubjectKeyID, t.AuthorityKeyID, t.ChipSerial} {
 		clear(t.TBS[l.Offset : l.Offset+l.Count])
 	}
 	// The template must rebuild this very certificate.
@@ -507,9 +541,19 @@ func Compress(cert *x509.Certificate, tmpl *Template) (Compressed, error) {
 	if !ok || pub.Curve != elliptic.P256() {
 		return c, notCompressible("%s: public key is not P-256 ECDSA", certName(cert))
 	}
-	_, _, sig, err := certParts(cert.Raw)
+	tbs, _, sig, err := certParts(cert.Raw)
 	if err != nil {
 		return c, notCompressible("%s: %v", certName(cert), err)
+	}
+	var chipSN []byte
+	if l := tmpl.ChipSerial; l.present() {
+		if l.Offset < 0 || l.Offset+l.Count > len(tbs) {
+			return c, notCompressible("%s: chip serial field outside the certificate", certName(cert))
+		}
+		chipSN = tbs[l.Offset : l.Offset+l.Count]
+		if _, err := parseChipSerial(chipSN); err != nil {
+			return c, notCompressible("%s: %v", certName(cert), err)
+		}
 	}
 	rs, err := derToRaw(sig)
 	if err != nil {
@@ -549,7 +593,7 @@ func Compress(cert *x509.Certificate, tmpl *Template) (Compressed, error) {
 	c[69] = tmpl.TemplateID<<4 | tmpl.ChainID&0xF
 	c[70] = uint8(tmpl.SNSource) << 4
 	c[71] = 0
-	der, err := build(&c, tmpl, pub, cert.AuthorityKeyId)
+	der, err := build(&c, tmpl, pub, cert.AuthorityKeyId, chipSN)
 	if err != nil {
 		return c, notCompressible("%s: %v", certName(cert), err)
 	}
@@ -593,6 +637,29 @@ func CheckDeviceChain(leaf, signer *x509.Certificate) error {
 // GenKey public key; for a signer the public key in SlotSignerPubKey) and,
 // when the template rebuilds the authority key id, the signer's public key.
 func Decompress(c *Compressed, tmpl *Template, pub, signerPub *ecdsa.PublicKey) ([]byte, error) {
+	return decompress(c, tmpl, pub, signerPub, nil)
+}
+
+// DecompressChip is Decompress for a template with a ChipSerial field (a
+// chip manufacturer's device certificate): sn is the serial number from the
+// chip's config zone.
+func DecompressChip(c *Compressed, tmpl *Template, pub, signerPub *ecdsa.PublicKey, sn [9]byte) ([]byte, error) {
+	return decompress(c, tmpl, pub, signerPub, []byte(ChipSerialText(sn)))
+}
+
+// parseChipSerial parses 18 upper-case hex digits.
+func parseChipSerial(txt []byte) ([9]byte, error) {
+	var sn [9]byte
+	if len(txt) != 18 || strings.ToUpper(string(txt)) != string(txt) {
+		return sn, fmt.Errorf("chip serial %q is not 18 upper-case hex digits", txt)
+	}
+	if _, err := hex.Decode(sn[:], txt); err != nil {
+		return sn, fmt.Errorf("chip serial %q is not 18 upper-case hex digits", txt)
+	}
+	return sn, nil
+}
+
+func decompress(c *Compressed, tmpl *Template, pub, signerPub *ecdsa.PublicKey, chipSN []byte) ([]byte, error) {
 	if tmpl == nil {
 		return nil, errors.New("decompress: nil template")
 	}
@@ -614,7 +681,10 @@ func Decompress(c *Compressed, tmpl *Template, pub, signerPub *ecdsa.PublicKey) 
 		}
 		aki = keyID(tmpl.AKIMethod, sxy)
 	}
-	der, err := build(c, tmpl, pub, aki)
+	if tmpl.ChipSerial.present() && chipSN == nil {
+		return nil, errors.New("decompress: the template rebuilds the chip serial: use DecompressChip")
+	}
+	der, err := build(c, tmpl, pub, aki, chipSN)
 	if err != nil {
 		return nil, fmt.Errorf("decompress: %w", err)
 	}
@@ -622,7 +692,7 @@ func Decompress(c *Compressed, tmpl *Template, pub, signerPub *ecdsa.PublicKey) 
 }
 
 // build fills the template and assembles the certificate.
-func build(c *Compressed, t *Template, pub *ecdsa.PublicKey, aki []byte) ([]byte, error) {
+func build(c *Compressed, t *Template, pub *ecdsa.PublicKey, aki, chipSN []byte) ([]byte, error) {
 	xy, err := PublicKeyBytes(pub)
 	if err != nil {
 		return nil, err
@@ -671,6 +741,11 @@ func build(c *Compressed, t *Template, pub *ecdsa.PublicKey, aki []byte) ([]byte
 	}
 	if t.AuthorityKeyID.present() {
 		if err := put("authority key id", t.AuthorityKeyID, aki); err != nil {
+			return nil, err
+		}
+	}
+	if t.ChipSerial.present() {
+		if err := put("chip serial", t.ChipSerial, chipSN); err != nil {
 			return nil, err
 		}
 	}

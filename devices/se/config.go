@@ -144,6 +144,19 @@ func (s SlotConfig) WriteConfig() uint8 { return uint8(s>>12) & 0xF }
 // bit 0, for private-key slots).
 func (s SlotConfig) ExternalSign() bool { return s&0x1 != 0 }
 
+// InternalSign reports whether Sign of internally generated messages
+// (GenKey/GenDig output in TempKey) is allowed (ReadKey bit 1, for
+// private-key slots).
+func (s SlotConfig) InternalSign() bool { return s&0x2 != 0 }
+
+// NoMac reports bit 4.
+func (s SlotConfig) NoMac() bool { return s&0x10 != 0 }
+
+// PrivWrite reports whether PrivWrite may write a private key into the slot
+// (WriteConfig bit 2, for private-key slots): a key that came from outside
+// the chip.
+func (s SlotConfig) PrivWrite() bool { return s.WriteConfig()&0x4 != 0 }
+
 // GenKeyAfterLock reports whether GenKey may create a key in the slot once
 // the data zone is locked (WriteConfig bit 1).
 func (s SlotConfig) GenKeyAfterLock() bool { return s.WriteConfig()&0x2 != 0 }

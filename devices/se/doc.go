@@ -19,4 +19,10 @@
 // locks the chip. Compress and Decompress implement Microchip's 72-byte
 // compressed certificate format (atcacert), with a Template (certificate
 // definition) that rebuilds the full X.509 certificate byte for byte.
+//
+// Key attestation: Manufacture is a chip vendor's factory step (attestation
+// key in SlotAttestationKey, its manufacturer certificates compressed in
+// slots 13-15, zones locked); Chip.AttestKey runs Nonce, GenKey in digest
+// mode and Sign internal, and KeyAttestation.Message rebuilds the signed
+// message exactly as cryptoauthlib's atcah_* host helpers do.
 package se

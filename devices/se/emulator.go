@@ -41,6 +41,11 @@ import (
 //     slot lock decide); private-key slots that no Read ever returns;
 //   - a P-256 private key per slot, created by GenKey, real ECDSA in Sign and
 //     Verify; the Random output before the config lock (FF FF 00 00 ...);
+//   - key attestation: TempKey with its flags (SourceFlag, GenDigData,
+//     GenKeyData, KeyID), GenKey in digest mode (0x08, 0x0C: the PubKey
+//     digest of the key goes into TempKey) and Sign in internal mode (0x00,
+//     0x40: SHA-256 of the 55-byte internal message, see
+//     SignInternalMessage) by a key whose SlotConfig allows internal Sign;
 //   - status codes: parse errors, execution errors (locks, permissions,
 //     state), ECC faults (invalid keys), Verify miscompares, CRC errors and
 //     the watchdog status;
@@ -50,7 +55,9 @@ import (
 // What it does not model: encrypted reads and writes (EncryptRead,
 // Encrypt WriteConfig, PrivWrite), MAC/CheckMac/GenDig/DeriveKey/ECDH/KDF/
 // AES/SHA/SecureBoot/Counter/SelfTest/UpdateExtra commands (their opcodes
-// get a parse error), internal Sign, the Nonce targets other than TempKey,
+// get a parse error), GenKey's stored-public-key digest mode (0x10) and
+// Sign's invalidate and message-digest-buffer modes (parse errors), the
+// Nonce targets other than TempKey,
 // and the chip's monotonic counters and volatile-key permissions.
 //
 // An Emulator is safe for concurrent use.
@@ -75,6 +82,7 @@ type Emulator struct {
 	readyAt   time.Time
 	tempKey   [32]byte
 	tempValid bool
+	tempFlags TempKeyFlags
 	out       []byte
 	outPos    int
 
@@ -439,6 +447,7 @@ func (e *Emulator) sleep() {
 	e.mode = modeSleep
 	e.tempValid = false
 	e.tempKey = [32]byte{}
+	e.tempFlags = TempKeyFlags{}
 	e.out, e.outPos = nil, 0
 }
 
@@ -576,6 +585,7 @@ func (e *Emulator) nonce(mode uint8, p2 uint16, in []byte) ([]byte, Status) {
 		h.Write([]byte{byte(OpNonce), mode, 0x00})
 		copy(e.tempKey[:], h.Sum(nil))
 		e.tempValid = true
+		e.tempFlags = TempKeyFlags{}
 		return randOut, StatusOK
 	case noncePassThru:
 		if len(in) != 32 {
@@ -583,6 +593,7 @@ func (e *Emulator) nonce(mode uint8, p2 uint16, in []byte) ([]byte, Status) {
 		}
 		copy(e.tempKey[:], in)
 		e.tempValid = true
+		e.tempFlags = TempKeyFlags{SourceFlag: true}
 		return nil, StatusOK
 	}
 	return nil, StatusParse
@@ -616,9 +627,13 @@ func pubBytes(pub *ecdsa.PublicKey) []byte {
 }
 
 func (e *Emulator) genKey(mode uint8, p2 uint16, in []byte) ([]byte, Status) {
-	if (mode != genKeyCreate && mode != genKeyPublic) || p2 >= NumSlots || len(in) != 0 {
+	// Modes: 0x00 public key, 0x04 create, each optionally with 0x08 (PubKey
+	// digest into TempKey). 0x10 (digest of a stored public key) is not
+	// emulated.
+	if mode&^(genKeyCreate|GenKeyModeDigest) != 0 || p2 >= NumSlots || len(in) != 0 {
 		return nil, StatusParse
 	}
+	create, digest := mode&genKeyCreate != 0, mode&GenKeyModeDigest != 0
 	c := e.cfg()
 	slot := int(p2)
 	if !c.ConfigLocked() {
@@ -628,7 +643,12 @@ func (e *Emulator) genKey(mode uint8, p2 uint16, in []byte) ([]byte, Status) {
 	if slot >= 8 || !kc.Private() || kc.KeyType() != KeyTypeP256 {
 		return nil, StatusExecution
 	}
-	if mode == genKeyPublic {
+	// The PubKey digest hashes the TempKey that a Nonce left.
+	if digest && !e.tempValid {
+		return nil, StatusExecution
+	}
+	var pub *ecdsa.PublicKey
+	if !create {
 		if !kc.PubInfo() {
 			return nil, StatusExecution
 		}
@@ -636,33 +656,47 @@ func (e *Emulator) genKey(mode uint8, p2 uint16, in []byte) ([]byte, Status) {
 		if k == nil {
 			return nil, StatusECCFault
 		}
-		return pubBytes(&k.PublicKey), StatusOK
+		pub = &k.PublicKey
+	} else {
+		if c.DataLocked() && (!c.SlotConfig(slot).GenKeyAfterLock() || c.SlotLocked(slot)) {
+			return nil, StatusExecution
+		}
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, StatusECCFault
+		}
+		d, err := k.Bytes()
+		if err != nil {
+			return nil, StatusECCFault
+		}
+		old := append([]byte(nil), e.data[slot]...)
+		for i := range 4 {
+			e.data[slot][i] = 0
+		}
+		copy(e.data[slot][4:36], d)
+		if err := e.persist(); err != nil {
+			e.data[slot] = old
+			return nil, StatusExecution
+		}
+		pub = &k.PublicKey
 	}
-	if c.DataLocked() && (!c.SlotConfig(slot).GenKeyAfterLock() || c.SlotLocked(slot)) {
-		return nil, StatusExecution
+	xy := pubBytes(pub)
+	if digest {
+		m, err := GenKeyDigestMessage(e.tempKey, mode, p2, c.SerialNumber(), xy)
+		if err != nil {
+			return nil, StatusECCFault
+		}
+		e.tempKey = sha256.Sum256(m[:])
+		e.tempFlags.KeyID = uint8(slot)
+		e.tempFlags.GenKeyData = true
+		e.tempFlags.GenDigData = false
 	}
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, StatusECCFault
-	}
-	d, err := k.Bytes()
-	if err != nil {
-		return nil, StatusECCFault
-	}
-	old := append([]byte(nil), e.data[slot]...)
-	for i := range 4 {
-		e.data[slot][i] = 0
-	}
-	copy(e.data[slot][4:36], d)
-	if err := e.persist(); err != nil {
-		e.data[slot] = old
-		return nil, StatusExecution
-	}
-	return pubBytes(&k.PublicKey), StatusOK
+	return xy, StatusOK
 }
 
 func (e *Emulator) sign(mode uint8, p2 uint16, in []byte) ([]byte, Status) {
-	if mode != signExternal || p2 >= NumSlots || len(in) != 0 {
+	internal := mode == SignModeInternal || mode == SignModeInternal|SignModeIncludeSN
+	if (mode != signExternal && !internal) || p2 >= NumSlots || len(in) != 0 {
 		return nil, StatusParse
 	}
 	c := e.cfg()
@@ -671,10 +705,20 @@ func (e *Emulator) sign(mode uint8, p2 uint16, in []byte) ([]byte, Status) {
 		return nil, StatusExecution
 	}
 	kc := c.KeyConfig(slot)
-	if slot >= 8 || !kc.Private() || kc.KeyType() != KeyTypeP256 || !c.SlotConfig(slot).ExternalSign() {
+	if slot >= 8 || !kc.Private() || kc.KeyType() != KeyTypeP256 {
+		return nil, StatusExecution
+	}
+	sc := c.SlotConfig(slot)
+	if (internal && !sc.InternalSign()) || (!internal && !sc.ExternalSign()) {
 		return nil, StatusExecution
 	}
 	if !e.tempValid {
+		return nil, StatusExecution
+	}
+	// An internal message must come from GenKey or GenDig, never from the
+	// host (pass-through Nonce).
+	if internal && !e.tempFlags.GenKeyData && !e.tempFlags.GenDigData {
+		e.tempValid = false
 		return nil, StatusExecution
 	}
 	k := e.validKey(slot)
@@ -682,6 +726,10 @@ func (e *Emulator) sign(mode uint8, p2 uint16, in []byte) ([]byte, Status) {
 		return nil, StatusECCFault
 	}
 	digest := e.tempKey
+	if internal {
+		m := SignInternalMessage(e.tempKey, mode, p2, c, e.tempFlags, c.SerialNumber())
+		digest = sha256.Sum256(m[:])
+	}
 	e.tempValid = false
 	der, err := ecdsa.SignASN1(rand.Reader, k, digest[:])
 	if err != nil {

@@ -39,6 +39,10 @@ const (
 	provKeyConfigDeviceKey KeyConfig = 0x0033
 	// Slot 1: as slot 0 but WriteConfig 0: GenKey only before the data lock.
 	provSlotConfigSpareKey SlotConfig = 0x0083
+	// Slot 2 (attestation key): ReadKey 0x2 (internal Sign only: the key
+	// never signs a digest the host computed), IsSecret, WriteConfig 0
+	// (GenKey only before the data lock, at the factory; no PrivWrite).
+	provSlotConfigAttestKey SlotConfig = 0x0082
 	// Clear read, clear write (WriteConfig 0 = Always) until slot-locked.
 	provSlotConfigData SlotConfig = 0x0000
 	// KeyType "not ECC" (data) | Lockable.
@@ -50,7 +54,8 @@ const (
 // ProvisioningConfig returns the config zone wsc writes into a blank chip:
 // current's serial number, revision and I2C bytes (0-19) and all bytes
 // outside the slot and key configuration are kept; SlotConfig and KeyConfig
-// are set as the Slot* constants document; the lock bytes are left as they
+// are set as the Slot* constants document (the factory's attestation key in
+// SlotAttestationKey and its certificates in SlotMfg*); the lock bytes are left as they
 // are (the zone is locked by LockConfig, not by a write).
 func ProvisioningConfig(current *Config) *Config {
 	c := &Config{Raw: current.Raw}
@@ -62,7 +67,10 @@ func ProvisioningConfig(current *Config) *Config {
 		case SlotSpareKey:
 			c.SetSlotConfig(s, provSlotConfigSpareKey)
 			c.SetKeyConfig(s, provKeyConfigDeviceKey)
-		case SlotSignerPubKey:
+		case SlotAttestationKey:
+			c.SetSlotConfig(s, provSlotConfigAttestKey)
+			c.SetKeyConfig(s, provKeyConfigDeviceKey)
+		case SlotSignerPubKey, SlotMfgSignerPubKey:
 			c.SetSlotConfig(s, provSlotConfigData)
 			c.SetKeyConfig(s, provKeyConfigPublic)
 		default:

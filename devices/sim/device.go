@@ -178,8 +178,8 @@ func (d *Device) Close() error {
 // BenchConfig describes a bench of simulated devices.
 type BenchConfig struct {
 	// Dir is the workspace; each device gets Dir/devices/<prefix>-000N (for
-	// a TPM device also its serial), and the TPM vendor certificates are
-	// published in Dir/tpm-vendor.
+	// a TPM device also its serial), and the TPM and secure-element vendor
+	// certificates are published in Dir/tpm-vendor and Dir/se-vendor.
 	Dir string
 	// N is the number of devices.
 	N int
@@ -214,15 +214,23 @@ type Bench struct {
 	// paths) that verify every device's EK certificate; empty when the
 	// bench has no TPM device.
 	VendorRoot, VendorIssuer string
+	// SEVendorRoot and SEVendorIssuer are the secure-element vendor's root
+	// and signer certificates (PEM paths, in Dir/se-vendor) that verify the
+	// manufacturer chain of every secure element's attestation key
+	// (ca.VerifySEAttestation); empty when the bench has no SE device.
+	SEVendorRoot, SEVendorIssuer string
 
 	logs []*os.File
 }
 
 // StartBench manufactures N devices — TPMs (each with its own EK
 // certificate from one simulated vendor CA) and, as cfg.Mix says, secure
-// elements (blank emulated chips) — and starts a device on each. The vendor CA's private
-// keys live in a temporary folder outside the workspace and are removed
-// before StartBench returns.
+// elements (emulated chips as the simulated SE vendor ships them: an
+// attestation key with its compressed manufacturer certificates, zones
+// locked; see SEVendor) — and starts a device on each. The TPM vendor CA's
+// private keys live in a temporary folder outside the workspace and are
+// removed, and the SE vendor's in-memory keys forgotten, before StartBench
+// returns.
 func StartBench(ctx context.Context, cfg BenchConfig) (_ *Bench, err error) {
 	if cfg.N < 1 {
 		return nil, fmt.Errorf("bench needs at least one device, got %d", cfg.N)
@@ -235,7 +243,7 @@ func StartBench(ctx context.Context, cfg BenchConfig) (_ *Bench, err error) {
 		progress = func(string) {}
 	}
 	kinds := make([]string, cfg.N)
-	tpms := 0
+	tpms, ses := 0, 0
 	for i := range kinds {
 		kinds[i] = KindTPM
 		if len(cfg.Mix) > 0 {
@@ -245,6 +253,7 @@ func StartBench(ctx context.Context, cfg BenchConfig) (_ *Bench, err error) {
 		case KindTPM:
 			tpms++
 		case KindSE:
+			ses++
 		default:
 			return nil, fmt.Errorf("bench mix: unknown device kind %q (want %q or %q)", kinds[i], KindTPM, KindSE)
 		}
@@ -275,6 +284,26 @@ func StartBench(ctx context.Context, cfg BenchConfig) (_ *Bench, err error) {
 			}
 		}
 		b.VendorRoot, b.VendorIssuer, err = vendor.Publish(filepath.Join(cfg.Dir, "tpm-vendor"))
+		if err != nil {
+			return nil, err
+		}
+	}
+	if ses > 0 {
+		vendor, err := NewSEVendor()
+		if err != nil {
+			return nil, err
+		}
+		defer vendor.Close()
+		for i, serial := range serials {
+			if kinds[i] != KindSE {
+				continue
+			}
+			progress(fmt.Sprintf("manufacturing secure element for %s (attestation key, vendor certificates)", serial))
+			if _, err := vendor.Manufacture(filepath.Join(cfg.Dir, "devices", serial, SEStateFile)); err != nil {
+				return nil, err
+			}
+		}
+		b.SEVendorRoot, b.SEVendorIssuer, err = vendor.Publish(filepath.Join(cfg.Dir, "se-vendor"))
 		if err != nil {
 			return nil, err
 		}
