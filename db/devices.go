@@ -84,8 +84,9 @@ func (s *Store) EnsureDevice(ctx context.Context, d Device) error {
 	})
 }
 
-// auditBinding records a device's binding (serial, chip identity hash, backend) in the
-// ledger with the row's hash.
+// auditBinding records a device's binding (serial, chip identity hash, backend, proof) in
+// the ledger with the row's hash: "device.bind" once a chip is bound, "device.new" for a
+// device known before its chip is.
 func (s *Store) auditBinding(ctx context.Context, tx *sql.Tx, serial string) error {
 	refs, err := s.refRows(ctx, tx, "devices", serial)
 	if err != nil {
@@ -96,7 +97,11 @@ func (s *Store) auditBinding(ctx context.Context, tx *sql.Tx, serial string) err
 	if err := tx.QueryRowContext(ctx, "SELECT ek_pub_hash, backend, proof FROM devices WHERE serial = ?", serial).Scan(&ek, &backend, &proof); err != nil {
 		return err
 	}
-	return s.appendAudit(ctx, tx, "device.bind", s.actor, map[string]any{
+	kind := "device.bind" // bound to a chip
+	if len(ek) == 0 {
+		kind = "device.new" // known, not yet bound
+	}
+	return s.appendAudit(ctx, tx, kind, s.actor, map[string]any{
 		"device": serial, "chip": hex.EncodeToString(ek), "proof": proof, "backend": backend}, refs...)
 }
 
