@@ -81,12 +81,12 @@ type ranError struct{ err error }
 func (e *ranError) Error() string { return e.err.Error() }
 func (e *ranError) Unwrap() error { return e.err }
 
-// exitCode is the process exit status for the error a command returned:
+// exitStatus is the process exit status for the error a command returned:
 // the code it carries (the outermost exitError); otherwise 2 for anything
 // cobra rejected before the command ran and for a path that does not exist;
 // otherwise 3, because an error nobody classified is not a verdict on the
 // thing checked.
-func exitCode(err error) int {
+func exitStatus(err error) int {
 	if err == nil {
 		return exitOK
 	}
@@ -104,7 +104,7 @@ func exitCode(err error) int {
 	return exitInternal
 }
 
-// setExitCodes prepares a command tree for exitCode: flag errors, argument
+// setExitCodes prepares a command tree for exitStatus: flag errors, argument
 // errors and unknown subcommands become usage errors, and errors from RunE
 // are marked as coming from the command itself. Call it once the tree is
 // complete.
@@ -133,6 +133,9 @@ func setExitCodes(root *cobra.Command) {
 					return cmd.Help()
 				}
 				msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+				if cmd.SuggestionsMinimumDistance <= 0 {
+					cmd.SuggestionsMinimumDistance = 2 // cobra's default for the root
+				}
 				if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 					msg += "; did you mean " + strings.Join(s, " or ") + "?"
 				}

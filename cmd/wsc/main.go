@@ -28,7 +28,7 @@ func run(args []string) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "wsc: %v\n", err)
 	}
-	return exitCode(err)
+	return exitStatus(err)
 }
 
 // rootCmd builds the whole command tree, with exit codes wired in.
