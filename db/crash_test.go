@@ -257,9 +257,13 @@ func checkInvariants(t *testing.T, s *Store, keys AuditVerifyOptions) {
 // asserts that each child died where it was planned (counts per point) and
 // that everything committed before the kill survived: a kill after the N-th
 // certificate of a child finds at least N more certificates.
-// WSC_LONG=1 runs 200 kills instead of 50; WSC_CRASH_SEED=S repeats a run.
+// WSC_LONG=1 runs 200 kills instead of 50 (-short: one per point);
+// WSC_CRASH_SEED=S repeats a run.
 func TestCrashSafety(t *testing.T) {
 	kills := 50
+	if testing.Short() {
+		kills = len(crashPoints) // each point once
+	}
 	if os.Getenv("WSC_LONG") == "1" {
 		kills = 200
 	}
