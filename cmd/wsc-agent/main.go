@@ -144,9 +144,16 @@ func printHelp(w io.Writer, name string, fs *flag.FlagSet) {
 		fmt.Fprintf(w, "\nArguments:\n%s\n", sc.arguments)
 	}
 	fmt.Fprintf(w, "\nFlags:\n")
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(io.Discard)
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, text := flag.UnquoteUsage(f)
+		if arg != "" {
+			arg = " " + strings.ToUpper(arg)
+		}
+		if d := f.DefValue; d != "" && d != "false" && d != "0" && !strings.Contains(text, "(default") {
+			text += fmt.Sprintf(" (default %s)", d)
+		}
+		fmt.Fprintf(w, "  --%s%s\n      %s\n", f.Name, arg, text)
+	})
 	fmt.Fprintf(w, "\nExit codes: 0 success, 2 usage or configuration error, 3 device or environment error.\n")
 }
 

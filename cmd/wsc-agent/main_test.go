@@ -70,7 +70,7 @@ func TestExitCodes(t *testing.T) {
 		{"stray argument", []string{"info", "extra"}, 2, "", `unexpected argument "extra"`},
 		{"serve --help", []string{"serve", "--help"}, 0, "Answer the station's requests", ""},
 		{"help sign", []string{"help", "sign"}, 0, "Arguments:\n  IN.wasm", ""},
-		{"info -h lists flags", []string{"info", "-h"}, 0, "-json", ""},
+		{"info -h lists flags", []string{"info", "-h"}, 0, "--json\n      print JSON", ""},
 		{"help of unknown command", []string{"help", "frobnicate"}, 2, "", "unknown command"},
 		{"version flag", []string{"--version"}, 0, "wsc-agent ", ""},
 		{"version json", []string{"version", "--json"}, 0, `"agent_version"`, ""},
