@@ -48,6 +48,8 @@ func TestExitCodesFromCobra(t *testing.T) {
 		{"help", []string{"--help"}, exitOK, "Exit codes"},
 		{"group without subcommand shows help", []string{"ca"}, exitOK, "Usage:"},
 		{"help topic", []string{"help", "exit-codes"}, exitOK, "3  internal or environment error"},
+		{"help of a subcommand", []string{"help", "ca", "crl"}, exitOK, "Usage:"},
+		{"unknown help topic", []string{"help", "frobnicate"}, exitUsage, `unknown help topic "frobnicate"`},
 		{"version flag", []string{"--version"}, exitOK, "wsc "},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -48,6 +49,24 @@ func rootCmd() *cobra.Command {
 		Short: "What each exit code of wsc means (0 ok, 1 check failed, 2 usage, 3 internal)",
 		Long:  exitCodesHelp,
 	})
+	root.SetHelpCommand(helpCmd())
 	setExitCodes(root)
 	return root
+}
+
+// helpCmd replaces cobra's help command, which answers an unknown topic with
+// the root's usage and exit 0; here it is a usage error (exit 2).
+func helpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command | exit-codes]",
+		Short: "Help about any command, or a topic (wsc help exit-codes)",
+		RunE: func(c *cobra.Command, args []string) error {
+			target, rest, err := c.Root().Find(args)
+			if err != nil || target == nil || len(rest) > 0 {
+				return usagef("unknown help topic %q (see 'wsc --help')", strings.Join(args, " "))
+			}
+			target.InitDefaultHelpFlag()
+			return target.Help()
+		},
+	}
 }
