@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/station"
 )
 
 // Exit codes of every wsc command. Scripts branch on them; `wsc help
@@ -83,9 +85,9 @@ func (e *ranError) Unwrap() error { return e.err }
 
 // exitStatus is the process exit status for the error a command returned:
 // the code it carries (the outermost exitError); otherwise 2 for anything
-// cobra rejected before the command ran and for a path that does not exist;
-// otherwise 3, because an error nobody classified is not a verdict on the
-// thing checked.
+// cobra rejected before the command ran; otherwise the code of a known
+// sentinel error (knownErrors); otherwise 3, because an error nobody
+// classified is not a verdict on the thing checked.
 func exitStatus(err error) int {
 	if err == nil {
 		return exitOK
@@ -98,10 +100,41 @@ func exitStatus(err error) int {
 	if !errors.As(err, &ran) {
 		return exitUsage
 	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return exitUsage
+	for _, k := range knownErrors {
+		if errors.Is(err, k.err) {
+			return k.code
+		}
 	}
 	return exitInternal
+}
+
+// knownErrors classifies the sentinel errors of our packages that reach a
+// command unwrapped by an exitError: what a device proved wrong is a failed
+// check; a wrong passphrase or a path that does not exist is the user's
+// input. A command's own exitError always wins over this table.
+var knownErrors = []struct {
+	err  error
+	code int
+}{
+	{station.ErrLabelMismatch, exitFailed},
+	{station.ErrAttestation, exitFailed},
+	{station.ErrReadBack, exitFailed},
+	{station.ErrEndOfLine, exitFailed},
+	{ca.ErrEvidenceMalformed, exitFailed},
+	{ca.ErrEKUntrusted, exitFailed},
+	{ca.ErrEKMismatch, exitFailed},
+	{ca.ErrCertifyMagic, exitFailed},
+	{ca.ErrCertifyType, exitFailed},
+	{ca.ErrCertifyNonce, exitFailed},
+	{ca.ErrCertifyName, exitFailed},
+	{ca.ErrCertifySignature, exitFailed},
+	{ca.ErrKeyAttributes, exitFailed},
+	{ca.ErrCSRKeyMismatch, exitFailed},
+	{ca.ErrActivation, exitFailed},
+	{ca.ErrBadPassphrase, exitUsage},
+	{ca.ErrEmptyPassphrase, exitUsage},
+	{ca.ErrExists, exitUsage},
+	{fs.ErrNotExist, exitUsage},
 }
 
 // setExitCodes prepares a command tree for exitStatus: flag errors, argument

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/station"
 )
 
 // execute runs a fresh command tree in-process and returns its exit code and
@@ -80,6 +82,9 @@ func TestExitCodesFromCommands(t *testing.T) {
 		{"unclassified", base, exitInternal},
 		{"missing path", &fs.PathError{Op: "open", Path: "x.wasm", Err: fs.ErrNotExist}, exitUsage},
 		{"legacy literal", &exitError{code: 1, err: base}, exitFailed},
+		{"a device's failed proof", fmt.Errorf("slot 1: %w: %w", station.ErrAttestation, ca.ErrCertifyNonce), exitFailed},
+		{"wrong passphrase", fmt.Errorf("open CA: %w", ca.ErrBadPassphrase), exitUsage},
+		{"own code wins over the table", internalError(fmt.Errorf("x: %w", ca.ErrBadPassphrase)), exitInternal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
