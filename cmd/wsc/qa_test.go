@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/wsc-project/wsc/internal/testenv"
 )
 
 // demoPass writes the demo CA's passphrase (the last non-comment line of
@@ -49,6 +51,7 @@ func exitCode(err error) int {
 // ledger verifies, and after a row is edited with the sqlite3 tool
 // `wsc audit verify` fails with exit status 1.
 func TestQARevocationAndAudit(t *testing.T) {
+	testenv.NeedTools(t, "swtpm", "swtpm_setup", "swtpm_localca", "sqlite3")
 	wsc, agent := buildBinaries(t)
 	ws := t.TempDir()
 	if b, err := exec.Command(wsc, "demo", "--devices", "2", "--workspace", ws, "--headless", "--agent", agent).CombinedOutput(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/devices/sim"
+	"github.com/wsc-project/wsc/internal/testenv"
 )
 
 // stationFixture is a CA, a database with an operator, simulated devices on
@@ -37,6 +39,9 @@ func newStationFixture(t *testing.T, n int, profile string) *stationFixture {
 // SerialPrefix, AgentBinary and AgentLogDir are filled in).
 func newStationFixtureBench(t *testing.T, bc sim.BenchConfig) *stationFixture {
 	t.Helper()
+	if len(bc.Mix) == 0 || slices.Contains(bc.Mix, sim.KindTPM) {
+		testenv.NeedTools(t, "swtpm", "swtpm_setup", "swtpm_localca")
+	}
 	_, agent := buildBinaries(t)
 	dir := t.TempDir()
 	ctx := context.Background()
