@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsc-project/wsc/internal/testenv"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 var testPass = []byte("correct horse battery staple 42!")

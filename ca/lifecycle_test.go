@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsc-project/wsc/internal/testenv"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 // memRevocations is the in-memory RevocationStore used by tests (the db

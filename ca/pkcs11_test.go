@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/wsc-project/wsc/ca"
-	"github.com/wsc-project/wsc/internal/testenv"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"

@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
-	"github.com/wsc-project/wsc/internal/testenv"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 // rawTPM is the raw swtpm transport: command bytes out, 10-byte header in,

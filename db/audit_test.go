@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wsc-project/wsc/internal/testenv"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 const testEvery = 10

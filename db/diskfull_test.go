@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wsc-project/wsc/internal/testenv"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 // fillUntilFull provisions devices until a write fails and checks that the failure is

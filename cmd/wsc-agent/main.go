@@ -22,7 +22,7 @@ import (
 	"github.com/wsc-project/wsc/devices/agent"
 	"github.com/wsc-project/wsc/devices/proto"
 	"github.com/wsc-project/wsc/devices/tpm"
-	"github.com/wsc-project/wsc/internal/buildinfo"
+	"github.com/wsc-project/wsc/cmd/internal/buildinfo"
 	"go.bug.st/serial"
 )
 

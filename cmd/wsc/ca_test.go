@@ -21,7 +21,7 @@ import (
 
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
-	"github.com/wsc-project/wsc/internal/testenv"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 	"github.com/wsc-project/wsc/station"
 )
 

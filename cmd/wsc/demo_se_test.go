@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsc-project/wsc/internal/testenv"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 // TestDemoMixTPMAndSE runs `wsc demo --devices 2 --mix tpm,se`: one TPM and

@@ -19,7 +19,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/wsc-project/wsc/devices/sim"
 	"github.com/wsc-project/wsc/devices/tpm"
-	"github.com/wsc-project/wsc/internal/testenv"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 var (

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wsc-project/wsc/internal/testenv"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 // demoPass writes the demo CA's passphrase (the last non-comment line of

@@ -20,7 +20,7 @@ import (
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/devices/sim"
-	"github.com/wsc-project/wsc/internal/testenv"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 // stationFixture is a CA, a database with an operator, simulated devices on

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsc-project/wsc/internal/testenv"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 // tmux drives a real terminal: send-keys types, capture-pane reads.

@@ -2,7 +2,7 @@ package main
 
 import (
 	"github.com/spf13/cobra"
-	"github.com/wsc-project/wsc/internal/buildinfo"
+	"github.com/wsc-project/wsc/cmd/internal/buildinfo"
 )
 
 // versionLine is the one-line answer to `wsc --version`.

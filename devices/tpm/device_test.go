@@ -23,7 +23,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/wsc-project/wsc/internal/testenv"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 func TestEKs(t *testing.T) {

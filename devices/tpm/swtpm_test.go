@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2/transport"
 
-	"github.com/wsc-project/wsc/internal/testenv"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 // The swtpm state is manufactured once per test binary (swtpm_setup with a
