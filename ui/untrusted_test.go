@@ -7,6 +7,9 @@ import (
 	"testing"
 	"unicode"
 	"unicode/utf8"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/wsc-project/wsc/station"
 )
 
 func TestUntrusted(t *testing.T) {
@@ -84,4 +87,53 @@ func FuzzUntrusted(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestBenchEscapesDeviceText: serials a device reports (escape sequence
+// and newline, bidi override, invalid UTF-8, 200 KB) and error text that
+// embeds them reach the operator screen escaped, in the cards, the list
+// and the detail lines.
+func TestBenchEscapesDeviceText(t *testing.T) {
+	huge := "SIM-" + strings.Repeat("9", 200<<10)
+	serials := []string{hostileSerial, "TPM-\u202e1000", "SE-\xff\xfe", huge}
+	for _, tt := range []struct {
+		name string
+		w, h int
+		n    int
+	}{
+		{"cards", 120, 40, 4},
+		{"list", 80, 24, 8},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeBench(tt.n)
+			m := NewBenchModel(BenchOptions{Control: f, WorkOrder: "WO-1", Station: "ST-01", Operator: "alice", Now: fixedClock(t0)})
+			m = settle(t, m, tea.WindowSizeMsg{Width: tt.w, Height: tt.h}, SnapshotMsg{Slots: f.Snapshot(), At: t0})
+			m = settle(t, m,
+				ev(1, 1, station.StateRunning, station.StepConnect, serials[0]),
+				ev(2, 1, station.StateRunning, station.StepConnect, serials[1]),
+				passEv(2, 2, serials[1], "5f3a\x1b[31m"),
+				ev(3, 1, station.StateRunning, station.StepConnect, serials[2]),
+				failEv(3, 2, station.StepKeys, serials[2], fmt.Errorf("device %s said: %s", serials[2], "bad\x1b]0;title\x07"), "Reseat "+serials[2]+"\nFORGED"),
+				ev(4, 1, station.StateRunning, station.StepConnect, serials[3]))
+			for _, slot := range []string{"1", "2", "3", "4"} {
+				m = settle(t, m, keyRunes(slot))
+				v := m.View()
+				mustBeDisplaySafe(t, v)
+				if len(v) > 32<<10 {
+					t.Fatalf("slot %s: the 200 KB serial reached the screen (%d bytes)", slot, len(v))
+				}
+				if strings.Contains(v, "\n\xff") || strings.Contains(v, "\xfe") {
+					t.Fatalf("slot %s: raw invalid UTF-8 on screen", slot)
+				}
+				switch slot {
+				case "1":
+					mustContain(t, v, `SIM\x1b[2J\nFORGED 0 failed`)
+				case "2":
+					mustContain(t, v, `TPM-\u202e1000 passed`, `certificate 5f3a\x1b[31m`)
+				case "3":
+					mustContain(t, v, `SE-\xff\xfe`, `device SE-\xff\xfe said: bad\x1b]0;title\x07`, `→ Reseat SE-\xff\xfe\nFORGED`)
+				}
+			}
+		})
+	}
 }
