@@ -405,12 +405,14 @@ func MissingCRLInstruction(results []wasmsign.Result) string {
 	seen := map[string]bool{}
 	for _, r := range results {
 		var ce *wasmsign.CRLError
-		if !errors.As(r.Err, &ce) || !errors.Is(ce, wasmsign.ErrCRLMissing) || ce.CA == nil {
+		if !errors.As(r.Err, &ce) || !errors.Is(ce, wasmsign.ErrCRLMissing) {
 			continue
 		}
-		if n := ce.CA.Subject.String(); !seen[n] {
-			seen[n] = true
-			names = append(names, Untrusted(n))
+		for _, c := range ce.CAs {
+			if n := c.Subject.String(); !seen[n] {
+				seen[n] = true
+				names = append(names, Untrusted(n))
+			}
 		}
 	}
 	if len(names) == 0 {

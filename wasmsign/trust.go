@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -209,22 +210,33 @@ func (v *Verifier) verifyChain(certs []*x509.Certificate) (path []*x509.Certific
 	// Every CA on the path is checked (its CRL covers the certificate below
 	// it): a revocation anywhere on the path is the reason given, ahead of
 	// a missing or unusable CRL higher or lower on it.
-	var crlErr error
+	var crlErr, missingErr *CRLError
 	for i := 0; i+1 < len(path); i++ {
 		missing, err := v.checkRevocation(path[i], path[i+1])
+		var ce *CRLError
 		switch {
-		case errors.Is(err, ErrRevoked):
-			return nil, nil, err
-		case err != nil:
-			if crlErr == nil {
-				crlErr = err
+		case errors.As(err, &ce) && errors.Is(ce.Err, ErrCRLMissing):
+			// Every CA without CRL is named, not only the first.
+			if missingErr == nil {
+				missingErr = ce
+			} else {
+				missingErr.CAs = append(missingErr.CAs, ce.CAs...)
 			}
+		case errors.As(err, &ce):
+			if crlErr == nil {
+				crlErr = ce
+			}
+		case err != nil: // revoked
+			return nil, nil, err
 		case missing:
 			noCRL = append(noCRL, path[i+1].Subject.String())
 		}
 	}
-	if crlErr != nil {
+	switch {
+	case crlErr != nil:
 		return nil, nil, crlErr
+	case missingErr != nil:
+		return nil, nil, missingErr
 	}
 	return path, noCRL, nil
 }
@@ -232,22 +244,33 @@ func (v *Verifier) verifyChain(certs []*x509.Certificate) (path []*x509.Certific
 // CRLError tells which CA's revocation list failed the policy. It wraps
 // exactly one of ErrCRLMissing, ErrCRLStale and ErrCRLSignature.
 type CRLError struct {
-	// CA is the certificate authority on the path whose CRL is at fault.
-	CA *x509.Certificate
+	// CAs are the certificate authorities on the path whose CRL is at
+	// fault, nearest the leaf first: one for a stale or forged CRL, every
+	// CA without CRL for ErrCRLMissing.
+	CAs []*x509.Certificate
 	// Err is the sentinel: ErrCRLMissing, ErrCRLStale or ErrCRLSignature.
 	Err error
 	// Detail says what exactly is wrong (a date, the age limit).
 	Detail string
 }
 
-// Error names the CA and the problem.
+// Error names the CAs and the problem.
 func (e *CRLError) Error() string {
-	s := fmt.Sprintf("%v: CA %s", e.Err, e.CA.Subject)
+	names := make([]string, len(e.CAs))
+	for i, c := range e.CAs {
+		names[i] = c.Subject.String()
+	}
+	s := fmt.Sprintf("%v: CA %s", e.Err, strings.Join(names, "; CA "))
+	if len(e.CAs) > 1 && e.Detail == noCRLDetail {
+		return s + ": the trust bundle holds no CRL of these CAs"
+	}
 	if e.Detail != "" {
 		s += ": " + e.Detail
 	}
 	return s
 }
+
+const noCRLDetail = "the trust bundle holds no CRL of this CA"
 
 // Unwrap returns the sentinel.
 func (e *CRLError) Unwrap() error { return e.Err }
@@ -290,18 +313,18 @@ func (v *Verifier) checkRevocation(cert, issuer *x509.Certificate) (missing bool
 		}
 	}
 	if forged > 0 {
-		return false, &CRLError{CA: issuer, Err: ErrCRLSignature,
+		return false, &CRLError{CAs: []*x509.Certificate{issuer}, Err: ErrCRLSignature,
 			Detail: fmt.Sprintf("%d CRL(s) naming this CA do not verify with its key", forged)}
 	}
 	if newest == nil {
 		if v.policy.AllowMissingCRL {
 			return true, nil
 		}
-		return false, &CRLError{CA: issuer, Err: ErrCRLMissing, Detail: "the trust bundle holds no CRL of this CA"}
+		return false, &CRLError{CAs: []*x509.Certificate{issuer}, Err: ErrCRLMissing, Detail: noCRLDetail}
 	}
 	now := v.now
 	stale := func(detail string) (bool, error) {
-		return false, &CRLError{CA: issuer, Err: ErrCRLStale, Detail: detail}
+		return false, &CRLError{CAs: []*x509.Certificate{issuer}, Err: ErrCRLStale, Detail: detail}
 	}
 	switch {
 	case now.Before(newest.ThisUpdate):

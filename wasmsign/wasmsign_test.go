@@ -393,8 +393,8 @@ func TestChainPolicy(t *testing.T) {
 		res, err := Verify(mod, pol)
 		wantErr(t, res, err, ErrCRLMissing)
 		var ce *CRLError
-		if !errors.As(err, &ce) || !ce.CA.Equal(p.inter) {
-			t.Fatalf("error %v does not name the intermediate as the CA without CRL", err)
+		if !errors.As(err, &ce) || len(ce.CAs) != 2 || !ce.CAs[0].Equal(p.inter) || !ce.CAs[1].Equal(p.root) {
+			t.Fatalf("error %v does not name the intermediate and the root as the CAs without CRL", err)
 		}
 		if res.RevocationUnchecked {
 			t.Fatal("refused result marked revocation_unchecked")
@@ -718,7 +718,7 @@ func TestLoadTrustBundle(t *testing.T) {
 	res, err := Verify(signECDSA(t, addModule, key, leaf), tp)
 	wantErr(t, res, err, ErrCRLMissing)
 	var ce *CRLError
-	if !errors.As(err, &ce) || !ce.CA.Equal(p.root) {
+	if !errors.As(err, &ce) || len(ce.CAs) != 1 || !ce.CAs[0].Equal(p.root) {
 		t.Fatalf("error does not name the root: %v", err)
 	}
 
