@@ -137,3 +137,19 @@ func TestBenchEscapesDeviceText(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkUntrusted: the common case (a plain serial) and a hostile 200
+// KB string.
+func BenchmarkUntrusted(b *testing.B) {
+	for _, bc := range []struct{ name, in string }{
+		{"plain serial", "TPM-00A1B2C3D4E5F601"},
+		{"hostile 200KB", strings.Repeat("SIM\x1b[2J\n\u202e\xff", 200<<10/12)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = Untrusted(bc.in)
+			}
+		})
+	}
+}

@@ -36,7 +36,8 @@ var (
 	// ErrRevoked reports a certificate listed on a CRL of the trust bundle.
 	ErrRevoked = errors.New("certificate revoked")
 	// ErrCRLStale reports a CRL that is past its nextUpdate, older than the
-	// policy's MaxCRLAge, or not yet valid. Verification fails closed.
+	// policy's MaxCRLAge, or not yet valid at the verification time.
+	// Verification fails closed, whatever the policy.
 	ErrCRLStale = errors.New("revocation list is stale")
 	// ErrCRLMissing reports a CA on the path (intermediate or root) for
 	// which the trust bundle holds no CRL. Verification fails closed unless
