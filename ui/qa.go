@@ -367,7 +367,7 @@ func (m *QAModel) finish(msg QADoneMsg) {
 		m.phase = qaPick
 		m.dir.Focus()
 	default:
-		if hint := MissingCRLInstruction(msg.Results); hint != "" {
+		if hint := CRLInstruction(msg.Results); hint != "" {
 			m.note(hint, true)
 		}
 	}
@@ -395,32 +395,44 @@ func reasonOf(r wasmsign.Result) string {
 	return r.Warning
 }
 
-// MissingCRLInstruction tells QA what to do when verification refused
-// modules because the trust bundle lacks a CRL of a CA on their path: it
-// names those CAs (escaped) and says where a complete bundle comes from
-// and what --allow-missing-crl means. It is "" when no result failed for
-// that reason.
-func MissingCRLInstruction(results []wasmsign.Result) string {
-	var names []string
-	seen := map[string]bool{}
-	for _, r := range results {
-		var ce *wasmsign.CRLError
-		if !errors.As(r.Err, &ce) || !errors.Is(ce, wasmsign.ErrCRLMissing) {
-			continue
-		}
-		for _, c := range ce.CAs {
-			if n := c.Subject.String(); !seen[n] {
-				seen[n] = true
-				names = append(names, Untrusted(n))
+// CRLInstruction tells QA what to do when verification refused modules
+// because of the trust bundle's CRLs: it names the CAs concerned (escaped)
+// and, per problem, where a good bundle comes from — for a CA without CRL
+// also what --allow-missing-crl means. It is "" when no result failed for
+// a CRL reason.
+func CRLInstruction(results []wasmsign.Result) string {
+	kinds := []struct {
+		sentinel error
+		format   string
+	}{
+		{wasmsign.ErrCRLMissing, "No CRL for %s in the trust bundle: revocation cannot be checked, modules refused. " +
+			"Ask security staff for a bundle made by `wsc ca bundle`, or pass --allow-missing-crl to accept the risk; the report will say so."},
+		{wasmsign.ErrCRLStale, "The CRL of %s is not valid at the verification time (expired or not yet valid): modules refused. " +
+			"Ask security staff for a fresh bundle made by `wsc ca bundle`."},
+		{wasmsign.ErrCRLSignature, "A CRL in the trust bundle names %s but is not signed by it: the bundle was edited or mixed up, modules refused. " +
+			"Ask security staff for a new bundle made by `wsc ca bundle`."},
+	}
+	var out []string
+	for _, k := range kinds {
+		var names []string
+		seen := map[string]bool{}
+		for _, r := range results {
+			var ce *wasmsign.CRLError
+			if !errors.As(r.Err, &ce) || !errors.Is(ce, k.sentinel) {
+				continue
+			}
+			for _, c := range ce.CAs {
+				if n := c.Subject.String(); !seen[n] {
+					seen[n] = true
+					names = append(names, Untrusted(n))
+				}
 			}
 		}
+		if len(names) > 0 {
+			out = append(out, fmt.Sprintf(k.format, strings.Join(names, "; ")))
+		}
 	}
-	if len(names) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("No CRL for %s in the trust bundle: revocation cannot be checked, modules refused. "+
-		"Ask security staff for a bundle made by `wsc ca bundle`, or pass --allow-missing-crl to accept the risk; the report will say so.",
-		strings.Join(names, "; "))
+	return strings.Join(out, " ")
 }
 
 // fillTable puts the results (or the failures only) into the table.

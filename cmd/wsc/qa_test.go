@@ -307,9 +307,6 @@ func TestVerifyCRLRules(t *testing.T) {
 	t.Run("bundle without CRLs: refused with an instruction", func(t *testing.T) {
 		bundle := p.writeBundle(t, filepath.Join(work, "nocrl.pem"))
 		r := runVerify(t, wsc, "--trust", bundle, fw)
-		if os.Getenv("H3DBG") != "" {
-			t.Logf("\n%s\n%s", r.stdout, r.stderr)
-		}
 		if r.code != 1 {
 			t.Fatalf("exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
 		}
@@ -331,9 +328,6 @@ func TestVerifyCRLRules(t *testing.T) {
 		bundle := p.writeBundle(t, filepath.Join(work, "nocrl.pem"))
 		junit := filepath.Join(work, "nocrl.xml")
 		r := runVerify(t, wsc, "--trust", bundle, "--allow-missing-crl", "--junit", junit, fw)
-		if os.Getenv("H3DBG") != "" {
-			t.Logf("\n%s\n%s", r.stdout, r.stderr)
-		}
 		if r.code != 0 {
 			t.Fatalf("exit %d, want 0\n%s%s", r.code, r.stdout, r.stderr)
 		}
@@ -397,18 +391,20 @@ func TestVerifyCRLRules(t *testing.T) {
 	})
 
 	refused := []struct {
-		name string
-		crls []*x509.RevocationList
-		want string
+		name        string
+		crls        []*x509.RevocationList
+		want, instr string
 	}{
-		{"intermediate's CRL but not the root's", []*x509.RevocationList{interCRL}, "revocation list missing: CA " + rootName},
-		{"root's CRL but not the intermediate's", []*x509.RevocationList{rootCRL}, "revocation list missing: CA " + interName},
+		{"intermediate's CRL but not the root's", []*x509.RevocationList{interCRL}, "revocation list missing: CA " + rootName,
+			"No CRL for " + rootName + " in the trust bundle"},
+		{"root's CRL but not the intermediate's", []*x509.RevocationList{rootCRL}, "revocation list missing: CA " + interName,
+			"No CRL for " + interName + " in the trust bundle"},
 		{"stale intermediate CRL", []*x509.RevocationList{rootCRL, crlOf(t, p.inter, p.interKey, now.Add(-48*time.Hour), now.Add(-time.Hour), revoked)},
-			"revocation list is stale: CA " + interName},
+			"revocation list is stale: CA " + interName, "The CRL of " + interName + " is not valid at the verification time"},
 		{"stale root CRL", []*x509.RevocationList{crlOf(t, p.root, p.rootKey, now.Add(-48*time.Hour), now.Add(-time.Minute)), interCRL},
-			"revocation list is stale: CA " + rootName},
+			"revocation list is stale: CA " + rootName, "Ask security staff for a fresh bundle made by `wsc ca bundle`"},
 		{"intermediate CRL signed by the wrong key", []*x509.RevocationList{rootCRL, crlOf(t, p.inter, p.rootKey, now.Add(-time.Hour), now.Add(time.Hour))},
-			"revocation list signature invalid: CA " + interName},
+			"revocation list signature invalid: CA " + interName, "names " + interName + " but is not signed by it: the bundle was edited or mixed up"},
 	}
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
@@ -423,8 +419,8 @@ func TestVerifyCRLRules(t *testing.T) {
 					if r.code != 0 || !strings.Contains(tableRow(r.stdout, "good.wasm"), "valid!") {
 						t.Errorf("%v: exit %d\n%s%s", extra, r.code, r.stdout, r.stderr)
 					}
-				case r.code != 1 || !strings.Contains(tableRow(r.stdout, "good.wasm"), tt.want):
-					t.Errorf("%v: exit %d, want 1 and %q\n%s%s", extra, r.code, tt.want, r.stdout, r.stderr)
+				case r.code != 1 || !strings.Contains(tableRow(r.stdout, "good.wasm"), tt.want) || !strings.Contains(r.stderr, tt.instr):
+					t.Errorf("%v: exit %d, want 1, %q and the instruction %q\n%s%s", extra, r.code, tt.want, tt.instr, r.stdout, r.stderr)
 				}
 			}
 		})
@@ -489,26 +485,39 @@ func TestVerifyEscapesUntrustedText(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(fw, "tampered.wasm"), signed, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A revoked certificate with the same subject: its reason quotes the
+	// subject, bidi override and escape sequence included.
+	tmpl.SerialNumber = big.NewInt(0x7e58)
+	der, err = x509.CreateCertificate(rand.Reader, tmpl, p.inter, &key.PublicKey, p.interKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokedLeaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeSignedModule(t, filepath.Join(fw, "revoked.wasm"), key, []*x509.Certificate{revokedLeaf, p.inter})
 	now := time.Now()
 	bundle := p.writeBundle(t, filepath.Join(t.TempDir(), "bundle.pem"),
-		crlOf(t, p.root, p.rootKey, now.Add(-time.Hour), now.Add(time.Hour)), crlOf(t, p.inter, p.interKey, now.Add(-time.Hour), now.Add(time.Hour)))
+		crlOf(t, p.root, p.rootKey, now.Add(-time.Hour), now.Add(time.Hour)), crlOf(t, p.inter, p.interKey, now.Add(-time.Hour), now.Add(time.Hour), revokedLeaf))
 	junit := filepath.Join(t.TempDir(), "r.xml")
 	r := runVerify(t, wsc, "--trust", bundle, "--junit", junit, fw)
 	if r.code != 1 {
 		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	out := []byte(r.stdout)
-	if os.Getenv("H3DBG") != "" {
-		t.Logf("\n%s\n%s", r.stdout, r.stderr)
-	}
 	for _, bad := range []string{"\x1b", "\t", "\r", "\xff", "\u202e"} {
 		if bytes.Contains(out, []byte(bad)) {
 			t.Fatalf("table holds raw %q:\n%q", bad, out)
 		}
 	}
 	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
-	if len(lines) != 4 { // header, 2 rows, summary
-		t.Fatalf("table has %d lines, want 4:\n%s", len(lines), r.stdout)
+	if len(lines) != 5 { // header, 3 rows, summary
+		t.Fatalf("table has %d lines, want 5:\n%s", len(lines), r.stdout)
+	}
+	if row := tableRow(r.stdout, "revoked.wasm"); !strings.Contains(row, "certificate revoked") || !strings.Contains(row, `CN=\u202egnp.exe`) ||
+		!strings.Contains(row, `SERIALNUMBER=SIM\x1b[2J\nFORGED 0 failed`) {
+		t.Fatalf("revoked row does not show the escaped subject: %q", row)
 	}
 	if row := tableRow(r.stdout, `fw\x1b[31m\n\t\xff.wasm`); !strings.Contains(row, `SIM\x1b[2J\nFORGED 0 failed`) || !strings.Contains(row, " valid ") {
 		t.Fatalf("escaped row missing:\n%s", r.stdout)
@@ -519,7 +528,7 @@ func TestVerifyEscapesUntrustedText(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.Results[0].DeviceSerial != serial || !strings.Contains(rep.Results[0].Signer, "\u202egnp.exe") {
+	if len(rep.Results) != 3 || rep.Results[0].DeviceSerial != serial || !strings.Contains(rep.Results[0].Signer, "\u202egnp.exe") {
 		t.Fatalf("JSON does not keep the exact text: %+v", rep.Results[0])
 	}
 

@@ -81,9 +81,10 @@ which the report shows. Exit status 1 when any module fails.`,
 			} else {
 				printVerifyTable(out, rep)
 			}
-			// What to do about a bundle without CRLs goes to stderr, so
-			// that it is seen also when stdout is a JSON report.
-			hint := ui.MissingCRLInstruction(results)
+			// What to do about a bundle whose CRLs are missing, stale or
+			// forged goes to stderr, so that it is seen also when stdout
+			// is a JSON report.
+			hint := ui.CRLInstruction(results)
 			if hint != "" {
 				fmt.Fprintln(cmd.ErrOrStderr(), "wsc verify: "+hint)
 			}
@@ -95,7 +96,7 @@ which the report shows. Exit status 1 when any module fails.`,
 			if !rep.OK() {
 				err := fmt.Errorf("%d of %d modules failed verification", rep.Total-rep.Valid, rep.Total)
 				if hint != "" {
-					err = fmt.Errorf("%w: %w", err, wasmsign.ErrCRLMissing)
+					err = fmt.Errorf("%w: the trust bundle's CRLs are missing, stale or not signed by their CA", err)
 				}
 				return &exitError{code: 1, err: err}
 			}
