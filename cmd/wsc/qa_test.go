@@ -304,6 +304,23 @@ func TestVerifyCRLRules(t *testing.T) {
 		}
 	})
 
+	t.Run("revoked intermediate: every module under it refused", func(t *testing.T) {
+		bundle := p.writeBundle(t, filepath.Join(work, "inter-revoked.pem"),
+			crlOf(t, p.root, p.rootKey, now.Add(-time.Hour), now.Add(24*time.Hour), p.inter), interCRL)
+		r := runVerify(t, wsc, "--trust", bundle, "--allow-missing-crl", fw)
+		if r.code != 1 {
+			t.Fatalf("exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		for _, name := range []string{"good.wasm", "revoked.wasm"} {
+			if row := tableRow(r.stdout, name); !strings.Contains(row, "invalid") || !strings.Contains(row, "certificate revoked") {
+				t.Errorf("%s: %q", name, row)
+			}
+		}
+		if !strings.Contains(tableRow(r.stdout, "good.wasm"), "serial "+p.inter.SerialNumber.Text(16)) {
+			t.Errorf("good.wasm is not refused for the intermediate's revocation:\n%s", r.stdout)
+		}
+	})
+
 	t.Run("bundle without CRLs: refused with an instruction", func(t *testing.T) {
 		bundle := p.writeBundle(t, filepath.Join(work, "nocrl.pem"))
 		r := runVerify(t, wsc, "--trust", bundle, fw)
