@@ -18,8 +18,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/wsc-project/wsc/devices/sim"
-	"github.com/wsc-project/wsc/devices/tpm"
 	"github.com/wsc-project/wsc/devices/sim/testenv"
+	"github.com/wsc-project/wsc/devices/tpm"
 )
 
 var (
