@@ -85,4 +85,3 @@ func (e Event) String() string {
 	}
 	return s
 }
-

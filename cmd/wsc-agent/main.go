@@ -19,10 +19,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/wsc-project/wsc/cmd/internal/buildinfo"
 	"github.com/wsc-project/wsc/devices/agent"
 	"github.com/wsc-project/wsc/devices/proto"
 	"github.com/wsc-project/wsc/devices/tpm"
-	"github.com/wsc-project/wsc/cmd/internal/buildinfo"
 	"go.bug.st/serial"
 )
 
