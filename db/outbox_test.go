@@ -1,0 +1,91 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestOutboxFollowsEveryRecord(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, "", WithAuditSigner(newAuditKey(t), 5))
+	if err := s.CreateWorkOrder(ctx, WorkOrder{ID: "wo1", Product: "p", Quantity: 10}); err != nil {
+		t.Fatal(err)
+	}
+	for _, sn := range []string{"D1", "D2", "D3"} {
+		if _, err := provision(ctx, s, getPKI(), sn, "wo1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head, _, err := s.AuditHead(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, err := s.Pending(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every ledger row (checkpoints included) in order, then the 3 finished runs interleaved.
+	var seqs []int64
+	runs, certs := 0, 0
+	for _, it := range items {
+		switch {
+		case it.Entry != nil:
+			seqs = append(seqs, it.Entry.Seq)
+			if it.Entry.Kind == "cert.issue" {
+				certs++
+				if !strings.Contains(string(it.Payload), `"der"`) {
+					t.Fatalf("cert.issue without certificate facts: %s", it.Payload)
+				}
+			}
+			if string(AuditRowHash(*it.Entry)) != string(it.Entry.Hash) {
+				t.Fatalf("row %d: AuditRowHash differs from the stored hash", it.Entry.Seq)
+			}
+		case it.Run != nil:
+			runs++
+			if it.Run.Result != RunOK || it.Run.DeviceSerial == "" {
+				t.Fatalf("run item %+v", it.Run)
+			}
+		}
+	}
+	if int64(len(seqs)) != head || runs != 3 || certs != 3 {
+		t.Fatalf("outbox: %d ledger rows (head %d), %d runs, %d certificates", len(seqs), head, runs, certs)
+	}
+	for i, q := range seqs {
+		if q != int64(i+1) {
+			t.Fatalf("ledger rows out of order: %v", seqs)
+		}
+	}
+	st, err := s.OutboxStatus(ctx)
+	if err != nil || st.Pending != len(items) || st.String() != "plant: "+strconv.Itoa(len(items))+" behind" {
+		t.Fatalf("status %v %q err %v", st.Pending, st.String(), err)
+	}
+	ids := []int64{items[0].ID, items[1].ID}
+	if err := s.MarkFailed(ctx, ids, errors.New("connection refused")); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = s.OutboxStatus(ctx)
+	if st.FailingSince == nil || !strings.HasPrefix(st.String(), "plant: offline since ") || st.LastError != "connection refused" {
+		t.Fatalf("after failure: %q %+v", st.String(), st)
+	}
+	again, _ := s.Pending(ctx, 1)
+	if again[0].Attempts != 1 || again[0].LastError != "connection refused" {
+		t.Fatalf("row after failure: %+v", again[0])
+	}
+	var all []int64
+	for _, it := range items {
+		all = append(all, it.ID)
+	}
+	if err := s.MarkSent(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = s.OutboxStatus(ctx)
+	if st.String() != "plant: in sync" || st.FailingSince != nil || st.LastSentAt == nil {
+		t.Fatalf("after sent: %q", st.String())
+	}
+	if rest, _ := s.Pending(ctx, 0); len(rest) != 0 {
+		t.Fatalf("%d rows still pending", len(rest))
+	}
+}
