@@ -274,12 +274,20 @@ type certDetail struct {
 }
 
 func insertLedger(ctx context.Context, tx pgx.Tx, station string, recs []Record) error {
-	rows := make([][]any, len(recs))
+	// One statement for the batch (COPY is refused under row-level security); rows go in
+	// seq order so that the chain trigger sees each row's predecessor.
+	n := len(recs)
+	seqs, ats := make([]int64, n), make([]int64, n)
+	hashes, prevs := make([][]byte, n), make([][]byte, n)
+	kinds, actors, details := make([]string, n), make([]string, n), make([]string, n)
 	for i, r := range recs {
-		rows[i] = []any{station, r.Seq, r.Hash, r.PrevHash, r.At, r.Kind, r.Actor, r.Detail}
+		seqs[i], ats[i], hashes[i], prevs[i], kinds[i], actors[i], details[i] = r.Seq, r.At, r.Hash, r.PrevHash, r.Kind, r.Actor, r.Detail
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger"}, []string{"station_id", "seq", "hash", "prev_hash", "at", "kind", "actor", "detail"},
-		pgx.CopyFromRows(rows)); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO ledger (station_id, seq, hash, prev_hash, at, kind, actor, detail)
+		SELECT $1, u.seq, u.hash, u.prev, u.at, u.kind, u.actor, u.detail
+		FROM unnest($2::bigint[], $3::bytea[], $4::bytea[], $5::bigint[], $6::text[], $7::text[], $8::text[])
+			AS u(seq, hash, prev, at, kind, actor, detail) ORDER BY u.seq`,
+		station, seqs, hashes, prevs, ats, kinds, actors, details); err != nil {
 		return err
 	}
 	var b pgx.Batch
