@@ -3,6 +3,7 @@ package plant
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"time"
@@ -28,7 +29,16 @@ type Syncer struct {
 	// also stored on the outbox rows).
 	OnError func(error)
 
-	checked bool
+	// Revoke, if set, applies a plant revocation request for a certificate this station
+	// issued (the station's CA holds the intermediate's key); the revocation's ledger row
+	// then flows back to the registry.
+	Revoke func(ctx context.Context, serialHex string, reason int) error
+	// Trust, if set, returns the station's intermediates and current CRLs, published to the
+	// registry after each round that applied revocations (and on the first round).
+	Trust func(ctx context.Context) ([]*x509.Certificate, []*x509.RevocationList, error)
+
+	checked   bool
+	published bool
 }
 
 func (s *Syncer) batchSize() int {
@@ -48,14 +58,25 @@ func (s *Syncer) SyncOnce(ctx context.Context) (int, error) {
 		}
 		s.checked = true
 	}
-	sent := 0
+	sent, revoked := 0, false
 	for {
 		items, err := s.Store.Pending(ctx, s.batchSize())
 		if err != nil {
 			return sent, fmt.Errorf("plant sync: %w", err)
 		}
 		if len(items) == 0 {
-			return sent, nil
+			if revoked {
+				return sent, s.publish(ctx)
+			}
+			revoked = true
+			applied, err := s.applyRevocations(ctx)
+			if err != nil {
+				return sent, err
+			}
+			if applied > 0 {
+				continue // send the revocations' ledger rows
+			}
+			return sent, s.publish(ctx)
 		}
 		ids := make([]int64, 0, len(items))
 		recs := make([]Record, 0, len(items))
@@ -84,6 +105,44 @@ func (s *Syncer) SyncOnce(ctx context.Context) (int, error) {
 		}
 		sent += len(ids)
 	}
+}
+
+func (s *Syncer) applyRevocations(ctx context.Context) (int, error) {
+	if s.Revoke == nil {
+		return 0, nil
+	}
+	reqs, err := s.Registry.RevocationRequests(ctx, s.Station)
+	if err != nil {
+		return 0, fmt.Errorf("plant sync: %w", err)
+	}
+	for _, q := range reqs {
+		code, ok := ReasonCode(q.Reason)
+		if !ok {
+			return 0, fmt.Errorf("plant sync: revocation request for %s: unknown reason %q", q.SerialHex, q.Reason)
+		}
+		if err := s.Revoke(ctx, q.SerialHex, code); err != nil {
+			return 0, fmt.Errorf("plant sync: apply revocation request for %s: %w", q.SerialHex, err)
+		}
+	}
+	if len(reqs) > 0 {
+		s.published = false
+	}
+	return len(reqs), nil
+}
+
+func (s *Syncer) publish(ctx context.Context) error {
+	if s.Trust == nil || s.published {
+		return nil
+	}
+	issuers, crls, err := s.Trust(ctx)
+	if err != nil {
+		return fmt.Errorf("plant sync: trust material: %w", err)
+	}
+	if err := s.Registry.Publish(ctx, s.Station, issuers, crls); err != nil {
+		return err
+	}
+	s.published = true
+	return nil
 }
 
 // checkWitness compares the registry's head for the station with the station's ledger.

@@ -201,13 +201,30 @@ CREATE TABLE revocation_requests (
     requested_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Each station's issuing intermediates and its current CRLs, published by the station
+-- (wsc plant bundle collects them into one trust bundle for QA).
+CREATE TABLE issuers (
+    station_id text NOT NULL REFERENCES stations (id),
+    key_id     bytea NOT NULL,
+    der        bytea NOT NULL,
+    PRIMARY KEY (station_id, key_id)
+);
+CREATE TABLE crls (
+    station_id    text NOT NULL REFERENCES stations (id),
+    issuer_key_id bytea NOT NULL,
+    number        numeric NOT NULL,
+    this_update   timestamptz NOT NULL,
+    der           bytea NOT NULL,
+    PRIMARY KEY (station_id, issuer_key_id, number)
+);
+
 -- Grants: stations INSERT and SELECT their own rows; readers SELECT everything.
 DO $$
 DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['ledger', 'checkpoints', 'devices', 'certificates', 'confirmations', 'revocations',
-                             'red_bins', 'runs', 'alarms'] LOOP
+                             'red_bins', 'runs', 'alarms', 'issuers', 'crls'] LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY station_own ON %I TO wsc_station USING (station_id = plant_station_of(current_user))
                         WITH CHECK (station_id = plant_station_of(current_user))', t);
