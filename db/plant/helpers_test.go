@@ -109,12 +109,18 @@ func (s *station) provision(t testing.TB, n int) {
 }
 
 func (s *station) provisionOne(ctx context.Context, serial string) error {
-	ek := db.KeyHash([]byte("ek:" + serial))
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return s.provisionWith(ctx, serial, db.KeyHash([]byte("ek:"+serial)), k, true)
+}
+
+// provisionWith provisions serial with a given chip identity hash and key; without a run
+// when withRun is false.
+func (s *station) provisionWith(ctx context.Context, serial string, ek []byte, k *ecdsa.PrivateKey, withRun bool) error {
 	if err := s.store.EnsureDevice(ctx, db.Device{Serial: serial, Backend: "tpm", Model: "m1", EKPublicHash: ek}); err != nil {
 		return err
 	}
 	wo := "WO-" + s.id
-	if strings.HasSuffix(serial, "5") || strings.HasSuffix(serial, "0") {
+	if withRun && (strings.HasSuffix(serial, "5") || strings.HasSuffix(serial, "0")) {
 		run, err := s.store.StartRun(ctx, db.RunStart{DeviceSerial: serial, Slot: 1, Station: s.id, Operator: "op", WorkOrder: wo})
 		if err != nil {
 			return err
@@ -123,11 +129,13 @@ func (s *station) provisionOne(ctx context.Context, serial string) error {
 			return err
 		}
 	}
-	run, err := s.store.StartRun(ctx, db.RunStart{DeviceSerial: serial, Slot: 1, Station: s.id, Operator: "op", WorkOrder: wo})
-	if err != nil {
-		return err
+	var run int64
+	if withRun {
+		var err error
+		if run, err = s.store.StartRun(ctx, db.RunStart{DeviceSerial: serial, Slot: 1, Station: s.id, Operator: "op", WorkOrder: wo}); err != nil {
+			return err
+		}
 	}
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	kder, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
 	id, _, err := s.store.BeginIssue(ctx, db.IssueIntent{DeviceSerial: serial, KeyPublicDER: kder, WorkOrder: wo, RunID: run})
 	if err != nil {
@@ -143,6 +151,9 @@ func (s *station) provisionOne(ctx context.Context, serial string) error {
 	}
 	if err := s.store.MarkDelivered(ctx, c.SerialHex); err != nil {
 		return err
+	}
+	if !withRun {
+		return s.store.MarkConfirmed(ctx, c.SerialHex)
 	}
 	return s.store.ConfirmAndFinish(ctx, c.SerialHex, run, map[string]time.Duration{"issue": 2 * time.Millisecond, "deliver": 3 * time.Millisecond})
 }
