@@ -29,6 +29,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(demoCmd(), dbCmd(), stationCmd(), provisionCmd(), auditCmd(), operatorCmd(), caCmd(), signCmd(), verifyCmd(), qaCmd())
+	root.AddCommand(plantCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "wsc: %v\n", err)
 		var ee *exitError
