@@ -216,3 +216,5 @@ func (p *testPlant) count(t testing.TB, query string, args ...any) int64 {
 }
 
 func dbRowHash(r Record) []byte { return db.AuditRowHash(r.entry()) }
+
+func openDBStore(path string) (*db.Store, error) { return db.Open(path) }

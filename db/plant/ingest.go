@@ -201,6 +201,9 @@ func (r *Registry) Ingest(ctx context.Context, stationID string, batch []Record)
 				res.Replayed++
 			}
 		}
+		if r.fault != nil {
+			r.fault("ingest:before-commit")
+		}
 		return nil
 	})
 	if terr == nil && errors.As(err, &terr) && alarmFP == nil {

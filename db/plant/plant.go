@@ -45,7 +45,8 @@ var (
 
 // Registry is a connection pool to the plant database.
 type Registry struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	fault func(point string) // test hook at named points of an ingest
 }
 
 // Open connects to the registry at dsn (a libpq connection string or URL; for a station:
@@ -92,8 +93,13 @@ func mapErr(err error) error {
 			return fmt.Errorf("%w: %w", ErrTampered, err)
 		case "WS001":
 			return fmt.Errorf("%w: %w", ErrGap, err)
+		case "57P01", "57P02", "57P03", "53300": // shutdown, crash, starting up, too many connections
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		case "42P01", "42883": // undefined table / function
 			return fmt.Errorf("%w: %w (run wsc plant init)", ErrSchema, err)
+		}
+		if strings.HasPrefix(pe.Code, "08") { // connection exceptions
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		return err
 	}

@@ -39,6 +39,13 @@ type Syncer struct {
 
 	checked   bool
 	published bool
+	fault     func(point string) // test hook at named points of a batch
+}
+
+func (s *Syncer) at(point string) {
+	if s.fault != nil {
+		s.fault(point)
+	}
 }
 
 func (s *Syncer) batchSize() int {
@@ -94,15 +101,18 @@ func (s *Syncer) SyncOnce(ctx context.Context) (int, error) {
 				recs = append(recs, Record{Run: it.Run})
 			}
 		}
+		s.at("batch:read")
 		if _, err := s.Registry.Ingest(ctx, s.Station, recs); err != nil {
 			if merr := s.Store.MarkFailed(context.WithoutCancel(ctx), ids, err); merr != nil {
 				return sent, errors.Join(err, merr)
 			}
 			return sent, err
 		}
+		s.at("batch:committed")
 		if err := s.Store.MarkSent(context.WithoutCancel(ctx), ids); err != nil {
 			return sent, fmt.Errorf("plant sync: acknowledge: %w", err)
 		}
+		s.at("batch:acked")
 		sent += len(ids)
 	}
 }
