@@ -70,10 +70,10 @@ func newStation(t testing.TB, p *testPlant, id string) *station {
 	return openStation(t, p, id, role, key, filepath.Join(t.TempDir(), "wsc.db"))
 }
 
-func openStation(t testing.TB, p *testPlant, id, role string, key *ecdsa.PrivateKey, path string) *station {
+func openStation(t testing.TB, p *testPlant, id, role string, key *ecdsa.PrivateKey, path string, opts ...db.Option) *station {
 	t.Helper()
 	ctx := context.Background()
-	store, err := db.Open(path, db.WithAuditSigner(key, 10), db.WithActor(id))
+	store, err := db.Open(path, append([]db.Option{db.WithAuditSigner(key, 10), db.WithActor(id)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
