@@ -187,19 +187,16 @@ func (r *Registry) Ingest(ctx context.Context, stationID string, batch []Record)
 		} else {
 			res.Head = head
 		}
-		for _, rec := range runs {
-			added, fp, err := insertRun(ctx, tx, stationID, rec.Run)
+		if len(runs) > 0 {
+			added, fp, err := insertRuns(ctx, tx, stationID, runs)
 			if err != nil {
 				if errors.As(err, &terr) {
 					alarmFP = fp
 				}
 				return err
 			}
-			if added {
-				res.Accepted++
-			} else {
-				res.Replayed++
-			}
+			res.Accepted += added
+			res.Replayed += len(runs) - added
 		}
 		if r.fault != nil {
 			r.fault("ingest:before-commit")
@@ -384,39 +381,85 @@ type runContent struct {
 	FinishedAt int64            `json:"finished_at"`
 }
 
-func insertRun(ctx context.Context, tx pgx.Tx, station string, run *db.Run) (bool, []byte, error) {
-	if run.Result == "" || run.FinishedAt == nil {
-		return false, nil, fmt.Errorf("run %d is not finished", run.ID)
+// insertRuns records finished runs in one statement; a run already held is a no-op when its
+// content hash is the same, and a tamper error otherwise.
+func insertRuns(ctx context.Context, tx pgx.Tx, station string, recs []Record) (int, []byte, error) {
+	n := len(recs)
+	ids, slots := make([]int64, n), make([]int32, n)
+	hashes := make([][]byte, n)
+	devs, ops, wos, steps, results, errs, durs := make([]string, n), make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n)
+	starts, ends := make([]time.Time, n), make([]time.Time, n)
+	byID := make(map[int64][]byte, n)
+	for i, rec := range recs {
+		run := rec.Run
+		if run.Result == "" || run.FinishedAt == nil {
+			return 0, nil, fmt.Errorf("run %d is not finished", run.ID)
+		}
+		c := runContent{ID: run.ID, Device: run.DeviceSerial, Slot: run.Slot, Operator: run.Operator, WorkOrder: run.WorkOrder,
+			Step: run.Step, Result: run.Result, Error: run.Error, Durations: map[string]int64{},
+			StartedAt: run.StartedAt.UnixNano(), FinishedAt: run.FinishedAt.UnixNano()}
+		for k, v := range run.Durations {
+			c.Durations[k] = v.Microseconds()
+		}
+		cj, err := json.Marshal(c) // map keys sorted: canonical
+		if err != nil {
+			return 0, nil, err
+		}
+		h := sha256.Sum256(cj)
+		dur, _ := json.Marshal(c.Durations)
+		ids[i], slots[i], hashes[i] = run.ID, int32(run.Slot), h[:]
+		devs[i], ops[i], wos[i], steps[i], results[i], errs[i], durs[i] = c.Device, c.Operator, c.WorkOrder, c.Step, c.Result, c.Error, string(dur)
+		starts[i], ends[i] = run.StartedAt, *run.FinishedAt
+		byID[run.ID] = h[:]
 	}
-	c := runContent{ID: run.ID, Device: run.DeviceSerial, Slot: run.Slot, Operator: run.Operator, WorkOrder: run.WorkOrder,
-		Step: run.Step, Result: run.Result, Error: run.Error, Durations: map[string]int64{},
-		StartedAt: run.StartedAt.UnixNano(), FinishedAt: run.FinishedAt.UnixNano()}
-	for k, v := range run.Durations {
-		c.Durations[k] = v.Microseconds()
-	}
-	cj, err := json.Marshal(c) // map keys sorted: canonical
+	rows, err := tx.Query(ctx, `INSERT INTO runs (station_id, run_id, content_hash, device_serial, slot, operator, work_order, step,
+			result, error, durations, started_at, finished_at)
+		SELECT $1, u.id, u.h, u.dev, u.slot, u.op, u.wo, u.step, u.res, u.err, u.dur::jsonb, u.st, u.fin
+		FROM unnest($2::bigint[], $3::bytea[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+			$11::text[], $12::timestamptz[], $13::timestamptz[]) AS u(id, h, dev, slot, op, wo, step, res, err, dur, st, fin)
+		ON CONFLICT (station_id, run_id) DO NOTHING RETURNING run_id`,
+		station, ids, hashes, devs, slots, ops, wos, steps, results, errs, durs, starts, ends)
 	if err != nil {
-		return false, nil, err
+		return 0, nil, err
 	}
-	h := sha256.Sum256(cj)
-	dur, _ := json.Marshal(c.Durations)
-	tag, err := tx.Exec(ctx, `INSERT INTO runs (station_id, run_id, content_hash, device_serial, slot, operator, work_order, step,
-		result, error, durations, started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-		ON CONFLICT (station_id, run_id) DO NOTHING`, station, run.ID, h[:], c.Device, c.Slot, c.Operator, c.WorkOrder, c.Step,
-		c.Result, c.Error, string(dur), run.StartedAt, *run.FinishedAt)
+	added := map[int64]bool{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, nil, err
+		}
+		added[id] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, nil, err
+	}
+	if len(added) == n {
+		return n, nil, nil
+	}
+	var held []int64
+	for _, id := range ids {
+		if !added[id] {
+			held = append(held, id)
+		}
+	}
+	hr, err := tx.Query(ctx, "SELECT run_id, content_hash FROM runs WHERE station_id = $1 AND run_id = ANY($2)", station, held)
 	if err != nil {
-		return false, nil, err
+		return 0, nil, err
 	}
-	if tag.RowsAffected() == 1 {
-		return true, nil, nil
+	defer hr.Close()
+	for hr.Next() {
+		var id int64
+		var have []byte
+		if err := hr.Scan(&id, &have); err != nil {
+			return 0, nil, err
+		}
+		if !bytes.Equal(have, byID[id]) {
+			return 0, byID[id], &TamperError{Station: station, Kind: "run-changed", Seq: 0,
+				Detail: fmt.Sprintf("run %d was recorded with other content", id)}
+		}
 	}
-	var have []byte
-	if err := tx.QueryRow(ctx, "SELECT content_hash FROM runs WHERE station_id = $1 AND run_id = $2", station, run.ID).Scan(&have); err != nil {
-		return false, nil, err
-	}
-	if !bytes.Equal(have, h[:]) {
-		return false, h[:], &TamperError{Station: station, Kind: "run-changed", Seq: 0,
-			Detail: fmt.Sprintf("run %d was recorded with other content", run.ID)}
-	}
-	return false, nil, nil
+	return len(added), nil, hr.Err()
 }

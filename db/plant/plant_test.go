@@ -153,6 +153,28 @@ func TestIngestRefusesTampering(t *testing.T) {
 	if n := alarms("edited"); n != 1 {
 		t.Fatalf("%d edited alarms, want 1", n)
 	}
+	// A finished run sent again with other content: run-changed.
+	var run *Record
+	for _, it := range items {
+		if it.Run != nil {
+			run = &Record{Run: it.Run}
+			break
+		}
+	}
+	if run == nil {
+		t.Fatal("no run in the outbox")
+	}
+	if res, err := a.reg.Ingest(ctx, a.id, []Record{*run}); err != nil || res.Accepted != 1 {
+		t.Fatalf("run: %+v %v", res, err)
+	}
+	if res, err := a.reg.Ingest(ctx, a.id, []Record{*run}); err != nil || res.Replayed != 1 {
+		t.Fatalf("run replay: %+v %v", res, err)
+	}
+	changed := *run.Run
+	changed.Error = "rewritten"
+	if _, err := a.reg.Ingest(ctx, a.id, []Record{{Run: &changed}}); !errors.As(err, &te) || te.Kind != "run-changed" {
+		t.Fatalf("changed run: %v", err)
+	}
 	// The honest station still syncs the rest.
 	if _, err := a.syncer().SyncOnce(ctx); err != nil {
 		t.Fatalf("honest sync after refusals: %v", err)

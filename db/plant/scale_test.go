@@ -19,12 +19,16 @@ import (
 
 // Eight stations provision and sync concurrently into one registry; afterwards the row
 // counts, every station's witnessed chain and the plant check are exact. 10,000 devices per
-// station (WSC_PLANT_SCALE_DEVICES overrides; 300 under -short). The station databases run
+// station (WSC_PLANT_SCALE_DEVICES overrides; 1,000 under the race detector, which slows the
+// station side tenfold; 300 under -short). The station databases run
 // with synchronous=OFF here: the subject is the registry, not the station's disk.
 func TestEightStationsConcurrently(t *testing.T) {
 	perStation := 10000
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		perStation = 300
+	case raceEnabled:
+		perStation = 1000
 	}
 	if v := os.Getenv("WSC_PLANT_SCALE_DEVICES"); v != "" {
 		n, err := strconv.Atoi(v)
