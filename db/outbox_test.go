@@ -89,3 +89,32 @@ func TestOutboxFollowsEveryRecord(t *testing.T) {
 		t.Fatalf("%d rows still pending", len(rest))
 	}
 }
+
+// BenchmarkProvisionOutbox measures the station-side cost of the plant outbox: one durable
+// provisioning (device, run, intent, certificate, delivery, confirmation, finished run) with
+// the outbox triggers, and with them dropped (sync off).
+func BenchmarkProvisionOutbox(b *testing.B) {
+	for _, mode := range []string{"outbox", "no-outbox"} {
+		b.Run(mode, func(b *testing.B) {
+			ctx := context.Background()
+			s := openTest(b, "", WithAuditSigner(newAuditKey(b), 0))
+			if mode == "no-outbox" {
+				for _, q := range []string{"DROP TRIGGER outbox_audit", "DROP TRIGGER outbox_run_finished"} {
+					if _, err := s.db.Exec(q); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			if err := s.CreateWorkOrder(ctx, WorkOrder{ID: "wo", Product: "p", Quantity: 1 << 30}); err != nil {
+				b.Fatal(err)
+			}
+			i := 0
+			for b.Loop() {
+				i++
+				if _, err := provision(ctx, s, getPKI(), "B"+strconv.Itoa(i), "wo"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
