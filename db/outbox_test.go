@@ -92,13 +92,18 @@ func TestOutboxFollowsEveryRecord(t *testing.T) {
 
 // BenchmarkProvisionOutbox measures the station-side cost of the plant outbox: one durable
 // provisioning (device, run, intent, certificate, delivery, confirmation, finished run) with
-// the outbox triggers, and with them dropped (sync off).
+// the outbox triggers, and with them dropped (sync off); "fsync-off" variants take the disk
+// out to show the CPU cost alone.
 func BenchmarkProvisionOutbox(b *testing.B) {
-	for _, mode := range []string{"outbox", "no-outbox"} {
+	for _, mode := range []string{"outbox", "no-outbox", "outbox-fsync-off", "no-outbox-fsync-off"} {
 		b.Run(mode, func(b *testing.B) {
 			ctx := context.Background()
-			s := openTest(b, "", WithAuditSigner(newAuditKey(b), 0))
-			if mode == "no-outbox" {
+			opts := []Option{WithAuditSigner(newAuditKey(b), 0)}
+			if strings.HasSuffix(mode, "fsync-off") {
+				opts = append(opts, WithSynchronous("OFF"))
+			}
+			s := openTest(b, "", opts...)
+			if strings.HasPrefix(mode, "no-outbox") {
 				for _, q := range []string{"DROP TRIGGER outbox_audit", "DROP TRIGGER outbox_run_finished"} {
 					if _, err := s.db.Exec(q); err != nil {
 						b.Fatal(err)
