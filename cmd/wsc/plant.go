@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/csv"
 	"encoding/json"
@@ -9,9 +10,12 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -20,6 +24,7 @@ import (
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/db/plant"
 	"github.com/wsc-project/wsc/station"
+	"github.com/wsc-project/wsc/ui/web"
 )
 
 // plantCmd is `wsc plant …`: the plant registry on PostgreSQL (docs/plant.md).
@@ -280,7 +285,62 @@ func plantCmd() *cobra.Command {
 		},
 	}
 
-	cmd.AddCommand(initCmd, stationCmd, readerCmd, syncCmd, checkCmd, revokeCmd, bundleCmd, reportCmd, findCmd)
+	var listen, usersFile, tlsCert, tlsKey, clientCA string
+	serveCmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the read-only plant dashboard over HTTPS (client certificates or a user list)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if tlsCert == "" || tlsKey == "" {
+				return errors.New("--tls-cert and --tls-key are required: the dashboard is served over HTTPS only")
+			}
+			if (usersFile == "") == (clientCA == "") {
+				return errors.New("give either --client-ca (TLS client certificates) or --users (name:bcrypt-hash lines, e.g. from htpasswd -nB)")
+			}
+			var users map[string][]byte
+			tcfg := &tls.Config{MinVersion: tls.VersionTLS12}
+			if usersFile != "" {
+				var err error
+				if users, err = web.LoadUsers(usersFile); err != nil {
+					return err
+				}
+			} else {
+				pemCA, err := os.ReadFile(clientCA)
+				if err != nil {
+					return fmt.Errorf("--client-ca: %w", err)
+				}
+				pool := x509.NewCertPool()
+				if !pool.AppendCertsFromPEM(pemCA) {
+					return fmt.Errorf("--client-ca %s: no PEM certificate", clientCA)
+				}
+				tcfg.ClientCAs, tcfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			r, err := open(ctx)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			dash, err := web.New(r, users)
+			if err != nil {
+				return err
+			}
+			srv := &http.Server{Addr: listen, Handler: dash.Handler(), TLSConfig: tcfg, ReadHeaderTimeout: 10 * time.Second}
+			go func() { <-ctx.Done(); srv.Close() }()
+			fmt.Fprintf(cmd.OutOrStdout(), "plant dashboard on https://%s/\n", listen)
+			if err := srv.ListenAndServeTLS(tlsCert, tlsKey); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	serveCmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8443", "address to listen on")
+	serveCmd.Flags().StringVar(&usersFile, "users", "", "user list: name:bcrypt-hash per line")
+	serveCmd.Flags().StringVar(&tlsCert, "tls-cert", "", "server certificate (PEM)")
+	serveCmd.Flags().StringVar(&tlsKey, "tls-key", "", "server key (PEM)")
+	serveCmd.Flags().StringVar(&clientCA, "client-ca", "", "CA of the supervisors' client certificates (PEM)")
+
+	cmd.AddCommand(initCmd, stationCmd, readerCmd, syncCmd, checkCmd, revokeCmd, bundleCmd, reportCmd, findCmd, serveCmd)
 	return cmd
 }
 
