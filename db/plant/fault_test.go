@@ -187,10 +187,7 @@ func TestSyncerKilledAtSeededPoints(t *testing.T) {
 	s.provision(t, 200)
 	points := []string{"batch:read", "batch:committed", "batch:acked"}
 	hits := map[string]int{}
-	plan := []string{}
-	for _, pt := range points { // each point at least once, then seeded extras
-		plan = append(plan, pt)
-	}
+	plan := append([]string{}, points...) // each point at least once, then seeded extras
 	for range 3 {
 		plan = append(plan, points[rng.IntN(len(points))])
 	}
@@ -388,8 +385,6 @@ func (px *proxy) chunk() string {
 	}
 	return ""
 }
-
-func (px *proxy) hit(point string) { px.mu.Lock(); px.hits[point]++; px.mu.Unlock() }
 
 func (px *proxy) serve() {
 	for {
