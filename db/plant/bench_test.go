@@ -160,3 +160,39 @@ func (p *testPlant) synthesize(ctx context.Context, stations, devices, runsPerDa
 	}
 	return nil
 }
+
+// BenchmarkSyncLag measures the time from a provisioning's last commit at the station to the
+// registry holding it, with the station's background syncer (Syncer.Run, default poll).
+func BenchmarkSyncLag(b *testing.B) {
+	ctx := context.Background()
+	p := newPlant(b)
+	s := newStation(b, p, "lag")
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- (&Syncer{Store: s.store, Registry: s.reg, Station: s.id}).Run(rctx) }()
+	var ds []time.Duration
+	for b.Loop() {
+		s.n++
+		if err := s.provisionOne(ctx, fmt.Sprintf("lag-%06d", s.n)); err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		head, _, _ := s.store.AuditHead(ctx)
+		for {
+			h, _, err := p.admin.Head(ctx, s.id)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if h >= head {
+				break
+			}
+			time.Sleep(2 * time.Millisecond) // measurement poll, not synchronisation of a verdict
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	cancel()
+	<-done
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	b.ReportMetric(float64(ds[len(ds)/2].Milliseconds()), "p50-lag-ms")
+	b.ReportMetric(float64(ds[len(ds)-1].Milliseconds()), "max-lag-ms")
+}
