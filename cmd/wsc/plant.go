@@ -374,6 +374,15 @@ func writeReport(out io.Writer, rep *plant.Report, asJSON, asCSV bool) error {
 	return tw.Flush()
 }
 
+// plantLog is where the background sync reports: stderr when headless, nowhere under the
+// terminal UI (it would tear the screen; the outbox rows keep the errors).
+func plantLog(headless bool, w io.Writer) io.Writer {
+	if headless || !isTerminal() {
+		return w
+	}
+	return io.Discard
+}
+
 // startPlantSync runs the station's syncer in the background when the config names a plant
 // registry (plant.dsn); the returned function stops it. Sync failures never stop
 // provisioning: the outbox keeps the records, the status line says "offline since".
