@@ -415,6 +415,32 @@ func startPlantSync(ctx context.Context, l *line, log io.Writer) func() {
 				return l.ca.Intermediates(), crls, err
 			},
 		}
+		go func() { // the status line, printed when it changes kind (in sync, behind, offline)
+			t := time.NewTicker(5 * time.Second)
+			defer t.Stop()
+			last := ""
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				st, err := l.store.OutboxStatus(ctx)
+				if err != nil {
+					continue
+				}
+				kind := "in sync"
+				if st.FailingSince != nil {
+					kind = "offline"
+				} else if st.Pending > 0 {
+					kind = "behind"
+				}
+				if kind != last {
+					fmt.Fprintln(log, st.String())
+					last = kind
+				}
+			}
+		}()
 		if err := sy.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			fmt.Fprintf(log, "plant: sync stopped: %v\n", err)
 		}
