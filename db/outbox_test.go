@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"strconv"
 	"strings"
@@ -119,6 +120,34 @@ func BenchmarkProvisionOutbox(b *testing.B) {
 				if _, err := provision(ctx, s, getPKI(), "B"+strconv.Itoa(i), "wo"); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkOutboxRowCost isolates what the outbox adds to a write: ledger rows appended in
+// one transaction (no commit, no fsync in the loop), with and without the outbox trigger. A
+// provisioning writes about seven outbox rows (its ledger rows, checkpoints, its runs).
+func BenchmarkOutboxRowCost(b *testing.B) {
+	for _, mode := range []string{"outbox", "no-outbox"} {
+		b.Run(mode, func(b *testing.B) {
+			ctx := context.Background()
+			s := openTest(b, "", WithSynchronous("OFF"))
+			if mode == "no-outbox" {
+				if _, err := s.db.Exec("DROP TRIGGER outbox_audit"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			err := s.withTx(ctx, "bench", func(tx *sql.Tx) error {
+				for b.Loop() {
+					if err := s.appendAudit(ctx, tx, "bench.row", "bench", map[string]any{"device": "D1", "serial": "01"}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
 			}
 		})
 	}
