@@ -6,8 +6,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"sort"
-	"strings"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
