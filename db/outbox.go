@@ -264,3 +264,24 @@ func ParseCheckpoint(detail []byte) (*Checkpoint, error) {
 func VerifyCheckpointSignature(pub crypto.PublicKey, seq int64, hash, sig []byte) bool {
 	return verifyDigest(pub, checkpointDigest(seq, hash), sig)
 }
+
+// Requeue marks for sending again every outbox row from the one of ledger row fromSeq on
+// (ledger rows and runs recorded after it). The syncer uses it when the registry holds less
+// than the station sent, as after a restore of the registry from a backup; re-sent rows the
+// registry still holds are no-ops there. It returns the number of rows re-queued.
+func (s *Store) Requeue(ctx context.Context, fromSeq int64) (int, error) {
+	var n int64
+	err := s.withTxRelaxed(ctx, "outbox requeue", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE outbox SET sent_at = NULL
+			WHERE sent_at IS NOT NULL AND id >= (SELECT COALESCE(min(id), 1 << 62) FROM outbox WHERE audit_seq >= ?)`, fromSeq)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("outbox requeue from %d: %w", fromSeq, err)
+	}
+	return int(n), nil
+}

@@ -65,7 +65,7 @@ func (s *Syncer) SyncOnce(ctx context.Context) (int, error) {
 		}
 		s.checked = true
 	}
-	sent, revoked := 0, false
+	sent, revoked, requeued := 0, false, false
 	for {
 		items, err := s.Store.Pending(ctx, s.batchSize())
 		if err != nil {
@@ -103,6 +103,18 @@ func (s *Syncer) SyncOnce(ctx context.Context) (int, error) {
 		}
 		s.at("batch:read")
 		if _, err := s.Registry.Ingest(ctx, s.Station, recs); err != nil {
+			if errors.Is(err, ErrGap) && !requeued {
+				// The registry holds less than this station sent (restored from a backup):
+				// send again from its head on.
+				requeued = true
+				head, _, herr := s.Registry.Head(ctx, s.Station)
+				if herr == nil {
+					if _, herr = s.Store.Requeue(ctx, head+1); herr == nil {
+						continue
+					}
+				}
+				err = errors.Join(err, herr)
+			}
 			if merr := s.Store.MarkFailed(context.WithoutCancel(ctx), ids, err); merr != nil {
 				return sent, errors.Join(err, merr)
 			}

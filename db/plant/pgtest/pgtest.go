@@ -269,6 +269,22 @@ func (s *Server) Psql(db, sql string) error {
 		"-U", "postgres", "-d", db, "-c", sql)
 }
 
+// Dump writes a plain-SQL pg_dump of database db to the file name in the cluster's folder
+// and returns its path.
+func (s *Server) Dump(db, name string) (string, error) {
+	path := filepath.Join(s.Dir, name)
+	return path, s.run(filepath.Join(BinDir, "pg_dump"), "-h", s.Dir, "-p", strconv.Itoa(s.Port), "-U", "postgres", "-f", path, db)
+}
+
+// Restore loads a plain-SQL dump into database db (created first).
+func (s *Server) Restore(db, path string) error {
+	if err := s.CreateDatabase(db); err != nil {
+		return err
+	}
+	return s.run(filepath.Join(BinDir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", s.Dir, "-p", strconv.Itoa(s.Port),
+		"-U", "postgres", "-d", db, "-f", path)
+}
+
 // ClientDSN issues (once) a client certificate for role from the test's plant CA and
 // returns a TLS connection string to database db at addr (host:port; empty means the
 // server itself) that verifies the server's certificate and name.
