@@ -45,7 +45,16 @@ func TestPlantCLI(t *testing.T) {
 	if out := run(0, "audit", "verify", "--db", dbPath, "--plant", station, "--station", "demo"); !strings.Contains(out, "plant witness: ok") {
 		t.Fatalf("audit verify --plant: %s", out)
 	}
-	run(0, "plant", "check", "--dsn", admin)
+	if out := run(0, "plant", "check", "--dsn", admin, "--json"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("check --json on a clean plant: %s", out)
+	}
+	if out := run(0, "plant", "find", "--dsn", admin, "SIM-0001"); !strings.Contains(out, `"device":"SIM-0001"`) || !strings.Contains(out, `"confirmed":true`) {
+		t.Fatalf("find: %s", out)
+	}
+	run(1, "plant", "find", "--dsn", admin, "NO-SUCH-DEVICE")
+	if out := run(0, "plant", "report", "--dsn", admin, "--json"); !strings.Contains(out, `"station":"demo"`) {
+		t.Fatalf("report --json: %s", out)
+	}
 	csv := run(0, "plant", "report", "--dsn", admin, "--csv")
 	if !strings.Contains(csv, "demo,") || !strings.HasPrefix(csv, "station,work_order,devices") {
 		t.Fatalf("report: %s", csv)
