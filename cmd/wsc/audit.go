@@ -14,7 +14,7 @@ import (
 
 func auditCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Check the station database's tamper-evident audit ledger"}
-	var path, keyPath string
+	var path, keyPath, plantDSN, stationID string
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Verify every link and signed checkpoint of the audit ledger; exit 1 at the first defect",
@@ -43,11 +43,16 @@ func auditCmd() *cobra.Command {
 				return &exitError{code: 1, err: err}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "audit ledger: ok — %d rows, %d signed checkpoints, head row %d %x\n", sum.Rows, sum.Checkpoints, sum.HeadSeq, sum.HeadHash)
+			if plantDSN != "" {
+				return verifyAgainstPlant(cmd.Context(), s, plantDSN, stationID, cmd.OutOrStdout())
+			}
 			return nil
 		},
 	}
 	verify.Flags().StringVar(&path, "db", "", "station database file")
 	verify.Flags().StringVar(&keyPath, "key", "", "audit public key (PEM; default: ca/audit.pub next to the database)")
+	verify.Flags().StringVar(&plantDSN, "plant", "", "also check the ledger against the plant registry's witnessed copy (PostgreSQL DSN)")
+	verify.Flags().StringVar(&stationID, "station", "", "station id in the plant (with --plant)")
 	cmd.AddCommand(verify)
 	return cmd
 }

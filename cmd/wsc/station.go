@@ -141,6 +141,7 @@ func stationCmd() *cobra.Command {
 				return err
 			}
 			defer l.Close()
+			defer startPlantSync(ctx, l, plantLog(headless, cmd.ErrOrStderr()))()
 			if headless || !isTerminal() {
 				if err := l.signIn(ctx, operator, pinSource); err != nil {
 					return err
