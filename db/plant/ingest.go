@@ -349,7 +349,7 @@ func insertLedger(ctx context.Context, tx pgx.Tx, station string, recs []Record)
 			}
 			b.Queue(`INSERT INTO revocations (station_id, seq, serial_hex, device_serial, reason, at) VALUES ($1, $2, $3, $4, $5, $6)`,
 				station, r.Seq, d.Serial, d.Device, d.Reason, at)
-		case "device.quarantine":
+		case "redbin", "device.quarantine":
 			var d struct {
 				Device string `json:"device"`
 				Reason string `json:"reason"`
