@@ -20,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 var testPass = []byte("correct horse battery staple 42!")
@@ -73,6 +75,7 @@ func writePEM(t testing.TB, path string, certs ...*x509.Certificate) {
 
 func opensslVerify(t testing.TB, dir string, roots, untrusted []*x509.Certificate, leaf *x509.Certificate, extra ...string) (string, error) {
 	t.Helper()
+	testenv.NeedTools(t, "openssl")
 	rp := filepath.Join(dir, "ov-roots.pem")
 	up := filepath.Join(dir, "ov-untrusted.pem")
 	lp := filepath.Join(dir, "ov-leaf.pem")
@@ -134,6 +137,7 @@ func TestInitFiles(t *testing.T) {
 			t.Errorf("%s mode %v", f, fi.Mode())
 		}
 		// openssl must read it as PKCS#8 PBES2 with the passphrase.
+		testenv.NeedTools(t, "openssl")
 		out, err := exec.Command("openssl", "pkey", "-in", filepath.Join(dir, f), "-passin", "pass:"+string(testPass), "-noout").CombinedOutput()
 		if err != nil {
 			t.Errorf("openssl pkey %s: %v %s", f, err, out)

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 // memRevocations is the in-memory RevocationStore used by tests (the db
@@ -72,6 +74,7 @@ func writeCRL(t testing.TB, path string, crl *x509.RevocationList) {
 
 func opensslCRLVerify(t testing.TB, dir string, crl *x509.RevocationList, issuer *x509.Certificate) {
 	t.Helper()
+	testenv.NeedTools(t, "openssl")
 	cp := filepath.Join(dir, "crl-check.pem")
 	ip := filepath.Join(dir, "crl-issuer.pem")
 	writeCRL(t, cp, crl)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
@@ -25,6 +26,8 @@ const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
 // the process, so all tokens of this test binary share one folder.
 func softHSMToken(t *testing.T, label string) (tokenURI string, pin []byte) {
 	t.Helper()
+	testenv.NeedTools(t, "softhsm2-util")
+	testenv.NeedFile(t, softHSMModule, "the SoftHSM2 PKCS#11 module (package softhsm2)")
 	dir := t.TempDir()
 	tokens := filepath.Join(dir, "tokens")
 	if err := os.MkdirAll(tokens, 0o700); err != nil {

@@ -33,6 +33,7 @@ import (
 	sdb "github.com/smallstep/certificates/db"
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 	"github.com/wsc-project/wsc/station"
 )
 
@@ -150,6 +151,7 @@ func crlFile(t testing.TB, path string, crls ...*x509.RevocationList) string {
 
 func openssl(t testing.TB, args ...string) (string, error) {
 	t.Helper()
+	testenv.NeedTools(t, "openssl")
 	out, err := exec.Command("openssl", args...).CombinedOutput()
 	return string(out), err
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 // rawTPM is the raw swtpm transport: command bytes out, 10-byte header in,
@@ -70,6 +72,7 @@ type vendorCA struct {
 
 func newVendorCA(t testing.TB) *vendorCA {
 	t.Helper()
+	testenv.NeedTools(t, "swtpm", "swtpm_setup", "swtpm_localca")
 	v := t.TempDir()
 	conf := fmt.Sprintf("statedir = %s\nsigningkey = %s/signkey.pem\nissuercert = %s/issuercert.pem\ncertserial = %s/certserial\n", v, v, v, v)
 	if err := os.WriteFile(filepath.Join(v, "localca.conf"), []byte(conf), 0o600); err != nil {

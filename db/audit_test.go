@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 const testEvery = 10
@@ -62,6 +64,7 @@ func copyFile(t *testing.T, src string) string {
 // sqliteCLI tampers with the file the way an operator with a shell would.
 func sqliteCLI(t *testing.T, path, script string) {
 	t.Helper()
+	testenv.NeedTools(t, "sqlite3")
 	cmd := exec.Command("sqlite3", path)
 	cmd.Stdin = strings.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {

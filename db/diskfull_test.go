@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 // fillUntilFull provisions devices until a write fails and checks that the failure is
@@ -62,6 +64,8 @@ func TestDiskFullTmpfs(t *testing.T) {
 	}
 	mount := func(args ...string) {
 		t.Helper()
+		testenv.NeedRoot(t, "mount a 200 KiB tmpfs")
+		testenv.NeedTools(t, "mount", "umount", "sqlite3")
 		if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
 			t.Fatalf("mount %v (needs root; TestDiskFullPageLimit covers SQLITE_FULL without it): %v\n%s", args, err, out)
 		}

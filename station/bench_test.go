@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/devices/sim"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 var agentBin string
@@ -58,6 +60,9 @@ func newTestLineRelay(t testing.TB, n int, profile string, relay sim.RelayFunc) 
 // SerialPrefix and AgentLogDir are filled in).
 func newTestLineOpts(t testing.TB, bc sim.BenchConfig) *testLine {
 	t.Helper()
+	if len(bc.Mix) == 0 || slices.Contains(bc.Mix, sim.KindTPM) {
+		testenv.NeedTools(t, "swtpm", "swtpm_setup", "swtpm_localca")
+	}
 	ctx := context.Background()
 	dir := t.TempDir()
 	pass := []byte("test passphrase")

@@ -52,6 +52,14 @@ type FileConfig struct {
 	Slots                 []SlotSpec `yaml:"slots"`
 	// Discover finds the slots' ports at start instead of listing them.
 	Discover Discover `yaml:"discover"`
+	// Plant is the plant registry the station syncs its records to (optional; docs/plant.md).
+	Plant PlantConfig `yaml:"plant"`
+}
+
+// PlantConfig names the plant registry: a PostgreSQL connection string with the station's
+// TLS client certificate (sslmode=verify-full sslcert=… sslkey=… sslrootcert=…).
+type PlantConfig struct {
+	DSN string `yaml:"dsn"`
 }
 
 // Discover says where the station looks for its ports when the config

@@ -2,7 +2,6 @@ package station
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 )
 
@@ -77,29 +76,12 @@ func (e Event) String() string {
 	}
 	// The serial and the details may hold text a device chose: quoted
 	// when they are not plain, so that no device forges a line.
-	s := fmt.Sprintf("%s slot=%d device=%s step=%s state=%s", e.Time.Format("15:04:05.000"), e.Slot, plainOrQuoted(serial), e.Step, e.State)
+	s := fmt.Sprintf("%s slot=%d device=%s step=%s state=%s", e.Time.Format("15:04:05.000"), e.Slot, Untrusted(serial), e.Step, e.State)
 	if e.Detail != "" {
-		s += " " + plainOrQuoted(e.Detail)
+		s += " " + Untrusted(e.Detail)
 	}
 	if e.Err != nil {
 		s += " error=" + fmt.Sprintf("%q", e.Err.Error())
 	}
 	return s
 }
-
-// plainOrQuoted returns s when it is printable ASCII, else a Go-quoted
-// form in which control characters, escapes and non-ASCII show as \x1b,
-// \n, \u202e …
-func plainOrQuoted(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return strconv.QuoteToASCII(s)
-		}
-	}
-	return s
-}
-
-// Printable returns s unchanged when it is printable ASCII, else quoted so
-// that control characters, terminal escapes and look-alikes show as \x1b,
-// \n, \u202e … (for headless lines and tables of device-supplied text).
-func Printable(s string) string { return plainOrQuoted(s) }

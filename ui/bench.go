@@ -224,13 +224,13 @@ func (m BenchModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 	case RetryMsg:
 		if msg.Err != nil {
-			m.note(fmt.Sprintf("Slot %d not retried: %v", msg.Slot, msg.Err), true)
+			m.note(fmt.Sprintf("Slot %d not retried: %s", msg.Slot, Untrusted(msg.Err.Error())), true)
 		} else {
 			m.note(fmt.Sprintf("Retrying slot %d.", msg.Slot), false)
 		}
 	case QuarantineMsg:
 		if msg.Err != nil {
-			m.note(fmt.Sprintf("Slot %d not sent to the red bin: %v", msg.Slot, msg.Err), true)
+			m.note(fmt.Sprintf("Slot %d not sent to the red bin: %s", msg.Slot, Untrusted(msg.Err.Error())), true)
 		} else {
 			m.note(fmt.Sprintf("Slot %d: put the device in the red bin.", msg.Slot), false)
 		}
@@ -569,7 +569,7 @@ func (m *BenchModel) applyBind(msg BindLabelMsg) {
 		if msg.Requested != 0 {
 			where = fmt.Sprintf("slot %d", msg.Requested)
 		}
-		m.note(fmt.Sprintf("Label %s not bound to %s: %v", msg.Label, where, msg.Err), true)
+		m.note(fmt.Sprintf("Label %s not bound to %s: %s", Untrusted(msg.Label), where, Untrusted(msg.Err.Error())), true)
 		return
 	}
 	old := m.ensureSlot(msg.Slot)
@@ -581,7 +581,7 @@ func (m *BenchModel) applyBind(msg BindLabelMsg) {
 		}
 	}
 	m.selNum = msg.Slot
-	m.note(fmt.Sprintf("Label %s bound to slot %d.", msg.Label, msg.Slot), false)
+	m.note(fmt.Sprintf("Label %s bound to slot %d.", Untrusted(msg.Label), msg.Slot), false)
 }
 
 // setRunning records a work order start or stop at instant at, for the
@@ -702,7 +702,7 @@ func (m BenchModel) detailView() string {
 	case s.state == station.StateIdle:
 		head := fmt.Sprintf("Slot %d · waiting for a device", s.num)
 		if s.label != "" {
-			head += " · label " + s.label
+			head += " · label " + Untrusted(s.label)
 		}
 		hint := "Scan the label, then plug the device in."
 		if !m.running {
@@ -711,10 +711,10 @@ func (m BenchModel) detailView() string {
 		lines = []string{head, styleDim.Render(hint)}
 	case s.state == station.StateRunning:
 		_, n := s.stepFraction()
-		head := fmt.Sprintf("Slot %d · provisioning %s · step %s (%d/%d) · attempt %d", s.num, orDash(s.serial), s.step, n, len(station.Steps), max(s.attempts, 1))
+		head := fmt.Sprintf("Slot %d · provisioning %s · step %s (%d/%d) · attempt %d", s.num, orDash(Untrusted(s.serial)), s.step, n, len(station.Steps), max(s.attempts, 1))
 		lines = []string{head}
 		if s.errText != "" {
-			lines = append(lines, styleDim.Render("Last error: "+s.errText))
+			lines = append(lines, styleDim.Render("Last error: "+Untrusted(s.errText)))
 		}
 	case s.state == station.StatePassed:
 		el := ""
@@ -722,7 +722,7 @@ func (m BenchModel) detailView() string {
 			el = " in " + formatElapsed(d)
 		}
 		lines = []string{
-			fmt.Sprintf("Slot %d · %s passed%s · certificate %s", s.num, orDash(s.serial), el, orDash(s.cert)),
+			fmt.Sprintf("Slot %d · %s passed%s · certificate %s", s.num, orDash(Untrusted(s.serial)), el, orDash(Untrusted(s.cert))),
 			styleInstr.Render("→ Pull the device; the slot then waits for the next one."),
 		}
 	default: // failed, quarantined
@@ -730,18 +730,18 @@ func (m BenchModel) detailView() string {
 		if s.state == station.StateQuarantined {
 			what = styleRedBin.Render(" RED BIN ")
 		}
-		head := fmt.Sprintf("Slot %d · %s · %s", s.num, orDash(s.serial), what)
+		head := fmt.Sprintf("Slot %d · %s · %s", s.num, orDash(Untrusted(s.serial)), what)
 		if s.attempts > 0 {
 			head += fmt.Sprintf(" · attempt %d", s.attempts)
 		}
 		lines = []string{head}
 		if s.errText != "" {
-			lines = append(lines, styleFail.Render("Error: "+s.errText))
+			lines = append(lines, styleFail.Render("Error: "+Untrusted(s.errText)))
 		}
 		if s.instruction != "" {
 			// The instruction is what the operator acts on: it is wrapped,
 			// never cut.
-			for _, l := range strings.Split(ansi.Wrap("→ "+s.instruction, max(m.width, 20), ""), "\n") {
+			for _, l := range strings.Split(ansi.Wrap("→ "+Untrusted(s.instruction), max(m.width, 20), ""), "\n") {
 				lines = append(lines, styleInstr.Render(l))
 			}
 		}

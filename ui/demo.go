@@ -143,7 +143,7 @@ func (m DemoModel) View() string {
 			}
 			el = fmt.Sprintf("%5.2fs", end.Sub(s.start).Seconds())
 		}
-		line := fmt.Sprintf("%s slot %-2d %-10s %-9s %7s  %s", icon, i, serial, s.step, el, s.detail)
+		line := fmt.Sprintf("%s slot %-2d %-10s %-9s %7s  %s", icon, i, Untrusted(serial), s.step, el, Untrusted(s.detail))
 		if m.width > 0 {
 			line = truncate(line, m.width)
 		}

@@ -95,7 +95,19 @@ func newQAFixture(t *testing.T) qaFixture {
 			t.Fatal(err)
 		}
 	}
-	return qaFixture{dir: dir, policy: &wasmsign.TrustPolicy{Roots: []*x509.Certificate{rootCert}, At: t0, AtExplicit: true}}
+	// The root's CRL: verification requires a fresh CRL of every CA on the
+	// path.
+	crlDER, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1),
+		ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(7 * 24 * time.Hour)}, rootCert, rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl, err := x509.ParseRevocationList(crlDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return qaFixture{dir: dir, policy: &wasmsign.TrustPolicy{Roots: []*x509.Certificate{rootCert},
+		CRLs: []*x509.RevocationList{crl}, At: t0, AtExplicit: true}}
 }
 
 // runner is the real batch verifier with the fixture's policy, one worker

@@ -192,9 +192,9 @@ func (m QAModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.phase = qaResults
 		m.out.Blur()
 		if msg.Err != nil {
-			m.note("Report not written: "+msg.Err.Error(), true)
+			m.note("Report not written: "+Untrusted(msg.Err.Error()), true)
 		} else {
-			m.note(fmt.Sprintf("%s report written to %s.", msg.Format, msg.Path), false)
+			m.note(fmt.Sprintf("%s report written to %s.", msg.Format, Untrusted(msg.Path)), false)
 		}
 	case tea.KeyMsg:
 		m, cmd = m.key(msg)
@@ -361,17 +361,79 @@ func (m *QAModel) finish(msg QADoneMsg) {
 	case errors.Is(msg.Err, context.Canceled):
 		m.note(fmt.Sprintf("Verification cancelled after %d of %d modules.", len(msg.Results), m.total), true)
 	case msg.Err != nil:
-		m.note("Verification failed: "+msg.Err.Error(), true)
+		m.note("Verification failed: "+Untrusted(msg.Err.Error()), true)
 	case len(msg.Results) == 0:
-		m.note(fmt.Sprintf("No .wasm module found in %s.", m.root), true)
+		m.note(fmt.Sprintf("No .wasm module found in %s.", Untrusted(m.root)), true)
 		m.phase = qaPick
 		m.dir.Focus()
+	default:
+		if hint := CRLInstruction(msg.Results); hint != "" {
+			m.note(hint, true)
+		}
 	}
 	m.fillTable()
 }
 
 // failed reports whether a result is not valid.
 func failed(r wasmsign.Result) bool { return r.Status != wasmsign.StatusValid }
+
+// resultWord is the status of a result, marked with "!" when the module
+// was accepted without a CRL check (the policy allowed missing CRLs).
+func resultWord(r wasmsign.Result) string {
+	if r.RevocationUnchecked {
+		return string(r.Status) + "!"
+	}
+	return string(r.Status)
+}
+
+// reasonOf is why a result is not valid, or the warning of a valid one
+// that rests on a relaxed policy.
+func reasonOf(r wasmsign.Result) string {
+	if r.Reason != "" {
+		return r.Reason
+	}
+	return r.Warning
+}
+
+// CRLInstruction tells QA what to do when verification refused modules
+// because of the trust bundle's CRLs: it names the CAs concerned (escaped)
+// and, per problem, where a good bundle comes from — for a CA without CRL
+// also what --allow-missing-crl means. It is "" when no result failed for
+// a CRL reason.
+func CRLInstruction(results []wasmsign.Result) string {
+	kinds := []struct {
+		sentinel error
+		format   string
+	}{
+		{wasmsign.ErrCRLMissing, "No CRL for %s in the trust bundle: revocation cannot be checked, modules refused. " +
+			"Ask security staff for a bundle made by `wsc ca bundle`, or pass --allow-missing-crl to accept the risk; the report will say so."},
+		{wasmsign.ErrCRLStale, "The CRL of %s is not valid at the verification time (expired or not yet valid): modules refused. " +
+			"Ask security staff for a fresh bundle made by `wsc ca bundle`."},
+		{wasmsign.ErrCRLSignature, "A CRL in the trust bundle names %s but is not signed by it: the bundle was edited or mixed up, modules refused. " +
+			"Ask security staff for a new bundle made by `wsc ca bundle`."},
+	}
+	var out []string
+	for _, k := range kinds {
+		var names []string
+		seen := map[string]bool{}
+		for _, r := range results {
+			var ce *wasmsign.CRLError
+			if !errors.As(r.Err, &ce) || !errors.Is(ce, k.sentinel) {
+				continue
+			}
+			for _, c := range ce.CAs {
+				if n := c.Subject.String(); !seen[n] {
+					seen[n] = true
+					names = append(names, Untrusted(n))
+				}
+			}
+		}
+		if len(names) > 0 {
+			out = append(out, fmt.Sprintf(k.format, strings.Join(names, "; ")))
+		}
+	}
+	return strings.Join(out, " ")
+}
 
 // fillTable puts the results (or the failures only) into the table.
 func (m *QAModel) fillTable() {
@@ -382,7 +444,10 @@ func (m *QAModel) fillTable() {
 			continue
 		}
 		m.shown = append(m.shown, i)
-		rows = append(rows, table.Row{m.relPath(r.File), orDash(r.SignerSerial), orDash(r.DeviceSerial), string(r.Status), r.Reason})
+		// Every cell but the status is chosen by whoever made the file or
+		// its certificates: escaped (Untrusted).
+		rows = append(rows, table.Row{Untrusted(m.relPath(r.File)), orDash(Untrusted(r.SignerSerial)), orDash(Untrusted(r.DeviceSerial)),
+			resultWord(r), Untrusted(reasonOf(r))})
 	}
 	m.table.SetRows(rows)
 	if m.table.Cursor() >= len(rows) {
@@ -440,6 +505,17 @@ func writeReport(name, format string, results []wasmsign.Result) (err error) {
 
 func (m *QAModel) note(s string, isErr bool) { m.notice, m.noticeErr = s, isErr }
 
+// unchecked counts the results accepted without a CRL check.
+func (m QAModel) unchecked() int {
+	n := 0
+	for _, r := range m.results {
+		if r.RevocationUnchecked {
+			n++
+		}
+	}
+	return n
+}
+
 // counts returns valid, invalid and error counts.
 func (m QAModel) counts() (valid, invalid, errs int) {
 	for _, r := range m.results {
@@ -462,7 +538,7 @@ const qaFixedLines = 1 /*title*/ + 1 /*summary*/ + 1 /*blank*/ + 2 /*reason*/ + 
 func (m *QAModel) relayout() {
 	m.help.Width = m.width
 	m.bar.Width = max(min(m.width-14, 60), 10)
-	h := m.height - qaFixedLines - lipgloss.Height(m.helpView())
+	h := m.height - qaFixedLines - lipgloss.Height(m.helpView()) - (lipgloss.Height(m.noticeView()) - 1)
 	m.table.SetHeight(max(h, 3))
 	m.table.SetWidth(m.width)
 	m.table.SetColumns(qaColumns(m.width))
@@ -527,7 +603,7 @@ func (m QAModel) View() string {
 		if m.total > 0 {
 			pct = float64(m.done) / float64(m.total)
 		}
-		body = fmt.Sprintf("Verifying %s …\n\n  %s  %d/%d\n\n%s\n\n%s", m.root, m.bar.ViewAs(pct), m.done, m.total,
+		body = fmt.Sprintf("Verifying %s …\n\n  %s  %d/%d\n\n%s\n\n%s", Untrusted(m.root), m.bar.ViewAs(pct), m.done, m.total,
 			styleDim.Render("Esc cancels."), m.noticeView())
 	default:
 		body = m.resultsView()
@@ -537,11 +613,14 @@ func (m QAModel) View() string {
 
 func (m QAModel) resultsView() string {
 	valid, invalid, errs := m.counts()
-	sum := fmt.Sprintf("%s: %d modules · %s · %s · %s", m.root, len(m.results),
+	sum := fmt.Sprintf("%s: %d modules · %s · %s · %s", Untrusted(m.root), len(m.results),
 		styleOK.Render(fmt.Sprintf("%d valid", valid)), styleFail.Render(fmt.Sprintf("%d invalid", invalid)),
 		styleFail.Render(fmt.Sprintf("%d errors", errs)))
 	if m.took > 0 {
 		sum += fmt.Sprintf(" · %.2f s", m.took.Seconds())
+	}
+	if n := m.unchecked(); n > 0 {
+		sum += " · " + styleWarn.Render(fmt.Sprintf("%d accepted WITHOUT CRL CHECK (!)", n))
 	}
 	if m.failuresOnly {
 		sum += " · " + styleWarn.Render("failures only")
@@ -552,12 +631,12 @@ func (m QAModel) resultsView() string {
 	reason := []string{"", ""}
 	if c := m.table.Cursor(); c >= 0 && c < len(m.shown) {
 		r := m.results[m.shown[c]]
-		text := m.relPath(r.File) + ": " + string(r.Status)
-		if r.Reason != "" {
-			text += " — " + r.Reason
+		text := Untrusted(m.relPath(r.File)) + ": " + string(r.Status)
+		if why := reasonOf(r); why != "" {
+			text += " — " + Untrusted(why)
 		}
 		if r.Signer != "" {
-			text += " (signer " + r.Signer + ")"
+			text += " (signer " + Untrusted(r.Signer) + ")"
 		}
 		w := strings.Split(ansi.Wrap(text, max(m.width, 20), ""), "\n")
 		for i := 0; i < len(w) && i < 2; i++ {
@@ -577,13 +656,25 @@ func (m QAModel) resultsView() string {
 	return strings.Join(lines, "\n")
 }
 
+// qaNoticeLines is the most lines a notice takes: an instruction is
+// wrapped, not cut, up to this.
+const qaNoticeLines = 3
+
 func (m QAModel) noticeView() string {
-	switch {
-	case m.notice == "":
+	if m.notice == "" {
 		return ""
-	case m.noticeErr:
-		return ansi.Truncate(styleFail.Render(m.notice), m.width, "…")
-	default:
-		return ansi.Truncate(styleDim.Render(m.notice), m.width, "…")
 	}
+	style := styleDim
+	if m.noticeErr {
+		style = styleFail
+	}
+	lines := strings.Split(ansi.Wrap(m.notice, max(m.width, 20), ""), "\n")
+	if len(lines) > qaNoticeLines {
+		lines = lines[:qaNoticeLines]
+		lines[qaNoticeLines-1] += "…"
+	}
+	for i, l := range lines {
+		lines[i] = ansi.Truncate(style.Render(l), m.width, "…")
+	}
+	return strings.Join(lines, "\n")
 }

@@ -318,7 +318,7 @@ func (g slotGrid) card(s *slotView, w int, selected bool, now time.Time) string 
 	}
 	// The device serial goes without a caption (TPM serials are 20 cells);
 	// before a device answers, the slot's port shows there.
-	dev := s.serial
+	dev := Untrusted(s.serial) // the device chose it
 	switch {
 	case dev != "":
 	case s.port != "":
@@ -326,7 +326,7 @@ func (g slotGrid) card(s *slotView, w int, selected bool, now time.Time) string 
 	default:
 		dev = styleDim.Render("no device")
 	}
-	body := strings.Join([]string{head, progressLine, ansi.Truncate(dev, inner, "…"), field("label", s.label), field("cert", short(s.cert, 16))}, "\n")
+	body := strings.Join([]string{head, progressLine, ansi.Truncate(dev, inner, "…"), field("label", Untrusted(s.label)), field("cert", short(Untrusted(s.cert), 16))}, "\n")
 
 	border, colour := cardBorder, colGrey
 	switch s.state {
@@ -368,7 +368,7 @@ func (g slotGrid) listView(slots []*slotView, sel int, now time.Time) string {
 			_, n := s.stepFraction()
 			prog = fmt.Sprintf("%-8s %2d/%d", s.step, n, len(station.Steps))
 		}
-		rest := strings.TrimSpace(strings.Join(nonEmpty(s.serial, s.label, short(s.cert, 12)), "  "))
+		rest := strings.TrimSpace(strings.Join(nonEmpty(Untrusted(s.serial), Untrusted(s.label), short(Untrusted(s.cert), 12)), "  "))
 		l := fmt.Sprintf("%s#%-2d %s %-14s %7s  %s", mark, s.num, state, prog, el, rest)
 		lines = append(lines, ansi.Truncate(strings.TrimRight(l, " "), g.width, "…"))
 	}

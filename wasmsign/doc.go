@@ -24,5 +24,12 @@
 // the signed part, is rejected), every length is bounded before anything is
 // allocated, and modules are read as a stream in constant memory.
 //
+// Certificate chains fail closed on revocation data too: every CA on a
+// verified path (intermediates and the pinned root) must have a CRL in the
+// TrustPolicy that is fresh at the verification time and signed by that
+// CA (ErrCRLMissing, ErrCRLStale, ErrCRLSignature, each as a CRLError
+// naming the CA). TrustPolicy.AllowMissingCRL is the only way around a
+// missing CRL, and every result that relied on it says so.
+//
 // The byte-level format is specified in docs/signature-format.md.
 package wasmsign

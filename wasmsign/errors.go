@@ -36,11 +36,18 @@ var (
 	// ErrRevoked reports a certificate listed on a CRL of the trust bundle.
 	ErrRevoked = errors.New("certificate revoked")
 	// ErrCRLStale reports a CRL that is past its nextUpdate, older than the
-	// policy's MaxCRLAge, or not yet valid. Verification fails closed.
+	// policy's MaxCRLAge, or not yet valid at the verification time.
+	// Verification fails closed, whatever the policy.
 	ErrCRLStale = errors.New("revocation list is stale")
-	// ErrCRLMissing reports a chain issuer without a CRL when the policy
-	// requires one.
+	// ErrCRLMissing reports a CA on the path (intermediate or root) for
+	// which the trust bundle holds no CRL. Verification fails closed unless
+	// the policy sets AllowMissingCRL.
 	ErrCRLMissing = errors.New("revocation list missing")
+	// ErrCRLSignature reports a CRL that names a CA on the path as its
+	// issuer but whose signature does not verify with that CA's key: the
+	// trust bundle was edited or mixed up. Fails closed, whatever the
+	// policy.
+	ErrCRLSignature = errors.New("revocation list signature invalid")
 	// ErrPolicy reports an unusable trust policy (no roots, an 'at' time
 	// without the explicit flag).
 	ErrPolicy = errors.New("invalid trust policy")

@@ -14,13 +14,14 @@ import (
 )
 
 // Example signs a module with a device key and its certificate chain, then
-// verifies it against the pinned root.
+// verifies it against the pinned root and the root's CRL (verification
+// requires a fresh CRL of every CA on the path).
 func Example() {
 	now := time.Now()
 	rootKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	rootTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Example Root"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
 	rootDER, _ := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
 	root, _ := x509.ParseCertificate(rootDER)
 
@@ -37,7 +38,10 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	res, err := wasmsign.Verify(signed, &wasmsign.TrustPolicy{Roots: []*x509.Certificate{root}})
+	crlDER, _ := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1),
+		ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(time.Hour)}, root, rootKey)
+	crl, _ := x509.ParseRevocationList(crlDER)
+	res, err := wasmsign.Verify(signed, &wasmsign.TrustPolicy{Roots: []*x509.Certificate{root}, CRLs: []*x509.RevocationList{crl}})
 	fmt.Println(res.Status, res.DeviceSerial, res.SignerSerial, err)
 	// Output: valid TPM-0011223344556677 1234 <nil>
 }

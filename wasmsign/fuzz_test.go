@@ -18,7 +18,7 @@ func fuzzFixture(t testing.TB) (*Verifier, ed25519.PublicKey, func() [][]byte) {
 	p := newPKI(t, "fuzz")
 	pol := p.policy()
 	pol.At, pol.AtExplicit = fuzzAt, true
-	pol.CRLs = []*x509.RevocationList{p.crl(t, fuzzAt.Add(-time.Hour), fuzzAt.Add(30*24*time.Hour))}
+	pol.CRLs = []*x509.RevocationList{p.crl(t, fuzzAt.Add(-time.Hour), fuzzAt.Add(30*24*time.Hour)), p.rootCRL(t, fuzzAt.Add(-time.Hour), fuzzAt.Add(30*24*time.Hour))}
 	v, err := NewVerifier(pol)
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +53,7 @@ func FuzzVerify(f *testing.F) {
 		f.Add(s)
 	}
 	sentinels := []error{ErrMalformed, ErrNotSigned, ErrHashMismatch, ErrNoSignature, ErrBadSignature,
-		ErrUntrusted, ErrExpired, ErrKeyUsage, ErrRevoked, ErrCRLStale, ErrCRLMissing}
+		ErrUntrusted, ErrExpired, ErrKeyUsage, ErrRevoked, ErrCRLStale, ErrCRLMissing, ErrCRLSignature}
 	classified := func(err error) bool {
 		for _, s := range sentinels {
 			if errors.Is(err, s) {

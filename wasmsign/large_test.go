@@ -93,6 +93,9 @@ func TestStreamVerifyLargeModuleMemory(t *testing.T) {
 
 	// Child process: peak resident set of a fresh process verifying it.
 	rootPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.root.Raw})
+	for _, crl := range p.crls {
+		rootPEM = append(rootPEM, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl.Raw})...)
+	}
 	bundle := filepath.Join(dir, "bundle.pem")
 	writeFile(t, bundle, rootPEM)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperVerifyLarge$", "-test.v")

@@ -1,6 +1,7 @@
 package wasmsign
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -48,6 +50,9 @@ type testPKI struct {
 	name              string
 	root, inter       *x509.Certificate
 	rootKey, interKey *ecdsa.PrivateKey
+	// crls are empty CRLs of the root and the intermediate, fresh from
+	// caNotBefore to caNotAfter.
+	crls []*x509.RevocationList
 }
 
 func mustCert(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
@@ -91,6 +96,7 @@ func newPKI(t testing.TB, name string) *testPKI {
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
 	}
 	p.inter = mustCert(t, interTmpl, p.root, &p.interKey.PublicKey, p.rootKey)
+	p.crls = []*x509.RevocationList{p.rootCRL(t, caNotBefore, caNotAfter), p.crl(t, caNotBefore, caNotAfter)}
 	return p
 }
 
@@ -175,8 +181,11 @@ func crlBy(t testing.TB, issuer *x509.Certificate, key *ecdsa.PrivateKey, thisUp
 	return crl
 }
 
+// policy pins the root and carries a CRL of each CA (root and
+// intermediate), fresh over the CAs' whole validity, as a bundle from
+// `wsc ca bundle` does: verification requires both.
 func (p *testPKI) policy() *TrustPolicy {
-	return &TrustPolicy{Roots: []*x509.Certificate{p.root}}
+	return &TrustPolicy{Roots: []*x509.Certificate{p.root}, CRLs: slices.Clone(p.crls)}
 }
 
 // addModule is a hand-assembled module exporting add(i32, i32) i32.
@@ -205,4 +214,25 @@ func cat(parts ...[]byte) []byte {
 		b = append(b, p...)
 	}
 	return b
+}
+
+// forgedCRL is a CRL that carries issuer's name and authority key id but is
+// signed with key, which is not issuer's: what an edited bundle holds.
+func forgedCRL(t testing.TB, issuer *x509.Certificate, key *ecdsa.PrivateKey, now time.Time) *x509.RevocationList {
+	t.Helper()
+	fake := *issuer
+	fake.PublicKey = &key.PublicKey
+	tmpl := &x509.RevocationList{Number: big.NewInt(serialCounter.Add(1)), ThisUpdate: now.Add(-time.Hour), NextUpdate: now.Add(time.Hour)}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, &fake, key)
+	if err != nil {
+		t.Fatalf("create forged CRL: %v", err)
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatalf("parse forged CRL: %v", err)
+	}
+	if !bytes.Equal(crl.AuthorityKeyId, issuer.SubjectKeyId) || !bytes.Equal(crl.RawIssuer, issuer.RawSubject) {
+		t.Fatal("forged CRL does not carry the issuer's name and key id")
+	}
+	return crl
 }

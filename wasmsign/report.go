@@ -19,6 +19,10 @@ type Report struct {
 	Valid   int `json:"valid"`
 	Invalid int `json:"invalid"`
 	Errors  int `json:"errors"`
+	// RevocationUnchecked counts the results accepted without a CRL for
+	// some CA on their path (the policy's AllowMissingCRL); each of those
+	// results says so itself.
+	RevocationUnchecked int `json:"revocation_unchecked"`
 	// Results holds one entry per module.
 	Results []Result `json:"results"`
 }
@@ -33,6 +37,9 @@ func NewReport(results []Result) *Report {
 	for i, res := range results {
 		if i == 0 || res.AtExplicit {
 			r.VerifiedAt, r.AtExplicit = res.VerifiedAt, res.AtExplicit
+		}
+		if res.RevocationUnchecked {
+			r.RevocationUnchecked++
 		}
 		switch res.Status {
 		case StatusValid:
@@ -95,7 +102,13 @@ type junitProblem struct {
 
 // WriteJUnit writes the report as JUnit XML: one test case per module, an
 // invalid module is a failure, an unreadable one an error; the verification
-// time and its explicit flag are suite properties.
+// time, its explicit flag and the number of results accepted without a CRL
+// check are suite properties, and each such result's system-out carries
+// its warning. Text from modules and certificates goes through
+// encoding/xml, which escapes markup and replaces every character XML 1.0
+// forbids (C0 controls other than tab and newlines, U+FFFE/U+FFFF, invalid
+// UTF-8) with U+FFFD, so the file stays well-formed whatever a certificate
+// says.
 func (r *Report) WriteJUnit(w io.Writer) error {
 	s := junitSuite{
 		Name: "wasmsign.verify", Tests: r.Total, Failures: r.Invalid, Errors: r.Errors,
@@ -103,11 +116,15 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 		Properties: []junitProperty{
 			{Name: "verified_at", Value: r.VerifiedAt.UTC().Format(time.RFC3339)},
 			{Name: "at_explicit", Value: fmt.Sprint(r.AtExplicit)},
+			{Name: "revocation_unchecked", Value: fmt.Sprint(r.RevocationUnchecked)},
 		},
 	}
 	for _, res := range r.Results {
 		c := junitCase{Name: res.File, Classname: "wasmsign.verify",
-			SystemOut: fmt.Sprintf("signer_serial=%s device_serial=%s result=%s", res.SignerSerial, res.DeviceSerial, res.Status)}
+			SystemOut: fmt.Sprintf("signer_serial=%s device_serial=%s result=%s revocation_unchecked=%t", res.SignerSerial, res.DeviceSerial, res.Status, res.RevocationUnchecked)}
+		if res.Warning != "" {
+			c.SystemOut += "\nWARNING: " + res.Warning
+		}
 		p := &junitProblem{Message: res.Reason, Type: string(res.Status), Text: res.Reason}
 		switch res.Status {
 		case StatusValid:

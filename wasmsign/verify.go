@@ -13,6 +13,8 @@ import (
 	"io"
 	"math/big"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +64,17 @@ type Result struct {
 	// AtExplicit is set when VerifiedAt was given by the policy instead of
 	// being the current time.
 	AtExplicit bool `json:"at_explicit"`
+	// RevocationUnchecked is set when the module was accepted although some
+	// CA on its path has no CRL in the trust bundle, which only the
+	// policy's AllowMissingCRL permits: revocation by those CAs was not
+	// checked.
+	RevocationUnchecked bool `json:"revocation_unchecked"`
+	// NoCRLFor names (subject) the CAs on the path without a CRL, when
+	// RevocationUnchecked is set.
+	NoCRLFor []string `json:"no_crl_for,omitempty"`
+	// Warning is a sentence for reports about a valid result that rests
+	// on a relaxed policy (RevocationUnchecked).
+	Warning string `json:"warning,omitempty"`
 	// Chain is the verified path, leaf to pinned root.
 	Chain []*x509.Certificate `json:"-"`
 	// Err is the error behind Reason.
@@ -73,7 +86,7 @@ func (r *Result) fail(err error) (*Result, error) {
 	r.Reason = err.Error()
 	r.Status = StatusError
 	for _, s := range []error{ErrMalformed, ErrNotSigned, ErrHashMismatch, ErrNoSignature, ErrBadSignature,
-		ErrUntrusted, ErrExpired, ErrKeyUsage, ErrRevoked, ErrCRLStale, ErrCRLMissing} {
+		ErrUntrusted, ErrExpired, ErrKeyUsage, ErrRevoked, ErrCRLStale, ErrCRLMissing, ErrCRLSignature} {
 		if errors.Is(err, s) {
 			r.Status = StatusInvalid
 			break
@@ -300,6 +313,13 @@ func (v *Verifier) checkRecord(rec *record, digest []byte, res *Result) error {
 		return ce.err
 	}
 	res.Chain = ce.path
+	if len(ce.noCRL) > 0 {
+		// Only AllowMissingCRL gets here: the result says, every time,
+		// that revocation by these CAs was not checked.
+		res.RevocationUnchecked = true
+		res.NoCRLFor = slices.Clone(ce.noCRL)
+		res.Warning = "revocation not checked: no CRL for " + strings.Join(ce.noCRL, "; ") + " (allowed by policy: --allow-missing-crl)"
+	}
 	return nil
 }
 
@@ -353,7 +373,7 @@ func (v *Verifier) chain(der [][]byte) *chainResult {
 		e.res.serial = fmt.Sprintf("%x", leaf.SerialNumber)
 		e.res.subject = leaf.Subject.String()
 		e.res.keyID, _ = KeyID(leaf.PublicKey)
-		e.res.path, e.res.err = v.verifyChain(certs)
+		e.res.path, e.res.noCRL, e.res.err = v.verifyChain(certs)
 	})
 	return &e.res
 }

@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -274,8 +275,17 @@ func TestChainPolicy(t *testing.T) {
 		{name: "valid", sign: std},
 		{name: "valid with fresh CRL", sign: std, policy: func(tp *TrustPolicy) {
 			tp.CRLs = []*x509.RevocationList{freshCRL(), p.rootCRL(t, now.Add(-time.Hour), now.Add(time.Hour))}
-			tp.RequireCRL = true
 		}},
+		{name: "CRL valid until exactly the verification time", sign: std, policy: func(tp *TrustPolicy) {
+			at := now.Truncate(time.Second) // CRL times have whole seconds
+			tp.At, tp.AtExplicit = at, true
+			tp.CRLs = []*x509.RevocationList{p.crl(t, at.Add(-time.Hour), at), p.rootCRL(t, at.Add(-time.Hour), at)}
+		}, explict: true},
+		{name: "CRL expired one second before the verification time", sign: std, policy: func(tp *TrustPolicy) {
+			at := now.Truncate(time.Second)
+			tp.At, tp.AtExplicit = at.Add(time.Second), true
+			tp.CRLs = []*x509.RevocationList{p.crl(t, at.Add(-time.Hour), at), p.rootCRL(t, at.Add(-time.Hour), at.Add(time.Hour))}
+		}, want: ErrCRLStale, explict: true},
 		{name: "revoked intermediate", sign: std, policy: func(tp *TrustPolicy) {
 			tp.CRLs = []*x509.RevocationList{p.rootCRL(t, now.Add(-time.Hour), now.Add(time.Hour), p.inter)}
 		}, want: ErrRevoked},
@@ -301,9 +311,46 @@ func TestChainPolicy(t *testing.T) {
 			tp.MaxCRLAge = 24 * time.Hour
 		}, want: ErrCRLStale},
 		{name: "CRL of another issuer is ignored", sign: std, policy: func(tp *TrustPolicy) {
-			tp.CRLs = []*x509.RevocationList{other.crl(t, now.Add(-48*time.Hour), now.Add(-time.Hour), leaf)}
+			tp.CRLs = append(tp.CRLs, other.crl(t, now.Add(-48*time.Hour), now.Add(-time.Hour), leaf))
 		}},
-		{name: "CRL required but missing", sign: std, policy: func(tp *TrustPolicy) { tp.RequireCRL = true }, want: ErrCRLMissing},
+		{name: "no CRL at all", sign: std, policy: func(tp *TrustPolicy) { tp.CRLs = nil }, want: ErrCRLMissing},
+		{name: "CRL of the intermediate but not of the root", sign: std, policy: func(tp *TrustPolicy) {
+			tp.CRLs = []*x509.RevocationList{freshCRL()}
+		}, want: ErrCRLMissing},
+		{name: "CRL of the root but not of the intermediate", sign: std, policy: func(tp *TrustPolicy) {
+			tp.CRLs = []*x509.RevocationList{p.rootCRL(t, now.Add(-time.Hour), now.Add(time.Hour))}
+		}, want: ErrCRLMissing},
+		{name: "stale root CRL", sign: std, policy: func(tp *TrustPolicy) {
+			tp.CRLs = []*x509.RevocationList{freshCRL(), p.rootCRL(t, now.Add(-48*time.Hour), now.Add(-time.Hour))}
+		}, want: ErrCRLStale},
+		{name: "CRL not yet valid", sign: std, policy: func(tp *TrustPolicy) {
+			tp.CRLs = []*x509.RevocationList{p.crl(t, now.Add(time.Hour), now.Add(48*time.Hour)), p.rootCRL(t, now.Add(-time.Hour), now.Add(time.Hour))}
+		}, want: ErrCRLStale},
+		{name: "intermediate CRL signed by the wrong key", sign: std, policy: func(tp *TrustPolicy) {
+			// Issuer name and authority key id of the intermediate, signed
+			// with another key: the bundle was edited.
+			tp.CRLs = []*x509.RevocationList{forgedCRL(t, p.inter, other.interKey, now), p.rootCRL(t, now.Add(-time.Hour), now.Add(time.Hour))}
+		}, want: ErrCRLSignature},
+		{name: "forged CRL beside a genuine one", sign: std, policy: func(tp *TrustPolicy) {
+			tp.CRLs = append(tp.CRLs, forgedCRL(t, p.root, other.rootKey, now))
+		}, want: ErrCRLSignature},
+		{name: "forged CRL is refused even when missing CRLs are allowed", sign: std, policy: func(tp *TrustPolicy) {
+			tp.CRLs = []*x509.RevocationList{forgedCRL(t, p.inter, other.interKey, now)}
+			tp.AllowMissingCRL = true
+		}, want: ErrCRLSignature},
+		{name: "stale CRL is refused even when missing CRLs are allowed", sign: std, policy: func(tp *TrustPolicy) {
+			tp.CRLs = []*x509.RevocationList{p.crl(t, now.Add(-48*time.Hour), now.Add(-time.Hour))}
+			tp.AllowMissingCRL = true
+		}, want: ErrCRLStale},
+		{name: "revoked leaf, root CRL missing but allowed", sign: func() []byte {
+			return signECDSA(t, addModule, detKey(t, elliptic.P256(), p.name+"/leaf"), revokedLeaf, p.inter)
+		}, policy: func(tp *TrustPolicy) {
+			tp.CRLs = []*x509.RevocationList{freshCRL(revokedLeaf)}
+			tp.AllowMissingCRL = true
+		}, want: ErrRevoked},
+		{name: "revoked intermediate, its own CRL missing", sign: std, policy: func(tp *TrustPolicy) {
+			tp.CRLs = []*x509.RevocationList{p.rootCRL(t, now.Add(-time.Hour), now.Add(time.Hour), p.inter)}
+		}, want: ErrRevoked},
 		{name: "leaf without EKU", sign: withLeaf(leafOpts{label: "noeku", noEKU: true}), want: ErrKeyUsage},
 		{name: "leaf with serverAuth only", sign: withLeaf(leafOpts{label: "tls", eku: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}), want: ErrKeyUsage},
 		{name: "leaf with any EKU only", sign: withLeaf(leafOpts{label: "any", eku: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}), want: ErrKeyUsage},
@@ -335,6 +382,49 @@ func TestChainPolicy(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("missing CRLs", func(t *testing.T) {
+		// A revoked device's module with a bundle that lacks CRLs: refused
+		// by default, naming the CA; accepted only with AllowMissingCRL,
+		// and then the result says revocation was not checked.
+		mod := signECDSA(t, addModule, detKey(t, elliptic.P256(), p.name+"/leaf"), revokedLeaf, p.inter)
+		pol := p.policy()
+		pol.CRLs = nil
+		res, err := Verify(mod, pol)
+		wantErr(t, res, err, ErrCRLMissing)
+		var ce *CRLError
+		if !errors.As(err, &ce) || len(ce.CAs) != 2 || !ce.CAs[0].Equal(p.inter) || !ce.CAs[1].Equal(p.root) {
+			t.Fatalf("error %v does not name the intermediate and the root as the CAs without CRL", err)
+		}
+		if res.RevocationUnchecked {
+			t.Fatal("refused result marked revocation_unchecked")
+		}
+		pol.AllowMissingCRL = true
+		res, err = Verify(mod, pol)
+		wantValid(t, res, err)
+		if !res.RevocationUnchecked || len(res.NoCRLFor) != 2 || res.NoCRLFor[0] != p.inter.Subject.String() ||
+			res.NoCRLFor[1] != p.root.Subject.String() || !strings.Contains(res.Warning, "revocation not checked") {
+			t.Fatalf("accepted without CRLs but the result does not say so: %+v", res)
+		}
+		// Root CRL present, intermediate's missing: only the intermediate
+		// is named.
+		pol.CRLs = []*x509.RevocationList{p.rootCRL(t, now.Add(-time.Hour), now.Add(time.Hour))}
+		res, err = Verify(mod, pol)
+		wantValid(t, res, err)
+		if len(res.NoCRLFor) != 1 || res.NoCRLFor[0] != p.inter.Subject.String() {
+			t.Fatalf("no_crl_for = %q", res.NoCRLFor)
+		}
+		// With every CRL present the flag changes nothing: revoked.
+		pol.CRLs = []*x509.RevocationList{freshCRL(revokedLeaf), p.rootCRL(t, now.Add(-time.Hour), now.Add(time.Hour))}
+		res, err = Verify(mod, pol)
+		wantErr(t, res, err, ErrRevoked)
+		// And a valid module with all CRLs is not flagged.
+		res, err = Verify(std(), pol)
+		wantValid(t, res, err)
+		if res.RevocationUnchecked || res.NoCRLFor != nil || res.Warning != "" {
+			t.Fatalf("fully checked result flagged: %+v", res)
+		}
+	})
 
 	t.Run("non-P-256 leaf", func(t *testing.T) {
 		k, l := p.leaf(t, leafOpts{label: "p384", curve: elliptic.P384()})
@@ -604,31 +694,53 @@ func TestNonCanonicalLEB(t *testing.T) {
 func TestLoadTrustBundle(t *testing.T) {
 	p := newPKI(t, "bundle")
 	crl := p.crl(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	rootCRL := p.rootCRL(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	var b bytes.Buffer
 	pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: p.root.Raw})
 	pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: p.inter.Raw})
 	pem.Encode(&b, &pem.Block{Type: "X509 CRL", Bytes: crl.Raw})
+	withoutRootCRL := bytes.Clone(b.Bytes())
+	pem.Encode(&b, &pem.Block{Type: "X509 CRL", Bytes: rootCRL.Raw})
 	tp, err := LoadTrustBundle(b.Bytes())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tp.Roots) != 1 || !tp.Roots[0].Equal(p.root) || len(tp.Intermediates) != 1 || len(tp.CRLs) != 1 {
+	if len(tp.Roots) != 1 || !tp.Roots[0].Equal(p.root) || len(tp.Intermediates) != 1 || len(tp.CRLs) != 2 {
 		t.Fatalf("bundle: %d roots, %d intermediates, %d CRLs", len(tp.Roots), len(tp.Intermediates), len(tp.CRLs))
 	}
 	key, leaf := p.leaf(t, leafOpts{})
 	isValid(t)((Verify(signECDSA(t, addModule, key, leaf), tp)))
+	// The same bundle without the root's CRL: refused, naming the root.
+	tp, err = LoadTrustBundle(withoutRootCRL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Verify(signECDSA(t, addModule, key, leaf), tp)
+	wantErr(t, res, err, ErrCRLMissing)
+	var ce *CRLError
+	if !errors.As(err, &ce) || len(ce.CAs) != 1 || !ce.CAs[0].Equal(p.root) {
+		t.Fatalf("error does not name the root: %v", err)
+	}
 
+	_, plainLeaf := p.leaf(t, leafOpts{label: "in-bundle"})
+	good := b.Bytes()
 	bad := map[string][]byte{
-		"key block":   pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}}),
-		"garbage":     append(bytes.Clone(b.Bytes()), "junk"...),
-		"no root":     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.inter.Raw}),
-		"bad cert":    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{0x30, 0}}),
-		"bad CRL":     pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: []byte{0x30, 0}}),
-		"empty input": nil,
+		"key block":              pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}}),
+		"garbage after":          append(bytes.Clone(good), "junk"...),
+		"garbage before":         append([]byte("junk\n"), good...),
+		"garbage between blocks": bytes.Replace(bytes.Clone(good), []byte("-----\n-----BEGIN X509 CRL"), []byte("-----\nnote\n-----BEGIN X509 CRL"), 1),
+		"truncated block":        good[:len(good)-40],
+		"bad base64":             bytes.Replace(bytes.Clone(good), []byte("-----BEGIN X509 CRL-----\n"), []byte("-----BEGIN X509 CRL-----\n!!!!"), 1),
+		"PEM headers":            pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED"}, Bytes: p.root.Raw}),
+		"leaf certificate":       append(bytes.Clone(good), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: plainLeaf.Raw})...),
+		"no root":                pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.inter.Raw}),
+		"bad cert":               pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{0x30, 0}}),
+		"bad CRL":                append(bytes.Clone(good), pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: []byte{0x30, 0}})...),
+		"empty input":            nil,
 	}
 	for name, in := range bad {
-		if _, err := LoadTrustBundle(in); err == nil {
-			t.Errorf("%s: accepted", name)
+		if _, err := LoadTrustBundle(in); !errors.Is(err, ErrPolicy) {
+			t.Errorf("%s: %v, want ErrPolicy", name, err)
 		}
 	}
 }

@@ -11,31 +11,159 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 
+	"github.com/wsc-project/wsc/cmd/internal/buildinfo"
 	"github.com/wsc-project/wsc/devices/agent"
 	"github.com/wsc-project/wsc/devices/proto"
 	"github.com/wsc-project/wsc/devices/tpm"
 	"go.bug.st/serial"
 )
 
-const usage = `wsc-agent — the wsc device agent
+const usage = `wsc-agent — the wsc device agent: the only program that touches the device's TPM or
+secure element; it answers the station over a serial line.
 
 Usage:
-  wsc-agent serve --serial PORT (--tpm URI | --se URI | --pkcs11 URI) [--device-serial S] [--latency-profile P]
-  wsc-agent info (--tpm URI | --se URI | --pkcs11 URI) [--json]
-  wsc-agent sign (--tpm URI | --se URI | --pkcs11 URI) IN.wasm -o OUT.wasm
-  wsc-agent version
+  wsc-agent serve --serial PORT [--tpm URI | --se URI | --pkcs11 URI] [flags]
+  wsc-agent info [--tpm URI | --se URI | --pkcs11 URI] [--json]
+  wsc-agent sign [--tpm URI | --se URI | --pkcs11 URI] IN.wasm -o OUT.wasm
+  wsc-agent version [--json]        (also: wsc-agent --version)
+  wsc-agent help [COMMAND]          (also: wsc-agent COMMAND --help)
 
-TPM URIs: /dev/tpmrm0, /dev/tpm0, swtpm:unix:///path/tpm.sock, swtpm:tcp://127.0.0.1:2321, tbs (Windows)
+TPM URIs: /dev/tpmrm0 (default), /dev/tpm0, swtpm:unix:///path/tpm.sock, swtpm:tcp://127.0.0.1:2321, tbs (Windows)
 Secure element URIs: i2c:/dev/i2c-1@0x60, emulator:STATEFILE[?timings=datasheet]
 PKCS#11 URIs (agents built with -tags pkcs11): pkcs11:module-path=...;token=...?pin-source=file:...
 Latency profiles (real-chip timings, off by default): slb9670 slb9672 st33 npct750 attpm20
+
+Exit codes: 0 success, 1 the thing checked is bad, 2 usage or configuration error
+(unknown command or flag, missing argument, a path that does not exist), 3 internal or
+environment error (a device or port that cannot be used).
 `
+
+// subcommand describes one wsc-agent command for its help text.
+type subcommand struct {
+	synopsis    string // after "wsc-agent "
+	description string
+	arguments   string // "" when the command takes none
+}
+
+var subcommands = map[string]subcommand{
+	"serve": {
+		synopsis: "serve --serial PORT [--tpm URI | --se URI | --pkcs11 URI] [flags]",
+		description: `Answer the station's requests over a serial line until SIGTERM or Ctrl-C: Hello, the
+endorsement key, key creation inside the chip with its proof, credential activation, writing
+and reading the certificate chain, signing. Logs are JSON lines on standard error. The
+backend is the TPM at /dev/tpmrm0 unless --tpm, --se or --pkcs11 names another.`,
+	},
+	"info": {
+		synopsis: "info [--tpm URI | --se URI | --pkcs11 URI] [--json]",
+		description: `Describe the device: serial, backend, the keys the agent created (role, handle or slot,
+public key) and where the certificate chain is stored. Read-only.`,
+	},
+	"sign": {
+		synopsis: "sign [--tpm URI | --se URI | --pkcs11 URI] IN.wasm -o OUT.wasm",
+		description: `Sign a WebAssembly module with the device key: the agent hashes the module, the chip
+signs the digest, and the chain stored in the device is embedded after the signature
+(docs/signature-format.md). Flags and IN.wasm may come in any order.`,
+		arguments: "  IN.wasm    the module to sign",
+	},
+	"version": {
+		synopsis:    "version [--json]",
+		description: `Print what this binary was built from: module version, VCS revision and its time, Go version, platform, build tags, and the agent version it reports to the station.`,
+	},
+}
+
+// Exit codes: the same scheme as wsc (wsc help exit-codes).
+const (
+	exitOK       = 0
+	exitFailed   = 1 // the thing checked is bad
+	exitUsage    = 2 // usage or configuration error
+	exitInternal = 3 // internal or environment error
+)
+
+// exitError carries an exit code with an error.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageError marks err as a usage or configuration error (exit 2).
+func usageError(err error) error { return &exitError{code: exitUsage, err: err} }
+
+// exitStatus is the exit code for err: the code it carries; 2 for a path
+// that does not exist; otherwise 3 (a device, port or file that cannot be
+// used is an environment error, not a verdict).
+func exitStatus(err error) int {
+	var ee *exitError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.Is(err, fs.ErrNotExist):
+		return exitUsage
+	default:
+		return exitInternal
+	}
+}
+
+// newFlagSet returns the flag set of a subcommand; parse reports errors and
+// help through parseFlags, never through the flag package's own printing.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseFlags parses args; a bad flag is a usage error that names the
+// command's help, and -h/--help returns flag.ErrHelp.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usageError(fmt.Errorf("%s: %w (see 'wsc-agent %s --help')", fs.Name(), err, fs.Name()))
+}
+
+// printHelp writes a subcommand's complete help: synopsis, description,
+// arguments and every flag with its default.
+func printHelp(w io.Writer, name string, fs *flag.FlagSet) {
+	sc := subcommands[name]
+	fmt.Fprintf(w, "Usage:\n  wsc-agent %s\n\n%s\n", sc.synopsis, sc.description)
+	if sc.arguments != "" {
+		fmt.Fprintf(w, "\nArguments:\n%s\n", sc.arguments)
+	}
+	fmt.Fprintf(w, "\nFlags:\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, text := flag.UnquoteUsage(f)
+		if arg != "" {
+			arg = " " + strings.ToUpper(arg)
+		}
+		if d := f.DefValue; d != "" && d != "false" && d != "0" && !strings.Contains(text, "(default") {
+			text += fmt.Sprintf(" (default %s)", d)
+		}
+		fmt.Fprintf(w, "  --%s%s\n      %s\n", f.Name, arg, text)
+	})
+	fmt.Fprintf(w, "\nExit codes: 0 success, 2 usage or configuration error, 3 device or environment error.\n")
+}
+
+// flagSets builds each subcommand's flags without running it (for help).
+var flagSets = map[string]func() *flag.FlagSet{
+	"serve":   func() *flag.FlagSet { fs, _ := serveFlags(); return fs },
+	"info":    func() *flag.FlagSet { fs, _, _ := infoFlags(); return fs },
+	"sign":    func() *flag.FlagSet { fs, _, _ := signFlags(); return fs },
+	"version": func() *flag.FlagSet { fs, _ := versionFlags(); return fs },
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -44,10 +172,11 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return 2
+		return exitUsage
 	}
+	name := args[0]
 	var err error
-	switch args[0] {
+	switch name {
 	case "serve":
 		err = serve(args[1:], stderr)
 	case "info":
@@ -55,21 +184,64 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "sign":
 		err = sign(args[1:], stdout)
 	case "version":
-		fmt.Fprintln(stdout, agent.Version)
-	case "-h", "--help", "help":
+		err = version(args[1:], stdout)
+	case "--version":
+		fmt.Fprintln(stdout, buildinfo.Read("wsc-agent").Short())
+	case "-h", "--help":
 		fmt.Fprint(stdout, usage)
+	case "help":
+		if len(args) == 1 {
+			fmt.Fprint(stdout, usage)
+			return exitOK
+		}
+		mk, ok := flagSets[args[1]]
+		if !ok {
+			fmt.Fprintf(stderr, "wsc-agent: no help for unknown command %q\n\n%s", args[1], usage)
+			return exitUsage
+		}
+		printHelp(stdout, args[1], mk())
 	default:
-		fmt.Fprintf(stderr, "wsc-agent: unknown command %q\n\n%s", args[0], usage)
-		return 2
+		fmt.Fprintf(stderr, "wsc-agent: unknown command %q\n\n%s", name, usage)
+		return exitUsage
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		printHelp(stdout, name, flagSets[name]())
+		return exitOK
 	}
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
 		fmt.Fprintf(stderr, "wsc-agent: %v\n", err)
-		return 1
 	}
-	return 0
+	return exitStatus(err)
+}
+
+func versionFlags() (*flag.FlagSet, *bool) {
+	fs := newFlagSet("version")
+	return fs, fs.Bool("json", false, "print JSON")
+}
+
+// version prints the build information and the agent version the station sees.
+func version(args []string, stdout io.Writer) error {
+	fs, asJSON := versionFlags()
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError(fmt.Errorf("version: unexpected argument %q", fs.Arg(0)))
+	}
+	in := buildinfo.Read("wsc-agent")
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			buildinfo.Info
+			AgentVersion string `json:"agent_version"`
+		}{in, agent.Version})
+	}
+	if err := in.Write(stdout, false); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(stdout, "  agent version: %s (reported to the station)\n", agent.Version)
+	return err
 }
 
 // backendFlags selects the device's key store.
@@ -117,7 +289,7 @@ func (f *backendFlags) open() (agent.Backend, io.Closer, error) {
 		}
 	}
 	if n > 1 {
-		return nil, nil, errors.New("give only one of --tpm, --se, --pkcs11")
+		return nil, nil, usageError(errors.New("give only one of --tpm, --se, --pkcs11"))
 	}
 	switch {
 	case f.seURI != "":
@@ -137,7 +309,7 @@ func (f *backendFlags) open() (agent.Backend, io.Closer, error) {
 		return b, closer, nil
 	case f.p11URI != "":
 		if openPKCS11 == nil {
-			return nil, nil, errors.New("this agent was built without PKCS#11 support (build with CGO_ENABLED=1 -tags pkcs11)")
+			return nil, nil, usageError(errors.New("this agent was built without PKCS#11 support (build with CGO_ENABLED=1 -tags pkcs11)"))
 		}
 		return openPKCS11(f.p11URI)
 	default:
@@ -159,7 +331,15 @@ func (f *backendFlags) openTPM() (*tpm.Device, error) {
 	if uri == "" {
 		uri = "/dev/tpmrm0"
 	}
+	if p := strings.ToLower(strings.TrimSpace(f.profile)); p != "" && p != "none" && p != "off" {
+		if _, ok := tpm.LatencyProfiles[p]; !ok {
+			return nil, usageError(fmt.Errorf("--latency-profile: unknown profile %q (see 'wsc-agent help serve')", f.profile))
+		}
+	}
 	t, err := tpm.OpenTransport(uri)
+	if errors.Is(err, tpm.ErrUnsupportedTransport) {
+		return nil, usageError(fmt.Errorf("--tpm: %w", err))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -173,22 +353,37 @@ func (f *backendFlags) openTPM() (*tpm.Device, error) {
 	return d, nil
 }
 
+func serveFlags() (*flag.FlagSet, *serveOptions) {
+	fs := newFlagSet("serve")
+	o := &serveOptions{}
+	o.bf.register(fs)
+	fs.StringVar(&o.port, "serial", "", "serial port to the station (e.g. /dev/ttyGS0); required")
+	fs.IntVar(&o.baud, "baud", 115200, "serial line speed")
+	fs.StringVar(&o.level, "log-level", "info", "log level: debug, info, warn, error")
+	return fs, o
+}
+
+type serveOptions struct {
+	bf          backendFlags
+	port, level string
+	baud        int
+}
+
 func serve(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	var bf backendFlags
-	bf.register(fs)
-	port := fs.String("serial", "", "serial port to the station (e.g. /dev/ttyGS0)")
-	baud := fs.Int("baud", 115200, "serial line speed")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
+	fs, o := serveFlags()
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return usageError(fmt.Errorf("serve: unexpected argument %q (see 'wsc-agent serve --help')", fs.Arg(0)))
+	}
+	bf, port, baud, level := &o.bf, &o.port, &o.baud, &o.level
 	if *port == "" {
-		return errors.New("serve: --serial is required")
+		return usageError(errors.New("serve: --serial is required (see 'wsc-agent serve --help')"))
 	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		return fmt.Errorf("serve: --log-level: %w", err)
+		return usageError(fmt.Errorf("serve: --log-level: %w", err))
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
 
@@ -218,13 +413,20 @@ func serve(args []string, stderr io.Writer) error {
 	return err
 }
 
-func info(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("info", flag.ContinueOnError)
+func infoFlags() (*flag.FlagSet, *backendFlags, *bool) {
+	fs := newFlagSet("info")
 	var bf backendFlags
 	bf.register(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	return fs, &bf, fs.Bool("json", false, "print JSON")
+}
+
+func info(args []string, stdout io.Writer) error {
+	fs, bf, asJSON := infoFlags()
+	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError(fmt.Errorf("info: unexpected argument %q (see 'wsc-agent info --help')", fs.Arg(0)))
 	}
 	var in *agent.DeviceInfo
 	if bf.seURI != "" || bf.p11URI != "" {

@@ -16,16 +16,20 @@ import (
 // sign signs a WebAssembly module with the device key: the agent hashes the
 // module, the chip signs the 32-byte digest, and the chain stored in the
 // device is embedded after the signature (docs/signature-format.md).
-func sign(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("sign", flag.ContinueOnError)
+func signFlags() (*flag.FlagSet, *backendFlags, *string) {
+	fs := newFlagSet("sign")
 	var bf backendFlags
 	bf.register(fs)
-	out := fs.String("o", "", "signed module to write")
+	return fs, &bf, fs.String("o", "", "signed module to write; required")
+}
+
+func sign(args []string, stdout io.Writer) error {
+	fs, bf, out := signFlags()
 	// Flags and the input file may come in any order ("--tpm U in.wasm -o
 	// out.wasm"): parse, take a positional argument, parse the rest.
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
 		if fs.NArg() == 0 {
@@ -39,7 +43,7 @@ func sign(args []string, stdout io.Writer) error {
 		in = pos[0]
 	}
 	if in == "" || *out == "" {
-		return errors.New("sign: want IN.wasm -o OUT.wasm")
+		return usageError(errors.New("sign: want one IN.wasm and -o OUT.wasm (see 'wsc-agent sign --help')"))
 	}
 	module, err := os.ReadFile(in)
 	if err != nil {

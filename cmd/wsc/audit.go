@@ -57,6 +57,7 @@ type auditFailure struct {
 func auditVerifyCmd() *cobra.Command {
 	var (
 		path, cfgPath, keyPath, witness string
+		plantDSN, stationID             string
 		fingerprints                    []string
 		noWitness, asJSON               bool
 		maxGap                          int
@@ -84,6 +85,9 @@ func auditVerifyCmd() *cobra.Command {
 			}
 			if path == "" {
 				return usage("--db (or --config) is required")
+			}
+			if plantDSN != "" && asJSON {
+				return usage("--plant prints text: it does not combine with --json")
 			}
 			if _, err := os.Stat(path); err != nil {
 				return usage("database: %w", err)
@@ -166,6 +170,9 @@ func auditVerifyCmd() *cobra.Command {
 			if verr != nil {
 				return &exitError{code: 1, err: verr}
 			}
+			if plantDSN != "" {
+				return verifyAgainstPlant(cmd.Context(), s, plantDSN, stationID, out)
+			}
 			return nil
 		},
 	}
@@ -178,6 +185,8 @@ func auditVerifyCmd() *cobra.Command {
 	verify.Flags().BoolVar(&noWitness, "no-witness", false, "do not check a witness file (a deleted ledger tail then goes unnoticed); the report says so")
 	verify.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	verify.Flags().IntVar(&maxGap, "max-gap", 0, "most rows allowed between signed checkpoints (default: the station's interval)")
+	verify.Flags().StringVar(&plantDSN, "plant", "", "also check the ledger against the plant registry's witnessed copy (PostgreSQL DSN)")
+	verify.Flags().StringVar(&stationID, "station", "", "station id in the plant (with --plant)")
 	return verify
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 	"github.com/wsc-project/wsc/station"
 )
 
@@ -186,6 +187,7 @@ func opensslRun(args ...string) (string, error) {
 // two folders, revocation, per-issuer CRLs, bundle, status, root rollover
 // with the verification matrix, audit records, and the secret scans.
 func TestCACeremony(t *testing.T) {
+	testenv.NeedTools(t, "openssl")
 	wsc, _ := buildBinaries(t)
 	work := t.TempDir()
 	caDir := filepath.Join(work, "station", "ca")

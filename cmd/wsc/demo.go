@@ -69,7 +69,7 @@ compressed certificates. Exit status 0 only if every device passed.`,
 				rep, err = demoTUI(ctx, cfg)
 			} else {
 				cfg.Progress = func(s string) { fmt.Fprintln(out, "setup:", s) }
-				cfg.Events = func(e station.Event) { fmt.Fprintln(out, e.String()) }
+				cfg.Events = func(e station.Event) { fmt.Fprintln(out, headlessLine(e)) }
 				rep, err = station.RunDemo(ctx, cfg)
 			}
 			if err != nil {
@@ -124,7 +124,7 @@ func printSummary(w io.Writer, rep *station.DemoReport) {
 	fmt.Fprintln(tw, "SLOT\tDEVICE\tBACKEND\tCERTIFICATE SERIAL\tSECONDS\tRESULT")
 	for _, o := range rep.Outcomes {
 		if o.Err != nil {
-			fmt.Fprintf(tw, "%d\t%s\t-\t-\t-\tFAILED: %v\n", o.Job.Slot, o.Job.Port, o.Err)
+			fmt.Fprintf(tw, "%d\t%s\t-\t-\t-\tFAILED: %s\n", o.Job.Slot, o.Job.Port, ui.Untrusted(o.Err.Error()))
 			continue
 		}
 		r := o.Result
@@ -132,7 +132,7 @@ func printSummary(w io.Writer, rep *station.DemoReport) {
 		if r.Redelivered {
 			res = "ok (re-delivered)"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%.3f\t%s\n", o.Job.Slot, r.Serial, r.Backend, r.CertSerial, r.Duration.Seconds(), res)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%.3f\t%s\n", o.Job.Slot, ui.Untrusted(r.Serial), ui.Untrusted(r.Backend), ui.Untrusted(r.CertSerial), r.Duration.Seconds(), res)
 	}
 	_ = tw.Flush()
 	ok := 0
@@ -147,10 +147,13 @@ func printSummary(w io.Writer, rep *station.DemoReport) {
 		if q.Status == wasmsign.StatusValid {
 			valid++
 		} else {
-			fmt.Fprintf(w, "QA: %s FAILED: %s\n", q.File, q.Reason)
+			fmt.Fprintf(w, "QA: %s FAILED: %s\n", ui.Untrusted(q.File), ui.Untrusted(q.Reason))
 		}
 	}
 	fmt.Fprintf(w, "QA: %d of %d end-of-line modules verified against %s\n", valid, len(rep.QA), filepath.Join(rep.Workspace, "trust-bundle.pem"))
+	if n := wasmsign.NewReport(rep.QA).RevocationUnchecked; n > 0 {
+		fmt.Fprintf(w, "QA: WARNING: %d of them verified WITHOUT a CRL check (the demo bundle lacks CRLs)\n", n)
+	}
 	fmt.Fprintf(w, "records: wsc db export --db %s --format json\n", filepath.Join(rep.Workspace, "station.db"))
 }
 

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 // TestDemoMixTPMAndSE runs `wsc demo --devices 2 --mix tpm,se`: one TPM and
@@ -23,6 +25,7 @@ import (
 // see the station's certificates: `wsc ca revoke --db` revokes the SE
 // device's certificate by serial and `wsc ca crl` lists it.
 func TestDemoMixTPMAndSE(t *testing.T) {
+	testenv.NeedTools(t, "swtpm", "swtpm_setup", "swtpm_localca", "openssl")
 	wsc, agent := buildBinaries(t)
 	ws := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/wsc-project/wsc/devices/sim"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 	"github.com/wsc-project/wsc/devices/tpm"
 )
 
@@ -90,6 +91,7 @@ func parsePEMCerts(t *testing.T, s string) []*x509.Certificate {
 // TPM: the certified key is the TPM-resident IDevID with the required
 // attributes, and the chain in NV equals the chain in the database.
 func TestDemoEndToEnd(t *testing.T) {
+	testenv.NeedTools(t, "swtpm", "swtpm_setup", "swtpm_localca", "openssl")
 	wsc, agent := buildBinaries(t)
 	ws := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

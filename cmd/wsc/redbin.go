@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/wsc-project/wsc/db"
-	"github.com/wsc-project/wsc/station"
+	"github.com/wsc-project/wsc/ui"
 )
 
 // supervisorRoles may release a device from the red bin.
@@ -62,10 +62,10 @@ func redbinCmd() *cobra.Command {
 			for _, e := range entries {
 				rel := "-"
 				if e.ReleasedAt != nil {
-					rel = fmt.Sprintf("%s by %s", e.ReleasedAt.Format(time.DateTime), untrusted(e.ReleasedBy))
+					rel = fmt.Sprintf("%s by %s", e.ReleasedAt.Format(time.DateTime), ui.Untrusted(e.ReleasedBy))
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", hex.EncodeToString(e.ChipID)[:16], untrusted(e.Serial),
-					e.CreatedAt.Format(time.DateTime), untrusted(e.Operator), untrusted(e.Reason), rel)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", hex.EncodeToString(e.ChipID)[:16], ui.Untrusted(e.Serial),
+					e.CreatedAt.Format(time.DateTime), ui.Untrusted(e.Operator), ui.Untrusted(e.Reason), rel)
 			}
 			return tw.Flush()
 		},
@@ -137,6 +137,3 @@ func redbinCmd() *cobra.Command {
 	cmd.AddCommand(list, release)
 	return cmd
 }
-
-// untrusted shows device- or operator-entered text safely in a table.
-func untrusted(s string) string { return station.Printable(s) }

@@ -50,7 +50,7 @@ func TestRedBinRelease(t *testing.T) {
 	t.Setenv("BADPIN", "1111")
 
 	out, err := runCmd(t, "list", "--db", path)
-	if err != nil || !strings.Contains(out, `"D-1\x1b[2J"`) || strings.Contains(out, "\x1b") {
+	if err != nil || !strings.Contains(out, `D-1\x1b[2J`) || strings.Contains(out, "\x1b") {
 		t.Fatalf("list: %v\n%q", err, out)
 	}
 	if _, err := runCmd(t, "release", "--db", path, "--serial", "D-1", "--supervisor", "ana", "--pin-source", "env:PIN", "--note", "ok"); err == nil ||

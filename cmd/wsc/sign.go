@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/ui"
 	"github.com/wsc-project/wsc/wasmsign"
 	"go.step.sm/crypto/kms"
 	"go.step.sm/crypto/kms/apiv1"
@@ -53,7 +54,7 @@ signature, see docs/signature-format.md). --key is a PKCS#8-encrypted key file (
 			if err := os.WriteFile(out, signed, 0o644); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "signed %s -> %s (signer %s)\n", args[0], out, chain[0].Subject)
+			fmt.Fprintf(cmd.OutOrStdout(), "signed %s -> %s (signer %s)\n", args[0], out, ui.Untrusted(chain[0].Subject.String()))
 			return nil
 		},
 	}

@@ -72,6 +72,7 @@ func TestSignAndVerifyCLI(t *testing.T) {
 	}
 	writePEMCerts(t, filepath.Join(dir, "chain.pem"), chain...)
 	writePEMCerts(t, filepath.Join(dir, "bundle.pem"), append(authority.Roots(), authority.Intermediates()...)...)
+	appendCAcrls(t, filepath.Join(dir, "bundle.pem"), filepath.Join(dir, "ca"), pass)
 	in, out := filepath.Join(dir, "in.wasm"), filepath.Join(dir, "fw", "out.wasm")
 	if err := os.WriteFile(in, testModule, 0o644); err != nil {
 		t.Fatal(err)
@@ -173,6 +174,7 @@ func TestAgentSignOnDevice(t *testing.T) {
 	if err := os.WriteFile(bundle, append(root, inter...), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	appendCAcrls(t, bundle, filepath.Join(f.dir, "ca"), []byte("correct horse battery staple"))
 	b, err := exec.Command(wsc, "verify", "--trust", bundle, out).CombinedOutput()
 	if err != nil || !strings.Contains(string(b), d.Serial) || !strings.Contains(string(b), "1 valid") {
 		t.Fatalf("wsc verify of the device-signed module: %v\n%s", err, b)

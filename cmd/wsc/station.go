@@ -14,6 +14,7 @@ import (
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/station"
+	"github.com/wsc-project/wsc/ui"
 )
 
 // line is everything a station run needs, opened from its config file.
@@ -156,6 +157,7 @@ func stationCmd() *cobra.Command {
 				return err
 			}
 			defer l.Close()
+			defer startPlantSync(ctx, l, plantLog(headless, cmd.ErrOrStderr()))()
 			if headless || !isTerminal() {
 				if err := l.signIn(ctx, operator, pinSource); err != nil {
 					return err
@@ -190,11 +192,11 @@ func runHeadless(ctx context.Context, l *line, out io.Writer) error {
 	for {
 		select {
 		case e := <-events:
-			fmt.Fprintln(out, e.String())
+			fmt.Fprintln(out, headlessLine(e))
 			if e.State == station.StateFailed || e.State == station.StateQuarantined {
 				for _, st := range bench.Snapshot() {
 					if st.Slot == e.Slot && st.Instruction != "" {
-						fmt.Fprintf(out, "  slot %d: %s\n", st.Slot, st.Instruction)
+						fmt.Fprintf(out, "  slot %d: %s\n", st.Slot, ui.Untrusted(st.Instruction))
 					}
 				}
 			}
@@ -202,7 +204,7 @@ func runHeadless(ctx context.Context, l *line, out io.Writer) error {
 			for {
 				select {
 				case e := <-events:
-					fmt.Fprintln(out, e.String())
+					fmt.Fprintln(out, headlessLine(e))
 				default:
 					fmt.Fprintln(out, "station stopped")
 					return nil
@@ -231,15 +233,15 @@ func provisionCmd() *cobra.Command {
 				}
 			}
 			out := cmd.OutOrStdout()
-			res, err := l.prov.Provision(ctx, station.Job{Slot: 1, Port: port, Label: label, Events: func(e station.Event) { fmt.Fprintln(out, e.String()) }})
+			res, err := l.prov.Provision(ctx, station.Job{Slot: 1, Port: port, Label: label, Events: func(e station.Event) { fmt.Fprintln(out, headlessLine(e)) }})
 			if err != nil {
 				var se *station.StepError
 				if errors.As(err, &se) {
-					fmt.Fprintln(out, se.Instruction)
+					fmt.Fprintln(out, ui.Untrusted(se.Instruction))
 				}
-				return &exitError{code: 1, err: err}
+				return &exitError{code: 1, err: untrustedError{err}}
 			}
-			fmt.Fprintf(out, "device %s provisioned: certificate %s (%.3f s)\n", res.Serial, res.CertSerial, res.Duration.Seconds())
+			fmt.Fprintf(out, "device %s provisioned: certificate %s (%.3f s)\n", ui.Untrusted(res.Serial), ui.Untrusted(res.CertSerial), res.Duration.Seconds())
 			return nil
 		},
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/devices/sim"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 // stationFixture is a CA, a database with an operator, simulated devices on
@@ -37,6 +39,9 @@ func newStationFixture(t *testing.T, n int, profile string) *stationFixture {
 // SerialPrefix, AgentBinary and AgentLogDir are filled in).
 func newStationFixtureBench(t *testing.T, bc sim.BenchConfig) *stationFixture {
 	t.Helper()
+	if len(bc.Mix) == 0 || slices.Contains(bc.Mix, sim.KindTPM) {
+		testenv.NeedTools(t, "swtpm", "swtpm_setup", "swtpm_localca")
+	}
 	_, agent := buildBinaries(t)
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -68,15 +73,21 @@ func newStationFixtureBench(t *testing.T, bc sim.BenchConfig) *stationFixture {
 		fmt.Fprintf(&slots, "  - {slot: %d, port: %q}\n", i+1, d.Port)
 	}
 	vendor := ""
+	var proofs []string
 	if b.VendorRoot != "" { // a bench of secure elements only has no TPM vendor
 		vendor = fmt.Sprintf("tpm_vendor_roots: [%q]\ntpm_vendor_intermediates: [%q]\n", b.VendorRoot, b.VendorIssuer)
+		proofs = append(proofs, "tpm")
+	}
+	if b.SEVendorRoot != "" {
+		vendor += fmt.Sprintf("se_vendor_roots: [%q]\nse_vendor_intermediates: [%q]\n", b.SEVendorRoot, b.SEVendorIssuer)
+		proofs = append(proofs, "atecc608")
 	}
 	cfg := fmt.Sprintf(`station: bench-test
 database: station.db
 ca: {dir: ca, passphrase: "file:%s"}
-%swork_order: {id: WO-7, product: sensor, quantity: 50, lock: none}
+%swork_order: {id: WO-7, product: sensor, quantity: 50, lock: none, proofs: [%s]}
 slots:
-%s`, filepath.Join(dir, "pass"), vendor, slots.String())
+%s`, filepath.Join(dir, "pass"), vendor, strings.Join(proofs, ", "), slots.String())
 	path := filepath.Join(dir, "station.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 // tmux drives a real terminal: send-keys types, capture-pane reads.
@@ -61,9 +63,7 @@ func (m *tmux) waitFor(what string, timeout time.Duration, want ...string) strin
 // screen tells the operator to reseat it; after the cable is back and r is
 // pressed, slot 2 passes too.
 func TestStationInTmux(t *testing.T) {
-	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Fatal("tmux is required (scripts/deps installs it)")
-	}
+	testenv.NeedTools(t, "tmux")
 	f := newStationFixture(t, 3, "slb9670")
 	wsc, _ := buildBinaries(t)
 	m := &tmux{t: t, session: fmt.Sprintf("wsc-test-%d", time.Now().UnixNano())}

@@ -20,7 +20,7 @@ import (
 func verifyCmd() *cobra.Command {
 	var (
 		trustPath, junit, at, recordDB, verifier string
-		asJSON                                   bool
+		asJSON, allowMissingCRL                  bool
 		workers                                  int
 	)
 	cmd := &cobra.Command{
@@ -28,11 +28,14 @@ func verifyCmd() *cobra.Command {
 		Short: "Verify signed firmware (files and folders, recursively) against the trust bundle",
 		Long: `verify checks every .wasm module under PATH against the trust bundle (roots, intermediates, CRLs):
 the hash list must equal a signed set exactly, the chain must end at a pinned root with code-signing
-usage, and CRLs are honoured (a stale CRL fails closed). Times are checked now, unless --at is given,
+usage, and every CA on the path (intermediates and root) must have a CRL in the bundle that is fresh
+at the verification time (thisUpdate <= t <= nextUpdate) and signed by that CA; a missing, stale or
+forged CRL fails closed. --allow-missing-crl accepts a CA without any CRL (never a stale or forged one)
+and the report marks every result that relied on it. Times are checked now, unless --at is given,
 which the report shows. Exit status 1 when any module fails.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			policy, err := loadPolicy(trustPath, at)
+			policy, err := loadPolicy(trustPath, at, allowMissingCRL)
 			if err != nil {
 				return err
 			}
@@ -78,13 +81,24 @@ which the report shows. Exit status 1 when any module fails.`,
 			} else {
 				printVerifyTable(out, rep)
 			}
+			// What to do about a bundle whose CRLs are missing, stale or
+			// forged goes to stderr, so that it is seen also when stdout
+			// is a JSON report.
+			hint := ui.CRLInstruction(results)
+			if hint != "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), "wsc verify: "+hint)
+			}
 			if recordDB != "" {
 				if err := recordVerifications(cmd.Context(), out, recordDB, verifier, results); err != nil {
 					return err
 				}
 			}
 			if !rep.OK() {
-				return &exitError{code: 1, err: fmt.Errorf("%d of %d modules failed verification", rep.Total-rep.Valid, rep.Total)}
+				err := fmt.Errorf("%d of %d modules failed verification", rep.Total-rep.Valid, rep.Total)
+				if hint != "" {
+					err = fmt.Errorf("%w: the trust bundle's CRLs are missing, stale or not signed by their CA", err)
+				}
+				return &exitError{code: 1, err: err}
 			}
 			return nil
 		},
@@ -96,11 +110,18 @@ which the report shows. Exit status 1 when any module fails.`,
 	cmd.Flags().IntVar(&workers, "workers", 0, "parallel workers (default: all cores)")
 	cmd.Flags().StringVar(&recordDB, "record-db", "", "record each result in this station database")
 	cmd.Flags().StringVar(&verifier, "verifier", "qa", "who verified (recorded with --record-db)")
+	cmd.Flags().BoolVar(&allowMissingCRL, "allow-missing-crl", false, allowMissingCRLUsage)
 	_ = cmd.MarkFlagRequired("trust")
 	return cmd
 }
 
-func loadPolicy(trustPath, at string) (*wasmsign.TrustPolicy, error) {
+// allowMissingCRLUsage is the help of --allow-missing-crl (wsc verify, wsc qa).
+const allowMissingCRLUsage = "accept a CA of the chain that has no CRL in the bundle (revocation by it is NOT checked; " +
+	"every such result is marked in the table, JSON and JUnit reports); a stale or forged CRL is still refused"
+
+// loadPolicy reads the trust bundle (every read or parse error is an
+// error) and applies --at and --allow-missing-crl.
+func loadPolicy(trustPath, at string, allowMissingCRL bool) (*wasmsign.TrustPolicy, error) {
 	b, err := os.ReadFile(trustPath)
 	if err != nil {
 		return nil, fmt.Errorf("trust bundle: %w", err)
@@ -116,14 +137,28 @@ func loadPolicy(trustPath, at string) (*wasmsign.TrustPolicy, error) {
 		}
 		policy.At, policy.AtExplicit = t, true
 	}
+	policy.AllowMissingCRL = allowMissingCRL
 	return policy, nil
 }
 
+// printVerifyTable prints the report for a terminal. File names, device
+// serials and reasons (which quote certificate subjects) are chosen by
+// whoever made the modules: every cell goes through ui.Untrusted, so an
+// escape sequence, a tab or a newline cannot forge a row or a column.
+// The JSON and JUnit reports keep the exact text, escaped their own way.
 func printVerifyTable(w io.Writer, rep *wasmsign.Report) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FILE\tSIGNER SERIAL\tDEVICE\tRESULT\tREASON")
 	for _, r := range rep.Results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.File, dash(r.SignerSerial), dash(r.DeviceSerial), r.Status, r.Reason)
+		status, why := string(r.Status), r.Reason
+		if r.RevocationUnchecked {
+			status += "!"
+			if why == "" {
+				why = r.Warning
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ui.Untrusted(r.File), dash(ui.Untrusted(r.SignerSerial)), dash(ui.Untrusted(r.DeviceSerial)),
+			status, ui.Untrusted(why))
 	}
 	_ = tw.Flush()
 	when := "now (" + rep.VerifiedAt.UTC().Format("2006-01-02T15:04:05Z") + ")"
@@ -131,6 +166,10 @@ func printVerifyTable(w io.Writer, rep *wasmsign.Report) {
 		when = "AT AN EXPLICIT TIME: " + rep.VerifiedAt.UTC().Format("2006-01-02T15:04:05Z")
 	}
 	fmt.Fprintf(w, "%d modules: %d valid, %d invalid, %d errors; checked %s\n", rep.Total, rep.Valid, rep.Invalid, rep.Errors, when)
+	if rep.RevocationUnchecked > 0 {
+		fmt.Fprintf(w, "WARNING: %d modules (marked !) were accepted WITHOUT a CRL check (--allow-missing-crl): "+
+			"a revoked signer would not be noticed\n", rep.RevocationUnchecked)
+	}
 }
 
 func dash(s string) string {
@@ -162,6 +201,8 @@ func recordVerifications(ctx context.Context, out io.Writer, path, verifier stri
 		v := db.Verification{DeviceSerial: r.DeviceSerial, CertSerialHex: r.SignerSerial, Verifier: verifier, Result: db.VerifyPass, Detail: r.File}
 		if r.Status != wasmsign.StatusValid {
 			v.Result, v.Detail = db.VerifyFail, r.File+": "+r.Reason
+		} else if r.RevocationUnchecked {
+			v.Detail = r.File + ": " + r.Warning
 		}
 		if _, err := s.RecordVerification(ctx, v); err != nil {
 			return fmt.Errorf("record verification of %s: %w", r.File, err)
@@ -174,12 +215,18 @@ func recordVerifications(ctx context.Context, out io.Writer, path, verifier stri
 }
 
 func qaCmd() *cobra.Command {
-	var trustPath, dir, at string
+	var (
+		trustPath, dir, at string
+		allowMissingCRL    bool
+	)
 	cmd := &cobra.Command{
 		Use:   "qa --trust BUNDLE [--dir FOLDER]",
 		Short: "QA view: pick a folder of signed firmware, watch verification, browse and export the results",
+		Long: `qa is the interactive form of wsc verify, with the same rules: every CA on a module's chain must
+have a fresh CRL in the trust bundle, signed by that CA, unless --allow-missing-crl is given (results
+that relied on it show "valid!" and the summary counts them; exported reports carry the flag).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			policy, err := loadPolicy(trustPath, at)
+			policy, err := loadPolicy(trustPath, at, allowMissingCRL)
 			if err != nil {
 				return err
 			}
@@ -197,6 +244,7 @@ func qaCmd() *cobra.Command {
 	cmd.Flags().StringVar(&trustPath, "trust", "", "trust bundle (PEM: roots, intermediates, CRLs)")
 	cmd.Flags().StringVar(&dir, "dir", ".", "folder proposed at start")
 	cmd.Flags().StringVar(&at, "at", "", "verify at this time (RFC 3339) instead of now; shown in the report")
+	cmd.Flags().BoolVar(&allowMissingCRL, "allow-missing-crl", false, allowMissingCRLUsage)
 	_ = cmd.MarkFlagRequired("trust")
 	return cmd
 }

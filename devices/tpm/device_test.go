@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
+
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 func TestEKs(t *testing.T) {
@@ -809,6 +811,7 @@ func TestECCP256EK(t *testing.T) {
 
 // TestSWTPMTCP covers the swtpm:tcp:// transport.
 func TestSWTPMTCP(t *testing.T) {
+	testenv.NeedTools(t, "swtpm") // the swtpm:tcp transport against a real swtpm
 	dir, err := os.MkdirTemp("", "swtpm")
 	if err != nil {
 		t.Fatal(err)

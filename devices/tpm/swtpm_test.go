@@ -2,6 +2,7 @@ package tpm
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 )
 
 // The swtpm state is manufactured once per test binary (swtpm_setup with a
@@ -23,6 +26,11 @@ var swtpmTemplate struct {
 }
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// The quick suite: tests that need swtpm skip in startSWTPM.
+		os.Exit(m.Run())
+	}
 	root, err := os.MkdirTemp("", "wsctpm")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tempdir:", err)
@@ -81,6 +89,7 @@ type swtpmInstance struct {
 // socket; it is killed when the test ends.
 func startSWTPM(tb testing.TB) *swtpmInstance {
 	tb.Helper()
+	testenv.NeedTools(tb, "swtpm", "swtpm_setup")
 	// Short path: unix socket paths are limited to ~108 bytes.
 	dir, err := os.MkdirTemp("", "swtpm")
 	if err != nil {

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/wsc-project/wsc/station"
+	"github.com/wsc-project/wsc/ui"
+)
+
+// headlessLine renders a station event as one headless log line, in the
+// format of station.Event.String, with every device-controlled field
+// (serial, detail, error text) escaped by ui.Untrusted: a serial such as
+// "SIM\x1b[2J\nFORGED 0 failed" can neither clear the terminal nor start
+// a line of its own. The error keeps its double quotes; a quote inside it
+// is escaped.
+func headlessLine(e station.Event) string {
+	serial := ui.Untrusted(e.Serial)
+	if serial == "" {
+		serial = "-"
+	}
+	s := fmt.Sprintf("%s slot=%d device=%s step=%s state=%s", e.Time.Format("15:04:05.000"), e.Slot, serial,
+		ui.Untrusted(string(e.Step)), ui.Untrusted(string(e.State)))
+	if e.Detail != "" {
+		s += " " + ui.Untrusted(e.Detail)
+	}
+	if e.Err != nil {
+		s += ` error="` + strings.ReplaceAll(ui.Untrusted(e.Err.Error()), `"`, `\"`) + `"`
+	}
+	return s
+}
+
+// untrustedError is an error whose text embeds what a device said; its
+// message is escaped (ui.Untrusted) for the terminal, and errors.Is/As
+// still see the error it wraps.
+type untrustedError struct{ err error }
+
+func (e untrustedError) Error() string { return ui.Untrusted(e.err.Error()) }
+func (e untrustedError) Unwrap() error { return e.err }
