@@ -167,13 +167,14 @@ func auditVerifyCmd() *cobra.Command {
 			} else {
 				printAuditReport(out, rep)
 			}
+			var perr error
+			if plantDSN != "" { // the plant's copy is checked whatever the local verdict
+				perr = verifyAgainstPlant(cmd.Context(), s, plantDSN, stationID, out)
+			}
 			if verr != nil {
 				return &exitError{code: 1, err: verr}
 			}
-			if plantDSN != "" {
-				return verifyAgainstPlant(cmd.Context(), s, plantDSN, stationID, out)
-			}
-			return nil
+			return perr
 		},
 	}
 	verify.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })

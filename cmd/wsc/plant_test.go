@@ -42,7 +42,8 @@ func TestPlantCLI(t *testing.T) {
 	if out := run(0, "plant", "sync", "--dsn", station, "--db", dbPath, "--station", "demo"); !strings.Contains(out, "plant: in sync") {
 		t.Fatalf("sync: %s", out)
 	}
-	if out := run(0, "audit", "verify", "--db", dbPath, "--plant", station, "--station", "demo"); !strings.Contains(out, "plant witness: ok") {
+	fp := strings.TrimSpace(run(0, "audit", "fingerprint", "--pub", filepath.Join(ws, "ca", "audit.pub")))
+	if out := run(0, "audit", "verify", "--db", dbPath, "--audit-key-fingerprint", fp, "--plant", station, "--station", "demo"); !strings.Contains(out, "plant witness: ok") {
 		t.Fatalf("audit verify --plant: %s", out)
 	}
 	if out := run(0, "plant", "check", "--dsn", admin, "--json"); strings.TrimSpace(out) != "[]" {
@@ -75,7 +76,7 @@ func TestPlantCLI(t *testing.T) {
 		UPDATE sqlite_sequence SET seq = (SELECT max(id) FROM audit) WHERE name = 'audit';`).CombinedOutput(); err != nil {
 		t.Fatalf("rewrite: %v %s", err, b)
 	}
-	out := run(1, "audit", "verify", "--db", dbPath, "--plant", station, "--station", "demo")
+	out := run(1, "audit", "verify", "--db", dbPath, "--audit-key-fingerprint", fp, "--plant", station, "--station", "demo")
 	if !strings.Contains(out, "plant witness: FAILED") || !strings.Contains(out, "truncation") {
 		t.Fatalf("audit verify after rewrite: %s", out)
 	}
