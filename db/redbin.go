@@ -26,13 +26,6 @@ type RedBinEntry struct {
 	ReleaseNote string
 }
 
-// Certificate revocation reasons that do not send a device to the red bin: a
-// certificate replaced by a newer one, or one the station revoked itself
-// because it was never confirmed in the device.
-func benignRevocation(reason int) bool {
-	return reason == ReasonSuperseded || reason == ReasonCessationOfOperation
-}
-
 // RedBin puts the chip in the red bin. A chip already in the red bin keeps
 // its first entry (no error): the reason that counts is the first one.
 func (s *Store) RedBin(ctx context.Context, e RedBinEntry) error {

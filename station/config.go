@@ -28,6 +28,7 @@ import (
 //	tpm_vendor_roots: [/etc/wsc/tpm-vendors/infineon-root.pem]
 //	tpm_vendor_intermediates: [/etc/wsc/tpm-vendors/infineon-ica.pem]
 //	se_vendor_roots: [/etc/wsc/se-vendors/microchip-root.pem]
+//	audit: {key_fingerprints: [9f2c…], witness: /mnt/usb/line3.witness}
 //	work_order: {id: WO-1001, product: sensor-x, quantity: 500, profile: default, lock: none, proofs: [tpm]}
 //	baud: 115200
 //	max_failures: 3
@@ -52,6 +53,9 @@ type FileConfig struct {
 	Slots                 []SlotSpec `yaml:"slots"`
 	// Discover finds the slots' ports at start instead of listing them.
 	Discover Discover `yaml:"discover"`
+	// Audit pins the audit key and says where the witness file is
+	// (AuditConfig); the pin is required.
+	Audit AuditConfig `yaml:"audit"`
 	// Plant is the plant registry the station syncs its records to (optional; docs/plant.md).
 	Plant PlantConfig `yaml:"plant"`
 }
@@ -189,6 +193,7 @@ func LoadConfig(path string) (*FileConfig, error) {
 	for i := range c.Discover.Globs {
 		abs(&c.Discover.Globs[i])
 	}
+	abs(&c.Audit.Witness)
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("station config %s: %w", path, err)
 	}
@@ -218,6 +223,9 @@ func (c *FileConfig) check() error {
 	case "none", "lock":
 	default:
 		errs = append(errs, fmt.Errorf("work_order.lock: %q is neither lock nor none", c.WorkOrder.Lock))
+	}
+	if err := c.Audit.Check(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.WorkOrder.Proofs) == 0 {
 		c.WorkOrder.Proofs = []string{"tpm"}

@@ -36,7 +36,7 @@ func TestDiscoverSlotsGlob(t *testing.T) {
 // TestConfigSlotsOrDiscover: a config needs slots or discovery, not both.
 func TestConfigSlotsOrDiscover(t *testing.T) {
 	dir := t.TempDir()
-	base := "station: s\ndatabase: d.db\nca: {dir: ca, passphrase: env:X}\ntpm_vendor_roots: [v.pem]\nwork_order: {id: W, quantity: 1}\n"
+	base := "station: s\ndatabase: d.db\nca: {dir: ca, passphrase: env:X}\naudit: {key_fingerprints: [abababababababababababababababababababababababababababababababab]}\ntpm_vendor_roots: [v.pem]\nwork_order: {id: W, quantity: 1}\n"
 	for name, tc := range map[string]struct {
 		extra string
 		ok    bool
@@ -66,7 +66,7 @@ func TestConfigSlotsOrDiscover(t *testing.T) {
 // named; unattested is accepted only when listed.
 func TestConfigProofPolicy(t *testing.T) {
 	dir := t.TempDir()
-	base := "station: s\ndatabase: d.db\nca: {dir: ca, passphrase: env:X}\nslots: [{slot: 1, port: /dev/ttyUSB0}]\n"
+	base := "station: s\ndatabase: d.db\nca: {dir: ca, passphrase: env:X}\naudit: {key_fingerprints: [abababababababababababababababababababababababababababababababab]}\nslots: [{slot: 1, port: /dev/ttyUSB0}]\n"
 	for name, tc := range map[string]struct {
 		yaml string
 		want []string // nil: refused
@@ -98,5 +98,18 @@ func TestConfigProofPolicy(t *testing.T) {
 		if strings.Join(cfg.WorkOrder.Proofs, ",") != strings.Join(tc.want, ",") {
 			t.Errorf("%s: proofs %v, want %v", name, cfg.WorkOrder.Proofs, tc.want)
 		}
+	}
+}
+
+// TestConfigAuditPinRequired: a station config without a pinned audit key
+// is refused at load, with the key named.
+func TestConfigAuditPinRequired(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "s.yaml")
+	y := "station: s\ndatabase: d.db\nca: {dir: ca, passphrase: env:X}\ntpm_vendor_roots: [v.pem]\nwork_order: {id: W, quantity: 1}\nslots: [{slot: 1, port: /dev/ttyUSB0}]\n"
+	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(p); err == nil || !strings.Contains(err.Error(), "audit.key_fingerprints") {
+		t.Fatalf("config without an audit pin: %v", err)
 	}
 }

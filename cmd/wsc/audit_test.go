@@ -148,10 +148,11 @@ func TestStationRefusesMissingAuditKey(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`station: st
 database: station.db
 ca: {dir: ca, passphrase: "file:%s"}
+audit: {key_fingerprints: [%s]}
 work_order: {id: WO-1, product: p, quantity: 5, proofs: [unattested]}
 slots:
   - {slot: 1, port: /dev/null}
-`, pass)), 0o600); err != nil {
+`, pass, strings.Repeat("ab", 32))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, err := openLine(context.Background(), cfg)

@@ -69,22 +69,14 @@ func openLine(ctx context.Context, path string) (_ *line, err error) {
 		clear(pass)
 		return nil, err
 	}
-	// The witness file and the pinned key: until station.FileConfig carries the audit
-	// section (station/config_audit.go), it is read on its own.
-	ac, err := station.LoadAuditConfig(path)
+	// The pinned audit key and the witness file (audit: section): a key
+	// that is not pinned stops the station.
+	auditOpts, err := cfg.Audit.StoreOptions(cfg.CA.Dir, auditKey)
 	if err != nil {
 		clear(pass)
 		return nil, err
 	}
-	dbOpts := []db.Option{db.WithActor(cfg.Station), db.WithAuditSigner(auditKey, 0), db.WithWitness(ac.Audit.WitnessPath(cfg.CA.Dir))}
-	if len(ac.Audit.KeyFingerprints) > 0 {
-		o, err := ac.Audit.StoreOptions(cfg.CA.Dir, auditKey)
-		if err != nil {
-			clear(pass)
-			return nil, err
-		}
-		dbOpts = append([]db.Option{db.WithActor(cfg.Station)}, o...)
-	}
+	dbOpts := append([]db.Option{db.WithActor(cfg.Station)}, auditOpts...)
 	l.store, err = db.Open(cfg.Database, dbOpts...)
 	if err != nil {
 		clear(pass)

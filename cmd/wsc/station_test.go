@@ -51,7 +51,12 @@ func newStationFixtureBench(t *testing.T, bc sim.BenchConfig) *stationFixture {
 	if err := ca.Init(filepath.Join(dir, "ca"), []byte("correct horse battery staple"), ca.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ca.CreateAuditKey(filepath.Join(dir, "ca"), []byte("correct horse battery staple")); err != nil {
+	auditKey, err := ca.CreateAuditKey(filepath.Join(dir, "ca"), []byte("correct horse battery staple"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auditPin, err := ca.AuditKeyFingerprint(auditKey.Public())
+	if err != nil {
 		t.Fatal(err)
 	}
 	bc.Dir, bc.SerialPrefix, bc.AgentBinary, bc.AgentLogDir = dir, "LINE", agent, filepath.Join(dir, "logs")
@@ -85,9 +90,10 @@ func newStationFixtureBench(t *testing.T, bc sim.BenchConfig) *stationFixture {
 	cfg := fmt.Sprintf(`station: bench-test
 database: station.db
 ca: {dir: ca, passphrase: "file:%s"}
+audit: {key_fingerprints: [%s]}
 %swork_order: {id: WO-7, product: sensor, quantity: 50, lock: none, proofs: [%s]}
 slots:
-%s`, filepath.Join(dir, "pass"), vendor, strings.Join(proofs, ", "), slots.String())
+%s`, filepath.Join(dir, "pass"), auditPin, vendor, strings.Join(proofs, ", "), slots.String())
 	path := filepath.Join(dir, "station.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
