@@ -200,6 +200,9 @@ func plantCmd() *cobra.Command {
 			}
 			defer r.Close()
 			q, err := r.RequestRevocation(cmd.Context(), revSerial, revReason)
+			if errors.Is(err, plant.ErrUnknownCertificate) || errors.Is(err, plant.ErrBadReason) {
+				return usageError(err)
+			}
 			if err != nil {
 				return err
 			}

@@ -67,7 +67,7 @@ func TestPlantCLI(t *testing.T) {
 	if out := run(0, "plant", "revoke", "--dsn", admin, "--serial", strings.TrimSpace(string(serial)), "--reason", "keyCompromise"); !strings.Contains(out, "station demo applies it") {
 		t.Fatalf("revoke: %s", out)
 	}
-	run(1, "plant", "revoke", "--dsn", admin, "--serial", "abcdef", "--reason", "keyCompromise")
+	run(2, "plant", "revoke", "--dsn", admin, "--serial", "abcdef", "--reason", "keyCompromise") // unknown serial: a bad argument
 	// The station's disk is replaced by an older copy's rewrite: the last rows are gone and
 	// the head moved back, consistently (local checks alone cannot tell).
 	if b, err := exec.Command("sqlite3", dbPath, `DROP TRIGGER audit_no_delete;

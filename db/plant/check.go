@@ -181,12 +181,12 @@ type RevocationRequest struct {
 func (r *Registry) RequestRevocation(ctx context.Context, serialHex, reason string) (*RevocationRequest, error) {
 	serial := db.NormalizeSerial(serialHex)
 	if _, ok := ReasonCode(reason); !ok {
-		return nil, fmt.Errorf("revoke %s: reason %q: use an RFC 5280 name such as keyCompromise, superseded, cessationOfOperation", serial, reason)
+		return nil, fmt.Errorf("revoke %s: reason %q: %w: use an RFC 5280 name such as keyCompromise, superseded, cessationOfOperation", serial, reason, ErrBadReason)
 	}
 	var station string
 	if err := r.pool.QueryRow(ctx, "SELECT station_id FROM certificates WHERE serial_hex = $1 LIMIT 1", serial).Scan(&station); err != nil {
 		if err == pgx.ErrNoRows {
-			return nil, fmt.Errorf("revoke %s: the registry has no such certificate (check the serial, or sync the issuing station first)", serial)
+			return nil, fmt.Errorf("revoke %s: %w (check the serial, or sync the issuing station first)", serial, ErrUnknownCertificate)
 		}
 		return nil, fmt.Errorf("revoke %s: %w", serial, mapErr(err))
 	}

@@ -33,6 +33,10 @@ var (
 	ErrTampered = errors.New("plant: station ledger contradicts the registry")
 	// ErrGap: a batch does not start where the registry's copy of the chain ends.
 	ErrGap = errors.New("plant: batch does not continue the registry's chain")
+	// ErrUnknownCertificate: the registry has no certificate with that serial.
+	ErrUnknownCertificate = errors.New("the registry has no such certificate")
+	// ErrBadReason: a revocation reason that is not an RFC 5280 name.
+	ErrBadReason = errors.New("unknown revocation reason")
 	// ErrUnknownStation: the station is not registered (wsc plant station add).
 	ErrUnknownStation = errors.New("plant: unknown station")
 	// ErrForbidden: PostgreSQL refused the write (role, grants or row-level security).
