@@ -328,7 +328,7 @@ func parseEncryptedKey(b, secret []byte) (crypto.Signer, error) {
 // the folder's ledger key, and with opts.Custody the custody file. All
 // files appear together or not at all.
 func InitCA(ctx context.Context, cer Ceremony, secret []byte, opts InitOptions) (*Result, error) {
-	if len(secret) == 0 && opts.KeyURI == "" {
+	if len(secret) == 0 && opts.KeyURI == "" && (opts.Custody == nil || !opts.RootOnly) {
 		return nil, ErrEmptyPassphrase
 	}
 	opts.defaults()
@@ -336,9 +336,6 @@ func InitCA(ctx context.Context, cer Ceremony, secret []byte, opts InitOptions) 
 		cer.Now = opts.Now
 	}
 	dir := cer.Dir
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create CA folder: %w", err)
-	}
 	if !opts.Overwrite {
 		for _, f := range []string{RootCertFile, RootKeyFile, IntermediateCertFile, IntermediateKeyFile, LedgerFile} {
 			if _, err := os.Stat(filepath.Join(dir, f)); err == nil || keyExists(filepath.Join(dir, f)) {
@@ -348,6 +345,7 @@ func InitCA(ctx context.Context, cer Ceremony, secret []byte, opts InitOptions) 
 	}
 	now := opts.Now()
 	var tx fileTx
+	tx.mkdir(dir)
 	res := &Result{Ceremony: "init", Dir: dir}
 	rootSecret := secret
 	if opts.Custody != nil {
@@ -461,10 +459,8 @@ func IntermediateCSR(ctx context.Context, cer Ceremony, secret []byte, commonNam
 		closeKey()
 		_ = k
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("intermediate csr: %w", err)
-	}
 	var tx fileTx
+	tx.mkdir(dir)
 	key, closeKey, err := stageKey(&tx, filepath.Join(dir, NextIntermediateKeyFile), secret, o.keyURI, "wsc-intermediate")
 	if err != nil {
 		return nil, nil, fmt.Errorf("intermediate key: %w", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/pem"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -486,3 +487,12 @@ func sha256Sum(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
 }
+
+func pemBody(raw []byte) []byte {
+	if blk, _ := pem.Decode(raw); blk != nil {
+		return blk.Bytes
+	}
+	return raw
+}
+
+func keyIDHex(x *x509.Certificate) string { return hex.EncodeToString(x.SubjectKeyId) }

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -293,11 +292,10 @@ func (c *CA) CRL(ctx context.Context, issuerKeyID []byte) (*x509.RevocationList,
 	}
 	// Keep the last CRL per issuer in the folder (public data): status
 	// reports when the next one is due from it.
-	if err := os.MkdirAll(filepath.Join(c.dir, CRLDir), 0o755); err != nil {
-		return nil, fmt.Errorf("crl %x: %w", issuerKeyID, err)
-	}
-	if err := writeFileAtomic(filepath.Join(c.dir, CRLDir, hex.EncodeToString(issuerKeyID)+".pem"),
-		pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl.Raw}), 0o644); err != nil {
+	var tx fileTx
+	tx.mkdir(filepath.Join(c.dir, CRLDir))
+	tx.write(filepath.Join(c.dir, CRLDir, hex.EncodeToString(issuerKeyID)+".pem"), pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl.Raw}), 0o644)
+	if err := tx.commit(); err != nil {
 		return nil, fmt.Errorf("crl %x: %w", issuerKeyID, err)
 	}
 	if err := c.audit(ctx, "ca.crl", map[string]any{
