@@ -157,7 +157,13 @@ func CheckPassphraseStrength(p []byte) error {
 	if len([]rune(string(p))) >= MinPassphraseLen {
 		return nil
 	}
-	fields := strings.FieldsFunc(string(p), func(r rune) bool { return r == ' ' || r == '-' })
+	// Words are separated by spaces; a few list words contain a hyphen
+	// ("t-shirt"), so hyphens separate words only when there is no space.
+	fields := strings.Fields(string(p))
+	if len(fields) < 2 {
+		fields = strings.Split(string(p), "-")
+		fields = rejoinHyphenated(fields)
+	}
 	if len(fields) >= MinDicewareWords {
 		idx := wordIndex()
 		ok := true
@@ -170,6 +176,24 @@ func CheckPassphraseStrength(p []byte) error {
 		}
 	}
 	return ErrWeakPassphrase
+}
+
+// rejoinHyphenated merges neighbouring parts that form a hyphenated list
+// word ("t", "shirt" → "t-shirt").
+func rejoinHyphenated(parts []string) []string {
+	idx := wordIndex()
+	var out []string
+	for i := 0; i < len(parts); i++ {
+		if i+1 < len(parts) {
+			if _, ok := idx[strings.ToLower(parts[i]+"-"+parts[i+1])]; ok {
+				out = append(out, parts[i]+"-"+parts[i+1])
+				i++
+				continue
+			}
+		}
+		out = append(out, parts[i])
+	}
+	return out
 }
 
 // GeneratePassphrase returns n words drawn uniformly (crypto/rand) from the

@@ -237,7 +237,7 @@ func encodeShare(index byte, share []byte) string {
 
 // decodeShare parses a share in word form.
 func decodeShare(s string) (int, []byte, error) {
-	fields := strings.Fields(strings.ToLower(strings.ReplaceAll(s, "-", " ")))
+	fields := strings.Fields(strings.ToLower(s))
 	if len(fields) != shareWords {
 		return 0, nil, fmt.Errorf("%w: %d words, want %d", ErrShareCorrupt, len(fields), shareWords)
 	}
