@@ -1083,6 +1083,7 @@ func Import(ctx context.Context, cer Ceremony, o ImportOptions) (*Result, error)
 		crls = append(crls, cl...)
 	}
 	var tx fileTx
+	tx.mkdir(dir)
 	res := &Result{Ceremony: "import", Dir: dir}
 	roots := cur
 	if o.Roots != "" {

@@ -136,12 +136,28 @@ func (c *CA) RevokeSerial(ctx context.Context, serial *big.Int, reason int) (*x5
 	}
 	cert, err := c.store.Certificate(ctx, serial)
 	if errors.Is(err, ErrCertificateNotFound) || errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("revoke %x: %w: this station never issued a certificate with that serial (give it in hex as `wsc db export` lists it, or revoke a CA certificate with --cert FILE) (%w)", serial, ErrUnknownSerial, err)
+		return nil, &unknownSerialError{serial: serial, cause: err}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("revoke %x: %w", serial, err)
 	}
 	return cert, c.Revoke(ctx, cert, reason)
+}
+
+// unknownSerialError says in one sentence what to do; it matches
+// ErrUnknownSerial and ErrCertificateNotFound (errors.Is) without printing
+// the database's own message.
+type unknownSerialError struct {
+	serial *big.Int
+	cause  error
+}
+
+func (e *unknownSerialError) Error() string {
+	return fmt.Sprintf("revoke %x: %v: this station never issued a certificate with that serial (give it in hex as `wsc db export` lists it, or revoke a CA certificate with --cert FILE)", e.serial, ErrUnknownSerial)
+}
+
+func (e *unknownSerialError) Unwrap() []error {
+	return []error{ErrUnknownSerial, ErrCertificateNotFound, e.cause}
 }
 
 var reasonNames = map[int]string{
