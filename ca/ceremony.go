@@ -760,9 +760,9 @@ type rootState struct {
 }
 
 type rootEntry struct {
-	CRLNumber string         `json:"crl_number"`
-	Revoked   []rootRevoked  `json:"revoked,omitempty"`
-	Retired   bool           `json:"retired,omitempty"`
+	CRLNumber string        `json:"crl_number"`
+	Revoked   []rootRevoked `json:"revoked,omitempty"`
+	Retired   bool          `json:"retired,omitempty"`
 }
 
 type rootRevoked struct {

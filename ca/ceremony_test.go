@@ -5,8 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/pem"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"io"
 	"os"
@@ -26,9 +26,9 @@ var (
 // folder that exchange files only through media (the removable medium),
 // and only the files docs/ca-ceremony.md lists.
 type machines struct {
-	t                   *testing.T
+	t                    *testing.T
 	root, station, media string
-	ctx                 context.Context
+	ctx                  context.Context
 }
 
 func newMachines(t *testing.T) *machines {

@@ -3,10 +3,10 @@ package ca
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
+	"database/sql"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"

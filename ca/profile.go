@@ -43,7 +43,7 @@ var OIDTPM20HWType = asn1.ObjectIdentifier{2, 23, 133, 1, 2}
 //
 // Templates are Go text/template strings over NameData.
 type Profile struct {
-	Name                  string   `json:"name,omitempty" yaml:"name,omitempty"`
+	Name string `json:"name,omitempty" yaml:"name,omitempty"`
 	// Validity is how long device certificates are valid: a duration
 	// ("15y", "90d", "720h"), or "until-issuer-expiry" (the issuing
 	// intermediate's notAfter). A duration the intermediate cannot cover is
@@ -53,7 +53,7 @@ type Profile struct {
 	// NotAfter "99991231235959Z" gives device certificates the IEEE 802.1AR
 	// / RFC 5280 §4.1.2.5 value for "no well-defined expiration date"
 	// (a DevID lives as long as the device). No other value is accepted.
-	NotAfter string `json:"notAfter,omitempty" yaml:"notAfter,omitempty"`
+	NotAfter              string   `json:"notAfter,omitempty" yaml:"notAfter,omitempty"`
 	ExtKeyUsages          []string `json:"extKeyUsages,omitempty" yaml:"extKeyUsages,omitempty"`
 	CRLDistributionPoints []string `json:"crlDistributionPoints,omitempty" yaml:"crlDistributionPoints,omitempty"`
 	Organization          string   `json:"organization,omitempty" yaml:"organization,omitempty"`

@@ -103,23 +103,6 @@ func (c *CA) InstallIntermediate(ctx context.Context, chain []*x509.Certificate,
 	return nil
 }
 
-// retire copies the current intermediate certificate and encrypted key (or
-// key reference) to retired/<skid>.crt/.key (.kms).
-func (c *CA) retire(old *x509.Certificate) error {
-	rd := filepath.Join(c.dir, RetiredDir)
-	if err := os.MkdirAll(rd, 0o700); err != nil {
-		return fmt.Errorf("retire intermediate: %w", err)
-	}
-	base := filepath.Join(rd, hex.EncodeToString(old.SubjectKeyId))
-	if err := writeCerts(base+".crt", old); err != nil {
-		return err
-	}
-	if err := copyKey(filepath.Join(c.dir, IntermediateKeyFile), base+".key"); err != nil {
-		return fmt.Errorf("retire intermediate: %w", err)
-	}
-	return nil
-}
-
 // loadRetired reads retired intermediates (cert + key) for per-issuer CRLs.
 func (c *CA) loadRetired(passphrase []byte) error {
 	rd := filepath.Join(c.dir, RetiredDir)
