@@ -490,7 +490,7 @@ func IntermediateCSR(ctx context.Context, cer Ceremony, secret []byte, commonNam
 // SignIntermediateCSR is the root machine's step: it checks the CSR's
 // signature, unlocks the root key with rootSecret and checks it matches the
 // newest root, then certifies the CSR's key. Names come from t only (never
-// from the CSR): CN defaults to "wsc Station Intermediate CA", O to the
+// from the CSR): CN defaults to "wsc Station Intermediate CA <date>", O to the
 // root's organisation. out receives the chain for the station (the
 // intermediate, plus the new-by-old cross-certificate after a rollover);
 // issued/ keeps a copy.
@@ -513,7 +513,7 @@ func SignIntermediateCSR(ctx context.Context, cer Ceremony, rootSecret, csrDER [
 		return nil, nil, fmt.Errorf("sign intermediate: root: %w", err)
 	}
 	if t.CommonName == "" {
-		t.CommonName = "wsc Station Intermediate CA"
+		t.CommonName = "wsc Station Intermediate CA " + cer.now().UTC().Format(time.DateOnly)
 	}
 	if t.Organization == "" && len(roots[0].Subject.Organization) > 0 {
 		t.Organization = roots[0].Subject.Organization[0]

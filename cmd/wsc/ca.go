@@ -450,7 +450,7 @@ func caIntermediateCmd() *cobra.Command {
 	fs.registerRoot(sign, false)
 	sign.Flags().StringVar(&csrIn, "csr", "", "CSR file from `intermediate csr` (PEM or DER)")
 	sign.Flags().StringVarP(&sOut, "out", "o", "", "certificate chain output file (PEM), carried to the station")
-	sign.Flags().StringVar(&sCN, "cn", "", "subject common name (default \"wsc Station Intermediate CA\"; never taken from the CSR)")
+	sign.Flags().StringVar(&sCN, "cn", "", "subject common name (default \"wsc Station Intermediate CA <date>\"; never taken from the CSR)")
 	sign.Flags().StringVar(&sOrg, "org", "", "subject organisation (default: the root's)")
 	sign.Flags().StringSliceVar(&sDomains, "domain", nil, "permitted DNS domains (default "+ca.DefaultPermittedDNSDomain+")")
 	sign.Flags().StringVar(&sVl, "validity", "", "validity, e.g. 5y (capped at the root's)")
