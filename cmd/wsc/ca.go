@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -14,10 +15,12 @@ import (
 	"strings"
 	"time"
 
+	tea "github.com/charmbracelet/bubbletea"
 	"github.com/spf13/cobra"
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/station"
+	"github.com/wsc-project/wsc/ui"
 )
 
 // The ceremonies themselves live in package ca (ca.InitCA,
@@ -221,7 +224,7 @@ func caCmd() *cobra.Command {
 			"Every ceremony prints the SHA-256 fingerprints of what it made for the paper log; --json for scripts.",
 	}
 	cmd.AddCommand(caInitCmd(), caIntermediateCmd(), caRootCmd(), caRevokeCmd(), caCRLCmd(), caImportCmd(), caBundleCmd(),
-		caStatusCmd(), caInspectCmd(), caPassphraseCmd(), caCustodyCmd(), caLedgerCmd())
+		caStatusCmd(), caInspectCmd(), caPassphraseCmd(), caCustodyCmd(), caLedgerCmd(), caCeremonyCmd())
 	return cmd
 }
 
@@ -1008,5 +1011,242 @@ func caLedgerCmd() *cobra.Command {
 	verify.Flags().StringVar(&pin, "pin", "", "expected SHA-256 of the ledger key (from the paper log)")
 	verify.Flags().BoolVar(&asJSON, "json", false, "JSON output")
 	cmd.AddCommand(verify)
+	return cmd
+}
+
+// ceremonyFlow builds the steps of a guided ceremony (`wsc ca ceremony`)
+// for one machine: each step calls the same package ca function as the
+// plain command. media is the removable medium's folder.
+func ceremonyFlow(role, flow, dir, media, actor string) ([]ui.CeremonyStep, error) {
+	cer := ca.Ceremony{Dir: dir, Actor: actor}
+	in := func(name string) string { return filepath.Join(media, name) }
+	text := func(r *ca.Result) string { return r.String() }
+	// rootSecrets are the prompts that unlock the root (shares under custody).
+	rootSecrets := []string{"root key passphrase"}
+	if q, _, err := ca.CustodyInfo(dir); err == nil {
+		rootSecrets = nil
+		for i := 1; i <= q; i++ {
+			rootSecrets = append(rootSecrets, fmt.Sprintf("custodian share %d of %d", i, q))
+		}
+	}
+	unlock := func(secrets [][]byte) ([]byte, []string, error) {
+		if !ca.HasCustody(dir) {
+			return append([]byte(nil), secrets[0]...), nil, nil
+		}
+		var shares []string
+		for _, s := range secrets {
+			shares = append(shares, string(s))
+		}
+		return ca.JoinShares(dir, shares)
+	}
+	newPass := func(secrets [][]byte) ([]byte, error) {
+		if string(secrets[0]) != string(secrets[1]) {
+			return nil, ca.ErrPassphraseMismatch
+		}
+		if err := ca.CheckPassphraseStrength(secrets[0]); err != nil {
+			return nil, err
+		}
+		return append([]byte(nil), secrets[0]...), nil
+	}
+	rootCRLs := ui.CeremonyStep{Title: "Sign the CRL of every trusted root", Machine: "root machine", Secrets: rootSecrets,
+		Run: func(ctx context.Context, s [][]byte) (string, error) {
+			secret, used, err := unlock(s)
+			if err != nil {
+				return "", err
+			}
+			defer clear(secret)
+			c := cer
+			c.Custodians = used
+			_, res, err := ca.RootCRLs(ctx, c, secret, 30*24*time.Hour, media)
+			if err != nil {
+				return "", err
+			}
+			return text(res), nil
+		}}
+	copyOut := func(title string, files ...string) ui.CeremonyStep {
+		return ui.CeremonyStep{Title: title, Machine: "root machine", Run: func(context.Context, [][]byte) (string, error) {
+			var out []string
+			for _, f := range files {
+				raw, err := os.ReadFile(filepath.Join(dir, f))
+				if err != nil {
+					return "", err
+				}
+				dst := in(filepath.Base(f))
+				if err := writeFileAtomic(dst, raw); err != nil {
+					return "", err
+				}
+				out = append(out, "copied "+f+" to "+dst)
+			}
+			return strings.Join(out, "\n"), nil
+		}}
+	}
+	switch role + "/" + flow {
+	case "root/init":
+		return []ui.CeremonyStep{
+			{Title: "Create the root", Machine: "root machine", Secrets: []string{"new root key passphrase", "repeat the new root key passphrase"},
+				Run: func(ctx context.Context, s [][]byte) (string, error) {
+					p, err := newPass(s)
+					if err != nil {
+						return "", err
+					}
+					defer clear(p)
+					res, err := ca.InitCA(ctx, cer, p, ca.InitOptions{RootOnly: true})
+					if err != nil {
+						return "", err
+					}
+					return text(res), nil
+				}},
+			rootCRLs,
+			copyOut("Put root.crt on the medium", ca.RootCertFile),
+		}, nil
+	case "root/sign":
+		return []ui.CeremonyStep{
+			{Title: "Sign the station's CSR", Machine: "root machine", Carry: []string{"next.csr (from the station)"}, Secrets: rootSecrets,
+				Run: func(ctx context.Context, s [][]byte) (string, error) {
+					raw, err := os.ReadFile(in("next.csr"))
+					if err != nil {
+						return "", err
+					}
+					der := raw
+					if blk, _ := pem.Decode(raw); blk != nil {
+						der = blk.Bytes
+					}
+					secret, used, err := unlock(s)
+					if err != nil {
+						return "", err
+					}
+					defer clear(secret)
+					c := cer
+					c.Custodians = used
+					_, res, err := ca.SignIntermediateCSR(ctx, c, secret, der, ca.IntermediateTemplate{}, in("chain.pem"))
+					if err != nil {
+						return "", err
+					}
+					return text(res), nil
+				}},
+			rootCRLs,
+		}, nil
+	case "root/rollover":
+		return []ui.CeremonyStep{
+			{Title: "Roll the root over", Machine: "root machine", Secrets: rootSecrets,
+				Run: func(ctx context.Context, s [][]byte) (string, error) {
+					secret, used, err := unlock(s)
+					if err != nil {
+						return "", err
+					}
+					defer clear(secret)
+					c := cer
+					c.Custodians = used
+					_, res, err := ca.RolloverFolder(ctx, c, secret, ca.RolloverOptions{}, in("chain.pem"))
+					if err != nil {
+						return "", err
+					}
+					return text(res), nil
+				}},
+			rootCRLs,
+			copyOut("Put root.crt and the cross-certificates on the medium", ca.RootCertFile,
+				filepath.Join(ca.CrossDir, "new-by-old.crt"), filepath.Join(ca.CrossDir, "old-by-new.crt")),
+		}, nil
+	case "station/rotate", "station/setup":
+		var steps []ui.CeremonyStep
+		if flow == "setup" {
+			steps = append(steps, ui.CeremonyStep{Title: "Trust the root (compare its SHA-256 with the paper log)", Machine: "station", Carry: []string{"root.crt (from the root machine)"},
+				Run: func(ctx context.Context, _ [][]byte) (string, error) {
+					res, err := ca.Import(ctx, cer, ca.ImportOptions{Roots: in("root.crt")})
+					if err != nil {
+						return "", err
+					}
+					return text(res), nil
+				}})
+		}
+		csrSecrets := []string{"intermediate key passphrase"}
+		if flow == "setup" {
+			csrSecrets = []string{"new intermediate key passphrase", "repeat the new intermediate key passphrase"}
+		}
+		steps = append(steps,
+			ui.CeremonyStep{Title: "Make the next intermediate key and its CSR", Machine: "station", Secrets: csrSecrets,
+				Run: func(ctx context.Context, s [][]byte) (string, error) {
+					p := append([]byte(nil), s[0]...)
+					if len(s) == 2 {
+						var err error
+						if p, err = newPass(s); err != nil {
+							return "", err
+						}
+					}
+					defer clear(p)
+					cn := "wsc Station Intermediate CA " + time.Now().UTC().Format(time.DateOnly)
+					_, res, err := ca.IntermediateCSR(ctx, cer, p, cn, in("next.csr"))
+					if err != nil {
+						return "", err
+					}
+					return text(res), nil
+				}},
+			ui.CeremonyStep{Title: "Install the signed intermediate and the root CRLs", Machine: "station",
+				Carry: []string{"chain.pem and crl-<keyid>.pem (from the root machine: `wsc ca ceremony --role root --flow sign`)"}, Secrets: []string{"intermediate key passphrase"},
+				Run: func(ctx context.Context, s [][]byte) (string, error) {
+					chain, err := readCertFile(in("chain.pem"))
+					if err != nil {
+						return "", err
+					}
+					res, err := ca.InstallIntermediate(ctx, cer, s[0], chain)
+					if err != nil {
+						return "", err
+					}
+					crls, _ := filepath.Glob(in("crl-*.pem"))
+					ires, err := ca.Import(ctx, cer, ca.ImportOptions{Files: crls})
+					if err != nil {
+						return "", err
+					}
+					return text(res) + text(ires) + "next: `wsc ca crl --db F` and `wsc ca bundle`\n", nil
+				}})
+		return steps, nil
+	}
+	return nil, fmt.Errorf("no guided flow %q for the %s: root: init, sign, rollover; station: setup, rotate", flow, role)
+}
+
+func caCeremonyCmd() *cobra.Command {
+	var (
+		dir, media, role, flow, actor, transcript string
+	)
+	cmd := &cobra.Command{
+		Use:   "ceremony",
+		Short: "Guided ceremony in the terminal: what to carry, secrets, checks, and a transcript for the paper log",
+		Long: "Walks security staff through one machine's part of a ceremony, running the same steps as the plain\n" +
+			"commands: --role root --flow init|sign|rollover on the root machine, --role station --flow setup|rotate on\n" +
+			"the station. --media is the removable medium's folder.",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			steps, err := ceremonyFlow(role, flow, dir, media, actor)
+			if err != nil {
+				return err
+			}
+			m := ui.NewCeremonyModel(ui.CeremonyOptions{Title: "wsc ca ceremony — " + role + " " + flow, Steps: steps,
+				Transcript: func(s string) error {
+					if transcript == "" {
+						return nil
+					}
+					return writeFileAtomic(transcript, []byte(s+"\n"))
+				}})
+			if _, err := tea.NewProgram(m, tea.WithContext(cmd.Context())).Run(); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), m.Transcript())
+			if !m.Finished() {
+				if m.Err() != nil {
+					return m.Err()
+				}
+				return errors.New("ceremony stopped before its last step")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "ca", "CA folder")
+	cmd.Flags().StringVar(&media, "media", "", "folder of the removable medium")
+	cmd.Flags().StringVar(&role, "role", "", "root or station")
+	cmd.Flags().StringVar(&flow, "flow", "", "root: init, sign, rollover; station: setup, rotate")
+	cmd.Flags().StringVar(&actor, "actor", defaultActor(), "person recorded in the ledger")
+	cmd.Flags().StringVar(&transcript, "transcript", "", "also write the transcript to this file")
+	cmd.MarkFlagRequired("media")
+	cmd.MarkFlagRequired("role")
+	cmd.MarkFlagRequired("flow")
 	return cmd
 }

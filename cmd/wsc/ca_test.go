@@ -19,9 +19,12 @@ import (
 	"testing"
 	"time"
 
+	tea "github.com/charmbracelet/bubbletea"
+
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/station"
+	"github.com/wsc-project/wsc/ui"
 )
 
 // Passphrases of the two machines (both pass the strength rule).
@@ -475,4 +478,131 @@ func TestCACeremony(t *testing.T) {
 		t.Errorf("wrong passphrase: %v %s", err, wo)
 	}
 	t.Logf("two-machine ceremony ok: %d files scanned; %d station audit rows", len(files), len(ents))
+}
+
+// guided drives a guided-ceremony model the way bubbletea does, but
+// synchronously: each key goes through Update and the command it returns
+// (a step's Run) is executed and its message fed back, so the verdicts do
+// not depend on timing.
+type guided struct {
+	t *testing.T
+	m *ui.CeremonyModel
+}
+
+func (g *guided) key(k tea.KeyMsg) {
+	g.t.Helper()
+	_, cmd := g.m.Update(k)
+	for cmd != nil {
+		msg := cmd()
+		if _, ok := msg.(tea.QuitMsg); ok || msg == nil {
+			return
+		}
+		_, cmd = g.m.Update(msg)
+	}
+}
+
+func (g *guided) enter() { g.key(tea.KeyMsg{Type: tea.KeyEnter}) }
+
+// secret types a secret and confirms it.
+func (g *guided) secret(s string) {
+	g.m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s)})
+	g.enter()
+}
+
+func (g *guided) expect(s string) {
+	g.t.Helper()
+	if v := g.m.View(); !strings.Contains(v, s) {
+		g.t.Fatalf("guided view lacks %q:\n%s", s, v)
+	}
+}
+
+// TestGuidedCeremony runs the guided ceremony (the same Update/View the
+// terminal shows) through a set-up and a full rotation on two folders: the
+// root machine's init and sign, the station's setup and rotate; a wrong
+// passphrase fails a step without changing anything and r retries it. The
+// result is checked like the plain commands' (chain, CRLs, bundle).
+func TestGuidedCeremony(t *testing.T) {
+	work := t.TempDir()
+	rootDir, stDir, media := filepath.Join(work, "root"), filepath.Join(work, "station"), filepath.Join(work, "usb")
+	os.MkdirAll(media, 0o700)
+	run := func(role, flow string, drive func(g *guided)) *guided {
+		t.Helper()
+		steps, err := ceremonyFlow(role, flow, map[string]string{"root": rootDir, "station": stDir}[role], media, "tester")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var saved string
+		g := &guided{t: t, m: ui.NewCeremonyModel(ui.CeremonyOptions{Steps: steps, Transcript: func(s string) error { saved = s; return nil }})}
+		drive(g)
+		if !g.m.Finished() {
+			t.Fatalf("%s %s did not finish: %v\n%s", role, flow, g.m.Err(), g.m.View())
+		}
+		if saved == "" || !strings.Contains(saved, "SHA-256") {
+			t.Errorf("%s %s transcript: %q", role, flow, saved)
+		}
+		for _, p := range []string{rootPassword, ceremonyPass} {
+			if strings.Contains(g.m.View(), p) || strings.Contains(saved, p) {
+				t.Errorf("%s %s shows a passphrase", role, flow)
+			}
+		}
+		return g
+	}
+	run("root", "init", func(g *guided) {
+		g.expect("Create the root")
+		g.enter()
+		g.secret(rootPassword)
+		g.secret(rootPassword)
+		g.expect("Sign the CRL of every trusted root")
+		g.enter()
+		g.secret(rootPassword)
+		g.enter() // copy root.crt
+	})
+	station := func(flow string) func(g *guided) {
+		return func(g *guided) {
+			if flow == "setup" {
+				g.expect("root.crt (from the root machine)")
+				g.enter()
+			}
+			g.enter()
+			g.secret(ceremonyPass)
+			if flow == "setup" {
+				g.secret(ceremonyPass)
+			}
+			g.expect("Install the signed intermediate")
+			// The security officer carries next.csr to the root machine.
+			run("root", "sign", func(r *guided) {
+				r.expect("next.csr (from the station)")
+				r.enter()
+				r.secret("a wrong root passphrase, long enough")
+				r.expect("The step failed")
+				r.key(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("r")})
+				r.enter()
+				r.secret(rootPassword)
+				r.enter()
+				r.secret(rootPassword)
+			})
+			g.enter()
+			g.secret(ceremonyPass)
+			g.expect("Ceremony complete")
+			g.enter()
+		}
+	}
+	run("station", "setup", station("setup"))
+	first, err := ca.ReadStatus(stDir, time.Now())
+	if err != nil || first.Issuer == nil {
+		t.Fatalf("after guided setup: %+v %v", first, err)
+	}
+	run("station", "rotate", station("rotate"))
+	st, err := ca.ReadStatus(stDir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Issuer.KeyID == first.Issuer.KeyID || len(st.RetiredIssuers) != 1 {
+		t.Fatalf("guided rotation did not rotate: %+v", st)
+	}
+	// The root machine's ledger records both signatures.
+	raw, _ := os.ReadFile(filepath.Join(rootDir, ca.LedgerFile))
+	if n := bytes.Count(raw, []byte(`"kind":"ca.intermediate.sign"`)); n != 2 {
+		t.Errorf("root ledger has %d intermediate.sign records", n)
+	}
 }
