@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -604,5 +605,100 @@ func TestGuidedCeremony(t *testing.T) {
 	raw, _ := os.ReadFile(filepath.Join(rootDir, ca.LedgerFile))
 	if n := bytes.Count(raw, []byte(`"kind":"ca.intermediate.sign"`)); n != 2 {
 		t.Errorf("root ledger has %d intermediate.sign records", n)
+	}
+}
+
+// TestGuidedCeremonyInTmux drives `wsc ca ceremony` in real terminals
+// (tmux) through a set-up and a full rotation: the root machine's init,
+// the station's setup (its install step waits while the root machine signs
+// in another terminal), then a rotation; each run leaves its transcript.
+func TestGuidedCeremonyInTmux(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Fatal("tmux is required (scripts/deps installs it)")
+	}
+	wsc, _ := buildBinaries(t)
+	work := t.TempDir()
+	rootDir, stDir, media := filepath.Join(work, "root"), filepath.Join(work, "station"), filepath.Join(work, "usb")
+	os.MkdirAll(media, 0o700)
+	n := 0
+	open := func(role, flow string) (*tmux, string) {
+		n++
+		tr := filepath.Join(work, fmt.Sprintf("transcript-%d-%s-%s.txt", n, role, flow))
+		dir := map[string]string{"root": rootDir, "station": stDir}[role]
+		m := &tmux{t: t, session: fmt.Sprintf("wsc-cer-%d-%d", time.Now().UnixNano(), n)}
+		m.run("new-session", "-d", "-s", m.session, "-x", "120", "-y", "40",
+			fmt.Sprintf("%s ca ceremony --role %s --flow %s --dir %s --media %s --transcript %s; sleep 60", wsc, role, flow, dir, media, tr))
+		t.Cleanup(func() { _ = exec.Command("tmux", "kill-session", "-t", m.session).Run() })
+		return m, tr
+	}
+	secret := func(m *tmux, prompt, s string) {
+		m.waitFor(prompt, 30*time.Second, prompt+":")
+		m.literal(s)
+		m.keys("Enter")
+	}
+	done := func(m *tmux, tr string) {
+		m.waitFor("the end of the ceremony", 60*time.Second, "Ceremony complete")
+		m.keys("Enter")
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			if b, err := os.ReadFile(tr); err == nil && bytes.Contains(b, []byte("SHA-256")) {
+				if bytes.Contains(b, []byte(rootPassword)) || bytes.Contains(b, []byte(ceremonyPass)) {
+					t.Errorf("%s shows a passphrase", tr)
+				}
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("no transcript in %s", tr)
+	}
+	rootSign := func() {
+		r, tr := open("root", "sign")
+		r.waitFor("the sign step", 30*time.Second, "next.csr (from the station)")
+		r.keys("Enter")
+		secret(r, "root key passphrase", rootPassword)
+		r.waitFor("the root CRL step", 60*time.Second, "Step 2 on the root machine")
+		r.keys("Enter")
+		secret(r, "root key passphrase", rootPassword)
+		done(r, tr)
+	}
+
+	r, tr := open("root", "init")
+	r.waitFor("the first step", 30*time.Second, "Create the root")
+	r.keys("Enter")
+	secret(r, "new root key passphrase", rootPassword)
+	secret(r, "repeat the new root key passphrase", rootPassword)
+	r.waitFor("the root CRL step", 60*time.Second, "Step 2 on the root machine")
+	r.keys("Enter")
+	secret(r, "root key passphrase", rootPassword)
+	r.waitFor("the copy step", 60*time.Second, "Step 3 on the root machine")
+	r.keys("Enter")
+	done(r, tr)
+
+	for _, flow := range []string{"setup", "rotate"} {
+		s, str := open("station", flow)
+		if flow == "setup" {
+			s.waitFor("the trust step", 30*time.Second, "root.crt (from the root machine)")
+			s.keys("Enter")
+			s.waitFor("the CSR step", 30*time.Second, "Step 2 on the station")
+			s.keys("Enter")
+			secret(s, "new intermediate key passphrase", ceremonyPass)
+			secret(s, "repeat the new intermediate key passphrase", ceremonyPass)
+		} else {
+			s.waitFor("the CSR step", 30*time.Second, "Make the next intermediate key")
+			s.keys("Enter")
+			secret(s, "intermediate key passphrase", ceremonyPass)
+		}
+		s.waitFor("the install step", 60*time.Second, "chain.pem and crl-")
+		rootSign()
+		s.keys("Enter")
+		secret(s, "intermediate key passphrase", ceremonyPass)
+		done(s, str)
+	}
+	st, err := ca.ReadStatus(stDir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Issuer == nil || len(st.RetiredIssuers) != 1 {
+		t.Fatalf("after the guided rotation: %+v", st)
 	}
 }
