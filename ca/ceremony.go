@@ -820,9 +820,12 @@ func RevokeByRoot(ctx context.Context, cer Ceremony, cert *x509.Certificate, rea
 		return nil, fmt.Errorf("revoke: %w", err)
 	}
 	var issuer *x509.Certificate
-	for _, r := range roots {
+	for i, r := range roots {
 		if cert.CheckSignatureFrom(r) == nil {
 			issuer = r
+			if !keyExists(rootKeyPath(cer.Dir, roots, i)) {
+				return nil, fmt.Errorf("revoke %x (%s): the key of root %s is not in %s: revoke CA certificates on the root machine (its next `wsc ca crl --root` lists them)", cert.SerialNumber, cert.Subject, r.Subject, cer.Dir)
+			}
 		}
 	}
 	if issuer == nil {

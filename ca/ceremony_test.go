@@ -419,6 +419,10 @@ func TestReceivedFilesChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A CA certificate is revoked on the root machine, not on a station.
+	if _, err := RevokeByRoot(ctx, m.stationCer(), cert, ReasonSuperseded); err == nil || !strings.Contains(err.Error(), "root machine") {
+		t.Errorf("revoking an intermediate on the station: %v", err)
+	}
 	before = folderHash(t, m.station)
 	if _, err := InstallIntermediate(ctx, m.stationCer(), stationPass, []*x509.Certificate{cert}); !errors.Is(err, ErrReceived) {
 		t.Fatalf("chain for another station's key: %v", err)

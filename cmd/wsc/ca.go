@@ -258,6 +258,10 @@ func caInitCmd() *cobra.Command {
 		Short: "Create the root (and, unless --root-only, the first station intermediate) in --dir",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := cmd.OutOrStdout()
+			if f.asJSON {
+				// Secrets shown once go to the terminal, not into the JSON.
+				w = cmd.ErrOrStderr()
+			}
 			opts := ca.InitOptions{Organization: org, RootCommonName: rootCN, IntermediateCommonName: intCN,
 				PermittedDNSDomains: domains, Overwrite: force, KeyURI: keyURI, RootOnly: rootOnly}
 			var err error
@@ -314,7 +318,7 @@ func caInitCmd() *cobra.Command {
 					return err
 				}
 			}
-			return f.print(w, res)
+			return f.print(cmd.OutOrStdout(), res)
 		},
 	}
 	f.register(cmd, true)
