@@ -352,7 +352,16 @@ func TestTwoMachineCeremony(t *testing.T) {
 		}
 	}
 	opensslCRLs(t, b)
-	for _, leaf := range []*x509.Certificate{dev2[0], dev3[0]} {
+	// The running station picks up the single root and keeps issuing.
+	if changed, err := c.Reload(ctx, stationPass); err != nil || !changed {
+		t.Fatalf("reload after retire: %v %v", changed, err)
+	}
+	dev4 := issue(t, c, "DEV-4")
+	if _, err := c.CRLs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b = bundleOf(t, m)
+	for _, leaf := range []*x509.Certificate{dev2[0], dev3[0], dev4[0]} {
 		if out, err := opensslCheck(t, m.media, b, newRoot, leaf); err != nil {
 			t.Errorf("%s after retire: %v %s", leaf.Subject.SerialNumber, err, out)
 		}
