@@ -702,3 +702,49 @@ func TestGuidedCeremonyInTmux(t *testing.T) {
 		t.Fatalf("after the guided rotation: %+v", st)
 	}
 }
+
+// TestInitPromptsTwice runs `wsc ca init` at a real terminal (tmux): the
+// prompt names the key, a new passphrase is asked twice, entries that
+// differ are refused and nothing is created; matching ones create the root.
+func TestInitPromptsTwice(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Fatal("tmux is required (scripts/deps installs it)")
+	}
+	wsc, _ := buildBinaries(t)
+	work := t.TempDir()
+	for i, second := range []string{"not the same passphrase at all", rootPassword} {
+		dir := filepath.Join(work, fmt.Sprintf("root-%d", i))
+		log := filepath.Join(work, fmt.Sprintf("out-%d.txt", i))
+		m := &tmux{t: t, session: fmt.Sprintf("wsc-init-%d-%d", time.Now().UnixNano(), i)}
+		m.run("new-session", "-d", "-s", m.session, "-x", "120", "-y", "20",
+			fmt.Sprintf("%s ca init --dir %s --root-only > %s 2>&1; echo exit=$? >> %s; sleep 60", wsc, dir, log, log))
+		t.Cleanup(func() { _ = exec.Command("tmux", "kill-session", "-t", m.session).Run() })
+		m.waitFor("the first prompt", 30*time.Second, "new root key passphrase:")
+		m.literal(rootPassword)
+		m.keys("Enter")
+		m.waitFor("the second prompt", 30*time.Second, "repeat the new root key passphrase:")
+		m.literal(second)
+		m.keys("Enter")
+		var out []byte
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			if out, _ = os.ReadFile(log); bytes.Contains(out, []byte("exit=")) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		_, statErr := os.Stat(filepath.Join(dir, ca.RootKeyFile))
+		if i == 0 {
+			if !bytes.Contains(out, []byte("differ")) || !bytes.Contains(out, []byte("exit=1")) || statErr == nil {
+				t.Errorf("different entries: %s (root key: %v)", out, statErr)
+			}
+			continue
+		}
+		if !bytes.Contains(out, []byte("exit=0")) || statErr != nil {
+			t.Errorf("matching entries: %s (root key: %v)", out, statErr)
+		}
+		if k, err := ca.LoadEncryptedKey(filepath.Join(dir, ca.RootKeyFile), []byte(rootPassword)); err != nil || k == nil {
+			t.Errorf("root key does not open with the passphrase typed: %v", err)
+		}
+	}
+}
