@@ -1151,6 +1151,31 @@ func ceremonyFlow(role, flow, dir, media, actor string) ([]ui.CeremonyStep, erro
 			copyOut("Put root.crt and the cross-certificates on the medium", ca.RootCertFile,
 				filepath.Join(ca.CrossDir, "new-by-old.crt"), filepath.Join(ca.CrossDir, "old-by-new.crt")),
 		}, nil
+	case "station/rollover":
+		return []ui.CeremonyStep{
+			{Title: "Trust the new root (with its cross-certificates) and take in the CRLs of both roots", Machine: "station",
+				Carry: []string{"root.crt, new-by-old.crt, old-by-new.crt, crl-<keyid>.pem (from the root machine: `wsc ca ceremony --role root --flow rollover`)"},
+				Run: func(ctx context.Context, _ [][]byte) (string, error) {
+					crls, _ := filepath.Glob(in("crl-*.pem"))
+					res, err := ca.Import(ctx, cer, ca.ImportOptions{Roots: in("root.crt"), Files: append([]string{in("new-by-old.crt"), in("old-by-new.crt")}, crls...)})
+					if err != nil {
+						return "", err
+					}
+					return text(res), nil
+				}},
+			{Title: "Install the re-certified intermediate", Machine: "station", Carry: []string{"chain.pem (from the root machine)"}, Secrets: []string{"intermediate key passphrase"},
+				Run: func(ctx context.Context, s [][]byte) (string, error) {
+					chain, err := readCertFile(in("chain.pem"))
+					if err != nil {
+						return "", err
+					}
+					res, err := ca.InstallIntermediate(ctx, cer, s[0], chain)
+					if err != nil {
+						return "", err
+					}
+					return text(res) + "next: `wsc ca crl --db F` and `wsc ca bundle`\n", nil
+				}},
+		}, nil
 	case "station/rotate", "station/setup":
 		var steps []ui.CeremonyStep
 		if flow == "setup" {
@@ -1205,7 +1230,7 @@ func ceremonyFlow(role, flow, dir, media, actor string) ([]ui.CeremonyStep, erro
 				}})
 		return steps, nil
 	}
-	return nil, fmt.Errorf("no guided flow %q for the %s: root: init, sign, rollover; station: setup, rotate", flow, role)
+	return nil, fmt.Errorf("no guided flow %q for the %s: root: init, sign, rollover; station: setup, rotate, rollover", flow, role)
 }
 
 func caCeremonyCmd() *cobra.Command {
@@ -1216,7 +1241,7 @@ func caCeremonyCmd() *cobra.Command {
 		Use:   "ceremony",
 		Short: "Guided ceremony in the terminal: what to carry, secrets, checks, and a transcript for the paper log",
 		Long: "Walks security staff through one machine's part of a ceremony, running the same steps as the plain\n" +
-			"commands: --role root --flow init|sign|rollover on the root machine, --role station --flow setup|rotate on\n" +
+			"commands: --role root --flow init|sign|rollover on the root machine, --role station --flow setup|rotate|rollover on\n" +
 			"the station. --media is the removable medium's folder.",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			steps, err := ceremonyFlow(role, flow, dir, media, actor)
@@ -1246,7 +1271,7 @@ func caCeremonyCmd() *cobra.Command {
 	cmd.Flags().StringVar(&dir, "dir", "ca", "CA folder")
 	cmd.Flags().StringVar(&media, "media", "", "folder of the removable medium")
 	cmd.Flags().StringVar(&role, "role", "", "root or station")
-	cmd.Flags().StringVar(&flow, "flow", "", "root: init, sign, rollover; station: setup, rotate")
+	cmd.Flags().StringVar(&flow, "flow", "", "root: init, sign, rollover; station: setup, rotate, rollover")
 	cmd.Flags().StringVar(&actor, "actor", defaultActor(), "person recorded in the ledger")
 	cmd.Flags().StringVar(&transcript, "transcript", "", "also write the transcript to this file")
 	cmd.MarkFlagRequired("media")

@@ -601,6 +601,34 @@ func TestGuidedCeremony(t *testing.T) {
 	if st.Issuer.KeyID == first.Issuer.KeyID || len(st.RetiredIssuers) != 1 {
 		t.Fatalf("guided rotation did not rotate: %+v", st)
 	}
+	// Rollover: root machine, then station.
+	run("root", "rollover", func(g *guided) {
+		g.expect("Roll the root over")
+		g.enter()
+		g.secret(rootPassword)
+		g.enter()
+		g.secret(rootPassword)
+		g.enter() // copy root.crt and the cross-certificates
+	})
+	run("station", "rollover", func(g *guided) {
+		g.expect("new-by-old.crt")
+		g.enter()
+		g.enter()
+		g.secret(ceremonyPass)
+		g.expect("Ceremony complete")
+		g.enter()
+	})
+	st, err = ca.ReadStatus(stDir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Roots) != 2 || st.Roots[0].Role != "new" || st.Issuer.KeyID == "" {
+		t.Fatalf("after the guided rollover: %+v", st.Roots)
+	}
+	chain, err := readCertFile(filepath.Join(stDir, ca.IntermediateCertFile))
+	if err != nil || len(chain) != 2 || chain[0].CheckSignatureFrom(chain[1]) != nil {
+		t.Fatalf("station chain after the guided rollover: %d %v", len(chain), err)
+	}
 	// The root machine's ledger records both signatures.
 	raw, _ := os.ReadFile(filepath.Join(rootDir, ca.LedgerFile))
 	if n := bytes.Count(raw, []byte(`"kind":"ca.intermediate.sign"`)); n != 2 {
