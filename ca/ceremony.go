@@ -835,22 +835,53 @@ func RevokeByRoot(ctx context.Context, cer Ceremony, cert *x509.Certificate, rea
 	if err != nil {
 		return nil, err
 	}
-	e := st.entry(issuer.SubjectKeyId)
-	for _, r := range e.Revoked {
-		if r.Serial == cert.SerialNumber.Text(16) {
-			return &Result{Ceremony: "revoke", Dir: cer.Dir, Notes: []string{"already revoked"}}, nil
+	// The same key certified by another trusted root (a rollover's
+	// re-certification) is revoked with it: each copy lands in the CRL of
+	// the root that signed it.
+	targets := []*x509.Certificate{cert}
+	copies, err := folderCAs(cer.Dir, nil)
+	if err != nil {
+		return nil, fmt.Errorf("revoke: %w", err)
+	}
+	for _, x := range copies {
+		if bytes.Equal(x.SubjectKeyId, cert.SubjectKeyId) && bytes.Equal(x.RawSubject, cert.RawSubject) && !containsCert(targets, x) {
+			for _, r := range roots {
+				if x.CheckSignatureFrom(r) == nil {
+					targets = append(targets, x)
+				}
+			}
 		}
 	}
-	e.Revoked = append(e.Revoked, rootRevoked{Serial: cert.SerialNumber.Text(16), Subject: cert.Subject.String(), RevokedAt: cer.now().UTC().Truncate(time.Second), Reason: reason})
+	added := 0
+	for _, x := range targets {
+		var by *x509.Certificate
+		for _, r := range roots {
+			if x.CheckSignatureFrom(r) == nil {
+				by = r
+			}
+		}
+		e := st.entry(by.SubjectKeyId)
+		dup := false
+		for _, r := range e.Revoked {
+			dup = dup || r.Serial == x.SerialNumber.Text(16)
+		}
+		if !dup {
+			e.Revoked = append(e.Revoked, rootRevoked{Serial: x.SerialNumber.Text(16), Subject: x.Subject.String(), RevokedAt: cer.now().UTC().Truncate(time.Second), Reason: reason})
+			added++
+		}
+	}
+	if added == 0 {
+		return &Result{Ceremony: "revoke", Dir: cer.Dir, Notes: []string{"already revoked"}}, nil
+	}
 	var tx fileTx
 	if err := st.stage(&tx, cer.Dir); err != nil {
 		return nil, err
 	}
-	res := &Result{Ceremony: "revoke", Dir: cer.Dir, Notes: []string{fmt.Sprintf("%s (serial %x) revoked by root %s: %s", cert.Subject, cert.SerialNumber, issuer.Subject, ReasonName(reason))},
+	res := &Result{Ceremony: "revoke", Dir: cer.Dir, Notes: []string{fmt.Sprintf("%s (serial %x) revoked by root %s: %s; %d certificate(s) of this key in all", cert.Subject, cert.SerialNumber, issuer.Subject, ReasonName(reason), len(targets))},
 		NextSteps: []string{"sign the root CRLs (`wsc ca crl --root`) and carry them to the station (`wsc ca import`)"}}
 	if err := cer.finish(ctx, &tx, res, nil, "ca.revoke", map[string]any{
 		"serial": cert.SerialNumber.Text(16), "subject": cert.Subject.String(), "issuer_key_id": hex.EncodeToString(issuer.SubjectKeyId),
-		"reason": ReasonName(reason), "sha256": Fingerprint(cert.Raw),
+		"reason": ReasonName(reason), "sha256": Fingerprint(cert.Raw), "certificates_revoked": len(targets),
 	}); err != nil {
 		return nil, err
 	}
@@ -1009,7 +1040,12 @@ func RetireRoot(ctx context.Context, cer Ceremony, rootSecret []byte, keyID stri
 	if err := st.stage(&tx, dir); err != nil {
 		return nil, err
 	}
-	res := &Result{Ceremony: "root retire", Dir: dir, Certificates: []CertSummary{summary("retired root", old)},
+	var trimmed Result
+	// A single-machine folder also holds the station chain.
+	if err := trimChain(&tx, dir, roots, keep, &trimmed); err != nil {
+		return nil, err
+	}
+	res := &Result{Ceremony: "root retire", Notes: trimmed.Notes, Dir: dir, Certificates: []CertSummary{summary("retired root", old)},
 		NextSteps: []string{"carry root.crt to the station: `wsc ca import --roots root.crt`, then publish a new bundle"}}
 	if IsTokenKey(kp) {
 		res.Notes = append(res.Notes, "the key reference was removed; destroy the key object in the token too")
@@ -1146,6 +1182,9 @@ func Import(ctx context.Context, cer Ceremony, o ImportOptions) (*Result, error)
 		}
 		tx.write(filepath.Join(dir, RootCertFile), certsPEM(newRoots...), 0o644)
 		roots = newRoots
+		if err := trimChain(&tx, dir, cur, newRoots, res); err != nil {
+			return nil, err
+		}
 	}
 	if len(roots) == 0 && (len(certs) > 0 || len(crls) > 0) {
 		return nil, fmt.Errorf("import: the station trusts no root yet: import root.crt first (--roots)")
@@ -1200,6 +1239,50 @@ func Import(ctx context.Context, cer Ceremony, o ImportOptions) (*Result, error)
 		return nil, err
 	}
 	return res, nil
+}
+
+// trimChain drops from the station's intermediate.crt the certificates
+// that lead only to a root no longer trusted (the new-by-old cross-
+// certificate after the old root's retirement): devices then get the plain
+// path to the remaining root. The intermediate itself must chain to a
+// remaining root; if it was issued by the root being dropped, the import
+// is refused until the re-certified chain is installed.
+func trimChain(tx *fileTx, dir string, oldRoots, newRoots []*x509.Certificate, res *Result) error {
+	p := filepath.Join(dir, IntermediateCertFile)
+	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	chain, err := readCerts(p)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	dropped := map[string]bool{}
+	for _, r := range oldRoots {
+		if !containsCert(newRoots, r) {
+			dropped[string(r.SubjectKeyId)] = true
+		}
+	}
+	if len(dropped) == 0 {
+		return nil
+	}
+	if dropped[string(chain[0].AuthorityKeyId)] {
+		return fmt.Errorf("import roots: the station intermediate %s was issued by a root this import drops: install its re-certified chain from the rollover first (`wsc ca intermediate install`): %w", chain[0].Subject, ErrReceived)
+	}
+	keep := chain[:1]
+	for _, x := range chain[1:] {
+		if !dropped[string(x.AuthorityKeyId)] && !dropped[string(x.SubjectKeyId)] {
+			keep = append(keep, x)
+		}
+	}
+	if len(keep) == len(chain) {
+		return nil
+	}
+	if err := verifyCAChain(keep, newRoots, time.Now()); err != nil {
+		return fmt.Errorf("import roots: %w: %w", ErrReceived, err)
+	}
+	tx.write(p, certsPEM(keep...), 0o644)
+	res.Notes = append(res.Notes, fmt.Sprintf("intermediate.crt now holds %d certificate(s): the cross-certificate to the dropped root is no longer sent to devices", len(keep)))
+	return nil
 }
 
 // crossName is the file name of an imported CA certificate in cross/: the
@@ -1354,6 +1437,38 @@ func RolloverFolder(ctx context.Context, cer Ceremony, rootSecret []byte, o Roll
 			tx.write(out, certsPEM(inter, newByOld), 0o644)
 		}
 	}
+	// Every other still-valid intermediate of the old root (retired by a
+	// rotation, its devices still in the field) is re-certified too, so
+	// that its devices still verify for a verifier trusting only the new
+	// root, also after the old root is retired.
+	older, err := olderIntermediates(dir, oldRoot, cur, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	var reOlder []*x509.Certificate
+	for _, x := range older {
+		iorg := ""
+		if len(x.Subject.Organization) > 0 {
+			iorg = x.Subject.Organization[0]
+		}
+		re, err := newIntermediateCert(newRoot, newKey, x.PublicKey, IntermediateTemplate{
+			Organization: iorg, CommonName: x.Subject.CommonName,
+			Validity: x.NotAfter.Sub(now), PermittedDNSDomains: x.PermittedDNSDomains,
+		}, now)
+		if err != nil {
+			return nil, nil, fmt.Errorf("rollover: %w", err)
+		}
+		reOlder = append(reOlder, re)
+		tx.mkdir(filepath.Join(dir, IssuedDir))
+		tx.write(issuedPath(dir, re), certsPEM(re), 0o644)
+		res.Certificates = append(res.Certificates, summary("earlier intermediate", re))
+	}
+	ro.Earlier = reOlder
+	if out != "" && len(reOlder) > 0 {
+		p := filepath.Join(filepath.Dir(out), RecertifiedFile)
+		tx.write(p, certsPEM(reOlder...), 0o644)
+		res.NextSteps = append(res.NextSteps, "carry "+RecertifiedFile+" too: `wsc ca import "+RecertifiedFile+"` on the station")
+	}
 	tx.write(base+".crt", certsPEM(oldRoot), 0o644)
 	tx.write(filepath.Join(dir, CrossDir, "new-by-old.crt"), certsPEM(newByOld), 0o644)
 	tx.write(filepath.Join(dir, CrossDir, "old-by-new.crt"), certsPEM(oldByNew), 0o644)
@@ -1369,6 +1484,55 @@ func RolloverFolder(ctx context.Context, cer Ceremony, rootSecret []byte, o Roll
 		return nil, nil, err
 	}
 	return ro, res, nil
+}
+
+// RecertifiedFile is written next to the rollover's chain output: the
+// earlier intermediates re-certified under the new root, for the station.
+const RecertifiedFile = "recertified.pem"
+
+// olderIntermediates lists the still-valid intermediates signed by root
+// other than cur (one per key), from issued/, retired/ and cross/, leaving
+// out those root revoked.
+func olderIntermediates(dir string, root, cur *x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
+	st, err := readRootState(dir)
+	if err != nil {
+		return nil, err
+	}
+	revoked := map[string]bool{}
+	for _, r := range st.entry(root.SubjectKeyId).Revoked {
+		revoked[r.Serial] = true
+	}
+	seen := map[string]bool{}
+	if cur != nil {
+		seen[string(cur.SubjectKeyId)] = true
+	}
+	var out []*x509.Certificate
+	for _, sub := range []string{IssuedDir, RetiredDir, CrossDir} {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("rollover: %w", err)
+		}
+		for _, e := range ents {
+			if !strings.HasSuffix(e.Name(), ".crt") || strings.HasPrefix(e.Name(), "root-") {
+				continue
+			}
+			cs, err := readCerts(filepath.Join(dir, sub, e.Name()))
+			if err != nil {
+				return nil, fmt.Errorf("rollover: %w", err)
+			}
+			x := cs[0]
+			if !x.IsCA || x.MaxPathLen != 0 || seen[string(x.SubjectKeyId)] || revoked[x.SerialNumber.Text(16)] ||
+				!x.NotAfter.After(now) || x.CheckSignatureFrom(root) != nil {
+				continue
+			}
+			seen[string(x.SubjectKeyId)] = true
+			out = append(out, x)
+		}
+	}
+	return out, nil
 }
 
 // newestIntermediate returns the intermediate to re-certify at a rollover:

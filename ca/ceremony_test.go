@@ -43,7 +43,7 @@ func newMachines(t *testing.T) *machines {
 }
 
 // documented lists the files that may cross between the machines.
-var documented = []string{"root.crt", "next.csr", "chain.pem", "crl-*.pem", "new-by-old.crt", "old-by-new.crt"}
+var documented = []string{"root.crt", "next.csr", "chain.pem", "crl-*.pem", "new-by-old.crt", "old-by-new.crt", RecertifiedFile}
 
 // carry copies a file from one machine onto the medium, refusing any file
 // the ceremony document does not list.
@@ -245,7 +245,10 @@ func TestTwoMachineCeremony(t *testing.T) {
 	if err != nil || len(crls) != 2 {
 		t.Fatalf("root CRLs after rollover: %d %v", len(crls), err)
 	}
-	files := []string{m.carry(filepath.Join(m.root, CrossDir, "new-by-old.crt")), m.carry(filepath.Join(m.root, CrossDir, "old-by-new.crt"))}
+	if len(ro.Earlier) != 1 || !bytes.Equal(ro.Earlier[0].SubjectKeyId, inter1.SubjectKeyId) {
+		t.Fatalf("rollover re-certified %d earlier intermediates, want the first one", len(ro.Earlier))
+	}
+	files := []string{m.carry(filepath.Join(m.root, CrossDir, "new-by-old.crt")), m.carry(filepath.Join(m.root, CrossDir, "old-by-new.crt")), m.carry(filepath.Join(m.media, RecertifiedFile))}
 	for _, crl := range crls {
 		files = append(files, m.carry(filepath.Join(m.media, "crl-"+hex.EncodeToString(crl.AuthorityKeyId)+".pem")))
 	}
@@ -299,8 +302,15 @@ func TestTwoMachineCeremony(t *testing.T) {
 			}
 		}
 	}
-	if !listed[hex.EncodeToString(oldRoot.SubjectKeyId)] || len(listed) != 1 {
-		t.Errorf("revoked intermediate of the old root listed in %v, want only the old root's CRL", listed)
+	// Both certificates of that key are revoked, each on its own root's CRL.
+	var reListed bool
+	for _, crl := range rcrls {
+		for _, e := range crl.RevokedCertificateEntries {
+			reListed = reListed || (e.SerialNumber.Cmp(ro.Earlier[0].SerialNumber) == 0 && bytes.Equal(crl.AuthorityKeyId, ro.NewRoot.SubjectKeyId))
+		}
+	}
+	if !listed[hex.EncodeToString(oldRoot.SubjectKeyId)] || len(listed) != 1 || !reListed {
+		t.Errorf("revoked intermediate: old-root copy listed in %v (want only the old root's CRL); re-certified copy on the new root's CRL: %v", listed, reListed)
 	}
 	b = bundleOf(t, m)
 	if len(b.Roots) != 2 {
@@ -357,6 +367,9 @@ func TestTwoMachineCeremony(t *testing.T) {
 		t.Fatalf("reload after retire: %v %v", changed, err)
 	}
 	dev4 := issue(t, c, "DEV-4")
+	if len(dev4) != 2 {
+		t.Errorf("after retirement devices get %d certificates, want leaf and intermediate (no cross-certificate to the retired root)", len(dev4))
+	}
 	if _, err := c.CRLs(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -199,6 +199,9 @@ type Rollover struct {
 	OldByNew *x509.Certificate
 	// Intermediate is the current intermediate key re-certified by the new root.
 	Intermediate *x509.Certificate
+	// Earlier are the other still-valid intermediates of the old root
+	// (retired by rotations) re-certified by the new root.
+	Earlier []*x509.Certificate
 }
 
 // RolloverRoot replaces the offline root: it creates a new P-256 root,

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -775,4 +776,140 @@ func TestInitPromptsTwice(t *testing.T) {
 			t.Errorf("root key does not open with the passphrase typed: %v", err)
 		}
 	}
+}
+
+// TestTwoMachineCeremonyWithStation runs the two-machine ceremonies with a
+// running `wsc station` provisioning simulated TPM devices before, between
+// and after each step: the root key lives only in the root machine's
+// folder; rotation, rollover and retirement reach the station through the
+// documented files; the station reloads by itself; openssl verifies every
+// device's chain with -crl_check_all for verifiers trusting the old or the
+// new root.
+func TestTwoMachineCeremonyWithStation(t *testing.T) {
+	f := newStationFixture(t, 4, "")
+	wsc, _ := buildBinaries(t)
+	for _, d := range f.bench.Devices[1:] {
+		d.Link.SetConnected(false)
+	}
+	stDir := filepath.Join(f.dir, "ca")
+	rootDir := filepath.Join(f.dir, "root-machine")
+	media := filepath.Join(f.dir, "usb")
+	os.MkdirAll(filepath.Join(rootDir, ca.IssuedDir), 0o700)
+	os.MkdirAll(media, 0o700)
+	// The root key leaves the station: the root machine gets root.crt,
+	// root.key and the copy of the intermediate it signed.
+	for _, p := range []string{ca.RootCertFile, ca.RootKeyFile} {
+		b, _ := os.ReadFile(filepath.Join(stDir, p))
+		os.WriteFile(filepath.Join(rootDir, p), b, 0o600)
+	}
+	issued, _ := filepath.Glob(filepath.Join(stDir, ca.IssuedDir, "*.crt"))
+	for _, p := range issued {
+		b, _ := os.ReadFile(p)
+		os.WriteFile(filepath.Join(rootDir, ca.IssuedDir, filepath.Base(p)), b, 0o644)
+	}
+	os.Remove(filepath.Join(stDir, ca.RootKeyFile))
+	pf := "file:" + filepath.Join(f.dir, "pass")
+	c := &ceremony{t: t, wsc: wsc, env: os.Environ()}
+
+	p := startStation(t, f)
+	passed := func(n int, what string) {
+		t.Helper()
+		p.wait(t, what, 90*time.Second, func(l []string) bool { return len(countPassed(l)) == n })
+	}
+	reloaded := func(n int) {
+		t.Helper()
+		p.wait(t, "the station reloading the CA", 30*time.Second, func(l []string) bool {
+			return strings.Count(strings.Join(l, "\n"), "ca: CA reloaded") >= n
+		})
+	}
+	rootCRLs := func() []string {
+		for _, old := range must(filepath.Glob(filepath.Join(media, "crl-*.pem"))) {
+			os.Remove(old)
+		}
+		c.run("ca", "crl", "--root", "--dir", rootDir, "-o", media, "--passphrase-source", pf)
+		return must(filepath.Glob(filepath.Join(media, "crl-*.pem")))
+	}
+	passed(1, "device 1 (before any ceremony)")
+
+	// Rotation.
+	c.run("ca", "intermediate", "csr", "--dir", stDir, "-o", filepath.Join(media, "next.csr"), "--passphrase-source", pf)
+	c.run("ca", "intermediate", "sign", "--dir", rootDir, "--csr", filepath.Join(media, "next.csr"), "--cn", "wsc Station Intermediate 2", "-o", filepath.Join(media, "chain.pem"), "--passphrase-source", pf)
+	crls := rootCRLs()
+	c.run("ca", "intermediate", "install", "--dir", stDir, "--chain", filepath.Join(media, "chain.pem"), "--passphrase-source", pf)
+	c.run(append([]string{"ca", "import", "--dir", stDir}, crls...)...)
+	reloaded(1)
+	f.bench.Devices[1].Link.SetConnected(true)
+	passed(2, "device 2 (after the rotation)")
+
+	// Rollover.
+	c.run("ca", "root", "rollover", "--dir", rootDir, "-o", filepath.Join(media, "chain.pem"), "--passphrase-source", pf)
+	crls = rootCRLs()
+	cross := []string{carry(t, filepath.Join(rootDir, ca.CrossDir, "new-by-old.crt"), media), carry(t, filepath.Join(rootDir, ca.CrossDir, "old-by-new.crt"), media),
+		filepath.Join(media, ca.RecertifiedFile)}
+	c.run(append(append([]string{"ca", "import", "--dir", stDir, "--roots", carry(t, filepath.Join(rootDir, ca.RootCertFile), media)}, cross...), crls...)...)
+	c.run("ca", "intermediate", "install", "--dir", stDir, "--chain", filepath.Join(media, "chain.pem"), "--passphrase-source", pf)
+	reloaded(2)
+	f.bench.Devices[2].Link.SetConnected(true)
+	passed(3, "device 3 (after the rollover)")
+
+	dbPath := filepath.Join(f.dir, "station.db")
+	leafOf := func(serial string) *x509.Certificate {
+		s, err := db.Open(dbPath, db.WithReadOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		cert, err := s.LiveCertificate(context.Background(), serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, err := x509.ParseCertificate(cert.DER)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	bundle := filepath.Join(f.dir, "bundle.pem")
+	c.run("ca", "crl", "--dir", stDir, "--db", dbPath, "--passphrase-source", pf)
+	c.run("ca", "bundle", "--dir", stDir, "-o", bundle)
+	b := readBundle(t, bundle)
+	if len(b.roots) != 2 {
+		t.Fatalf("bundle roots: %d", len(b.roots))
+	}
+	for _, d := range f.bench.Devices[:3] {
+		for _, root := range b.roots {
+			if o, err := opensslCRLCheck(t, t.TempDir(), b, root, leafOf(d.Serial)); err != nil {
+				t.Errorf("%s trusting only %s: %v %s", d.Serial, root.Subject.CommonName, err, o)
+			}
+		}
+	}
+
+	// Retire the old root.
+	c.run("ca", "root", "retire", "--dir", rootDir, "--root-key-id", hex.EncodeToString(b.roots[1].SubjectKeyId), "--passphrase-source", pf)
+	crls = rootCRLs()
+	c.run(append([]string{"ca", "import", "--dir", stDir, "--roots", carry(t, filepath.Join(rootDir, ca.RootCertFile), media)}, crls...)...)
+	reloaded(3)
+	f.bench.Devices[3].Link.SetConnected(true)
+	passed(4, "device 4 (after the old root's retirement)")
+	c.run("ca", "crl", "--dir", stDir, "--db", dbPath, "--passphrase-source", pf)
+	c.run("ca", "bundle", "--dir", stDir, "-o", bundle)
+	b = readBundle(t, bundle)
+	if len(b.roots) != 1 {
+		t.Fatalf("bundle roots after retire: %d", len(b.roots))
+	}
+	for _, d := range f.bench.Devices {
+		if o, err := opensslCRLCheck(t, t.TempDir(), b, b.roots[0], leafOf(d.Serial)); err != nil {
+			t.Errorf("%s after retire: %v %s", d.Serial, err, o)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(stDir, ca.RootKeyFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Error("a root key appeared in the station folder")
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
