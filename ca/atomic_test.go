@@ -247,7 +247,11 @@ func TestCeremoniesAtomic(t *testing.T) {
 				return err
 			}
 			defer clear(secret)
-			_, _, err = Reshare(ctx, m.rootCer(), secret, []string{"ann", "dee", "eve"}, 2)
+			nc, err := NewCustody([]string{"ann", "dee", "eve"}, 2)
+			if err != nil {
+				return err
+			}
+			_, err = Reshare(ctx, m.rootCer(), secret, nc)
 			return err
 		}},
 	})

@@ -106,8 +106,11 @@ func TestQuorumCustody(t *testing.T) {
 		t.Errorf("ledger: %+v %v", rep, err)
 	}
 	// Re-sharing: old shares stop working, new ones unlock.
-	ncust, _, err := Reshare(ctx, Ceremony{Dir: dir, Custodians: []string{"ann", "bob", "cy"}}, secret, []string{"ann", "bob", "fay"}, 2)
+	ncust, err := NewCustody([]string{"ann", "bob", "fay"}, 2)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Reshare(ctx, Ceremony{Dir: dir, Custodians: []string{"ann", "bob", "cy"}}, secret, ncust); err != nil {
 		t.Fatal(err)
 	}
 	ns := ncust.Shares()

@@ -270,25 +270,24 @@ func decodeShare(s string) (int, []byte, error) {
 // secret is drawn and split among the new custodians, and every key it
 // protects (root keys, older root keys still trusted, the ledger key) is
 // re-encrypted with it in one atomic step. Old shares are useless after.
-func Reshare(ctx context.Context, cer Ceremony, oldSecret []byte, custodians []string, quorum int) (*Custody, *Result, error) {
-	cust, err := NewCustody(custodians, quorum)
-	if err != nil {
-		return nil, nil, err
-	}
+//
+// cust is the new split (NewCustody); the caller hands its shares out
+// (writes the share files) before calling Reshare, so a root is never
+// left with shares nobody holds.
+func Reshare(ctx context.Context, cer Ceremony, oldSecret []byte, cust *Custody) (*Result, error) {
+	custodians, quorum := cust.Custodians, cust.Quorum
 	var tx fileTx
 	if err := stageReencrypt(&tx, rootSecretKeys(cer.Dir), oldSecret, cust.secret); err != nil {
-		cust.Wipe()
-		return nil, nil, fmt.Errorf("reshare: %w", err)
+		return nil, fmt.Errorf("reshare: %w", err)
 	}
 	cust.stage(&tx, cer.Dir)
 	res := &Result{Ceremony: "custody reshare", Dir: cer.Dir, Notes: []string{fmt.Sprintf("new quorum %d of %d: %s", quorum, len(custodians), strings.Join(custodians, ", "))}}
 	if err := cer.finish(ctx, &tx, res, cust.secret, "ca.custody.reshare", map[string]any{
 		"new_custodians": custodians, "quorum": quorum,
 	}); err != nil {
-		cust.Wipe()
-		return nil, nil, err
+		return nil, err
 	}
-	return cust, res, nil
+	return res, nil
 }
 
 // rootSecretKeys lists the key files protected by the root secret.

@@ -309,12 +309,24 @@ func caInitCmd() *cobra.Command {
 				return err
 			}
 			defer s.Close()
+			// Share files are written before the root exists (a root whose
+			// shares could not be handed out is useless) and removed again
+			// if the ceremony fails.
+			var shareFiles []string
+			if opts.Custody != nil && shareDir != "" {
+				if shareFiles, err = showShares(w, opts.Custody, shareDir); err != nil {
+					return err
+				}
+			}
 			res, err := ca.InitCA(cmd.Context(), f.ceremony(s, nil), pass, opts)
 			if err != nil {
+				for _, p := range shareFiles {
+					os.Remove(p)
+				}
 				return err
 			}
-			if opts.Custody != nil {
-				if err := showShares(w, opts.Custody, shareDir); err != nil {
+			if opts.Custody != nil && shareDir == "" {
+				if _, err := showShares(w, opts.Custody, ""); err != nil {
 					return err
 				}
 			}
@@ -341,26 +353,38 @@ func caInitCmd() *cobra.Command {
 
 // showShares shows each custodian's share once, or writes one file per
 // custodian.
-func showShares(w io.Writer, c *ca.Custody, dir string) error {
+func showShares(w io.Writer, c *ca.Custody, dir string) ([]string, error) {
 	shares := c.Shares()
 	if dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
+			return nil, err
 		}
+		var files []string
 		for _, s := range shares {
 			p := filepath.Join(dir, s.Custodian+".share")
-			if err := os.WriteFile(p, []byte(s.Words+"\n"), 0o600); err != nil {
-				return fmt.Errorf("write share of %s: %w", s.Custodian, err)
+			f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err == nil {
+				_, err = f.Write([]byte(s.Words + "\n"))
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
 			}
+			if err != nil {
+				for _, q := range files {
+					os.Remove(q)
+				}
+				return nil, fmt.Errorf("write share of %s: %w", s.Custodian, err)
+			}
+			files = append(files, p)
 			fmt.Fprintf(w, "share of %s (custodian %d) written to %s: hand it over and delete the copy\n", s.Custodian, s.Index, p)
 		}
-		return nil
+		return files, nil
 	}
 	fmt.Fprintf(w, "custodian shares (each shown once; any %d of %d unlock the root):\n", c.Quorum, len(shares))
 	for _, s := range shares {
 		fmt.Fprintf(w, "  %s (custodian %d): %s\n", s.Custodian, s.Index, s.Words)
 	}
-	return nil
+	return nil, nil
 }
 
 func caIntermediateCmd() *cobra.Command {
@@ -969,13 +993,28 @@ func caCustodyCmd() *cobra.Command {
 				return err
 			}
 			defer clear(secret)
-			cust, res, err := ca.Reshare(cmd.Context(), f.ceremony(nil, used), secret, names, quorum)
+			cust, err := ca.NewCustody(names, quorum)
 			if err != nil {
 				return err
 			}
 			defer cust.Wipe()
-			if err := showShares(cmd.OutOrStdout(), cust, shareDir); err != nil {
+			// Share files first (removed if the ceremony fails); shown
+			// shares after it succeeded.
+			var files []string
+			if shareDir != "" {
+				if files, err = showShares(cmd.OutOrStdout(), cust, shareDir); err != nil {
+					return err
+				}
+			}
+			res, err := ca.Reshare(cmd.Context(), f.ceremony(nil, used), secret, cust)
+			if err != nil {
+				for _, p := range files {
+					os.Remove(p)
+				}
 				return err
+			}
+			if shareDir == "" {
+				showShares(cmd.OutOrStdout(), cust, "")
 			}
 			return f.print(cmd.OutOrStdout(), res)
 		},

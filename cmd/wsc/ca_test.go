@@ -449,6 +449,18 @@ func TestCACeremony(t *testing.T) {
 	if !bytes.Contains(raw, []byte(`"custodians":["custodian-1","custodian-3","custodian-5"]`)) {
 		t.Errorf("quorum ledger does not name the custodians: %s", raw)
 	}
+	// Re-sharing to two new custodians (quorum 2): the old shares stop working.
+	newShares := filepath.Join(work, "quorum", "new-shares")
+	c.run("ca", "custody", "reshare", "--dir", qDir, "--share", sh(2), "--share", sh(3), "--share", sh(4),
+		"--custodian-name", "ann", "--custodian-name", "bob", "--quorum", "2", "--share-dir", newShares)
+	out = c.fail("ca", "crl", "--root", "--dir", qDir, "--share", sh(1), "--share", sh(3), "--share", sh(5))
+	if !strings.Contains(out, "corrupted") {
+		t.Errorf("old shares after reshare: %s", out)
+	}
+	c.run("ca", "crl", "--root", "--dir", qDir, "--share", "file:"+filepath.Join(newShares, "ann.share"), "--share", "file:"+filepath.Join(newShares, "bob.share"))
+	if out := c.run("ca", "ledger", "verify", "--dir", qDir); !strings.Contains(out, "ledger OK") {
+		t.Errorf("quorum ledger: %s", out)
+	}
 
 	// 9. No plaintext key and no passphrase on disk or in any output.
 	var files []string
