@@ -1023,6 +1023,29 @@ func RetireRoot(ctx context.Context, cer Ceremony, rootSecret []byte, keyID stri
 		return nil, fmt.Errorf("retire root: %w", err)
 	}
 	keep := append(append([]*x509.Certificate(nil), roots[:idx]...), roots[idx+1:]...)
+	// Every live intermediate of the old root must also be certified by a
+	// remaining root, or its devices would stop verifying.
+	live, err := olderIntermediates(dir, old, nil, cer.now())
+	if err != nil {
+		return nil, fmt.Errorf("retire root: %w", err)
+	}
+	all, err := folderCAs(dir, nil)
+	if err != nil {
+		return nil, fmt.Errorf("retire root: %w", err)
+	}
+	for _, x := range live {
+		covered := false
+		for _, y := range all {
+			if bytes.Equal(y.SubjectKeyId, x.SubjectKeyId) {
+				for _, r := range keep {
+					covered = covered || y.CheckSignatureFrom(r) == nil
+				}
+			}
+		}
+		if !covered {
+			return nil, fmt.Errorf("retire root: intermediate %s (key %x) is certified only by the root being retired: roll over first (the rollover re-certifies it) or revoke it: %w", x.Subject, x.SubjectKeyId, ErrRootRole)
+		}
+	}
 	st, err := readRootState(dir)
 	if err != nil {
 		return nil, err

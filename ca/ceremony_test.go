@@ -522,3 +522,32 @@ func pemBody(raw []byte) []byte {
 }
 
 func keyIDHex(x *x509.Certificate) string { return hex.EncodeToString(x.SubjectKeyId) }
+
+// TestRetireNeedsRecertification: a root cannot be retired while one of
+// its live intermediates is certified by no other root.
+func TestRetireNeedsRecertification(t *testing.T) {
+	m := newMachines(t)
+	ctx := m.ctx
+	if _, err := InitCA(ctx, m.rootCer(), rootPass, InitOptions{RootOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Import(ctx, m.stationCer(), ImportOptions{Roots: filepath.Join(m.root, RootCertFile)}); err != nil {
+		t.Fatal(err)
+	}
+	m.rotate("wsc Station A")
+	ro, _, err := RolloverFolder(ctx, m.rootCer(), rootPass, RolloverOptions{}, filepath.Join(m.media, "chain.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Lose the re-certified copy: the old root must stay.
+	if err := os.Remove(issuedPath(m.root, ro.Intermediate)); err != nil {
+		t.Fatal(err)
+	}
+	before := folderHash(t, m.root)
+	if _, err := RetireRoot(ctx, m.rootCer(), rootPass, keyIDHex(ro.OldRoot)); !errors.Is(err, ErrRootRole) || !strings.Contains(err.Error(), "certified only by the root being retired") {
+		t.Fatalf("retire with an intermediate not re-certified: %v", err)
+	}
+	if folderHash(t, m.root) != before {
+		t.Error("refused retire changed the folder")
+	}
+}
