@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,96 +23,208 @@ type Bundle struct {
 	CRLs          []*x509.RevocationList
 }
 
-// BuildBundle collects the trust bundle. With withCRLs it also generates a
-// fresh CRL for every issuer (needs a RevocationStore).
+// BuildBundle collects the trust bundle (as ReadBundle). With withCRLs it
+// first signs a fresh CRL for every intermediate (needs a
+// RevocationStore) and includes the folder's CRLs; root CRLs come from the
+// root ceremony.
 func (c *CA) BuildBundle(ctx context.Context, withCRLs bool) (*Bundle, error) {
-	b := &Bundle{Roots: c.Roots()}
-	seen := map[string]bool{}
-	add := func(cs ...*x509.Certificate) {
-		for _, x := range cs {
-			if !seen[string(x.Raw)] {
-				seen[string(x.Raw)] = true
-				b.Intermediates = append(b.Intermediates, x)
-			}
-		}
-	}
-	add(c.Intermediates()...)
-	c.mu.RLock()
-	for _, r := range c.retired {
-		add(r.cert)
-	}
-	c.mu.RUnlock()
-	for _, f := range []string{"new-by-old.crt", "old-by-new.crt"} {
-		if cs, err := readCerts(filepath.Join(c.dir, CrossDir, f)); err == nil {
-			add(cs...)
-		}
-	}
 	if withCRLs {
-		crls, err := c.CRLs(ctx)
-		if err != nil {
+		if _, err := c.CRLs(ctx); err != nil {
 			return nil, fmt.Errorf("bundle: %w", err)
 		}
-		b.CRLs = crls
+	}
+	b, err := ReadBundle(c.dir)
+	if err != nil {
+		return nil, err
+	}
+	if !withCRLs {
+		b.CRLs = nil
 	}
 	return b, nil
 }
 
 // ReadBundle collects the trust bundle from the CA folder without
-// unlocking any key: roots, current, retired and cross certificates, and
-// the last CRL made per issuer (CRLDir). Regenerate CRLs first (CA.CRLs)
-// when they are due.
+// unlocking any key: the roots of root.crt, the current and retired
+// intermediates, every intermediate copy and cross-certificate (cross/,
+// issued/), and the last CRL made or imported per CA (CRLDir). Every read
+// or parse error is an error. Certificates that only lead to a root
+// retired by RetireRoot are left out. Check the CRLs with CheckCRLs.
 func ReadBundle(dir string) (*Bundle, error) {
 	roots, err := readCerts(filepath.Join(dir, RootCertFile))
 	if err != nil {
 		return nil, fmt.Errorf("bundle: %w", err)
 	}
-	b := &Bundle{Roots: roots}
-	seen := map[string]bool{}
-	add := func(cs ...*x509.Certificate) {
-		for _, x := range cs {
-			if !seen[string(x.Raw)] {
-				seen[string(x.Raw)] = true
-				b.Intermediates = append(b.Intermediates, x)
-			}
-		}
-	}
-	chain, err := readCerts(filepath.Join(dir, IntermediateCertFile))
+	retired, err := retiredRootIDs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("bundle: %w", err)
 	}
-	add(chain...)
-	ents, _ := os.ReadDir(filepath.Join(dir, RetiredDir))
-	for _, e := range ents {
-		if n := e.Name(); strings.HasSuffix(n, ".crt") && !strings.HasPrefix(n, "root-") {
-			cs, err := readCerts(filepath.Join(dir, RetiredDir, n))
+	b := &Bundle{Roots: roots}
+	seen := map[string]bool{}
+	for _, r := range roots {
+		seen[string(r.Raw)] = true
+	}
+	add := func(cs ...*x509.Certificate) {
+		for _, x := range cs {
+			if seen[string(x.Raw)] || retired[hex.EncodeToString(x.SubjectKeyId)] || retired[hex.EncodeToString(x.AuthorityKeyId)] {
+				continue
+			}
+			if bytes.Equal(x.RawIssuer, x.RawSubject) && x.CheckSignatureFrom(x) == nil {
+				continue // a self-signed root outside root.crt is not trusted
+			}
+			seen[string(x.Raw)] = true
+			b.Intermediates = append(b.Intermediates, x)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, IntermediateCertFile)); err == nil {
+		chain, err := readCerts(filepath.Join(dir, IntermediateCertFile))
+		if err != nil {
+			return nil, fmt.Errorf("bundle: %w", err)
+		}
+		add(chain...)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("bundle: %w", err)
+	}
+	for _, sub := range []string{RetiredDir, CrossDir, IssuedDir} {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bundle: %w", err)
+		}
+		for _, e := range ents {
+			n := e.Name()
+			if !strings.HasSuffix(n, ".crt") || (sub == RetiredDir && strings.HasPrefix(n, "root-")) {
+				continue
+			}
+			cs, err := readCerts(filepath.Join(dir, sub, n))
 			if err != nil {
-				return nil, fmt.Errorf("bundle: %w", err)
+				return nil, fmt.Errorf("bundle: %s: %w", sub, err)
 			}
 			add(cs...)
 		}
 	}
-	for _, f := range []string{"new-by-old.crt", "old-by-new.crt"} {
-		if cs, err := readCerts(filepath.Join(dir, CrossDir, f)); err == nil {
-			add(cs...)
-		}
+	ents, err := os.ReadDir(filepath.Join(dir, CRLDir))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("bundle: %w", err)
 	}
-	ents, _ = os.ReadDir(filepath.Join(dir, CRLDir))
 	for _, e := range ents {
-		raw, err := os.ReadFile(filepath.Join(dir, CRLDir, e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("bundle: %w", err)
-		}
-		blk, _ := pem.Decode(raw)
-		if blk == nil || blk.Type != "X509 CRL" {
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		crl, err := x509.ParseRevocationList(blk.Bytes)
+		crl, err := readCRLFile(filepath.Join(dir, CRLDir, e.Name()))
 		if err != nil {
-			return nil, fmt.Errorf("bundle: %s: %w", e.Name(), err)
+			return nil, fmt.Errorf("bundle: %s: %w", CRLDir, err)
+		}
+		if retired[hex.EncodeToString(crl.AuthorityKeyId)] {
+			continue
 		}
 		b.CRLs = append(b.CRLs, crl)
 	}
 	return b, nil
+}
+
+// ErrMissingCRL: a CA of the bundle has no CRL signed by it with a
+// nextUpdate in the future. The error lists each CA and what to run.
+var ErrMissingCRL = errors.New("ca: CA without a fresh CRL")
+
+// CAs returns the distinct CAs of the bundle (one per subject and key;
+// a cross-certified or re-certified copy is the same CA).
+func (b *Bundle) CAs() []*x509.Certificate {
+	var out []*x509.Certificate
+	seen := map[string]bool{}
+	for _, x := range append(append([]*x509.Certificate(nil), b.Roots...), b.Intermediates...) {
+		k := string(x.RawSubject) + "|" + string(x.SubjectKeyId)
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// CRLFor returns the CRL of the bundle that ca signed, or nil.
+func (b *Bundle) CRLFor(ca *x509.Certificate) *x509.RevocationList {
+	var best *x509.RevocationList
+	for _, crl := range b.CRLs {
+		if bytes.Equal(crl.RawIssuer, ca.RawSubject) && crl.CheckSignatureFrom(ca) == nil {
+			if best == nil || (crl.Number != nil && best.Number != nil && crl.Number.Cmp(best.Number) > 0) {
+				best = crl
+			}
+		}
+	}
+	return best
+}
+
+// CheckCRLs fails closed: every CA of the bundle (every root of root.crt and
+// every intermediate ever used, cross-signed copies included) must have a
+// CRL signed by itself whose nextUpdate is after now.
+func (b *Bundle) CheckCRLs(now time.Time) error {
+	roots := map[string]bool{}
+	for _, r := range b.Roots {
+		roots[string(r.Raw)] = true
+	}
+	var missing []string
+	for _, x := range b.CAs() {
+		what := "run `wsc ca crl` on the station"
+		if roots[string(x.Raw)] || bytes.Equal(x.RawIssuer, x.RawSubject) || b.isRootKey(x) {
+			what = "sign it on the root machine (`wsc ca crl --root`) and import it here (`wsc ca import FILE`)"
+		}
+		crl := b.CRLFor(x)
+		switch {
+		case crl == nil:
+			missing = append(missing, fmt.Sprintf("%s (key %x) has no CRL: %s", x.Subject, x.SubjectKeyId, what))
+		case !crl.NextUpdate.After(now):
+			missing = append(missing, fmt.Sprintf("%s (key %x): CRL %v expired on %s: %s", x.Subject, x.SubjectKeyId, crl.Number, crl.NextUpdate.Format(time.RFC3339), what))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w:\n  %s", ErrMissingCRL, strings.Join(missing, "\n  "))
+	}
+	return nil
+}
+
+func (b *Bundle) isRootKey(x *x509.Certificate) bool {
+	for _, r := range b.Roots {
+		if bytes.Equal(r.SubjectKeyId, x.SubjectKeyId) {
+			return true
+		}
+	}
+	return false
+}
+
+// WriteBundle is the bundle ceremony: it reads the folder's bundle
+// (ReadBundle), refuses it unless every CA has a fresh CRL (CheckCRLs),
+// and writes it to out as one PEM file, recorded with its SHA-256.
+func WriteBundle(ctx context.Context, cer Ceremony, out string) (*Bundle, *Result, error) {
+	b, err := ReadBundle(cer.Dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := b.CheckCRLs(cer.now()); err != nil {
+		return nil, nil, fmt.Errorf("bundle: %w", err)
+	}
+	data := b.PEM()
+	var tx fileTx
+	tx.write(out, data, 0o644)
+	res := &Result{Ceremony: "bundle", Dir: cer.Dir, Notes: []string{fmt.Sprintf("%d roots, %d intermediates and cross-certificates, %d CRLs; bundle SHA-256 %s",
+		len(b.Roots), len(b.Intermediates), len(b.CRLs), Fingerprint(data))}}
+	for _, r := range b.Roots {
+		res.Certificates = append(res.Certificates, summary("root", r))
+	}
+	for _, crl := range b.CRLs {
+		res.CRLs = append(res.CRLs, crlSummary(crl, crl.Issuer.String(), ""))
+	}
+	certs := res.Certificates
+	res.Certificates = nil // the bundle makes no certificate; roots are listed in the notes
+	for _, c := range certs {
+		res.Notes = append(res.Notes, "root "+c.Subject+" SHA-256 "+c.SHA256)
+	}
+	if err := cer.finish(ctx, &tx, res, nil, "ca.bundle", map[string]any{"file": out, "sha256": Fingerprint(data),
+		"roots": len(b.Roots), "intermediates": len(b.Intermediates), "crls": len(b.CRLs)}); err != nil {
+		return nil, nil, err
+	}
+	return b, res, nil
 }
 
 // PEM encodes the bundle: roots, then intermediates, then X509 CRL blocks.
@@ -168,47 +281,53 @@ func (b *Bundle) WriteFiles(dir string) error {
 // CertInfo summarises one CA certificate for the status report.
 type CertInfo struct {
 	Subject   string    `json:"subject"`
-	KeyID     string    `json:"keyId"`
-	NotBefore time.Time `json:"notBefore"`
-	NotAfter  time.Time `json:"notAfter"`
-	DaysLeft  int       `json:"daysLeft"`
+	KeyID     string    `json:"key_id"`
+	Role      string    `json:"role,omitempty"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	DaysLeft  int       `json:"days_left"`
+	SHA256    string    `json:"sha256"`
 }
 
-// CRLInfo describes the last CRL published for one issuer.
+// CRLInfo describes the last CRL published for one CA.
 type CRLInfo struct {
-	IssuerKeyID string    `json:"issuerKeyId"`
+	IssuerKeyID string    `json:"issuer_key_id"`
 	Issuer      string    `json:"issuer"`
 	Number      string    `json:"number"`
 	Entries     int       `json:"entries"`
-	ThisUpdate  time.Time `json:"thisUpdate"`
-	NextUpdate  time.Time `json:"nextUpdate"`
+	ThisUpdate  time.Time `json:"this_update"`
+	NextUpdate  time.Time `json:"next_update"`
 }
 
 // Status is the CA status report (`wsc ca status`). It holds no secrets.
 type Status struct {
-	Dir                 string     `json:"dir"`
-	Roots               []CertInfo `json:"roots"`
-	Issuer              CertInfo   `json:"issuer"`
-	RetiredIssuers      []CertInfo `json:"retiredIssuers,omitempty"`
-	PermittedDNSDomains []string   `json:"permittedDnsDomains"`
+	Dir string `json:"dir"`
+	// Roots are the trusted roots; Role says "current" (one root), or
+	// "new" and "old" during a rollover (until `wsc ca root retire`).
+	Roots []CertInfo `json:"roots"`
+	// Issuer is the station intermediate (nil on a root machine).
+	Issuer              *CertInfo  `json:"issuer,omitempty"`
+	RetiredIssuers      []CertInfo `json:"retired_issuers,omitempty"`
+	PermittedDNSDomains []string   `json:"permitted_dns_domains,omitempty"`
 	Profile             string     `json:"profile,omitempty"`
-	RevocationStore     bool       `json:"revocationStore"`
+	RevocationStore     bool       `json:"revocation_store"`
 	// RootKey and IssuerKey say where the keys are: "encrypted file",
 	// "pkcs11 token" or "absent" (root kept on the ceremony machine).
-	RootKey   string `json:"rootKey"`
-	IssuerKey string `json:"issuerKey"`
+	RootKey   string `json:"root_key"`
+	IssuerKey string `json:"issuer_key"`
+	// Custody is "quorum M of N" when the root key is under quorum custody.
+	Custody string `json:"custody,omitempty"`
 	// PendingIntermediate: a key made by `intermediate csr` awaits its certificate.
-	PendingIntermediate bool `json:"pendingIntermediate"`
-	// CRLs are the last CRLs made per issuer (CRLDir); NextCRLDue is the
-	// earliest nextUpdate among them (zero when no CRL was made yet).
+	PendingIntermediate bool `json:"pending_intermediate"`
+	// CRLs are the last CRLs made or imported per CA (CRLDir); NextCRLDue
+	// is the earliest nextUpdate among them (zero when none).
 	CRLs       []CRLInfo `json:"crls,omitempty"`
-	NextCRLDue time.Time `json:"nextCrlDue,omitzero"`
+	NextCRLDue time.Time `json:"next_crl_due,omitzero"`
 	Warnings   []string  `json:"warnings,omitempty"`
 }
 
-// CRLDir holds the last CRL made per issuer, crl/<issuer key id>.pem: what
-// `wsc ca status` reports as next CRL due, and what `wsc ca bundle` ships
-// when it cannot regenerate.
+// CRLDir holds the last CRL made per CA, crl/<key id>.pem: what
+// `wsc ca status` reports as next CRL due, and what `wsc ca bundle` ships.
 const CRLDir = "crl"
 
 // ExpiryWarning is how close to expiry a CA certificate triggers a warning.
@@ -224,6 +343,7 @@ func certInfo(x *x509.Certificate, now time.Time) CertInfo {
 		NotBefore: x.NotBefore,
 		NotAfter:  x.NotAfter,
 		DaysLeft:  int(x.NotAfter.Sub(now).Hours() / 24),
+		SHA256:    Fingerprint(x.Raw),
 	}
 }
 
@@ -243,15 +363,18 @@ func (c *CA) Status() Status {
 	now := c.now()
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	is := certInfo(c.issuerChain[0], now)
 	s := Status{
 		Dir:                 c.dir,
-		Issuer:              certInfo(c.issuerChain[0], now),
+		Issuer:              &is,
 		PermittedDNSDomains: c.issuerChain[0].PermittedDNSDomains,
 		Profile:             c.profile.Name,
 		RevocationStore:     c.revocations != nil,
 	}
-	for _, r := range c.roots {
-		s.Roots = append(s.Roots, certInfo(r, now))
+	for i, r := range c.roots {
+		ci := certInfo(r, now)
+		ci.Role = rootRole(i, len(c.roots))
+		s.Roots = append(s.Roots, ci)
 	}
 	for _, r := range c.retired {
 		s.RetiredIssuers = append(s.RetiredIssuers, certInfo(r.cert, now))
@@ -265,65 +388,83 @@ func (c *CA) Status() Status {
 }
 
 // ReadStatus reports on the CA folder dir without unlocking any key (no
-// passphrase needed): certificates and their expiry, where the keys are,
-// a pending intermediate, the last CRL per issuer and when the next is due.
+// passphrase needed): certificates and their expiry, which root is new and
+// which is old, where the keys are, a pending intermediate, the last CRL
+// per CA and when the next is due. A root machine's folder (no
+// intermediate) is reported too.
 func ReadStatus(dir string, now time.Time) (Status, error) {
 	roots, err := readCerts(filepath.Join(dir, RootCertFile))
 	if err != nil {
 		return Status{}, fmt.Errorf("status: %w", err)
 	}
-	chain, err := readCerts(filepath.Join(dir, IntermediateCertFile))
-	if err != nil {
+	s := Status{Dir: dir}
+	certs := append([]*x509.Certificate(nil), roots...)
+	var cur []byte
+	if _, err := os.Stat(filepath.Join(dir, IntermediateCertFile)); err == nil {
+		chain, err := readCerts(filepath.Join(dir, IntermediateCertFile))
+		if err != nil {
+			return Status{}, fmt.Errorf("status: %w", err)
+		}
+		is := certInfo(chain[0], now)
+		s.Issuer, s.PermittedDNSDomains, cur = &is, chain[0].PermittedDNSDomains, chain[0].SubjectKeyId
+		certs = append(certs, chain[0])
+	}
+	for i, r := range roots {
+		ci := certInfo(r, now)
+		ci.Role = rootRole(i, len(roots))
+		s.Roots = append(s.Roots, ci)
+	}
+	ents, err := os.ReadDir(filepath.Join(dir, RetiredDir))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return Status{}, fmt.Errorf("status: %w", err)
 	}
-	s := Status{Dir: dir, Issuer: certInfo(chain[0], now), PermittedDNSDomains: chain[0].PermittedDNSDomains}
-	for _, r := range roots {
-		s.Roots = append(s.Roots, certInfo(r, now))
-	}
-	ents, _ := os.ReadDir(filepath.Join(dir, RetiredDir))
 	for _, e := range ents {
 		if n := e.Name(); strings.HasSuffix(n, ".crt") && !strings.HasPrefix(n, "root-") {
-			if cs, err := readCerts(filepath.Join(dir, RetiredDir, n)); err == nil && !bytes.Equal(cs[0].SubjectKeyId, chain[0].SubjectKeyId) {
+			cs, err := readCerts(filepath.Join(dir, RetiredDir, n))
+			if err != nil {
+				return Status{}, fmt.Errorf("status: %w", err)
+			}
+			if !bytes.Equal(cs[0].SubjectKeyId, cur) {
 				s.RetiredIssuers = append(s.RetiredIssuers, certInfo(cs[0], now))
 			}
 		}
 	}
 	s.folder(dir, now)
-	s.warn(append([]*x509.Certificate{chain[0]}, roots...), now)
+	s.warn(certs, now)
 	return s, nil
 }
 
-// folder fills what Status learns from the CA folder itself.
+// folder fills what Status learns from the CA folder itself: every CA (each
+// root, the issuer, each retired issuer) must have a fresh CRL.
 func (s *Status) folder(dir string, now time.Time) {
 	s.RootKey = keyStorage(filepath.Join(dir, RootKeyFile))
 	s.IssuerKey = keyStorage(filepath.Join(dir, IntermediateKeyFile))
 	s.PendingIntermediate = keyExists(filepath.Join(dir, NextIntermediateKeyFile))
-	type issuer struct {
-		CertInfo
-		required bool // intermediates must publish CRLs; a root's CRL is optional
+	if q, names, err := CustodyInfo(dir); err == nil {
+		s.Custody = fmt.Sprintf("quorum %d of %d (%s)", q, len(names), strings.Join(names, ", "))
 	}
-	issuers := []issuer{{s.Issuer, true}}
-	for _, r := range s.RetiredIssuers {
-		issuers = append(issuers, issuer{r, true})
-	}
+	var cas []CertInfo
 	for _, r := range s.Roots {
-		issuers = append(issuers, issuer{r, false})
+		r.Subject = r.Subject + " (" + r.Role + " root)"
+		cas = append(cas, r)
 	}
-	for _, is := range issuers {
+	if s.Issuer != nil {
+		cas = append(cas, *s.Issuer)
+	}
+	cas = append(cas, s.RetiredIssuers...)
+	for _, is := range cas {
 		id, subj := is.KeyID, is.Subject
-		b, err := os.ReadFile(filepath.Join(dir, CRLDir, id+".pem"))
-		if err != nil {
-			if is.required {
-				s.Warnings = append(s.Warnings, fmt.Sprintf("no CRL made yet for %s: run `wsc ca crl`", subj))
-			}
+		what := "run `wsc ca crl`"
+		if strings.HasSuffix(subj, " root)") {
+			what = "run `wsc ca crl --root` on the root machine and `wsc ca import` the CRL here"
+		}
+		crl, err := readCRLFile(filepath.Join(dir, CRLDir, id+".pem"))
+		if errors.Is(err, os.ErrNotExist) {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("no CRL for %s: %s", subj, what))
 			continue
 		}
-		blk, _ := pem.Decode(b)
-		if blk == nil {
-			continue
-		}
-		crl, err := x509.ParseRevocationList(blk.Bytes)
 		if err != nil {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("CRL of %s unreadable (%v): %s", subj, err, what))
 			continue
 		}
 		s.CRLs = append(s.CRLs, CRLInfo{IssuerKeyID: id, Issuer: subj, Number: crl.Number.String(),
@@ -333,10 +474,13 @@ func (s *Status) folder(dir string, now time.Time) {
 		}
 		switch left := crl.NextUpdate.Sub(now); {
 		case left <= 0:
-			s.Warnings = append(s.Warnings, fmt.Sprintf("CRL of %s expired on %s: run `wsc ca crl`", subj, crl.NextUpdate.Format(time.RFC3339)))
+			s.Warnings = append(s.Warnings, fmt.Sprintf("CRL of %s expired on %s: %s", subj, crl.NextUpdate.Format(time.RFC3339), what))
 		case left < CRLWarning:
-			s.Warnings = append(s.Warnings, fmt.Sprintf("CRL of %s is due on %s", subj, crl.NextUpdate.Format(time.RFC3339)))
+			s.Warnings = append(s.Warnings, fmt.Sprintf("CRL of %s is due on %s: %s", subj, crl.NextUpdate.Format(time.RFC3339), what))
 		}
+	}
+	if len(s.Roots) > 1 {
+		s.Warnings = append(s.Warnings, fmt.Sprintf("%d roots are trusted (rollover in progress): the old root keeps signing its CRL until `wsc ca root retire`", len(s.Roots)))
 	}
 	if s.PendingIntermediate {
 		s.Warnings = append(s.Warnings, "an intermediate key awaits its certificate (`wsc ca intermediate install`)")
@@ -360,17 +504,24 @@ func (s Status) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CA folder: %s\n", s.Dir)
 	for _, r := range s.Roots {
-		fmt.Fprintf(&b, "root:      %s (key %s) until %s, %d days left\n", r.Subject, r.KeyID, r.NotAfter.Format(time.DateOnly), r.DaysLeft)
+		fmt.Fprintf(&b, "root (%s): %s (key %s) until %s, %d days left\n           SHA-256 %s\n", r.Role, r.Subject, r.KeyID, r.NotAfter.Format(time.DateOnly), r.DaysLeft, r.SHA256)
 	}
-	fmt.Fprintf(&b, "issuer:    %s (key %s) until %s, %d days left\n", s.Issuer.Subject, s.Issuer.KeyID, s.Issuer.NotAfter.Format(time.DateOnly), s.Issuer.DaysLeft)
+	if s.Issuer != nil {
+		fmt.Fprintf(&b, "issuer:    %s (key %s) until %s, %d days left\n", s.Issuer.Subject, s.Issuer.KeyID, s.Issuer.NotAfter.Format(time.DateOnly), s.Issuer.DaysLeft)
+	}
 	for _, r := range s.RetiredIssuers {
 		fmt.Fprintf(&b, "retired:   %s (key %s) until %s\n", r.Subject, r.KeyID, r.NotAfter.Format(time.DateOnly))
 	}
-	fmt.Fprintf(&b, "names:     %s\n", strings.Join(s.PermittedDNSDomains, ", "))
+	if len(s.PermittedDNSDomains) > 0 {
+		fmt.Fprintf(&b, "names:     %s\n", strings.Join(s.PermittedDNSDomains, ", "))
+	}
 	if s.Profile != "" {
 		fmt.Fprintf(&b, "profile:   %s\n", s.Profile)
 	}
 	fmt.Fprintf(&b, "keys:      root %s, issuer %s\n", s.RootKey, s.IssuerKey)
+	if s.Custody != "" {
+		fmt.Fprintf(&b, "custody:   %s\n", s.Custody)
+	}
 	if s.PendingIntermediate {
 		fmt.Fprintf(&b, "pending:   intermediate key awaiting its certificate\n")
 	}

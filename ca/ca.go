@@ -161,6 +161,12 @@ func Open(dir string, passphrase []byte, opts ...Option) (*CA, error) {
 	if c.profile == nil {
 		c.profile = DefaultProfile()
 	}
+	if err := c.profile.ready(); err != nil {
+		return fail(err)
+	}
+	if err := c.profile.CheckValidity(chain[0], c.now()); err != nil {
+		return fail(err)
+	}
 	if err := c.checkChain(chain); err != nil {
 		return fail(err)
 	}

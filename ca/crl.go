@@ -6,12 +6,12 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
+	"database/sql"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -74,15 +74,18 @@ func (c *CA) Revoke(ctx context.Context, cert *x509.Certificate, reason int) err
 	if c.revocations == nil {
 		return ErrNoRevocationStore
 	}
+	if err := checkReason(reason); err != nil {
+		return fmt.Errorf("revoke %x: %w", cert.SerialNumber, err)
+	}
 	if _, _, err := c.issuerFor(cert.AuthorityKeyId); err != nil && !errors.Is(err, ErrNotOpen) {
-		// An intermediate certified by one of our roots goes on that
-		// root's CRL (CurrentRootCRL), e.g. after a station compromise.
+		// A CA certificate signed by one of our roots (an intermediate, a
+		// cross-certificate) goes on that root's CRL, kept in the folder's
+		// root state like on the root machine (RevokeByRoot).
 		if !cert.IsCA || !c.isRootKeyID(cert.AuthorityKeyId) {
 			return fmt.Errorf("revoke %x: %w", cert.SerialNumber, err)
 		}
-	}
-	if reason < 0 || reason > 10 || reason == 7 {
-		return fmt.Errorf("revoke %x: reason code %d invalid", cert.SerialNumber, reason)
+		_, err := RevokeByRoot(ctx, Ceremony{Dir: c.dir, Auditor: c.auditor, Actor: c.actor, Now: c.now}, cert, reason)
+		return err
 	}
 	if c.adb != nil {
 		done := c.adb.expectRevoke(ctx, cert.SerialNumber, cert.AuthorityKeyId)
@@ -132,10 +135,29 @@ func (c *CA) RevokeSerial(ctx context.Context, serial *big.Int, reason int) (*x5
 		return nil, ErrNoStore
 	}
 	cert, err := c.store.Certificate(ctx, serial)
+	if errors.Is(err, ErrCertificateNotFound) || errors.Is(err, sql.ErrNoRows) {
+		return nil, &unknownSerialError{serial: serial, cause: err}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("revoke %x: %w", serial, err)
 	}
 	return cert, c.Revoke(ctx, cert, reason)
+}
+
+// unknownSerialError says in one sentence what to do; it matches
+// ErrUnknownSerial and ErrCertificateNotFound (errors.Is) without printing
+// the database's own message.
+type unknownSerialError struct {
+	serial *big.Int
+	cause  error
+}
+
+func (e *unknownSerialError) Error() string {
+	return fmt.Sprintf("revoke %x: %v: this station never issued a certificate with that serial (give it in hex as `wsc db export` lists it, or revoke a CA certificate with --cert FILE)", e.serial, ErrUnknownSerial)
+}
+
+func (e *unknownSerialError) Unwrap() []error {
+	return []error{ErrUnknownSerial, ErrCertificateNotFound, e.cause}
 }
 
 var reasonNames = map[int]string{
@@ -164,7 +186,29 @@ func ParseReason(s string) (int, error) {
 			return code, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown revocation reason %q", s)
+	return 0, fmt.Errorf("unknown revocation reason %q: %w", s, ErrReason)
+}
+
+// ErrReason reports a revocation reason that RFC 5280 does not define; its
+// message lists the valid ones.
+var ErrReason = fmt.Errorf("valid reasons are %s (or their numbers)", strings.Join(ReasonNames(), ", "))
+
+// ReasonNames lists the RFC 5280 reason names in code order.
+func ReasonNames() []string {
+	var out []string
+	for code := 0; code <= 10; code++ {
+		if n, ok := reasonNames[code]; ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func checkReason(code int) error {
+	if _, ok := reasonNames[code]; !ok {
+		return fmt.Errorf("reason code %d: %w", code, ErrReason)
+	}
+	return nil
 }
 
 // issuerFor returns the certificate and signer of the current or a retired
@@ -264,11 +308,10 @@ func (c *CA) CRL(ctx context.Context, issuerKeyID []byte) (*x509.RevocationList,
 	}
 	// Keep the last CRL per issuer in the folder (public data): status
 	// reports when the next one is due from it.
-	if err := os.MkdirAll(filepath.Join(c.dir, CRLDir), 0o755); err != nil {
-		return nil, fmt.Errorf("crl %x: %w", issuerKeyID, err)
-	}
-	if err := writeFileAtomic(filepath.Join(c.dir, CRLDir, hex.EncodeToString(issuerKeyID)+".pem"),
-		pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl.Raw}), 0o644); err != nil {
+	var tx fileTx
+	tx.mkdir(filepath.Join(c.dir, CRLDir))
+	tx.write(filepath.Join(c.dir, CRLDir, hex.EncodeToString(issuerKeyID)+".pem"), pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl.Raw}), 0o644)
+	if err := tx.commit(); err != nil {
 		return nil, fmt.Errorf("crl %x: %w", issuerKeyID, err)
 	}
 	if err := c.audit(ctx, "ca.crl", map[string]any{
@@ -282,47 +325,17 @@ func (c *CA) CRL(ctx context.Context, issuerKeyID []byte) (*x509.RevocationList,
 	return crl, nil
 }
 
-// CurrentRootCRL signs the CRL of the current root with the root key in
-// the CA folder (a ceremony step: the root key is unlocked with passphrase
-// for this call only). Entries are the store's revocations under the
-// root's key id (revoked intermediates); the number comes from the store
-// like every other CRL number. Strict verifiers (`openssl verify
-// -crl_check_all`) want this CRL for the intermediate in each path.
+// CurrentRootCRL signs the CRL of every root of the CA folder (the root
+// CRL ceremony, RootCRLs, with this CA's auditor) and returns the newest
+// root's. The root keys are unlocked with passphrase for this call only.
+// Strict verifiers (`openssl verify -crl_check_all`) want a CRL for every
+// CA in the path, roots included.
 func (c *CA) CurrentRootCRL(ctx context.Context, passphrase []byte) (*x509.RevocationList, error) {
-	if c.revocations == nil {
-		return nil, ErrNoRevocationStore
-	}
-	root := c.Roots()[0]
-	revs, err := c.revocations.Revocations(ctx, root.SubjectKeyId)
-	if err != nil {
-		return nil, fmt.Errorf("root crl: %w", err)
-	}
-	num, err := c.revocations.NextCRLNumber(ctx, root.SubjectKeyId)
-	if err != nil {
-		return nil, fmt.Errorf("root crl: %w", err)
-	}
-	entries := make([]x509.RevocationListEntry, 0, len(revs))
-	for _, r := range revs {
-		entries = append(entries, x509.RevocationListEntry{SerialNumber: r.SerialNumber, RevocationTime: r.RevokedAt, ReasonCode: r.ReasonCode})
-	}
-	crl, err := RootCRL(c.dir, passphrase, entries, num, c.crlNextUpdate)
+	crls, _, err := RootCRLs(ctx, Ceremony{Dir: c.dir, Auditor: c.auditor, Actor: c.actor, Now: c.now}, passphrase, c.crlNextUpdate, "")
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(c.dir, CRLDir), 0o755); err != nil {
-		return nil, fmt.Errorf("root crl: %w", err)
-	}
-	if err := writeFileAtomic(filepath.Join(c.dir, CRLDir, hex.EncodeToString(root.SubjectKeyId)+".pem"),
-		pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl.Raw}), 0o644); err != nil {
-		return nil, fmt.Errorf("root crl: %w", err)
-	}
-	if err := c.audit(ctx, "ca.crl", map[string]any{
-		"issuer_key_id": hex.EncodeToString(root.SubjectKeyId), "root": true,
-		"number": num.String(), "entries": len(entries), "next_update": crl.NextUpdate,
-	}); err != nil {
-		return nil, err
-	}
-	return crl, nil
+	return crls[0], nil
 }
 
 // CRLs builds one CRL per issuer (current and retired intermediates).

@@ -1,7 +1,10 @@
 package ca
 
 import (
+	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -61,6 +64,12 @@ type InitOptions struct {
 	// The CA folder then holds root.kms and intermediate.kms (the key URIs,
 	// never the PIN). Without pin-source the passphrase is the token PIN.
 	KeyURI string
+	// RootOnly makes only the root (root machine of a two-machine set-up):
+	// the station makes its own intermediate key (`intermediate csr`).
+	RootOnly bool
+	// Custody, when set (NewCustody), protects the root key with a random
+	// secret split among custodians (M of N) instead of the passphrase.
+	Custody *Custody
 	// Now overrides the clock (tests).
 	Now func() time.Time
 }
@@ -92,48 +101,8 @@ func (o *InitOptions) defaults() {
 // The private keys are written encrypted with passphrase as PKCS#8 (PBES2).
 // Init refuses to overwrite existing CA files unless opts.Overwrite is set.
 func Init(dir string, passphrase []byte, opts InitOptions) error {
-	if len(passphrase) == 0 && opts.KeyURI == "" {
-		return ErrEmptyPassphrase
-	}
-	opts.defaults()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create CA folder: %w", err)
-	}
-	if !opts.Overwrite {
-		for _, f := range []string{RootCertFile, RootKeyFile, IntermediateCertFile, IntermediateKeyFile} {
-			if _, err := os.Stat(filepath.Join(dir, f)); err == nil || keyExists(filepath.Join(dir, f)) {
-				return fmt.Errorf("init CA in %s: %w", dir, ErrExists)
-			}
-		}
-	}
-	now := opts.Now()
-	rootKey, closeRoot, err := createKey(filepath.Join(dir, RootKeyFile), passphrase, opts.KeyURI, "wsc-root")
-	if err != nil {
-		return fmt.Errorf("root key: %w", err)
-	}
-	defer closeRoot()
-	root, err := newRootCert(rootKey, opts.Organization, opts.RootCommonName, now, opts.RootValidity)
-	if err != nil {
-		return err
-	}
-	intKey, closeInt, err := createKey(filepath.Join(dir, IntermediateKeyFile), passphrase, opts.KeyURI, "wsc-intermediate")
-	if err != nil {
-		return fmt.Errorf("intermediate key: %w", err)
-	}
-	defer closeInt()
-	inter, err := newIntermediateCert(root, rootKey, intKey.Public(), IntermediateTemplate{
-		Organization:        opts.Organization,
-		CommonName:          opts.IntermediateCommonName,
-		Validity:            opts.IntermediateValidity,
-		PermittedDNSDomains: opts.PermittedDNSDomains,
-	}, now)
-	if err != nil {
-		return err
-	}
-	if err := writeCerts(filepath.Join(dir, RootCertFile), root); err != nil {
-		return err
-	}
-	return writeCerts(filepath.Join(dir, IntermediateCertFile), inter)
+	_, err := InitCA(context.Background(), Ceremony{Dir: dir, Now: opts.Now}, passphrase, opts)
+	return err
 }
 
 // IntermediateTemplate describes an intermediate CA certificate to create.
@@ -228,14 +197,49 @@ func signCert(tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.S
 // essential: without it pemutil writes legacy OpenSSL PEM encryption
 // (a single MD5 round, ~30 µs per guess) instead of PBKDF2 (~90 ms).
 func writeKey(path string, key crypto.PrivateKey, passphrase []byte) error {
-	block, err := pemutil.Serialize(key, pemutil.WithPassword(passphrase), pemutil.WithPKCS8(true))
+	b, err := encryptKeyPEM(key, passphrase)
 	if err != nil {
 		return fmt.Errorf("encrypt key %s: %w", filepath.Base(path), err)
 	}
-	if block.Type != "ENCRYPTED PRIVATE KEY" {
-		return fmt.Errorf("encrypt key %s: unexpected PEM type %q", filepath.Base(path), block.Type)
+	return writeFileAtomic(path, b, 0o600)
+}
+
+// encryptKeyPEM encrypts key as PKCS#8 PBES2 PEM (see writeKey).
+func encryptKeyPEM(key crypto.PrivateKey, passphrase []byte) ([]byte, error) {
+	if len(passphrase) == 0 {
+		return nil, ErrEmptyPassphrase
 	}
-	return writeFileAtomic(path, pem.EncodeToMemory(block), 0o600)
+	block, err := pemutil.Serialize(key, pemutil.WithPassword(passphrase), pemutil.WithPKCS8(true))
+	if err != nil {
+		return nil, fmt.Errorf("encrypt key: %w", err)
+	}
+	if block.Type != "ENCRYPTED PRIVATE KEY" {
+		return nil, fmt.Errorf("encrypt key: unexpected PEM type %q", block.Type)
+	}
+	return pem.EncodeToMemory(block), nil
+}
+
+// generateP256 makes a new ECDSA P-256 key.
+func generateP256() (*ecdsa.PrivateKey, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	return k, nil
+}
+
+// certsPEM encodes certificates as PEM.
+func certsPEM(certs ...*x509.Certificate) []byte {
+	var out []byte
+	for _, c := range certs {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return out
+}
+
+// crlPEM encodes a CRL as PEM.
+func crlPEM(crl *x509.RevocationList) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl.Raw})
 }
 
 // readKey decrypts a PKCS#8 encrypted key. Unencrypted or legacy-encrypted
@@ -245,6 +249,11 @@ func readKey(path string, passphrase []byte) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read key: %w", err)
 	}
+	return decryptKeyPEM(b, path, passphrase)
+}
+
+// decryptKeyPEM is readKey on bytes (path only names the key in errors).
+func decryptKeyPEM(b []byte, path string, passphrase []byte) (crypto.Signer, error) {
 	block, _ := pem.Decode(b)
 	if block == nil {
 		return nil, fmt.Errorf("read key %s: no PEM block", filepath.Base(path))

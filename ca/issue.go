@@ -265,7 +265,7 @@ func (c *CA) template(csr *x509.CertificateRequest, req IssueRequest) (*x509.Cer
 			return nil, fmt.Errorf("%w: %q", ErrNameNotPermitted, n)
 		}
 	}
-	notBefore, notAfter, err := c.validity(req, time.Duration(prof.Validity), issuer)
+	notBefore, notAfter, err := c.validity(req, prof, issuer)
 	if err != nil {
 		return nil, err
 	}
@@ -322,11 +322,14 @@ func (c *CA) template(csr *x509.CertificateRequest, req IssueRequest) (*x509.Cer
 }
 
 // validity returns the certificate's period. Without exact dates in req it
-// is now-Backdate .. now+validity, cut at the issuer's notAfter (a
-// certificate must not outlive its issuer). Exact dates are used as given
+// is now-Backdate .. the end the request or profile asks for: now+validity,
+// the issuer's notAfter (until-issuer-expiry) or 99991231235959Z (802.1AR
+// notAfter). An end after the issuer's is refused, never shortened (the
+// 802.1AR value excepted: it means "no well-defined expiration", and the
+// device's trust then ends with its issuer's). Exact dates are used as given
 // or refused, never adjusted: a certificate rebuilt from a compressed form
 // must carry exactly the dates its compressed form encodes.
-func (c *CA) validity(req IssueRequest, profValidity time.Duration, issuer *x509.Certificate) (notBefore, notAfter time.Time, err error) {
+func (c *CA) validity(req IssueRequest, prof *Profile, issuer *x509.Certificate) (notBefore, notAfter time.Time, err error) {
 	now := c.now().UTC().Truncate(time.Second)
 	if req.NotBefore.IsZero() != req.NotAfter.IsZero() {
 		return notBefore, notAfter, fmt.Errorf("%w: give both NotBefore and NotAfter, or neither", ErrIssueRequest)
@@ -353,17 +356,22 @@ func (c *CA) validity(req IssueRequest, profValidity time.Duration, issuer *x509
 		}
 		return notBefore, notAfter, nil
 	}
-	validity := profValidity
-	if req.Validity > 0 {
-		validity = req.Validity
-	}
-	if validity <= 0 {
+	notBefore = now.Add(-Backdate)
+	switch {
+	case req.Validity > 0:
+		notAfter = now.Add(req.Validity)
+	case prof.NotAfter == NoWellDefinedExpiry:
+		notAfter = noExpiryTime
+	case prof.Validity == ValidityUntilIssuerExpiry:
+		notAfter = issuer.NotAfter
+	case prof.Validity > 0:
+		notAfter = now.Add(time.Duration(prof.Validity))
+	default:
 		return notBefore, notAfter, fmt.Errorf("%w: validity must be > 0", ErrIssueRequest)
 	}
-	notBefore = now.Add(-Backdate)
-	notAfter = now.Add(validity)
-	if notAfter.After(issuer.NotAfter) {
-		notAfter = issuer.NotAfter
+	if notAfter.After(issuer.NotAfter) && notAfter != noExpiryTime {
+		return notBefore, notAfter, fmt.Errorf("%w: the certificate would end %s, after the intermediate %q (%s): rotate the intermediate or change the profile's validity: %w",
+			ErrIssueRequest, notAfter.Format(time.DateOnly), issuer.Subject.CommonName, issuer.NotAfter.Format(time.DateOnly), ErrValidity)
 	}
 	if !notAfter.After(notBefore) {
 		return notBefore, notAfter, fmt.Errorf("%w: issuer expired or validity too short", ErrIssueRequest)

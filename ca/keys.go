@@ -3,9 +3,6 @@ package ca
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -67,59 +64,6 @@ func loadKey(keyPath string, secret []byte) (crypto.Signer, func() error, error)
 	if err != nil {
 		km.Close()
 		return nil, nil, fmt.Errorf("open key %s: %w", filepath.Base(keyRefPath(keyPath)), err)
-	}
-	return s, km.Close, nil
-}
-
-// createKey makes a new ECDSA P-256 key for keyPath: in the token named by
-// tokenURI (recording the key reference) when tokenURI is not empty,
-// otherwise in memory, written encrypted with secret as PKCS#8. label is
-// the token object label (e.g. "wsc-root").
-func createKey(keyPath string, secret []byte, tokenURI, label string) (crypto.Signer, func() error, error) {
-	if tokenURI == "" {
-		if len(secret) == 0 {
-			return nil, nil, ErrEmptyPassphrase
-		}
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, nil, fmt.Errorf("generate key: %w", err)
-		}
-		if err := writeKey(keyPath, k, secret); err != nil {
-			return nil, nil, err
-		}
-		if err := os.Remove(keyRefPath(keyPath)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, nil, fmt.Errorf("remove stale key reference: %w", err)
-		}
-		return k, func() error { return nil }, nil
-	}
-	id := make([]byte, 8)
-	if _, err := rand.Read(id); err != nil {
-		return nil, nil, fmt.Errorf("key id: %w", err)
-	}
-	keyURI, err := tokenKeyURI(tokenURI, id, label)
-	if err != nil {
-		return nil, nil, err
-	}
-	km, err := openKMS(keyURI, secret)
-	if err != nil {
-		return nil, nil, err
-	}
-	if _, err := km.CreateKey(&apiv1.CreateKeyRequest{Name: keyURI, SignatureAlgorithm: apiv1.ECDSAWithSHA256}); err != nil {
-		km.Close()
-		return nil, nil, fmt.Errorf("create token key %s: %w", label, err)
-	}
-	s, err := km.CreateSigner(&apiv1.CreateSignerRequest{SigningKey: keyURI})
-	if err != nil {
-		km.Close()
-		return nil, nil, fmt.Errorf("create token key %s: %w", label, err)
-	}
-	if err := writeFileAtomic(keyRefPath(keyPath), []byte(keyURI+"\n"), 0o644); err != nil {
-		km.Close()
-		return nil, nil, err
-	}
-	if err := os.Remove(keyPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-		km.Close()
-		return nil, nil, fmt.Errorf("remove stale key file: %w", err)
 	}
 	return s, km.Close, nil
 }
@@ -196,36 +140,6 @@ func openKMS(keyURI string, pin []byte) (apiv1.KeyManager, error) {
 		return nil, fmt.Errorf("open PKCS#11 token: %w", err)
 	}
 	return km, nil
-}
-
-// copyKey copies the key at from (file or reference) to the key path to.
-func copyKey(from, to string) error {
-	src, dst := from, to
-	perm := os.FileMode(0o600)
-	if IsTokenKey(from) {
-		src, dst, perm = keyRefPath(from), keyRefPath(to), 0o644
-	}
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return fmt.Errorf("copy key: %w", err)
-	}
-	return writeFileAtomic(dst, b, perm)
-}
-
-// moveKey renames the key at from (file or reference) to the key path to,
-// removing whatever other form to had.
-func moveKey(from, to string) error {
-	src, dst, stale := from, to, keyRefPath(to)
-	if IsTokenKey(from) {
-		src, dst, stale = keyRefPath(from), keyRefPath(to), to
-	}
-	if err := os.Rename(src, dst); err != nil {
-		return fmt.Errorf("move key: %w", err)
-	}
-	if err := os.Remove(stale); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("move key: %w", err)
-	}
-	return nil
 }
 
 // keyExists reports whether a key file or key reference exists for keyPath.

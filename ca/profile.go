@@ -43,8 +43,17 @@ var OIDTPM20HWType = asn1.ObjectIdentifier{2, 23, 133, 1, 2}
 //
 // Templates are Go text/template strings over NameData.
 type Profile struct {
-	Name                  string   `json:"name,omitempty" yaml:"name,omitempty"`
-	Validity              Duration `json:"validity" yaml:"validity"`
+	Name string `json:"name,omitempty" yaml:"name,omitempty"`
+	// Validity is how long device certificates are valid: a duration
+	// ("15y", "90d", "720h"), or "until-issuer-expiry" (the issuing
+	// intermediate's notAfter). A duration the intermediate cannot cover is
+	// refused when the CA opens with the profile (CheckValidity), never
+	// shortened. Leave it empty when NotAfter is set.
+	Validity Duration `json:"validity,omitempty" yaml:"validity,omitempty"`
+	// NotAfter "99991231235959Z" gives device certificates the IEEE 802.1AR
+	// / RFC 5280 §4.1.2.5 value for "no well-defined expiration date"
+	// (a DevID lives as long as the device). No other value is accepted.
+	NotAfter              string   `json:"notAfter,omitempty" yaml:"notAfter,omitempty"`
 	ExtKeyUsages          []string `json:"extKeyUsages,omitempty" yaml:"extKeyUsages,omitempty"`
 	CRLDistributionPoints []string `json:"crlDistributionPoints,omitempty" yaml:"crlDistributionPoints,omitempty"`
 	Organization          string   `json:"organization,omitempty" yaml:"organization,omitempty"`
@@ -79,11 +88,33 @@ type NameData struct {
 // Duration is a time.Duration that reads "720h", "90d" or "10y" (365 days) in JSON.
 type Duration time.Duration
 
+// ValidityUntilIssuerExpiry is the Duration of `validity:
+// until-issuer-expiry`: device certificates end when their issuing
+// intermediate ends.
+const ValidityUntilIssuerExpiry Duration = -1
+
+// UntilIssuerExpiry is the profile spelling of ValidityUntilIssuerExpiry.
+const UntilIssuerExpiry = "until-issuer-expiry"
+
+// NoWellDefinedExpiry is the only NotAfter value a profile accepts: the
+// GeneralizedTime 99991231235959Z of IEEE 802.1AR and RFC 5280 §4.1.2.5.
+const NoWellDefinedExpiry = "99991231235959Z"
+
+// noExpiryTime is NoWellDefinedExpiry as a time.
+var noExpiryTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+
+// ErrValidity: the profile's validity cannot be honoured by the issuer.
+var ErrValidity = errors.New("ca: device validity cannot be honoured")
+
 // UnmarshalJSON implements json.Unmarshaler.
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("duration must be a string: %w", err)
+	}
+	if s == UntilIssuerExpiry {
+		*d = ValidityUntilIssuerExpiry
+		return nil
 	}
 	v, err := ParseDuration(s)
 	if err != nil {
@@ -99,6 +130,10 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if err := n.Decode(&s); err != nil {
 		return fmt.Errorf("duration must be a string: %w", err)
 	}
+	if s == UntilIssuerExpiry {
+		*d = ValidityUntilIssuerExpiry
+		return nil
+	}
 	v, err := ParseDuration(s)
 	if err != nil {
 		return err
@@ -109,6 +144,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalJSON implements json.Marshaler.
 func (d Duration) MarshalJSON() ([]byte, error) {
+	if d == ValidityUntilIssuerExpiry {
+		return json.Marshal(UntilIssuerExpiry)
+	}
 	return json.Marshal(time.Duration(d).String())
 }
 
@@ -131,12 +169,13 @@ func ParseDuration(s string) (time.Duration, error) {
 	return v, nil
 }
 
-// DefaultProfile returns the built-in device profile: 15 years, EKU
-// codeSigning + clientAuth, CN = device serial, no DNS names, TPM 2.0 hwType.
+// DefaultProfile returns the built-in device profile: valid until the
+// issuing intermediate expires, EKU codeSigning + clientAuth, CN = device
+// serial, no DNS names, TPM 2.0 hwType.
 func DefaultProfile() *Profile {
 	p := &Profile{
 		Name:         "default",
-		Validity:     Duration(15 * 365 * 24 * time.Hour),
+		Validity:     ValidityUntilIssuerExpiry,
 		ExtKeyUsages: []string{"codeSigning", "clientAuth"},
 		CommonName:   "{{.Serial}}",
 	}
@@ -200,7 +239,14 @@ var ekuNames = map[string]x509.ExtKeyUsage{
 var tmplFuncs = template.FuncMap{"lower": strings.ToLower, "upper": strings.ToUpper}
 
 func (p *Profile) compile() error {
-	if p.Validity <= 0 {
+	switch {
+	case p.NotAfter != "" && p.NotAfter != NoWellDefinedExpiry:
+		return fmt.Errorf("profile %q: notAfter %q: only %s (802.1AR no well-defined expiration) is accepted: %w", p.Name, p.NotAfter, NoWellDefinedExpiry, ErrProfile)
+	case p.NotAfter != "" && p.Validity != 0:
+		return fmt.Errorf("profile %q: give validity or notAfter, not both: %w", p.Name, ErrProfile)
+	case p.NotAfter == "" && p.Validity == 0:
+		return fmt.Errorf("profile %q: validity is required (a duration such as 5y, or %s), or notAfter: %s: %w", p.Name, UntilIssuerExpiry, NoWellDefinedExpiry, ErrProfile)
+	case p.Validity < 0 && p.Validity != ValidityUntilIssuerExpiry:
 		return fmt.Errorf("profile %q: validity must be > 0: %w", p.Name, ErrProfile)
 	}
 	if len(p.ExtKeyUsages) == 0 {
@@ -250,6 +296,23 @@ func (p *Profile) compile() error {
 		}
 	}
 	p.compiled = true
+	return nil
+}
+
+// CheckValidity tells whether issuer can honour the profile's validity
+// for a certificate issued at now: a fixed duration must end before the
+// issuer does (the CA refuses rather than shortening it). Open runs it on
+// the profile it is given, so a profile asking for 15 years under a
+// 5-year intermediate is refused when the station starts.
+func (p *Profile) CheckValidity(issuer *x509.Certificate, now time.Time) error {
+	if p.NotAfter != "" || p.Validity == ValidityUntilIssuerExpiry || p.Validity <= 0 {
+		return nil
+	}
+	end := now.Add(time.Duration(p.Validity))
+	if end.After(issuer.NotAfter) {
+		return fmt.Errorf("profile %q asks for %s of validity (until %s) but the intermediate %q expires on %s: rotate the intermediate, or set `validity: %s` or `notAfter: %s`: %w",
+			p.Name, time.Duration(p.Validity), end.Format(time.DateOnly), issuer.Subject.CommonName, issuer.NotAfter.Format(time.DateOnly), UntilIssuerExpiry, NoWellDefinedExpiry, ErrValidity)
+	}
 	return nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -49,30 +48,8 @@ func WithKeyURI(uri string) KeyOption {
 // offline root (SignIntermediate) on the ceremony machine. secret is the
 // key passphrase or the token PIN.
 func GenerateIntermediateCSR(dir string, secret []byte, commonName string, opts ...KeyOption) ([]byte, error) {
-	var o keyOptions
-	for _, fn := range opts {
-		fn(&o)
-	}
-	if !o.set {
-		tok, err := tokenOf(filepath.Join(dir, IntermediateKeyFile))
-		if err != nil {
-			return nil, err
-		}
-		o.keyURI = tok
-	}
-	if len(secret) == 0 && o.keyURI == "" {
-		return nil, ErrEmptyPassphrase
-	}
-	key, closeKey, err := createKey(filepath.Join(dir, NextIntermediateKeyFile), secret, o.keyURI, "wsc-intermediate")
-	if err != nil {
-		return nil, fmt.Errorf("intermediate key: %w", err)
-	}
-	defer closeKey()
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: subject("", commonName)}, key)
-	if err != nil {
-		return nil, fmt.Errorf("intermediate CSR: %w", err)
-	}
-	return csr, nil
+	der, _, err := IntermediateCSR(context.Background(), Ceremony{Dir: dir}, secret, commonName, "", opts...)
+	return der, err
 }
 
 // SignIntermediate is the root ceremony step: it unlocks the root key in
@@ -80,26 +57,8 @@ func GenerateIntermediateCSR(dir string, secret []byte, commonName string, opts 
 // and the DNS name constraints of t. Only the CSR's key is used; subject and
 // constraints come from t.
 func SignIntermediate(rootDir string, passphrase []byte, csrDER []byte, t IntermediateTemplate) (*x509.Certificate, error) {
-	csr, err := CheckCSR(csrDER)
-	if err != nil {
-		return nil, fmt.Errorf("sign intermediate: %w", err)
-	}
-	roots, err := readCerts(filepath.Join(rootDir, RootCertFile))
-	if err != nil {
-		return nil, fmt.Errorf("sign intermediate: %w", err)
-	}
-	rootKey, closeKey, err := loadKey(filepath.Join(rootDir, RootKeyFile), passphrase)
-	if err != nil {
-		return nil, fmt.Errorf("sign intermediate: %w", err)
-	}
-	defer closeKey()
-	if err := checkKeyMatches(roots[0], rootKey); err != nil {
-		return nil, fmt.Errorf("sign intermediate: root: %w", err)
-	}
-	if t.CommonName == "" {
-		t.CommonName = csr.Subject.CommonName
-	}
-	return newIntermediateCert(roots[0], rootKey, csr.PublicKey, t, time.Now())
+	cert, _, err := SignIntermediateCSR(context.Background(), Ceremony{Dir: rootDir}, passphrase, csrDER, t, "")
+	return cert, err
 }
 
 // InstallIntermediate installs a newly signed intermediate certificate
@@ -108,38 +67,28 @@ func SignIntermediate(rootDir string, passphrase []byte, csrDER []byte, t Interm
 // retired folder (its key stays available for its CRL), and hot-swaps the
 // issuing signer: the next Issue uses the new intermediate.
 func (c *CA) InstallIntermediate(ctx context.Context, chain []*x509.Certificate, passphrase []byte) error {
-	if len(chain) == 0 {
-		return errors.New("install intermediate: empty chain")
-	}
-	nextPath := filepath.Join(c.dir, NextIntermediateKeyFile)
-	if !keyExists(nextPath) {
-		return fmt.Errorf("install intermediate: %w", ErrNoPendingKey)
-	}
-	key, closeKey, err := loadKey(nextPath, passphrase)
-	if err != nil {
-		return fmt.Errorf("install intermediate: %w", err)
-	}
-	fail := func(err error) error {
-		closeKey()
-		return fmt.Errorf("install intermediate: %w", err)
-	}
-	if err := checkKeyMatches(chain[0], key); err != nil {
-		return fail(err)
-	}
-	if err := c.checkChain(chain); err != nil {
-		return fail(err)
-	}
+	var tx fileTx
 	c.mu.RLock()
 	old, oldSigner := c.issuerChain[0], c.signer
 	c.mu.RUnlock()
-	if err := c.retire(old); err != nil {
-		return fail(err)
+	key, closeKey, _, err := installPlan(&tx, c.dir, chain, passphrase, c.now())
+	if err != nil {
+		return err
 	}
-	if err := writeCerts(filepath.Join(c.dir, IntermediateCertFile), chain...); err != nil {
-		return fail(err)
+	if err := c.checkChain(chain); err != nil {
+		closeKey()
+		return fmt.Errorf("install intermediate: %w", err)
 	}
-	if err := moveKey(nextPath, filepath.Join(c.dir, IntermediateKeyFile)); err != nil {
-		return fail(err)
+	cer := Ceremony{Dir: c.dir, Auditor: c.auditor, Actor: c.actor, Now: c.now}
+	res := &Result{Ceremony: "intermediate install", Dir: c.dir, Certificates: []CertSummary{summary("intermediate", chain[0])}}
+	if err := cer.finish(ctx, &tx, res, passphrase, "ca.intermediate.install", map[string]any{
+		"old_key_id": hex.EncodeToString(old.SubjectKeyId),
+		"new_key_id": hex.EncodeToString(chain[0].SubjectKeyId),
+		"subject":    chain[0].Subject.String(),
+		"not_after":  chain[0].NotAfter,
+	}); err != nil {
+		closeKey()
+		return err
 	}
 	if err := c.SwapIntermediate(chain, key); err != nil {
 		closeKey()
@@ -151,28 +100,6 @@ func (c *CA) InstallIntermediate(ctx context.Context, chain []*x509.Certificate,
 		c.retired = append(c.retired, retiredIssuer{cert: old, signer: oldSigner})
 	}
 	c.mu.Unlock()
-	return c.audit(ctx, "ca.intermediate.install", map[string]any{
-		"old_key_id": hex.EncodeToString(old.SubjectKeyId),
-		"new_key_id": hex.EncodeToString(chain[0].SubjectKeyId),
-		"subject":    chain[0].Subject.String(),
-		"not_after":  chain[0].NotAfter,
-	})
-}
-
-// retire copies the current intermediate certificate and encrypted key (or
-// key reference) to retired/<skid>.crt/.key (.kms).
-func (c *CA) retire(old *x509.Certificate) error {
-	rd := filepath.Join(c.dir, RetiredDir)
-	if err := os.MkdirAll(rd, 0o700); err != nil {
-		return fmt.Errorf("retire intermediate: %w", err)
-	}
-	base := filepath.Join(rd, hex.EncodeToString(old.SubjectKeyId))
-	if err := writeCerts(base+".crt", old); err != nil {
-		return err
-	}
-	if err := copyKey(filepath.Join(c.dir, IntermediateKeyFile), base+".key"); err != nil {
-		return fmt.Errorf("retire intermediate: %w", err)
-	}
 	return nil
 }
 
@@ -272,6 +199,9 @@ type Rollover struct {
 	OldByNew *x509.Certificate
 	// Intermediate is the current intermediate key re-certified by the new root.
 	Intermediate *x509.Certificate
+	// Earlier are the other still-valid intermediates of the old root
+	// (retired by rotations) re-certified by the new root.
+	Earlier []*x509.Certificate
 }
 
 // RolloverRoot replaces the offline root: it creates a new P-256 root,
@@ -285,116 +215,24 @@ func (c *CA) RolloverRoot(ctx context.Context, passphrase []byte, o RolloverOpti
 	if o.Now == nil {
 		o.Now = c.now
 	}
-	if o.Validity <= 0 {
-		o.Validity = 20 * 365 * 24 * time.Hour
+	cer := Ceremony{Dir: c.dir, Auditor: c.auditor, Actor: c.actor, Now: c.now}
+	ro, _, err := RolloverFolder(ctx, cer, passphrase, o, "")
+	if err != nil {
+		return nil, err
 	}
-	now := o.Now()
 	roots, err := readCerts(filepath.Join(c.dir, RootCertFile))
 	if err != nil {
 		return nil, fmt.Errorf("rollover: %w", err)
 	}
-	oldRoot := roots[0]
-	rootKeyPath := filepath.Join(c.dir, RootKeyFile)
-	oldKey, closeOld, err := loadKey(rootKeyPath, passphrase)
-	if err != nil {
-		return nil, fmt.Errorf("rollover: %w", err)
-	}
-	defer closeOld()
-	if err := checkKeyMatches(oldRoot, oldKey); err != nil {
-		return nil, fmt.Errorf("rollover: root: %w", err)
-	}
-	if o.CommonName == "" {
-		o.CommonName = fmt.Sprintf("%s %d", strings.TrimSpace(oldRoot.Subject.CommonName), now.Year())
-	}
-	org := ""
-	if len(oldRoot.Subject.Organization) > 0 {
-		org = oldRoot.Subject.Organization[0]
-	}
-	// Keep the old root key (file or token reference) in retired/ before
-	// the new key takes the root.key (root.kms) name.
-	rd := filepath.Join(c.dir, RetiredDir)
-	if err := os.MkdirAll(rd, 0o700); err != nil {
-		return nil, fmt.Errorf("rollover: %w", err)
-	}
-	base := filepath.Join(rd, "root-"+hex.EncodeToString(oldRoot.SubjectKeyId))
-	if err := copyKey(rootKeyPath, base+".key"); err != nil {
-		return nil, fmt.Errorf("rollover: %w", err)
-	}
-	tok, err := tokenOf(rootKeyPath)
-	if err != nil {
-		return nil, fmt.Errorf("rollover: %w", err)
-	}
-	newKeyPath := filepath.Join(c.dir, "root.new.key")
-	newKey, closeNew, err := createKey(newKeyPath, passphrase, tok, "wsc-root")
-	if err != nil {
-		return nil, fmt.Errorf("rollover: new root key: %w", err)
-	}
-	defer closeNew()
-	newRoot, err := newRootCert(newKey, org, o.CommonName, now, o.Validity)
-	if err != nil {
-		return nil, fmt.Errorf("rollover: %w", err)
-	}
-	newByOld, err := crossCert(newRoot, newKey.Public(), oldRoot, oldKey, now)
-	if err != nil {
-		return nil, fmt.Errorf("rollover: %w", err)
-	}
-	oldByNew, err := crossCert(oldRoot, oldKey.Public(), newRoot, newKey, now)
-	if err != nil {
-		return nil, fmt.Errorf("rollover: %w", err)
-	}
-	cur := c.Issuer()
-	org = ""
-	if len(cur.Subject.Organization) > 0 {
-		org = cur.Subject.Organization[0]
-	}
-	inter, err := newIntermediateCert(newRoot, newKey, cur.PublicKey, IntermediateTemplate{
-		Organization:        org,
-		CommonName:          cur.Subject.CommonName,
-		Validity:            cur.NotAfter.Sub(now),
-		PermittedDNSDomains: cur.PermittedDNSDomains,
-	}, now)
-	if err != nil {
-		return nil, fmt.Errorf("rollover: %w", err)
-	}
-
-	// Persist: old root to retired/, cross certificates, new root first.
-	if err := writeCerts(base+".crt", oldRoot); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Join(c.dir, CrossDir), 0o755); err != nil {
-		return nil, fmt.Errorf("rollover: %w", err)
-	}
-	if err := writeCerts(filepath.Join(c.dir, CrossDir, "new-by-old.crt"), newByOld); err != nil {
-		return nil, err
-	}
-	if err := writeCerts(filepath.Join(c.dir, CrossDir, "old-by-new.crt"), oldByNew); err != nil {
-		return nil, err
-	}
-	if err := moveKey(newKeyPath, rootKeyPath); err != nil {
-		return nil, fmt.Errorf("rollover: %w", err)
-	}
-	allRoots := append([]*x509.Certificate{newRoot}, roots...)
-	if err := writeCerts(filepath.Join(c.dir, RootCertFile), allRoots...); err != nil {
-		return nil, err
-	}
-	chain := []*x509.Certificate{inter, newByOld}
-	if err := writeCerts(filepath.Join(c.dir, IntermediateCertFile), chain...); err != nil {
-		return nil, err
-	}
 	c.mu.Lock()
-	c.roots = allRoots
-	signer := c.signer
+	c.roots = roots
 	c.mu.Unlock()
-	if err := c.SwapIntermediate(chain, signer); err != nil {
+	// Same key, new certificate: the install step keeps the old-root-signed
+	// copy in cross/ for the bundle and hot-swaps the chain.
+	if err := c.InstallIntermediate(ctx, []*x509.Certificate{ro.Intermediate, ro.NewByOld}, passphrase); err != nil {
 		return nil, fmt.Errorf("rollover: %w", err)
 	}
-	ro := &Rollover{NewRoot: newRoot, OldRoot: oldRoot, NewByOld: newByOld, OldByNew: oldByNew, Intermediate: inter}
-	return ro, c.audit(ctx, "ca.root.rollover", map[string]any{
-		"old_root_key_id": hex.EncodeToString(oldRoot.SubjectKeyId),
-		"new_root_key_id": hex.EncodeToString(newRoot.SubjectKeyId),
-		"new_root":        newRoot.Subject.String(),
-		"not_after":       newRoot.NotAfter,
-	})
+	return ro, nil
 }
 
 // crossCert certifies subjectCert's key and subject by issuer. No path

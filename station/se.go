@@ -74,6 +74,14 @@ func (p *Provisioner) seYears() (int, error) {
 			return 0, &ProfileError{Profile: "(unknown)", Reason: "the station cannot tell the certificate validity; configure a profile or a validity"}
 		}
 		v, name = time.Duration(prof.Validity), prof.Name
+		switch {
+		case prof.Validity == ca.ValidityUntilIssuerExpiry:
+			// Until the intermediate expires: compressibleRequest takes
+			// the most whole years that fit before it.
+			return 31, nil
+		case prof.NotAfter != "":
+			return 0, &ProfileError{Profile: name, Reason: "its notAfter " + prof.NotAfter + " cannot be encoded in a compressed certificate (use a validity in whole years)"}
+		}
 	}
 	if v <= 0 || v%yearDuration != 0 {
 		return 0, &ProfileError{Profile: name, Reason: fmt.Sprintf("its validity %s is not a whole number of years (write it as e.g. \"10y\")", fmtDays(v))}

@@ -31,7 +31,7 @@ func TestStationHotSwapsIntermediate(t *testing.T) {
 	csr, chain := filepath.Join(f.dir, "next.csr"), filepath.Join(f.dir, "next-chain.pem")
 	for _, args := range [][]string{
 		{"ca", "intermediate", "csr", "--dir", caDir, "--cn", "wsc Station Intermediate 2", "-o", csr, "--passphrase-source", pass},
-		{"ca", "intermediate", "sign", "--dir", caDir, "--csr", csr, "-o", chain, "--passphrase-source", pass},
+		{"ca", "intermediate", "sign", "--dir", caDir, "--csr", csr, "--cn", "wsc Station Intermediate 2", "-o", chain, "--passphrase-source", pass},
 		{"ca", "intermediate", "install", "--dir", caDir, "--chain", chain, "--passphrase-source", pass},
 	} {
 		if b, err := exec.Command(wsc, args...).CombinedOutput(); err != nil {
