@@ -482,3 +482,61 @@ func mustCSR(t *testing.T, k crypto.Signer) []byte {
 	}
 	return csr
 }
+
+// TestSupervisedRework: a board whose chip was replaced (here: the second
+// device's TPM reporting the first device's serial) is refused without a
+// rework; with a supervisor's rework against the scanned label it is
+// re-bound, gets a new certificate, and the old chip's certificate is
+// superseded. The ledger names the supervisor.
+func TestSupervisedRework(t *testing.T) {
+	ctx := context.Background()
+	l := newTestLine(t, 2, "")
+	first, second := l.bench.Devices[0], l.bench.Devices[1]
+	old, err := l.prov.Provision(ctx, Job{Slot: 1, Port: first.Port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := restartAs(t, second, first.Serial)
+	if _, err := l.prov.Provision(ctx, Job{Slot: 2, Port: port, Label: first.Serial}); !errors.Is(err, ErrChipMismatch) {
+		t.Fatalf("replacement chip without rework: %v, want ErrChipMismatch", err)
+	}
+	if _, err := l.prov.Provision(ctx, Job{Slot: 2, Port: port, Rework: &Rework{Supervisor: "sup-1"}}); err == nil {
+		t.Fatal("a rework without a scanned label passed")
+	}
+	res, err := l.prov.Provision(ctx, Job{Slot: 2, Port: port, Label: first.Serial, Rework: &Rework{Supervisor: "sup-1"}})
+	if err != nil {
+		t.Fatalf("supervised rework: %v", err)
+	}
+	if res.CertSerial == old.CertSerial || string(res.ChipID) == string(old.ChipID) {
+		t.Fatalf("rework kept the old certificate or chip")
+	}
+	certs, err := l.store.Certificates(ctx, first.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := 0
+	for _, c := range certs {
+		switch {
+		case c.RevokedAt == nil:
+			live++
+		case db.NormalizeSerial(c.SerialHex) == db.NormalizeSerial(old.CertSerial) && c.RevokeReason != "superseded":
+			t.Errorf("old certificate revoked as %q, want superseded", c.RevokeReason)
+		}
+	}
+	if live != 1 {
+		t.Errorf("%d live certificates after the rework", live)
+	}
+	entries, err := l.store.AuditEntries(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rebinds := 0
+	for _, e := range entries {
+		if e.Kind == "device.rebind" && e.Actor == "sup-1" {
+			rebinds++
+		}
+	}
+	if rebinds != 1 {
+		t.Errorf("%d device.rebind entries by sup-1, want 1", rebinds)
+	}
+}

@@ -208,6 +208,7 @@ func runHeadless(ctx context.Context, l *line, out io.Writer) error {
 
 func provisionCmd() *cobra.Command {
 	var cfgPath, port, label, operator, pinSource string
+	var rework bool
 	cmd := &cobra.Command{
 		Use:   "provision",
 		Short: "Provision the one device on --port, headless, and exit (0 = provisioned)",
@@ -224,8 +225,35 @@ func provisionCmd() *cobra.Command {
 					return err
 				}
 			}
+			job := station.Job{Slot: 1, Port: port, Label: label}
+			if rework {
+				// Re-binding a serial to another chip supersedes the old
+				// chip's certificate: a signed-in supervisor decides it,
+				// against the scanned label.
+				if label == "" || operator == "" {
+					return usagef("--rework needs --label (the scanned label) and --operator (a supervisor who signs in)")
+				}
+				who, err := l.store.GetOperator(ctx, operator)
+				if err != nil {
+					return err
+				}
+				if !supervisorRoles[who.Role] {
+					return usagef("%s has role %q: only a supervisor (or security) authorises a rework", operator, who.Role)
+				}
+				job.Rework = &station.Rework{Supervisor: operator}
+			}
 			out := cmd.OutOrStdout()
-			res, err := l.prov.Provision(ctx, station.Job{Slot: 1, Port: port, Label: label, Events: func(e station.Event) { fmt.Fprintln(out, headlessLine(e)) }})
+			job.Events = func(e station.Event) { fmt.Fprintln(out, headlessLine(e)) }
+			res, err := l.prov.Provision(ctx, job)
+			// The session ends with this device: a certificate it signed and
+			// the device never confirmed is revoked now.
+			if revoked, serr := l.prov.SweepUnconfirmed(context.WithoutCancel(ctx)); serr != nil {
+				fmt.Fprintf(out, "revoking the unconfirmed certificate failed: %v\n", serr)
+			} else {
+				for _, sn := range revoked {
+					fmt.Fprintf(out, "certificate %s revoked (cessationOfOperation): the device did not confirm it\n", sn)
+				}
+			}
 			if err != nil {
 				var se *station.StepError
 				if errors.As(err, &se) {
@@ -242,6 +270,7 @@ func provisionCmd() *cobra.Command {
 	cmd.Flags().StringVar(&label, "label", "", "scanned device label; must match the serial the device reports")
 	cmd.Flags().StringVar(&operator, "operator", "", "operator id")
 	cmd.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the operator's PIN comes from")
+	cmd.Flags().BoolVar(&rework, "rework", false, "re-bind the serial to this device's chip (a board whose chip was replaced): needs --label and a supervisor as --operator; the old chip's certificate is superseded")
 	_ = cmd.MarkFlagRequired("port")
 	return cmd
 }
