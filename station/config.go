@@ -50,6 +50,9 @@ type FileConfig struct {
 	Baud                  int        `yaml:"baud"`
 	MaxFailures           int        `yaml:"max_failures"`
 	Slots                 []SlotSpec `yaml:"slots"`
+	// EOLModules, when set, is the folder where each device's end-of-line
+	// signed module is kept, for QA to verify later.
+	EOLModules string `yaml:"eol_modules"`
 	// Discover finds the slots' ports at start instead of listing them.
 	Discover Discover `yaml:"discover"`
 }
@@ -163,6 +166,7 @@ func LoadConfig(path string) (*FileConfig, error) {
 	}
 	abs(&c.Database)
 	abs(&c.CA.Dir)
+	abs(&c.EOLModules)
 	for i := range c.TPMVendorRoots {
 		abs(&c.TPMVendorRoots[i])
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/charmbracelet/bubbles/spinner"
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/wsc-project/wsc/station"
 )
@@ -341,17 +340,6 @@ func TestLoginBadge(t *testing.T) {
 	m = settle(t, m, keyRunes("BADGE-7781"), keyType(tea.KeyEnter))
 	if m.Operator() != "Bob Lee" {
 		t.Fatalf("operator = %q", m.Operator())
-	}
-}
-
-func TestDemoModelStillWorks(t *testing.T) {
-	m := NewDemoModel("demo", 2)
-	nm, _ := m.Update(ProgressMsg("starting swtpm"))
-	nm, _ = nm.Update(ev(1, 1, station.StateRunning, station.StepKeys, "TPM-A"))
-	nm, _ = nm.Update(spinner.TickMsg{Time: t0.Add(3 * time.Second)})
-	mustContain(t, nm.View(), "demo", "starting swtpm", "slot 1", "TPM-A", "keys", " 2.00s")
-	if _, cmd := nm.Update(DoneMsg{}); cmd == nil || !isQuit(cmd) {
-		t.Fatal("DoneMsg does not quit")
 	}
 }
 

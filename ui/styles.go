@@ -19,6 +19,10 @@ const (
 )
 
 var (
+	styleOK     = lipgloss.NewStyle().Foreground(colGreen).Bold(true)
+	styleFail   = lipgloss.NewStyle().Foreground(colRed).Bold(true)
+	styleDim    = lipgloss.NewStyle().Foreground(colGrey)
+	styleTitle  = lipgloss.NewStyle().Bold(true)
 	styleWarn   = lipgloss.NewStyle().Foreground(colYellow).Bold(true)
 	styleRun    = lipgloss.NewStyle().Foreground(colCyan).Bold(true)
 	styleRedBin = lipgloss.NewStyle().Foreground(colRed).Reverse(true).Bold(true)

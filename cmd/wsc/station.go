@@ -87,7 +87,7 @@ func openLine(ctx context.Context, path string) (_ *line, err error) {
 		return nil, err
 	}
 	pcfg := station.Config{Issuer: l.ca, Store: l.store, Station: cfg.Station, WorkOrder: cfg.WorkOrder.ID,
-		Profile: profile, Lock: cfg.WorkOrder.Lock == "lock", Baud: cfg.Baud}
+		Profile: profile, Lock: cfg.WorkOrder.Lock == "lock", Baud: cfg.Baud, EOLModuleDir: cfg.EOLModules}
 	if pcfg.Proofs, err = cfg.ProofPolicy(); err != nil {
 		return nil, err
 	}
