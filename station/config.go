@@ -18,7 +18,8 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// FileConfig is the station's configuration file (YAML):
+// FileConfig is the station's configuration file (YAML; every key is
+// documented in docs/station-config.md):
 //
 //	station: line1-bench3
 //	database: /var/lib/wsc/station.db
@@ -149,6 +150,9 @@ type WorkOrder struct {
 // LoadConfig reads and checks a station configuration file.
 func LoadConfig(path string) (*FileConfig, error) {
 	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("station config: %w: write one (docs/station-config.md lists every key), or try a simulated bench with wsc sim, which writes its own", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("station config: %w", err)
 	}
@@ -158,7 +162,16 @@ func LoadConfig(path string) (*FileConfig, error) {
 	if err := dec.Decode(&c); err != nil {
 		return nil, fmt.Errorf("station config %s: %w", path, err)
 	}
-	base := filepath.Dir(path)
+	makeAbsolute(&c, filepath.Dir(path))
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("station config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// makeAbsolute makes the config's relative paths relative to base (the
+// configuration file's folder).
+func makeAbsolute(c *FileConfig, base string) {
 	abs := func(p *string) {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
@@ -185,58 +198,72 @@ func LoadConfig(path string) (*FileConfig, error) {
 	for i := range c.Discover.Globs {
 		abs(&c.Discover.Globs[i])
 	}
-	if err := c.check(); err != nil {
-		return nil, fmt.Errorf("station config %s: %w", path, err)
-	}
-	return &c, nil
 }
 
 func (c *FileConfig) check() error {
 	var errs []error
 	if c.Station == "" {
-		errs = append(errs, errors.New("station: name is required"))
+		errs = append(errs, keyed("station", errors.New("station: name is required")))
 	}
 	if c.Database == "" {
-		errs = append(errs, errors.New("database: path is required"))
+		errs = append(errs, keyed("database", errors.New("database: path is required")))
 	}
 	if c.CA.Dir == "" {
-		errs = append(errs, errors.New("ca.dir is required"))
+		errs = append(errs, keyed("ca.dir", errors.New("ca.dir is required")))
 	}
 	if c.CA.Passphrase == "" {
 		c.CA.Passphrase = "prompt"
 	}
 	if c.WorkOrder.ID == "" || c.WorkOrder.Quantity <= 0 {
-		errs = append(errs, errors.New("work_order: id and a positive quantity are required"))
+		errs = append(errs, keyed("work_order.quantity", errors.New("work_order: id and a positive quantity are required")))
 	}
 	switch c.WorkOrder.Lock {
 	case "":
 		c.WorkOrder.Lock = "none"
 	case "none", "lock":
 	default:
-		errs = append(errs, fmt.Errorf("work_order.lock: %q is neither lock nor none", c.WorkOrder.Lock))
+		errs = append(errs, keyed("work_order.lock", fmt.Errorf("work_order.lock: %q is neither lock nor none", c.WorkOrder.Lock)))
 	}
 	if len(c.WorkOrder.Proofs) == 0 {
 		c.WorkOrder.Proofs = []string{"tpm"}
 	}
 	seen := map[string]bool{}
-	for _, p := range c.WorkOrder.Proofs {
+	for i, p := range c.WorkOrder.Proofs {
+		key := fmt.Sprintf("work_order.proofs[%d]", i)
 		switch {
 		case seen[p]:
-			errs = append(errs, fmt.Errorf("work_order.proofs: %q is listed twice", p))
+			errs = append(errs, keyed(key, fmt.Errorf("work_order.proofs: %q is listed twice", p)))
 		case p == "tpm" && len(c.TPMVendorRoots) == 0:
-			errs = append(errs, errors.New("work_order.proofs: tpm needs tpm_vendor_roots (the TPM vendors' root certificates)"))
+			errs = append(errs, keyed(key, errors.New("work_order.proofs: tpm needs tpm_vendor_roots (the TPM vendors' root certificates)")))
 		case p == "atecc608" && len(c.SEVendorRoots) == 0:
-			errs = append(errs, errors.New("work_order.proofs: atecc608 needs se_vendor_roots (the secure-element vendors' root certificates)"))
+			errs = append(errs, keyed(key, errors.New("work_order.proofs: atecc608 needs se_vendor_roots (the secure-element vendors' root certificates)")))
 		case p != "tpm" && p != "atecc608" && p != "unattested":
-			errs = append(errs, fmt.Errorf("work_order.proofs: unknown proof %q (want tpm, atecc608 or unattested)", p))
+			errs = append(errs, keyed(key, fmt.Errorf("work_order.proofs: unknown proof %q (want tpm, atecc608 or unattested)", p)))
 		}
 		seen[p] = true
 	}
 	if len(c.Slots) == 0 && c.Discover.Empty() {
-		errs = append(errs, errors.New("slots: list at least one slot, or say where to discover them (discover: usb/globs)"))
+		errs = append(errs, keyed("slots", errors.New("slots: list at least one slot, or say where to discover them (discover: usb/globs)")))
+	}
+	slotSeen := map[int]bool{}
+	for i, s := range c.Slots {
+		key := fmt.Sprintf("slots[%d]", i)
+		switch {
+		case s.Slot <= 0 || slotSeen[s.Slot]:
+			errs = append(errs, keyed(key, fmt.Errorf("slots: slot numbers must be positive and unique (slot %d)", s.Slot)))
+		case (s.Port == "") == (s.USB == ""):
+			errs = append(errs, keyed(key, fmt.Errorf("slots: slot %d needs exactly one of port or usb", s.Slot)))
+		}
+		slotSeen[s.Slot] = true
+	}
+	if c.Baud < 0 {
+		errs = append(errs, keyed("baud", fmt.Errorf("baud: %d is not a speed", c.Baud)))
+	}
+	if c.MaxFailures < 0 {
+		errs = append(errs, keyed("max_failures", fmt.Errorf("max_failures: %d is negative (0 means the default, 3)", c.MaxFailures)))
 	}
 	if len(c.Slots) > 0 && !c.Discover.Empty() {
-		errs = append(errs, errors.New("give either slots or discover, not both"))
+		errs = append(errs, keyed("discover", errors.New("give either slots or discover, not both")))
 	}
 	return errors.Join(errs...)
 }

@@ -129,11 +129,15 @@ func stationCmd() *cobra.Command {
 	var (
 		cfgPath, operator, pinSource string
 		headless                     bool
+		checkPath                    string
 	)
 	cmd := &cobra.Command{
 		Use:   "station",
 		Short: "Run the bench: provision every device plugged into the configured slots",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if checkPath != "" {
+				return checkConfig(cmd.OutOrStdout(), checkPath)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			l, err := openLine(ctx, cfgPath)
@@ -152,6 +156,7 @@ func stationCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "station.yaml", "station configuration file (YAML)")
 	cmd.Flags().BoolVar(&headless, "headless", false, "no terminal view: print one line per event")
+	cmd.Flags().StringVar(&checkPath, "check-config", "", "only check this configuration file: print each problem with its line, exit 2 if there is one")
 	cmd.Flags().StringVar(&operator, "operator", "", "operator id (headless)")
 	cmd.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the operator's PIN comes from: prompt, file:PATH, fd:N, env:NAME")
 	return cmd
