@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -133,5 +134,30 @@ func TestSimBenchWithStation(t *testing.T) {
 	}
 	if ps, _ := exec.Command("pgrep", "-f", dir).Output(); len(strings.TrimSpace(string(ps))) > 0 {
 		t.Fatalf("processes left running for %s: %s", dir, ps)
+	}
+}
+
+// TestCheckConfigCommand: wsc station --check-config prints FILE:LINE for
+// each problem and exits 2; a good file exits 0 with a summary.
+func TestCheckConfigCommand(t *testing.T) {
+	wsc, _ := buildBinaries(t)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("station: s\ndatabase: d.db\nwork_order: {id: W, quantity: 0}\nslots: [{slot: 1, port: /dev/null}]\ncolour: red\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(wsc, "station", "--check-config", bad).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), bad+":5: unknown key \"colour\"") {
+		t.Fatalf("bad config: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(bad, []byte("station: s\ndatabase: d.db\nwork_order: {id: W, quantity: 0}\nslots: [{slot: 1, port: /dev/null}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = exec.Command(wsc, "station", "--check-config", bad).CombinedOutput()
+	for _, want := range []string{bad + ":3: work_order: id and a positive quantity", "ca.dir is required", "tpm needs tpm_vendor_roots"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }
