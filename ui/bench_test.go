@@ -327,6 +327,29 @@ func TestLoginNeverShowsPIN(t *testing.T) {
 	}
 }
 
+// TestLoginBadgeAfterFailedPIN: after a wrong PIN the form is empty with
+// the name field focused, so a badge scanned next signs in (it used to land
+// in the PIN field), and so does a name typed again.
+func TestLoginBadgeAfterFailedPIN(t *testing.T) {
+	m := NewBenchModel(BenchOptions{Control: newFakeBench(1), Auth: fakeAuth{}, Now: fixedClock(t0)})
+	msgs := append(append(typeKeys("alice"), keyType(tea.KeyTab)), typeKeys("9137")...)
+	m = settle(t, m, append(msgs, keyType(tea.KeyEnter))...)
+	mustContain(t, m.View(), "Sign-in failed")
+	if !m.login.name.Focused() || m.login.name.Value() != "" || m.login.pin.Focused() {
+		t.Fatalf("after a failure: name %q focused %v, pin focused %v", m.login.name.Value(), m.login.name.Focused(), m.login.pin.Focused())
+	}
+	m = settle(t, m, keyRunes("BADGE-7781"), keyType(tea.KeyEnter))
+	if m.Operator() != "Bob Lee" {
+		t.Fatalf("badge after a failed PIN: operator = %q", m.Operator())
+	}
+	m2 := NewBenchModel(BenchOptions{Control: newFakeBench(1), Auth: fakeAuth{}, Now: fixedClock(t0)})
+	m2 = settle(t, m2, append(msgs, keyType(tea.KeyEnter))...)
+	m2 = settle(t, m2, append(append(append(typeKeys("alice"), keyType(tea.KeyTab)), typeKeys("1234")...), keyType(tea.KeyEnter))...)
+	if m2.Operator() != "Alice Martin" {
+		t.Fatalf("typed again after a failure: operator = %q", m2.Operator())
+	}
+}
+
 func TestLoginBadge(t *testing.T) {
 	m := NewBenchModel(BenchOptions{Control: newFakeBench(1), Auth: fakeAuth{}, Now: fixedClock(t0)})
 	m = settle(t, m, keyRunes("BADGE-0000"))

@@ -161,3 +161,28 @@ func TestCheckConfigCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestHeadlessInstructions: without a screen no instruction tells the
+// operator to press a key; each says what works headless.
+func TestHeadlessInstructions(t *testing.T) {
+	for _, in := range []string{
+		"Reseat the cable on slot 2 and press r.",
+		"Cannot open the port of slot 1: check the USB cable and adapter, then press r.",
+		"The label does not match the device on slot 3: check you scanned the right board, then rescan and press r.",
+		"The work order's quantity is reached: stop the work order (s) and ask the shift lead for the next one.",
+	} {
+		for _, once := range []bool{false, true} {
+			got := headlessInstruction(in, once)
+			if strings.Contains(got, "press r") || strings.Contains(got, "(s)") || got == in {
+				t.Errorf("once=%v: %q -> %q", once, in, got)
+			}
+			if once && !strings.Contains(got, "provision") && !strings.Contains(got, "stop provisioning") {
+				t.Errorf("one-shot instruction does not say to run the command again: %q", got)
+			}
+		}
+	}
+	line := headlessLine(station.Event{Slot: 2, State: station.StateFailed, Detail: "Reseat the cable on slot 2 and press r."})
+	if strings.Contains(line, "press r") || !strings.Contains(line, "plugged back in") {
+		t.Fatalf("headless line: %q", line)
+	}
+}

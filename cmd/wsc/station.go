@@ -184,7 +184,7 @@ func runHeadless(ctx context.Context, l *line, out io.Writer) error {
 			if e.State == station.StateFailed || e.State == station.StateQuarantined {
 				for _, st := range bench.Snapshot() {
 					if st.Slot == e.Slot && st.Instruction != "" {
-						fmt.Fprintf(out, "  slot %d: %s\n", st.Slot, ui.Untrusted(st.Instruction))
+						fmt.Fprintf(out, "  slot %d: %s\n", st.Slot, ui.Untrusted(headlessInstruction(st.Instruction, false)))
 					}
 				}
 			}
@@ -225,7 +225,7 @@ func provisionCmd() *cobra.Command {
 			if err != nil {
 				var se *station.StepError
 				if errors.As(err, &se) {
-					fmt.Fprintln(out, ui.Untrusted(se.Instruction))
+					fmt.Fprintln(out, ui.Untrusted(headlessInstruction(se.Instruction, true)))
 				}
 				return &exitError{code: 1, err: untrustedError{err}}
 			}
