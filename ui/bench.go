@@ -437,10 +437,7 @@ func (m *BenchModel) move(k tea.KeyMsg) {
 		return
 	}
 	i := m.selIndex()
-	cols, _, list := m.grid.layout(len(m.slots))
-	if list {
-		cols = 1
-	}
+	cols := m.grid.cols(len(m.slots))
 	switch {
 	case key.Matches(k, m.keys.Left):
 		i--
@@ -635,10 +632,12 @@ const (
 	fixedLines  = 1 /*title*/ + 1 /*counters*/ + detailLines + 1 /*notice*/ + 1 /*scan*/ + 1 /*status*/
 )
 
-// relayout gives the grid the height left by the other parts.
+// relayout gives the grid the height left by the other parts. The detail
+// lines grow when the selected slot's instruction needs more than
+// detailLines: an instruction is wrapped, never cut.
 func (m *BenchModel) relayout() {
 	m.help.Width = m.width
-	m.grid.SetSize(m.width, m.height-fixedLines-lipgloss.Height(m.helpView()))
+	m.grid.SetSize(m.width, m.height-fixedLines-(len(m.detail())-detailLines)-lipgloss.Height(m.helpView()))
 }
 
 func (m BenchModel) helpView() string {
@@ -691,9 +690,14 @@ func (m BenchModel) countersView() string {
 }
 
 // detailView is the selected slot's story in plain words: what it is
-// doing, its last error and what the operator should do now. It always
-// takes detailLines lines.
+// doing, its last error and what the operator should do now. It takes
+// detailLines lines, more when the instruction needs them.
 func (m BenchModel) detailView() string {
+	return strings.Join(m.detail(), "\n")
+}
+
+// detail returns the detail lines, at least detailLines of them.
+func (m BenchModel) detail() []string {
 	var lines []string
 	s := m.selected()
 	switch {
@@ -740,13 +744,10 @@ func (m BenchModel) detailView() string {
 		}
 		if s.instruction != "" {
 			// The instruction is what the operator acts on: it is wrapped,
-			// never cut.
+			// never cut (the detail grows; the grid gives way).
 			for _, l := range strings.Split(ansi.Wrap("→ "+Untrusted(s.instruction), max(m.width, 20), ""), "\n") {
 				lines = append(lines, styleInstr.Render(l))
 			}
-		}
-		if len(lines) > detailLines {
-			lines = append(lines[:1], lines[len(lines)-(detailLines-1):]...)
 		}
 	}
 	for i := range lines {
@@ -755,7 +756,7 @@ func (m BenchModel) detailView() string {
 	for len(lines) < detailLines {
 		lines = append(lines, "")
 	}
-	return strings.Join(lines[:detailLines], "\n")
+	return lines
 }
 
 func (m BenchModel) noticeView() string {

@@ -38,7 +38,7 @@ func TestBenchKeysCallControl(t *testing.T) {
 		{name: "red bin of a passed device asks first, y sends it", setup: []tea.Msg{passEv(2, 1, "TPM-B", "0A1B")},
 			keys: []tea.Msg{keyRunes("2"), keyRunes("b"), keyRunes("y")}, want: []string{"Quarantine(2)"}},
 		{name: "arrows select", keys: []tea.Msg{keyType(tea.KeyRight), keyType(tea.KeyRight), keyType(tea.KeyLeft), keyRunes("r")}, want: []string{"Retry(2)"}},
-		{name: "down moves a row of cards", keys: []tea.Msg{keyType(tea.KeyDown), keyRunes("r")}, want: []string{"Retry(4)"}},
+		{name: "down moves a row of cards", keys: []tea.Msg{keyType(tea.KeyDown), keyRunes("r")}, want: []string{"Retry(3)"}}, // 2×2 cards at 80×24
 		{name: "digit without slot", keys: []tea.Msg{keyRunes("9"), keyRunes("r")}, want: []string{"Retry(1)"}},
 		{name: "help and esc call nothing", keys: []tea.Msg{keyRunes("?"), keyType(tea.KeyEsc)}, want: nil},
 	}
@@ -262,23 +262,30 @@ func TestEventsBeforeSnapshotKept(t *testing.T) {
 	}
 }
 
+// TestSlotCardsFollowWidth: cards fill the window and grow with it; 8 and
+// 16 slots at 80×24 get filled tiles, two columns, that still show every
+// slot.
 func TestSlotCardsFollowWidth(t *testing.T) {
 	for _, tt := range []struct {
-		w, h, n  int
-		cols     int
-		wantList bool
+		w, h, n    int
+		mode       gridMode
+		cols       int
+		minW, minH int
 	}{
-		{80, 24, 4, 3, false},
-		{120, 40, 8, 4, false},
-		{60, 20, 4, 0, true},
-		{80, 24, 8, 0, true},
-		{40, 24, 2, 0, true},
+		{80, 24, 4, modeCards, 2, 39, 6},
+		{120, 40, 8, modeCards, 4, 29, 14},
+		{200, 60, 4, modeCards, 2, 99, 24},
+		{240, 70, 16, modeCards, 6, 39, 20},
+		{60, 20, 4, modeTiles, 1, 60, 2},
+		{80, 24, 8, modeTiles, 2, 39, 3},
+		{80, 24, 16, modeTiles, 2, 39, 1},
+		{40, 24, 2, modeCards, 1, 40, 6},
 	} {
 		g := newSlotGrid()
 		g.SetSize(tt.w, tt.h-fixedLines-1)
-		cols, _, list := g.layout(tt.n)
-		if list != tt.wantList || (!list && cols != tt.cols) {
-			t.Errorf("%d×%d with %d slots: cols %d list %v", tt.w, tt.h, tt.n, cols, list)
+		mode, cols, w, h := g.layout(tt.n)
+		if mode != tt.mode || cols != tt.cols || w < tt.minW || h < tt.minH {
+			t.Errorf("%d×%d with %d slots: mode %d, %d cols of %d×%d; want mode %d, %d cols of at least %d×%d", tt.w, tt.h, tt.n, mode, cols, w, h, tt.mode, tt.cols, tt.minW, tt.minH)
 		}
 	}
 }

@@ -9,13 +9,15 @@ import (
 // Colours are ANSI palette indexes so that the views read the same on the
 // plain 16-colour consoles that line PCs often run.
 const (
-	colGrey   = lipgloss.Color("8")
-	colRed    = lipgloss.Color("1")
-	colGreen  = lipgloss.Color("2")
-	colYellow = lipgloss.Color("3")
-	colBlue   = lipgloss.Color("4")
-	colCyan   = lipgloss.Color("6")
-	colWhite  = lipgloss.Color("15")
+	colBlack    = lipgloss.Color("0")
+	colDarkGrey = lipgloss.Color("236")
+	colGrey     = lipgloss.Color("8")
+	colRed      = lipgloss.Color("1")
+	colGreen    = lipgloss.Color("2")
+	colYellow   = lipgloss.Color("3")
+	colBlue     = lipgloss.Color("4")
+	colCyan     = lipgloss.Color("6")
+	colWhite    = lipgloss.Color("15")
 )
 
 var (
