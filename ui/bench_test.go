@@ -2,6 +2,7 @@ package ui
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
 	"github.com/wsc-project/wsc/station"
 )
 
@@ -408,4 +411,35 @@ func TestCountersQuarantineEndsRun(t *testing.T) {
 		t.Fatalf("counters = %+v, want 1 failed, 2 red bin", c)
 	}
 	mustContain(t, m.View(), "Error: attest: attestation failed", "→ Device TPM-A failed attestation: put it in the red bin.")
+}
+
+// BenchmarkBenchView16Busy renders the bench with 16 slots all running
+// (spinner, step time, bar) at the sizes a bench screen has.
+func BenchmarkBenchView16Busy(b *testing.B) {
+	for _, sz := range [][3]int{{80, 24, 0}, {160, 48, 0}, {240, 70, 0}, {80, 24, 1}, {240, 70, 1}} {
+		name := fmt.Sprintf("%dx%d", sz[0], sz[1])
+		if sz[2] == 1 {
+			name += "-256colours"
+		}
+		b.Run(name, func(b *testing.B) {
+			if sz[2] == 1 {
+				// As on a real console: every card filled, borders coloured.
+				lipgloss.SetColorProfile(termenv.ANSI256)
+				defer lipgloss.SetColorProfile(termenv.Ascii)
+			}
+			m, _ := benchAt(16, 12)
+			nm, _ := m.Update(tea.WindowSizeMsg{Width: sz[0], Height: sz[1]})
+			m = nm.(BenchModel)
+			for i := 1; i <= 16; i++ {
+				nm, _ = m.Update(ev(i, 1, station.StateRunning, station.StepConnect, ""))
+				nm, _ = nm.Update(ev(i, 2, station.StateRunning, station.StepInstall, fmt.Sprintf("TPM-00A1B2C3D4E5F6%02d", i)))
+				m = nm.(BenchModel)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				_ = m.View()
+			}
+		})
+	}
 }

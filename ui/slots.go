@@ -9,6 +9,7 @@ import (
 	"github.com/charmbracelet/bubbles/spinner"
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
+	"github.com/muesli/termenv"
 	"github.com/wsc-project/wsc/station"
 )
 
@@ -306,22 +307,21 @@ func (g slotGrid) stateWord(s *slotView, now time.Time) string {
 	}
 }
 
-// stateStyle fills a card or tile with its state's colour (andon colours:
-// green passed, yellow failed — the operator acts —, red red bin, blue
-// running, grey waiting).
-func stateStyle(s station.State) lipgloss.Style {
-	st := lipgloss.NewStyle().Bold(true)
+// stateColours are a card's fill and text colours (andon colours: green
+// passed, yellow failed — the operator acts —, red red bin, blue running,
+// dark grey waiting).
+func stateColours(s station.State) (bg, fg lipgloss.Color) {
 	switch s {
 	case station.StateRunning:
-		return st.Background(colBlue).Foreground(colWhite)
+		return colBlue, colWhite
 	case station.StatePassed:
-		return st.Background(colGreen).Foreground(colBlack)
+		return colGreen, colBlack
 	case station.StateFailed:
-		return st.Background(colYellow).Foreground(colBlack)
+		return colYellow, colBlack
 	case station.StateQuarantined:
-		return st.Background(colRed).Foreground(colWhite)
+		return colRed, colWhite
 	default:
-		return lipgloss.NewStyle().Background(colDarkGrey).Foreground(colWhite)
+		return colDarkGrey, colWhite
 	}
 }
 
@@ -358,52 +358,114 @@ func (g slotGrid) stepText(s *slotView, now time.Time) string {
 	return step
 }
 
-// View renders the slots; sel is the index of the selected slot.
+// View renders the slots; sel is the index of the selected slot. Cards
+// and tiles are lists of lines of known width, joined here without
+// measuring them again (the view is redrawn ten times a second).
 func (g slotGrid) View(slots []*slotView, sel int, now time.Time) string {
 	mode, cols, w, h := g.layout(len(slots))
 	if mode == modeList {
 		return g.listView(slots, sel, now)
 	}
-	var rows []string
+	var b strings.Builder
+	gap := strings.Repeat(" ", cardGap)
 	for i := 0; i < len(slots); i += cols {
-		var row []string
+		cells := make([][]string, 0, cols)
 		for j := i; j < min(i+cols, len(slots)); j++ {
-			if j > i {
-				row = append(row, strings.Repeat(" ", cardGap))
-			}
 			if mode == modeCards {
-				row = append(row, g.card(slots[j], w, h, j == sel, now))
+				cells = append(cells, g.card(slots[j], w, h, j == sel, now))
 			} else {
-				row = append(row, g.tile(slots[j], w, h, j == sel, now))
+				cells = append(cells, g.tile(slots[j], w, h, j == sel, now))
 			}
 		}
-		rows = append(rows, lipgloss.JoinHorizontal(lipgloss.Top, row...))
+		for l := range len(cells[0]) {
+			if b.Len() > 0 {
+				b.WriteByte('\n')
+			}
+			for k, c := range cells {
+				if k > 0 {
+					b.WriteString(gap)
+				}
+				b.WriteString(c[l])
+			}
+		}
 	}
-	return strings.Join(rows, "\n")
+	return b.String()
 }
 
 // fit pads or cuts a line of plain text to exactly w cells.
 func fit(s string, w int) string {
-	s = ansi.Truncate(s, w, "…")
-	if pad := w - lipgloss.Width(s); pad > 0 {
-		s += strings.Repeat(" ", pad)
+	n := cellWidth(s)
+	if n > w {
+		s = ansi.Truncate(s, w, "…")
+		n = cellWidth(s)
+	}
+	if n < w {
+		s += strings.Repeat(" ", w-n)
 	}
 	return s
 }
 
+// cellWidth is the display width of plain text. Text made of narrow runes
+// (Latin, and the arrows, boxes, blocks, braille and marks the cards use)
+// is counted by runes; anything else is measured properly.
+func cellWidth(s string) int {
+	n := 0
+	for _, r := range s {
+		switch {
+		case r < 0x1100 && r != 0x1b && r >= 0x20:
+		case r >= 0x2010 && r <= 0x2027, r >= 0x2190 && r <= 0x21FF, r >= 0x2500 && r <= 0x25A0,
+			r == 0x2713 || r == 0x2717, r >= 0x2800 && r <= 0x28FF:
+		default:
+			return ansi.StringWidth(s)
+		}
+		n++
+	}
+	return n
+}
+
 // spread puts l at the left and r at the right of w cells.
 func spread(l, r string, w int) string {
-	if gap := w - lipgloss.Width(l) - lipgloss.Width(r); gap >= 1 {
+	if gap := w - cellWidth(l) - cellWidth(r); gap >= 1 {
 		return l + strings.Repeat(" ", gap) + r
 	}
 	return fit(l+" "+r, w)
+}
+
+// centre places plain text in the middle of w cells.
+func centre(s string, w int) string {
+	n := cellWidth(s)
+	if n >= w {
+		return fit(s, w)
+	}
+	left := (w - n) / 2
+	return strings.Repeat(" ", left) + s + strings.Repeat(" ", w-n-left)
+}
+
+// paint colours plain text with a state's fill (and bold), in the colour
+// profile lipgloss detected; nothing on a terminal without colours.
+func paint(st station.State, s string) string {
+	p := lipgloss.ColorProfile()
+	if p == termenv.Ascii {
+		return s
+	}
+	bg, fg := stateColours(st)
+	return termenv.Style{}.Background(p.Color(string(bg))).Foreground(p.Color(string(fg))).Bold().Styled(s)
+}
+
+// paintFG colours plain text in a foreground colour.
+func paintFG(c lipgloss.Color, s string) string {
+	p := lipgloss.ColorProfile()
+	if p == termenv.Ascii {
+		return s
+	}
+	return termenv.Style{}.Foreground(p.Color(string(c))).Styled(s)
 }
 
 // card renders one slot as a bordered card of outer size w×h, filled with
 // its state colour: number, state and time; the state in block letters when
 // the card is big enough; serial; step with its elapsed time and a bar;
 // label and certificate; what to do (wrapped) after a failure.
-func (g slotGrid) card(s *slotView, w, h int, selected bool, now time.Time) string {
+func (g slotGrid) card(s *slotView, w, h int, selected bool, now time.Time) []string {
 	inner, lines := w-4, h-2
 	el := ""
 	if d, ok := s.elapsed(now); ok {
@@ -414,12 +476,12 @@ func (g slotGrid) card(s *slotView, w, h int, selected bool, now time.Time) stri
 	word, bigWord := stateName(s.state)
 	big := blockText(bigWord)
 	// Block letters when there is room for them and for the other lines.
-	if lipgloss.Width(big[0]) <= inner && lines >= 5+len(big)+1 {
+	if cellWidth(big[0]) <= inner && lines >= 5+len(big)+1 {
 		for _, b := range big {
-			out = append(out, lipgloss.PlaceHorizontal(inner, lipgloss.Center, b))
+			out = append(out, centre(b, inner))
 		}
 	} else if lines >= 6 {
-		out = append(out, lipgloss.PlaceHorizontal(inner, lipgloss.Center, "━━ "+word+" ━━"))
+		out = append(out, centre("━━ "+word+" ━━", inner))
 	}
 	dev := Untrusted(s.serial) // the device chose it
 	switch {
@@ -436,7 +498,7 @@ func (g slotGrid) card(s *slotView, w, h int, selected bool, now time.Time) stri
 		f, n := s.stepFraction()
 		st := g.stepText(s, now)
 		count := fmt.Sprintf(" %d/%d", n, len(station.Steps))
-		barW := inner - lipgloss.Width(st) - len(count) - 1
+		barW := inner - cellWidth(st) - len(count) - 1
 		if barW >= 4 {
 			out = append(out, st+" "+textBar(f, barW)+count)
 		} else {
@@ -475,8 +537,16 @@ func (g slotGrid) card(s *slotView, w, h int, selected bool, now time.Time) stri
 	if selected {
 		border = cardBorderSel
 	}
-	st := stateStyle(s.state)
-	return st.Padding(0, 1).Border(border).BorderForeground(stateBorder(s.state)).Width(w - 2).Render(strings.Join(out, "\n"))
+	// The border in the state's colour, the inside filled with it.
+	bc := stateBorder(s.state)
+	res := make([]string, 0, h)
+	res = append(res, paintFG(bc, border.TopLeft+strings.Repeat(border.Top, w-2)+border.TopRight))
+	left, right := paintFG(bc, border.Left), paintFG(bc, border.Right)
+	for _, l := range out {
+		res = append(res, left+paint(s.state, " "+l+" ")+right)
+	}
+	res = append(res, paintFG(bc, border.BottomLeft+strings.Repeat(border.Bottom, w-2)+border.BottomRight))
+	return res
 }
 
 // stateBorder is a card's border colour.
@@ -497,7 +567,7 @@ func stateBorder(s station.State) lipgloss.Color {
 // tile renders one slot as a filled block of w×h without a border: the
 // compact layout for many slots on a small screen. Line 1 always holds
 // number, state, serial, step and time; a selected tile is marked ▶.
-func (g slotGrid) tile(s *slotView, w, h int, selected bool, now time.Time) string {
+func (g slotGrid) tile(s *slotView, w, h int, selected bool, now time.Time) []string {
 	mark := " "
 	if selected {
 		mark = "▶"
@@ -511,14 +581,14 @@ func (g slotGrid) tile(s *slotView, w, h int, selected bool, now time.Time) stri
 		dev = "—"
 	}
 	state := g.stateWord(s, now)
-	state += strings.Repeat(" ", max(0, 10-lipgloss.Width(state)))
+	state += strings.Repeat(" ", max(0, 10-cellWidth(state)))
 	step := g.stepText(s, now)
 	if s.state == station.StateRunning || s.state == station.StatePassed {
 		step = strings.Fields(step + " ")[0]
 	}
 	left, right := fmt.Sprintf("%s#%-2d %s ", mark, s.num, state), strings.TrimSpace(step+" "+el)
 	// The serial gets the room left; its end (where serials differ) stays.
-	dev = shortEnd(dev, w-lipgloss.Width(left)-lipgloss.Width(right)-1)
+	dev = shortEnd(dev, w-cellWidth(left)-cellWidth(right)-1)
 	l1 := spread(left+dev, right, w)
 	out := []string{l1}
 	if h >= 2 {
@@ -544,7 +614,10 @@ func (g slotGrid) tile(s *slotView, w, h int, selected bool, now time.Time) stri
 	for i := range out {
 		out[i] = fit(out[i], w)
 	}
-	return stateStyle(s.state).Width(w).Render(strings.Join(out[:h], "\n"))
+	for i := range out {
+		out[i] = paint(s.state, out[i])
+	}
+	return out[:h]
 }
 
 // listView renders one line per slot, scrolled to keep the selection in
@@ -556,7 +629,7 @@ func (g slotGrid) listView(slots []*slotView, sel int, now time.Time) string {
 	}
 	var lines []string
 	for i := first; i < len(slots) && i < first+g.height; i++ {
-		lines = append(lines, g.tile(slots[i], g.width, 1, i == sel, now))
+		lines = append(lines, g.tile(slots[i], g.width, 1, i == sel, now)...)
 	}
 	return strings.Join(lines, "\n")
 }
