@@ -8,10 +8,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/devices/proto"
 	"go.bug.st/serial"
 )
+
+// ErrWorkOrderComplete marks the event of a slot whose device was refused
+// because the work order's quantity is reached: the work order is
+// complete; the device did not fail.
+var ErrWorkOrderComplete = errors.New("work order complete")
 
 // SlotSpec is one place on the bench: a serial port given by path, or a USB
 // serial adapter found by its USB identity (go.bug.st/serial/enumerator).
@@ -77,7 +83,64 @@ type Bench struct {
 	mu       sync.Mutex
 	slots    []*slot
 	running  bool
+	complete bool           // the work order's quantity is reached
 	failures map[string]int // per device serial, this session
+}
+
+// WorkOrderProgress is the work order's production so far, as the station
+// database counts it (the figures `wsc db stats` prints).
+type WorkOrderProgress struct {
+	WorkOrder string
+	Quantity  int
+	// Done counts devices (each once) that passed under the work order.
+	Done int
+	// Assigned counts devices holding a unit of the quantity.
+	Assigned int
+	// RunsOK and RunsFailed count attempts.
+	RunsOK, RunsFailed int
+	// Complete is set when the quantity is reached.
+	Complete bool
+}
+
+// Remaining is the number of devices still to make.
+func (p WorkOrderProgress) Remaining() int { return max(p.Quantity-p.Done, 0) }
+
+// statsStore is the optional capability of a Store that counts a work
+// order's production (db.Store has it).
+type statsStore interface {
+	Stats(ctx context.Context, workOrder string) ([]db.WorkOrderStats, error)
+}
+
+// Progress returns the work order's production counters from the
+// database. It fails when the store cannot count.
+func (b *Bench) Progress(ctx context.Context) (WorkOrderProgress, error) {
+	p := b.cfg.Provisioner
+	wo := p.cfg.WorkOrder
+	ss, ok := p.cfg.Store.(statsStore)
+	if !ok || wo == "" {
+		return WorkOrderProgress{}, errors.New("station: this bench has no work order counters")
+	}
+	st, err := ss.Stats(ctx, wo)
+	if err != nil {
+		return WorkOrderProgress{}, fmt.Errorf("work order %s counters: %w", wo, err)
+	}
+	if len(st) != 1 {
+		return WorkOrderProgress{}, fmt.Errorf("work order %s counters: %d rows", wo, len(st))
+	}
+	w := st[0]
+	b.mu.Lock()
+	complete := b.complete
+	b.mu.Unlock()
+	return WorkOrderProgress{WorkOrder: w.WorkOrder, Quantity: w.Quantity, Done: w.Done, Assigned: w.Assigned,
+		RunsOK: w.RunsOK, RunsFailed: w.Failed, Complete: complete || (w.Quantity > 0 && w.Done >= w.Quantity)}, nil
+}
+
+// Complete reports whether the work order's quantity was reached on this
+// bench (it then starts no new device).
+func (b *Bench) Complete() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.complete
 }
 
 // NewBench checks cfg and returns a Bench.
@@ -136,7 +199,7 @@ func (b *Bench) Run(ctx context.Context) error {
 // finishes the devices it is provisioning but starts no new ones.
 func (b *Bench) SetRunning(on bool) {
 	b.mu.Lock()
-	b.running = on
+	b.running = on && !b.complete
 	b.mu.Unlock()
 	b.wakeAll()
 }
@@ -394,6 +457,19 @@ func (b *Bench) provision(ctx context.Context, s *slot, port string) {
 		if final != nil {
 			b.emit(*final)
 		}
+		return
+	}
+	if errors.Is(err, db.ErrQuotaExceeded) || errors.Is(err, ca.ErrQuotaExceeded) {
+		// The quantity is reached: the work order is complete, which is
+		// not the device's failure. The bench starts no new device; the
+		// device refused is safe to provision under the next work order.
+		b.complete, b.running = true, false
+		prev := s.status
+		s.status = SlotStatus{Slot: prev.Slot, Port: prev.Port, State: StateIdle,
+			Instruction: "Work order complete: pull the device; it was not provisioned and is safe to provision under the next work order."}
+		st := s.status
+		b.mu.Unlock()
+		b.emit(Event{Time: time.Now(), Slot: st.Slot, Port: st.Port, Serial: prev.Serial, State: StateIdle, Detail: st.Instruction, Err: ErrWorkOrderComplete})
 		return
 	}
 	s.status.Err = err

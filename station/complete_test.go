@@ -1,0 +1,78 @@
+package station
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// TestBenchWorkOrderComplete: a work order of 2 on a bench of 3 devices.
+// Two pass; the third is refused by the quota, which the bench reports as
+// "work order complete" — the slot goes idle with the instruction to pull
+// the device, no slot is FAILED, the bench stops and refuses to start
+// again, and Progress counts 2 of 2 devices done, as the database does.
+func TestBenchWorkOrderComplete(t *testing.T) {
+	l := newTestLine(t, 3, "")
+	ctx := context.Background()
+	if err := EnsureWorkOrder(ctx, l.store, WorkOrder{ID: "WO-Q", Product: "p", Quantity: 2, Lock: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	pc := l.prov.cfg
+	pc.WorkOrder = "WO-Q"
+	p, err := NewProvisioner(pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := newEventLog()
+	bench, err := NewBench(BenchConfig{Provisioner: p, Slots: slotsOf(l.bench), Running: true, Events: log.add, Poll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- bench.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+
+	e := log.waitFor(t, "work order complete", 120*time.Second, func(e Event) bool { return errors.Is(e.Err, ErrWorkOrderComplete) })
+	if e.State != StateIdle || e.Detail == "" {
+		t.Fatalf("complete event: %+v", e)
+	}
+	passed := map[int]bool{}
+	log.waitFor(t, "two devices passed", 120*time.Second, func(ev Event) bool {
+		if ev.State == StatePassed {
+			passed[ev.Slot] = true
+		}
+		return len(passed) == 2
+	})
+	log.mu.Lock()
+	for _, ev := range log.evs {
+		if ev.State == StateFailed || ev.State == StateQuarantined {
+			t.Errorf("a slot failed: %v", ev)
+		}
+	}
+	log.mu.Unlock()
+	if !bench.Complete() || bench.Running() {
+		t.Fatalf("complete %v running %v", bench.Complete(), bench.Running())
+	}
+	bench.SetRunning(true)
+	if bench.Running() {
+		t.Fatal("a complete work order started again")
+	}
+	pr, err := bench.Progress(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The refused run is recorded as a failed attempt; the devices are
+	// what counts against the quantity.
+	if pr.Quantity != 2 || pr.Done != 2 || pr.Remaining() != 0 || !pr.Complete || pr.RunsOK != 2 || pr.RunsFailed != 1 {
+		t.Fatalf("progress %+v", pr)
+	}
+	st, err := l.store.Stats(ctx, "WO-Q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st[0].Done != pr.Done || st[0].Failed != pr.RunsFailed {
+		t.Fatalf("progress %+v differs from db stats %+v", pr, st[0])
+	}
+}
