@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -62,6 +64,22 @@ type BenchOptions struct {
 	Now func() time.Time
 	// Keys overrides the default key bindings.
 	Keys *KeyMap
+	// ExpectedStep, when set, is the chip profile's expected time of a
+	// step; running cards show the step's elapsed time against it.
+	ExpectedStep func(station.Step) time.Duration
+}
+
+// ProgressReporter is an optional capability of a BenchControl: the work
+// order's production as the station database counts it (*station.Bench
+// has it). The view asks for it after every finished run.
+type ProgressReporter interface {
+	Progress(ctx context.Context) (station.WorkOrderProgress, error)
+}
+
+// WorkOrderMsg is the answer of a ProgressReporter.
+type WorkOrderMsg struct {
+	Progress station.WorkOrderProgress
+	Err      error
 }
 
 // SnapshotMsg seeds the view with the bench's slots. The view asks for it
@@ -136,7 +154,14 @@ type BenchModel struct {
 	woSince  time.Time
 	woActive time.Duration
 
-	passed, failed, redBin int
+	// tally counts devices and attempts this shift (shared by the copies
+	// of the model: only the newest one is ever used).
+	tally *tally
+	// wop is the work order's progress as the database counts it (nil
+	// until the bench reported it, or when it cannot); complete is set
+	// when the bench says the quantity is reached.
+	wop      *station.WorkOrderProgress
+	complete bool
 
 	scan     []rune
 	scanOpen bool
@@ -155,7 +180,8 @@ type BenchModel struct {
 // NewBenchModel returns the operator bench view.
 func NewBenchModel(opts BenchOptions) BenchModel {
 	m := BenchModel{ctl: opts.Control, title: opts.Title, wo: opts.WorkOrder, stn: opts.Station, op: opts.Operator,
-		clock: opts.Now, keys: DefaultKeyMap(), help: newHelp(), grid: newSlotGrid(), width: 80, height: 24}
+		clock: opts.Now, keys: DefaultKeyMap(), help: newHelp(), grid: newSlotGrid(), width: 80, height: 24, tally: newTally()}
+	m.grid.expected = opts.ExpectedStep
 	if opts.Keys != nil {
 		m.keys = *opts.Keys
 	}
@@ -177,7 +203,19 @@ func NewBenchModel(opts BenchOptions) BenchModel {
 
 // Init asks the bench for its slots and starts the clock.
 func (m BenchModel) Init() tea.Cmd {
-	return tea.Batch(m.snapshotCmd(), m.tick())
+	return tea.Batch(m.snapshotCmd(), m.tick(), m.progressCmd())
+}
+
+// progressCmd asks the bench for the work order's counters.
+func (m BenchModel) progressCmd() tea.Cmd {
+	pr, ok := m.ctl.(ProgressReporter)
+	if !ok {
+		return nil
+	}
+	return func() tea.Msg {
+		p, err := pr.Progress(context.Background())
+		return WorkOrderMsg{Progress: p, Err: err}
+	}
 }
 
 // Operator returns who is signed in ("" before the login).
@@ -213,10 +251,20 @@ func (m BenchModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		cmd = m.tick()
 	case EventMsg:
 		m.applyEvent(station.Event(msg))
+		if msg.State != station.StateRunning {
+			cmd = m.progressCmd()
+		}
+	case WorkOrderMsg:
+		if msg.Err == nil {
+			p := msg.Progress
+			m.wop = &p
+			m.complete = m.complete || p.Complete
+		}
 	case SnapshotMsg:
 		m.applySnapshot(msg)
 	case RunningMsg:
 		m.setRunning(msg.On, msg.At)
+		cmd = m.progressCmd()
 		if msg.On {
 			m.note("Work order started.", false)
 		} else {
@@ -516,14 +564,46 @@ func (m *BenchModel) applyEvent(e station.Event) {
 			m.slots[i] = &s
 		}
 	}
+	if errors.Is(e.Err, station.ErrWorkOrderComplete) {
+		m.complete = true
+		m.note("Work order complete: "+Untrusted(e.Detail), false)
+	}
+	key := s.serial
+	if key == "" {
+		// A device that never told its serial counts on its own.
+		key = fmt.Sprintf("slot %d at %s", e.Slot, e.Time.Format(time.RFC3339Nano))
+	}
+	m.tally.add(key, passed, failed, redBin)
+}
+
+// tally counts a shift's devices (by serial: a device counts once however
+// often it is run) and attempts (every finished run).
+type tally struct {
+	passed, redBin map[string]bool
+	// first is the result of each device's first finished attempt.
+	first                    map[string]bool
+	attempts, failedAttempts int
+}
+
+func newTally() *tally {
+	return &tally{passed: map[string]bool{}, redBin: map[string]bool{}, first: map[string]bool{}}
+}
+
+func (t *tally) add(device string, passed, failed, redBin bool) {
+	if passed || failed {
+		t.attempts++
+		if _, ok := t.first[device]; !ok {
+			t.first[device] = passed
+		}
+	}
 	if passed {
-		m.passed++
+		t.passed[device] = true
 	}
 	if failed {
-		m.failed++
+		t.failedAttempts++
 	}
 	if redBin {
-		m.redBin++
+		t.redBin[device] = true
 	}
 }
 
@@ -596,32 +676,45 @@ func (m *BenchModel) setRunning(on bool, at time.Time) {
 	m.running = on
 }
 
-// Counters are the shift figures shown above the slots.
+// Counters are the shift figures shown above the slots, from the events
+// this view has seen.
 type Counters struct {
-	// Passed, Failed and RedBin count passed attempts, failed attempts and
-	// devices sent to the red bin, from events seen by this view.
-	Passed, Failed, RedBin int
-	// Yield is Passed over finished attempts (Passed+Failed), in percent;
-	// -1 before the first finished attempt.
-	Yield float64
+	// Passed and RedBin count devices (by serial, each once); Failed counts
+	// failed attempts and Attempts every finished attempt.
+	Passed, Failed, RedBin, Attempts int
+	// Yield is passed attempts over finished attempts, in percent;
+	// FirstPass is the share of devices that passed at their first
+	// attempt. Both -1 before the first finished attempt.
+	Yield, FirstPass float64
 	// Active is how long the work order has been running (stops excluded).
 	Active time.Duration
-	// PerHour is Passed per hour of Active time; -1 before the work order
-	// has run.
+	// PerHour is passed devices per hour of Active time; -1 before the
+	// work order has run.
 	PerHour float64
 }
 
 // Counters returns the figures as of the model's clock.
 func (m BenchModel) Counters() Counters {
-	c := Counters{Passed: m.passed, Failed: m.failed, RedBin: m.redBin, Yield: -1, PerHour: -1, Active: m.woActive}
+	t := m.tally
+	c := Counters{Passed: len(t.passed), Failed: t.failedAttempts, RedBin: len(t.redBin), Attempts: t.attempts,
+		Yield: -1, FirstPass: -1, PerHour: -1, Active: m.woActive}
 	if m.running && !m.woSince.IsZero() && m.now.After(m.woSince) {
 		c.Active += m.now.Sub(m.woSince)
 	}
-	if n := m.passed + m.failed; n > 0 {
-		c.Yield = 100 * float64(m.passed) / float64(n)
+	if t.attempts > 0 {
+		c.Yield = 100 * float64(t.attempts-t.failedAttempts) / float64(t.attempts)
+	}
+	if n := len(t.first); n > 0 {
+		ok := 0
+		for _, p := range t.first {
+			if p {
+				ok++
+			}
+		}
+		c.FirstPass = 100 * float64(ok) / float64(n)
 	}
 	if c.Active > 0 {
-		c.PerHour = float64(m.passed) / c.Active.Hours()
+		c.PerHour = float64(c.Passed) / c.Active.Hours()
 	}
 	return c
 }
@@ -629,7 +722,7 @@ func (m BenchModel) Counters() Counters {
 // Layout: the lines around the grid.
 const (
 	detailLines = 4
-	fixedLines  = 1 /*title*/ + 1 /*counters*/ + detailLines + 1 /*notice*/ + 1 /*scan*/ + 1 /*status*/
+	fixedLines  = 1 /*title*/ + 1 /*work order*/ + 1 /*counters*/ + detailLines + 1 /*notice*/ + 1 /*scan*/ + 1 /*status*/
 )
 
 // relayout gives the grid the height left by the other parts. The detail
@@ -661,6 +754,7 @@ func (m BenchModel) View() string {
 	}
 	parts := []string{
 		ansi.Truncate(styleTitle.Render(m.title), m.width, "…"),
+		m.workOrderView(),
 		m.countersView(),
 		m.grid.View(m.slots, m.selIndex(), m.now),
 		m.detailView(),
@@ -674,6 +768,12 @@ func (m BenchModel) View() string {
 
 func (m BenchModel) countersView() string {
 	c := m.Counters()
+	pct := func(v float64) string {
+		if v < 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.0f%%", v)
+	}
 	yield, rate := "—", "—"
 	if c.Yield >= 0 {
 		yield = fmt.Sprintf("%.1f%%", c.Yield)
@@ -682,11 +782,54 @@ func (m BenchModel) countersView() string {
 		rate = fmt.Sprintf("%.1f", c.PerHour)
 	}
 	p, f, r := styleOK.Render(fmt.Sprint(c.Passed)), styleFail.Render(fmt.Sprint(c.Failed)), styleFail.Render(fmt.Sprint(c.RedBin))
-	s := fmt.Sprintf("Passed %s   Failed %s   Red bin %s   Yield %s   Devices/h %s", p, f, r, yield, rate)
+	s := fmt.Sprintf("Passed %s · Red bin %s devices │ Attempts %d, failed %s │ Yield %s · First-pass %s │ %s/h", p, r, c.Attempts, f, yield, pct(c.FirstPass), rate)
 	if lipgloss.Width(s) > m.width {
-		s = fmt.Sprintf("✓ %s  ✗ %s  bin %s  yield %s  %s/h", p, f, r, yield, rate)
+		s = fmt.Sprintf("Passed %s · Red bin %s │ Attempts %d, failed %s │ FPY %s │ %s/h", p, r, c.Attempts, f, pct(c.FirstPass), rate)
+	}
+	if lipgloss.Width(s) > m.width {
+		s = fmt.Sprintf("✓ %s  bin %s  att %d ✗ %s  FPY %s  %s/h", p, r, c.Attempts, f, pct(c.FirstPass), rate)
 	}
 	return ansi.Truncate(s, m.width, "…")
+}
+
+// workOrderView is the work order panel: quantity, done, remaining and
+// failed runs as the database counts them (the figures of wsc db stats),
+// a progress bar with the time left at the current rate, or the COMPLETE
+// banner once the quantity is reached.
+func (m BenchModel) workOrderView() string {
+	wo := orDash(m.wo)
+	p := m.wop
+	if m.complete {
+		done := ""
+		if p != nil {
+			done = fmt.Sprintf(" · %d of %d devices", p.Done, p.Quantity)
+		}
+		s := fmt.Sprintf(" ✓ WORK ORDER %s COMPLETE%s · pull the last devices ", wo, done)
+		s = ansi.Truncate(s, m.width, "…")
+		if pad := m.width - lipgloss.Width(s); pad > 0 {
+			left := pad / 2
+			s = strings.Repeat(" ", left) + s + strings.Repeat(" ", pad-left)
+		}
+		return styleBanner.Render(s)
+	}
+	if p == nil {
+		return ansi.Truncate("Work order "+wo, m.width, "…")
+	}
+	eta := "—"
+	if c := m.Counters(); c.PerHour > 0 && p.Remaining() > 0 {
+		eta = "~" + formatElapsed(time.Duration(float64(p.Remaining())/c.PerHour*float64(time.Hour)).Truncate(time.Second))
+	}
+	tail := fmt.Sprintf(" %d/%d done · %d left · %d failed runs · ETA %s", p.Done, p.Quantity, p.Remaining(), p.RunsFailed, eta)
+	head := "WO " + wo + " "
+	barW := m.width - lipgloss.Width(head) - lipgloss.Width(tail)
+	if barW < 6 {
+		return ansi.Truncate(head+strings.TrimSpace(tail), m.width, "…")
+	}
+	f := 0.0
+	if p.Quantity > 0 {
+		f = float64(p.Done) / float64(p.Quantity)
+	}
+	return head + styleOK.Render(textBar(f, min(barW, 40))) + tail
 }
 
 // detailView is the selected slot's story in plain words: what it is
@@ -709,7 +852,10 @@ func (m BenchModel) detail() []string {
 			head += " · label " + Untrusted(s.label)
 		}
 		hint := "Scan the label, then plug the device in."
-		if !m.running {
+		switch {
+		case m.complete:
+			hint = "The work order is complete: pull the devices; the shift lead starts the next work order."
+		case !m.running:
 			hint = "The work order is stopped: press s to start it."
 		}
 		lines = []string{head, styleDim.Render(hint)}

@@ -197,7 +197,9 @@ func TestCountersFromEvents(t *testing.T) {
 		tickMsg(t0.Add(30*time.Minute)),
 	)
 	c := m.Counters()
-	if c.Passed != 3 || c.Failed != 2 || c.RedBin != 1 {
+	// Devices: A, C and D passed, B went to the red bin; attempts: five,
+	// two of them failed; three of the four devices passed at once.
+	if c.Passed != 3 || c.Failed != 2 || c.RedBin != 1 || c.Attempts != 5 || math.Abs(c.FirstPass-75) > 1e-9 {
 		t.Fatalf("counters = %+v", c)
 	}
 	if math.Abs(c.Yield-60) > 1e-9 {
@@ -213,7 +215,8 @@ func TestCountersFromEvents(t *testing.T) {
 	if c := m.Counters(); c.Active != time.Hour || math.Abs(c.PerHour-3) > 1e-9 {
 		t.Fatalf("after a stop: active %v, rate %v; want 1h0m0s and 3/h", c.Active, c.PerHour)
 	}
-	mustContain(t, m.View(), "Passed 3", "Failed 2", "Red bin 1", "Yield 60.0%", "Devices/h 3.0")
+	m = settle(t, m, tea.WindowSizeMsg{Width: 120, Height: 30})
+	mustContain(t, m.View(), "Passed 3 · Red bin 1 devices", "Attempts 5, failed 2", "Yield 60.0% · First-pass 75%", "3.0/h")
 }
 
 func TestFailureInstructionShown(t *testing.T) {
@@ -278,7 +281,7 @@ func TestSlotCardsFollowWidth(t *testing.T) {
 		{80, 24, 4, modeCards, 2, 39, 6},
 		{120, 40, 8, modeCards, 4, 29, 14},
 		{200, 60, 4, modeCards, 2, 99, 24},
-		{240, 70, 16, modeCards, 6, 39, 20},
+		{240, 70, 16, modeCards, 6, 39, 19},
 		{60, 20, 4, modeTiles, 1, 60, 2},
 		{80, 24, 8, modeTiles, 2, 39, 3},
 		{80, 24, 16, modeTiles, 2, 39, 1},
@@ -441,5 +444,32 @@ func BenchmarkBenchView16Busy(b *testing.B) {
 				_ = m.View()
 			}
 		})
+	}
+}
+
+// TestWorkOrderPanel: the panel shows the database's counters with the
+// time left at the screen's rate; a device passing a second time counts
+// once; the complete event turns the panel into the COMPLETE banner and no
+// slot is failed.
+func TestWorkOrderPanel(t *testing.T) {
+	m, f := newTestBench(t, 2)
+	f.progress = &station.WorkOrderProgress{WorkOrder: "WO-1", Quantity: 12, Done: 6, RunsOK: 6, RunsFailed: 2}
+	m = settle(t, m, tea.WindowSizeMsg{Width: 100, Height: 30},
+		RunningMsg{On: true, At: t0},
+		ev(1, 1, station.StateRunning, station.StepConnect, ""), passEv(1, 9, "TPM-A", "01"),
+		ev(1, 20, station.StateRunning, station.StepConnect, "TPM-A"), passEv(1, 29, "TPM-A", "01"),
+		tickMsg(t0.Add(30*time.Minute)))
+	if c := m.Counters(); c.Passed != 1 || c.Attempts != 2 {
+		t.Fatalf("a device passed twice: %+v", c)
+	}
+	// 6 left at 2 devices/hour: 3 hours.
+	mustContain(t, m.View(), "6/12 done · 6 left · 2 failed runs · ETA ~3h00m")
+	f.progress = &station.WorkOrderProgress{WorkOrder: "WO-1", Quantity: 12, Done: 12, RunsOK: 12, RunsFailed: 2, Complete: true}
+	m = settle(t, m, EventMsg{Time: t0.Add(31 * time.Minute), Slot: 2, Serial: "TPM-Z", State: station.StateIdle,
+		Detail: "Work order complete: pull the device; it was not provisioned.", Err: station.ErrWorkOrderComplete}, keyRunes("2"))
+	v := m.View()
+	mustContain(t, v, "WORK ORDER WO-2611-07 COMPLETE · 12 of 12 devices", "The work order is complete")
+	if strings.Contains(v, "FAILED") || m.Counters().Failed != 0 {
+		t.Fatalf("the quota counted as a failure:\n%s", v)
 	}
 }

@@ -30,6 +30,7 @@ var (
 	styleRedBin = lipgloss.NewStyle().Foreground(colRed).Reverse(true).Bold(true)
 	styleKey    = lipgloss.NewStyle().Foreground(colWhite).Bold(true)
 	styleStatus = lipgloss.NewStyle().Reverse(true)
+	styleBanner = lipgloss.NewStyle().Background(colGreen).Foreground(colBlack).Bold(true)
 	styleInstr  = lipgloss.NewStyle().Foreground(colYellow).Bold(true)
 	styleInput  = lipgloss.NewStyle().Foreground(colWhite)
 
