@@ -341,7 +341,8 @@ func (b *Bench) emit(e Event) {
 func (b *Bench) runSlot(ctx context.Context, s *slot) {
 	for ctx.Err() == nil {
 		b.mu.Lock()
-		st, retry, running := s.status.State, s.retry, b.running
+		status, retry, running := s.status, s.retry, b.running
+		st := status.State
 		s.retry = false
 		b.mu.Unlock()
 
@@ -361,17 +362,26 @@ func (b *Bench) runSlot(ctx context.Context, s *slot) {
 			// The failure and its instruction stay on screen. A device that
 			// goes away and answers again was reseated (or replaced): run it.
 			port, err := b.resolve(s)
-			present := err == nil && b.probe(ctx, port)
+			var serial string
+			present := err == nil
+			if present {
+				serial, present = b.probeSerial(ctx, port)
+			}
 			if !present {
 				s.absent = true
-			} else if s.absent && running {
+			} else if (s.absent || replaced(status, serial)) && running {
 				b.provision(ctx, s, port)
 				continue
 			}
 		case st == StatePassed || st == StateQuarantined:
-			// The result stays on screen until the device is pulled.
+			// The result stays on screen until the device is pulled (or
+			// another device answers on the slot).
 			port, err := b.resolve(s)
-			if err != nil || !b.probe(ctx, port) {
+			if err != nil {
+				b.setIdle(s)
+				continue
+			}
+			if serial, ok := b.probeSerial(ctx, port); !ok || replaced(status, serial) {
 				b.setIdle(s)
 				continue
 			}
@@ -405,16 +415,34 @@ func (b *Bench) resolve(s *slot) (string, error) {
 
 // probe reports whether a device answers Hello on port.
 func (b *Bench) probe(ctx context.Context, port string) bool {
+	_, ok := b.probeSerial(ctx, port)
+	return ok
+}
+
+// probeSerial is probe, with the serial the device reports. The serial
+// only tells one device from another on a slot (a board replaced without
+// the slot seeing the port go away); it is checked again, as hostile
+// input, by the run that provisions the device.
+func (b *Bench) probeSerial(ctx context.Context, port string) (string, bool) {
 	p, err := serial.Open(port, &serial.Mode{BaudRate: b.cfg.Provisioner.cfg.Baud})
 	if err != nil {
-		return false
+		return "", false
 	}
 	defer p.Close()
 	c := proto.NewClient(p, proto.WithLogger(b.cfg.Provisioner.cfg.Logger), proto.WithRetries(0),
 		proto.WithTimeouts(map[proto.MsgType]time.Duration{proto.MsgHello: b.cfg.ProbeTimeout}))
 	defer c.Close()
-	_, err = c.Hello(ctx)
-	return err == nil
+	h, err := c.Hello(ctx)
+	if err != nil {
+		return "", false
+	}
+	return h.Serial, true
+}
+
+// replaced reports whether the device answering on a slot is another one
+// than the slot's last (both serials known and different).
+func replaced(st SlotStatus, serial string) bool {
+	return serial != "" && st.Serial != "" && serial != st.Serial
 }
 
 func (b *Bench) provision(ctx context.Context, s *slot, port string) {

@@ -162,6 +162,10 @@ type BenchModel struct {
 	// when the bench says the quantity is reached.
 	wop      *station.WorkOrderProgress
 	complete bool
+	// redBins are the red-bin instructions not yet acknowledged, oldest
+	// first: they stay on screen (even after the device is pulled and the
+	// slot runs the next one) until the operator presses a.
+	redBins []redBinNotice
 
 	scan     []rune
 	scanOpen bool
@@ -340,6 +344,12 @@ func (m BenchModel) key(k tea.KeyMsg) (BenchModel, tea.Cmd) {
 	}
 	if m.scanActive() || isBurst(k) {
 		return m.scanKey(k)
+	}
+	if len(m.redBins) > 0 && key.Matches(k, m.keys.Ack) {
+		n := m.redBins[0]
+		m.redBins = m.redBins[1:]
+		m.note(fmt.Sprintf("Red bin of slot %d acknowledged.", n.slot), false)
+		return m, nil
 	}
 	switch {
 	case key.Matches(k, m.keys.StartStop):
@@ -574,6 +584,16 @@ func (m *BenchModel) applyEvent(e station.Event) {
 		key = fmt.Sprintf("slot %d at %s", e.Slot, e.Time.Format(time.RFC3339Nano))
 	}
 	m.tally.add(key, passed, failed, redBin)
+	if redBin {
+		m.redBins = append(append([]redBinNotice(nil), m.redBins...), redBinNotice{slot: e.Slot, serial: s.serial, instruction: s.instruction})
+	}
+}
+
+// redBinNotice is a red-bin instruction waiting for its acknowledgement.
+type redBinNotice struct {
+	slot        int
+	serial      string
+	instruction string
 }
 
 // tally counts a shift's devices (by serial: a device counts once however
@@ -907,6 +927,13 @@ func (m BenchModel) detail() []string {
 
 func (m BenchModel) noticeView() string {
 	switch {
+	case m.confirmRedBin == 0 && !m.confirmQuit && len(m.redBins) > 0:
+		n := m.redBins[0]
+		more := ""
+		if len(m.redBins) > 1 {
+			more = fmt.Sprintf(" (%d more)", len(m.redBins)-1)
+		}
+		return ansi.Truncate(styleRedBin.Render(" RED BIN ")+styleWarn.Render(fmt.Sprintf(" slot %d %s: in the red bin? press a%s", n.slot, orDash(Untrusted(n.serial)), more)), m.width, "…")
 	case m.confirmRedBin != 0:
 		return ansi.Truncate(styleWarn.Render(fmt.Sprintf("Slot %d passed. Red-bin it and revoke its certificate? y / N", m.confirmRedBin)), m.width, "…")
 	case m.confirmQuit:

@@ -473,3 +473,30 @@ func TestWorkOrderPanel(t *testing.T) {
 		t.Fatalf("the quota counted as a failure:\n%s", v)
 	}
 }
+
+// TestRedBinStaysUntilAcknowledged: a red-bin instruction stays on screen
+// after the device is pulled and while the slot runs the next device,
+// until the operator presses a; with nothing to acknowledge, a starts a
+// label typed by hand as before.
+func TestRedBinStaysUntilAcknowledged(t *testing.T) {
+	m, f := newTestBench(t, 2)
+	m = settle(t, m,
+		ev(1, 1, station.StateRunning, station.StepAttest, "TPM-A"),
+		EventMsg{Time: t0.Add(2 * time.Second), Slot: 1, Serial: "TPM-A", Step: station.StepAttest, State: station.StateQuarantined,
+			Detail: "The device on slot 1 failed attestation: do not retry; put it in the red bin.",
+			Err:    &station.StepError{Step: station.StepAttest, Err: station.ErrAttestation}},
+		ev(1, 5, station.StateIdle, "", ""),
+		ev(1, 6, station.StateRunning, station.StepHello, "TPM-B"))
+	mustContain(t, m.View(), "RED BIN", "slot 1 TPM-A: in the red bin? press a")
+	m = settle(t, m, keyRunes("a"))
+	if v := m.View(); strings.Contains(v, "press a") || !strings.Contains(v, "Red bin of slot 1 acknowledged.") {
+		t.Fatalf("after a:\n%s", v)
+	}
+	if len(f.Calls()) != 0 {
+		t.Fatalf("acknowledging called the bench: %q", f.Calls())
+	}
+	m = settle(t, m, keyRunes("a"))
+	if string(m.scan) != "a" {
+		t.Fatalf("a with nothing to acknowledge: scan field %q", string(m.scan))
+	}
+}

@@ -55,6 +55,9 @@ type KeyMap struct {
 	Quit key.Binding
 	// Yes confirms a question (quit while running).
 	Yes key.Binding
+	// Ack acknowledges the oldest red-bin instruction (only while one is
+	// shown; otherwise the key starts a label typed by hand).
+	Ack key.Binding
 }
 
 // DefaultKeyMap returns the operator bench bindings.
@@ -75,6 +78,7 @@ func DefaultKeyMap() KeyMap {
 		Help:       key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
 		Quit:       key.NewBinding(key.WithKeys("ctrl+c"), key.WithHelp("ctrl+c", "quit")),
 		Yes:        key.NewBinding(key.WithKeys("y", "Y"), key.WithHelp("y", "yes")),
+		Ack:        key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "red bin done (acknowledge)")),
 	}
 }
 
@@ -93,7 +97,7 @@ func brief(b key.Binding, desc string) key.Binding {
 // FullHelp is the help shown with ?, grouped by column.
 func (k KeyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
-		{k.StartStop, k.Retry, k.Quarantine, k.Help, k.Quit},
+		{k.StartStop, k.Retry, k.Quarantine, k.Ack, k.Help, k.Quit},
 		{k.Left, k.Right, k.Up, k.Down, k.Slot},
 		{k.Scan, k.Enter, k.Esc},
 	}

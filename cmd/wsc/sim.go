@@ -43,6 +43,10 @@ type simOptions struct {
 	Dir string
 	// Devices is the number of simulated devices.
 	Devices int
+	// Slots is the number of slots (0: one per device). With fewer slots
+	// than devices, the slots are links in Dir/ports and a trainer puts
+	// the next fresh device on a slot with "wsc sim next N".
+	Slots int
 	// Mix assigns device kinds round-robin (tpm, se).
 	Mix []string
 	// Profile is a TPM latency profile (slb9670, …); it also gives secure
@@ -68,6 +72,7 @@ type simBench struct {
 	dir, config string
 	bench       *sim.Bench
 	ctl         *sim.Control
+	ports       []string // the station's port of each slot
 }
 
 // Close stops the control socket and every simulated device.
@@ -154,12 +159,27 @@ func startSim(ctx context.Context, o simOptions) (_ *simBench, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("training operator: %w", err)
 	}
-	if err := os.WriteFile(s.config, []byte(simConfig(s, o, caDir, passSource)), 0o600); err != nil {
-		return nil, fmt.Errorf("write station config: %w", err)
+	var copts []sim.ControlOption
+	if o.Slots > 0 && o.Slots < o.Devices {
+		portDir := filepath.Join(dir, "ports")
+		if err := os.MkdirAll(portDir, 0o700); err != nil {
+			return nil, err
+		}
+		copts = append(copts, sim.WithSlots(portDir, o.Slots))
+		for k := 1; k <= o.Slots; k++ {
+			s.ports = append(s.ports, sim.SlotPort(portDir, k))
+		}
+	} else {
+		for _, d := range s.bench.Devices {
+			s.ports = append(s.ports, d.Port)
+		}
 	}
-	s.ctl, err = sim.ServeControl(s.bench, filepath.Join(dir, sim.ControlSocket))
+	s.ctl, err = sim.ServeControl(s.bench, filepath.Join(dir, sim.ControlSocket), copts...)
 	if err != nil {
 		return nil, err
+	}
+	if err := os.WriteFile(s.config, []byte(simConfig(s, o, caDir, passSource)), 0o600); err != nil {
+		return nil, fmt.Errorf("write station config: %w", err)
 	}
 	return s, nil
 }
@@ -197,8 +217,9 @@ func simConfig(s *simBench, o simOptions, caDir, passSource string) string {
 		fmt.Fprintf(&b, "baud: %d\n", o.Baud)
 	}
 	fmt.Fprintf(&b, "slots:\n")
-	for i, d := range s.bench.Devices {
-		fmt.Fprintf(&b, "  - {slot: %d, port: %s}   # %s (%s)\n", i+1, strconv.Quote(d.Port), d.Serial, d.Kind)
+	for i, p := range s.ports {
+		d := s.bench.Devices[i]
+		fmt.Fprintf(&b, "  - {slot: %d, port: %s}   # first device: %s (%s)\n", i+1, strconv.Quote(p), d.Serial, d.Kind)
 	}
 	return b.String()
 }
@@ -283,9 +304,10 @@ A trainer changes the running bench with wsc sim pull N, plug N, fail N --at STE
 				return err
 			}
 			defer s.Close()
-			fmt.Fprintf(out, "simulated bench ready: %d devices in %s\n", len(s.bench.Devices), s.dir)
-			for i, d := range s.bench.Devices {
-				fmt.Fprintf(out, "  device %d  %s  %s  %s\n", i+1, d.Serial, d.Kind, d.Port)
+			fmt.Fprintf(out, "simulated bench ready: %d devices on %d slots in %s\n", len(s.bench.Devices), len(s.ports), s.dir)
+			for i, p := range s.ports {
+				d := s.bench.Devices[i]
+				fmt.Fprintf(out, "  slot %d  %s  %s  %s\n", i+1, d.Serial, d.Kind, p)
 			}
 			fmt.Fprintf(out, "station config: %s (work order %s, %d devices)\n", s.config, o.WorkOrder.ID, o.WorkOrder.Quantity)
 			fmt.Fprintf(out, "run the station:  wsc station --config %s\n", s.config)
@@ -301,6 +323,7 @@ A trainer changes the running bench with wsc sim pull N, plug N, fail N --at STE
 	cmd.PersistentFlags().StringVar(&o.Dir, "dir", "wsc-sim", "folder of the simulated bench (devices, CA, database, station.yaml, control socket)")
 	f := cmd.Flags()
 	f.IntVar(&o.Devices, "devices", 4, "number of simulated devices")
+	f.IntVar(&o.Slots, "slots", 0, "number of slots (default: one per device); with fewer slots than devices, wsc sim next N puts the next fresh device on slot N")
 	f.StringSliceVar(&o.Mix, "mix", nil, "device kinds assigned round-robin: tpm, se (ATECC608 secure element), e.g. --mix tpm,se (default all tpm)")
 	f.StringVar(&o.Profile, "latency-profile", "", "make TPMs as slow as a real chip (slb9670, slb9672, st33, npct750, attpm20); secure elements then take the ATECC608 datasheet's times")
 	f.IntVar(&o.Baud, "baud", 0, "pace every cable as a UART at this speed, e.g. 115200 (default: unpaced)")
@@ -310,8 +333,9 @@ A trainer changes the running bench with wsc sim pull N, plug N, fail N --at STE
 	f.StringVar(&o.Station, "station", "sim-bench", "station name written into station.yaml")
 	f.StringVar(&o.WorkOrder.ID, "work-order", "SIM-WO-1", "work order id written into station.yaml")
 	f.IntVar(&o.WorkOrder.Quantity, "quantity", 12, "work order quantity")
-	cmd.AddCommand(simControlCmd("pull", "Pull device N's cable (bytes are lost; the port stays)", &o.Dir),
-		simControlCmd("plug", "Plug device N's cable back in", &o.Dir),
+	cmd.AddCommand(simControlCmd("pull", "Pull the cable of the device on slot N (bytes are lost; the port stays)", &o.Dir),
+		simControlCmd("plug", "Plug the cable of the device on slot N back in", &o.Dir),
+		simControlCmd("next", "Replace the device on slot N by the next fresh device (with --slots fewer than --devices)", &o.Dir),
 		simControlCmd("status", "List the simulated devices, their cables and armed faults", &o.Dir),
 		simFailCmd(&o.Dir))
 	return cmd
@@ -336,7 +360,7 @@ func simFailCmd(dir *string) *cobra.Command {
 	var at string
 	cmd := &cobra.Command{
 		Use:   "fail N --at STEP",
-		Short: "Make device N's next request at STEP fail once (" + strings.Join(sim.FaultPoints(), ", ") + ")",
+		Short: "Make the next request at STEP of the device on slot N fail once (" + strings.Join(sim.FaultPoints(), ", ") + ")",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			return simSend(cmd, *dir, "fail "+a[0]+" "+at)

@@ -82,7 +82,7 @@ func TestSimBenchWithStation(t *testing.T) {
 	wsc, agent := buildBinaries(t)
 	dir := filepath.Join(t.TempDir(), "bench")
 	s := startProc(t, nil, "sim", "--dir", dir, "--devices", "3", "--mix", "tpm,se", "--agent", agent, "--quantity", "5")
-	s.wait(t, "the simulated bench", 120*time.Second, has("simulated bench ready: 3 devices"))
+	s.wait(t, "the simulated bench", 120*time.Second, has("simulated bench ready: 3 devices on 3 slots"))
 	cfgPath := filepath.Join(dir, "station.yaml")
 	cfg, err := station.LoadConfig(cfgPath)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,12 +25,14 @@ var ErrNoBench = errors.New("no simulated bench is running there")
 const maxControlLine = 256
 
 // Control serves a bench's control socket: one request line per
-// connection, one reply line. Requests:
+// connection, one reply line. N is a slot number (1..slots); with as many
+// slots as devices, slot N holds device N. Requests:
 //
-//	pull N          unplug device N's cable (bytes are lost, the port stays)
+//	pull N          unplug the cable of the device on slot N (bytes are lost, the port stays)
 //	plug N          plug it back
-//	fail N STEP     make device N's next request at STEP fail once
-//	status          one line per device: number, serial, kind, port, cable, armed faults
+//	fail N STEP     make the next request at STEP of the device on slot N fail once
+//	next N          replace the device on slot N by the next fresh device
+//	status          one line per slot: number, serial, kind, port, cable, armed faults
 //
 // Replies start with "ok" or "error:". The socket is created with mode 0600:
 // only the user who runs the bench can pull its cables.
@@ -38,11 +41,50 @@ type Control struct {
 	ln    net.Listener
 	wg    sync.WaitGroup
 	once  sync.Once
+
+	mu       sync.Mutex
+	slotDir  string
+	slots    []int // device index on each slot
+	nextFree int   // the next device never put on a slot
 }
+
+// ControlOption configures a Control.
+type ControlOption func(*Control)
+
+// WithSlots puts the bench's devices on n slots: slot K is the link
+// dir/slot-K to the station end of its device's cable (SlotPort), slot K
+// starts with device K, and "next K" re-points the link to the next device
+// not used yet — as an operator takes a finished board off a fixture and
+// puts the next one on. n must not exceed the number of devices.
+func WithSlots(dir string, n int) ControlOption {
+	return func(c *Control) { c.slotDir, c.slots = dir, make([]int, n) }
+}
+
+// SlotPort is the path of slot k's link in a rack folder.
+func SlotPort(dir string, k int) string { return filepath.Join(dir, fmt.Sprintf("slot-%d", k)) }
 
 // ServeControl listens on path (a Unix socket; a stale socket file left by
 // a bench that died is replaced) and serves requests until Close.
-func ServeControl(b *Bench, path string) (*Control, error) {
+func ServeControl(b *Bench, path string, opts ...ControlOption) (*Control, error) {
+	c := &Control{bench: b}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.slots == nil {
+		c.slots = make([]int, len(b.Devices))
+	}
+	if len(c.slots) > len(b.Devices) || len(c.slots) == 0 {
+		return nil, fmt.Errorf("simulated bench: %d slots for %d devices", len(c.slots), len(b.Devices))
+	}
+	for i := range c.slots {
+		c.slots[i] = i
+		if c.slotDir != "" {
+			if err := c.link(i+1, b.Devices[i]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	c.nextFree = len(c.slots)
 	if _, err := os.Stat(path); err == nil {
 		if c, derr := net.DialTimeout("unix", path, time.Second); derr == nil {
 			_ = c.Close()
@@ -60,7 +102,7 @@ func ServeControl(b *Bench, path string) (*Control, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	c := &Control{bench: b, ln: ln}
+	c.ln = ln
 	c.wg.Add(1)
 	go c.serve()
 	return c, nil
@@ -124,15 +166,17 @@ func (c *Control) Handle(line string) (string, error) {
 	if len(f) == 0 {
 		return "", errors.New("empty request (want pull N, plug N, fail N STEP or status)")
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	device := func() (*Device, int, error) {
 		if len(f) < 2 {
-			return nil, 0, fmt.Errorf("%s needs a device number", f[0])
+			return nil, 0, fmt.Errorf("%s needs a slot number", f[0])
 		}
 		n, err := strconv.Atoi(f[1])
-		if err != nil || n < 1 || n > len(c.bench.Devices) {
-			return nil, 0, fmt.Errorf("no device %q on this bench (devices 1 to %d)", f[1], len(c.bench.Devices))
+		if err != nil || n < 1 || n > len(c.slots) {
+			return nil, 0, fmt.Errorf("no slot %q on this bench (slots 1 to %d)", f[1], len(c.slots))
 		}
-		return c.bench.Devices[n-1], n, nil
+		return c.bench.Devices[c.slots[n-1]], n, nil
 	}
 	switch f[0] {
 	case "pull", "plug":
@@ -160,9 +204,28 @@ func (c *Control) Handle(line string) (string, error) {
 			return "", err
 		}
 		return fmt.Sprintf("device %d (%s) will fail its next %s request", n, d.Serial, strings.ToLower(f[2])), nil
+	case "next":
+		_, n, err := device()
+		if err != nil {
+			return "", err
+		}
+		if c.slotDir == "" {
+			return "", errors.New("this bench has one device per slot (start it with more devices than slots)")
+		}
+		if c.nextFree >= len(c.bench.Devices) {
+			return "", fmt.Errorf("no fresh device left: all %d are used", len(c.bench.Devices))
+		}
+		d := c.bench.Devices[c.nextFree]
+		if err := c.link(n, d); err != nil {
+			return "", err
+		}
+		c.slots[n-1] = c.nextFree
+		c.nextFree++
+		return fmt.Sprintf("slot %d now holds %s (%d fresh devices left)", n, d.Serial, len(c.bench.Devices)-c.nextFree), nil
 	case "status":
 		var b strings.Builder
-		for i, d := range c.bench.Devices {
+		for i, di := range c.slots {
+			d := c.bench.Devices[di]
 			cable := "plugged"
 			if !d.Link.Connected() {
 				cable = "pulled"
@@ -174,9 +237,24 @@ func (c *Control) Handle(line string) (string, error) {
 				}
 			}
 		}
-		return fmt.Sprintf("%d devices%s", len(c.bench.Devices), b.String()), nil
+		return fmt.Sprintf("%d slots, %d fresh devices left%s", len(c.slots), len(c.bench.Devices)-c.nextFree, b.String()), nil
 	}
 	return "", fmt.Errorf("unknown request %q (want pull N, plug N, fail N STEP or status)", f[0])
+}
+
+// link points slot k's link at device d's port, atomically (a new link
+// renamed over the old one).
+func (c *Control) link(k int, d *Device) error {
+	path := SlotPort(c.slotDir, k)
+	tmp := path + ".new"
+	_ = os.Remove(tmp)
+	if err := os.Symlink(d.Port, tmp); err != nil {
+		return fmt.Errorf("slot %d: %w", k, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("slot %d: %w", k, err)
+	}
+	return nil
 }
 
 // Close stops serving and removes the socket.
