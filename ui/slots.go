@@ -487,7 +487,7 @@ func (g slotGrid) card(s *slotView, w, h int, selected bool, now time.Time) []st
 	switch {
 	case dev != "":
 	case s.port != "":
-		dev = s.port
+		dev = shortEnd(s.port, inner) // the end of a path names the port
 	default:
 		dev = "no device"
 	}

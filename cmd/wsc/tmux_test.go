@@ -194,7 +194,7 @@ func workOrderInTmux(t *testing.T, w, h int) {
 	m.keys("Tab")
 	m.literal("1234")
 	m.keys("Enter")
-	m.waitFor("the bench", 30*time.Second, "#1", "#4", "trainer", "Work order")
+	m.waitFor("the bench", 30*time.Second, "#1", "#4", "trainer", "WO SIM-WO-1")
 
 	simctl("fail", "2", "--at", "keys")
 	m.keys("s")
@@ -257,6 +257,7 @@ func workOrderInTmux(t *testing.T, w, h int) {
 		t.Fatalf("red bin %v, replugged %v:\n%s", redBinned, replugged, screen)
 	}
 	screen = m.waitFor("the final counters", 30*time.Second, "COMPLETE", "12 of 12 devices")
+	t.Logf("final screen:\n%s", screen)
 
 	out, err := exec.Command(wsc, "db", "stats", "--db", filepath.Join(dir, "station.db"), "--json").Output()
 	if err != nil {
