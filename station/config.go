@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/station/label"
 	"go.bug.st/serial/enumerator"
 
 	"go.yaml.in/yaml/v3"
@@ -54,6 +55,9 @@ type FileConfig struct {
 	// EOLModules, when set, is the folder where each device's end-of-line
 	// signed module is kept, for QA to verify later.
 	EOLModules string `yaml:"eol_modules"`
+	// Label, when set, prints a label for every device that passes (ZPL to
+	// a printer on TCP 9100 or into a folder, with a PNG preview).
+	Label *label.Config `yaml:"label"`
 	// Discover finds the slots' ports at start instead of listing them.
 	Discover Discover `yaml:"discover"`
 }
@@ -180,6 +184,9 @@ func makeAbsolute(c *FileConfig, base string) {
 	abs(&c.Database)
 	abs(&c.CA.Dir)
 	abs(&c.EOLModules)
+	if c.Label != nil {
+		abs(&c.Label.Dir)
+	}
 	for i := range c.TPMVendorRoots {
 		abs(&c.TPMVendorRoots[i])
 	}
@@ -255,6 +262,11 @@ func (c *FileConfig) check() error {
 			errs = append(errs, keyed(key, fmt.Errorf("slots: slot %d needs exactly one of port or usb", s.Slot)))
 		}
 		slotSeen[s.Slot] = true
+	}
+	if c.Label != nil {
+		if err := c.Label.Check(); err != nil {
+			errs = append(errs, keyed("label", err))
+		}
 	}
 	if c.Baud < 0 {
 		errs = append(errs, keyed("baud", fmt.Errorf("baud: %d is not a speed", c.Baud)))

@@ -44,6 +44,10 @@ type BenchConfig struct {
 	Events func(Event)
 	// Running starts the bench with the work order running.
 	Running bool
+	// AfterPass, when set, runs after each device passed, before the pass
+	// is announced (e.g. LabelPrinter). Its error never fails the device:
+	// it is shown with the pass (Event.LabelErr, SlotStatus.LabelErr).
+	AfterPass func(ctx context.Context, r *Result) error
 }
 
 // SlotStatus is a snapshot of one slot.
@@ -62,6 +66,9 @@ type SlotStatus struct {
 	CertSerial  string
 	// ChipID is the device's proven chip identity (nil before the proof).
 	ChipID []byte
+	// LabelErr says why the label of the device that passed was not
+	// printed ("" when it was, or when the bench prints none).
+	LabelErr string
 }
 
 type slot struct {
@@ -477,12 +484,21 @@ func (b *Bench) provision(ctx context.Context, s *slot, port string) {
 		b.emit(e)
 	}
 	res, err := b.cfg.Provisioner.Provision(ctx, Job{Slot: s.spec.Slot, Port: port, Label: label, Events: events})
+	var labelErr error
+	if err == nil && b.cfg.AfterPass != nil {
+		labelErr = b.cfg.AfterPass(context.WithoutCancel(ctx), res)
+	}
 	b.mu.Lock()
 	s.status.Finished = time.Now()
 	if err == nil {
 		s.status.State, s.status.CertSerial, s.status.Serial, s.status.Step = StatePassed, res.CertSerial, res.Serial, StepDone
+		s.status.LabelErr = ""
+		if labelErr != nil {
+			s.status.LabelErr = labelErr.Error()
+		}
 		b.mu.Unlock()
 		if final != nil {
+			final.LabelErr = labelErr
 			b.emit(*final)
 		}
 		return

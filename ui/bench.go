@@ -895,6 +895,9 @@ func (m BenchModel) detail() []string {
 			fmt.Sprintf("Slot %d · %s passed%s · certificate %s", s.num, orDash(Untrusted(s.serial)), el, orDash(Untrusted(s.cert))),
 			styleInstr.Render("→ Pull the device; the slot then waits for the next one."),
 		}
+		if s.labelErr != "" {
+			lines = append(lines, styleWarn.Render("Label not printed (the device passed): "+Untrusted(s.labelErr)))
+		}
 	default: // failed, quarantined
 		what := fmt.Sprintf("failed at %s", orDash(string(s.errStep)))
 		if s.state == station.StateQuarantined {

@@ -500,3 +500,16 @@ func TestRedBinStaysUntilAcknowledged(t *testing.T) {
 		t.Fatalf("a with nothing to acknowledge: scan field %q", string(m.scan))
 	}
 }
+
+// TestLabelErrorShownOnPass: a label that could not be printed shows on
+// the passed card and in the details; the device still counts as passed.
+func TestLabelErrorShownOnPass(t *testing.T) {
+	m, _ := newTestBench(t, 1)
+	e := passEv(1, 9, "TPM-A", "5f3a01")
+	e.LabelErr = errors.New("label printer 10.0.0.9:9100: connection refused")
+	m = settle(t, m, ev(1, 1, station.StateRunning, station.StepConnect, ""), e)
+	mustContain(t, m.View(), "PASSED", "label not printed: label printer 10.0.0.9:9100", "Label not printed (the device passed)")
+	if c := m.Counters(); c.Passed != 1 || c.Failed != 0 {
+		t.Fatalf("counters %+v", c)
+	}
+}

@@ -42,7 +42,8 @@ type slotView struct {
 // fromStatus builds a slot from a bench snapshot.
 func fromStatus(st station.SlotStatus) *slotView {
 	s := &slotView{num: st.Slot, port: st.Port, state: st.State, step: st.Step, serial: st.Serial, label: st.Label,
-		cert: st.CertSerial, attempts: st.Attempts, started: st.Started, finished: st.Finished, instruction: st.Instruction}
+		cert: st.CertSerial, attempts: st.Attempts, started: st.Started, finished: st.Finished, instruction: st.Instruction,
+		labelErr: st.LabelErr}
 	if s.state == "" {
 		s.state = station.StateIdle
 	}
@@ -92,6 +93,10 @@ func (s *slotView) apply(e station.Event) (passed, failed, redBin bool) {
 	case station.StatePassed:
 		s.finished = e.Time
 		s.errText, s.errStep, s.instruction = "", "", ""
+		s.labelErr = ""
+		if e.LabelErr != nil {
+			s.labelErr = oneLine(e.LabelErr.Error())
+		}
 		if e.Result != nil {
 			s.cert = e.Result.CertSerial
 			if e.Result.Serial != "" {
@@ -601,6 +606,9 @@ func (g slotGrid) tile(s *slotView, w, h int, selected bool, now time.Time) []st
 			l2 = fmt.Sprintf("  %s %d/%d", textBar(f, max(w-10, 1)), n, len(station.Steps))
 		case station.StatePassed:
 			l2 = "  cert " + short(Untrusted(s.cert), 16)
+			if s.labelErr != "" {
+				l2 = "  label not printed: " + Untrusted(s.labelErr)
+			}
 		default:
 			if s.label != "" {
 				l2 = "  label " + Untrusted(s.label)

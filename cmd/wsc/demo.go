@@ -241,7 +241,11 @@ func runDemo(ctx context.Context, o simOptions, tui bool, out io.Writer) (rep *d
 		sink  func(station.Event)
 		bench *station.Bench
 	)
-	bench, err = station.NewBench(station.BenchConfig{Provisioner: l.prov, Slots: slots, MaxFailures: l.cfg.MaxFailures, Running: true,
+	ap, err := afterPass(l.cfg)
+	if err != nil {
+		return nil, err
+	}
+	bench, err = station.NewBench(station.BenchConfig{Provisioner: l.prov, Slots: slots, MaxFailures: l.cfg.MaxFailures, Running: true, AfterPass: ap,
 		Events: func(e station.Event) {
 			sink(e)
 			tr.observe(e)

@@ -27,6 +27,9 @@ func headlessLine(e station.Event) string {
 	if e.Err != nil {
 		s += ` error="` + strings.ReplaceAll(ui.Untrusted(e.Err.Error()), `"`, `\"`) + `"`
 	}
+	if e.LabelErr != nil {
+		s += ` label-error="` + strings.ReplaceAll(ui.Untrusted(e.LabelErr.Error()), `"`, `\"`) + `"`
+	}
 	return s
 }
 

@@ -168,8 +168,12 @@ func runHeadless(ctx context.Context, l *line, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ap, err := afterPass(l.cfg)
+	if err != nil {
+		return err
+	}
 	bench, err := station.NewBench(station.BenchConfig{Provisioner: l.prov, Slots: slots, MaxFailures: l.cfg.MaxFailures,
-		Running: true, Events: func(e station.Event) { events <- e }})
+		Running: true, AfterPass: ap, Events: func(e station.Event) { events <- e }})
 	if err != nil {
 		return err
 	}

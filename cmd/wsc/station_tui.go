@@ -52,7 +52,11 @@ func runStationTUI(ctx context.Context, l *line) error {
 	if err != nil {
 		return err
 	}
-	bench, err := station.NewBench(station.BenchConfig{Provisioner: l.prov, Slots: slots, MaxFailures: l.cfg.MaxFailures,
+	ap, err := afterPass(l.cfg)
+	if err != nil {
+		return err
+	}
+	bench, err := station.NewBench(station.BenchConfig{Provisioner: l.prov, Slots: slots, MaxFailures: l.cfg.MaxFailures, AfterPass: ap,
 		Events: func(e station.Event) {
 			if p != nil {
 				p.Send(ui.EventMsg(e))
