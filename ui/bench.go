@@ -173,6 +173,7 @@ type BenchModel struct {
 	notice      string
 	noticeErr   bool
 	showHelp    bool
+	showStats   bool
 	confirmQuit bool
 	// confirmRedBin is the slot of a passed device the operator asked to
 	// red-bin: that revokes its certificate, so it is confirmed first.
@@ -375,6 +376,8 @@ func (m BenchModel) key(k tea.KeyMsg) (BenchModel, tea.Cmd) {
 		m.scanOpen = true
 	case key.Matches(k, m.keys.Help):
 		m.showHelp = !m.showHelp
+	case key.Matches(k, m.keys.Stats):
+		m.showStats = !m.showStats
 	case key.Matches(k, m.keys.Esc):
 		m.showHelp, m.notice = false, ""
 	case k.Type == tea.KeyRunes && len(k.Runes) == 1 && unicode.IsPrint(k.Runes[0]):
@@ -583,11 +586,44 @@ func (m *BenchModel) applyEvent(e station.Event) {
 		// A device that never told its serial counts on its own.
 		key = fmt.Sprintf("slot %d at %s", e.Slot, e.Time.Format(time.RFC3339Nano))
 	}
+	if passed && !m.tally.passed[key] {
+		m.tally.passTimes = append(m.tally.passTimes, e.Time)
+	}
+	if passed {
+		if d, ok := s.elapsed(e.Time); ok {
+			m.tally.cycles = append(m.tally.cycles, d)
+		}
+	}
+	if failed {
+		m.tally.reasons[failureReason(&s)]++
+	}
 	m.tally.add(key, passed, failed, redBin)
 	if redBin {
 		m.redBins = append(append([]redBinNotice(nil), m.redBins...), redBinNotice{slot: e.Slot, serial: s.serial, instruction: s.instruction})
 	}
 }
+
+// failureReason names a failed attempt for the Pareto of the statistics
+// panel: its step and the first part of its error (request ids and other
+// details after the first colon-separated field are left out).
+func failureReason(s *slotView) string {
+	text := s.errText
+	if i := strings.Index(text, ": "); i >= 0 {
+		rest := text[i+2:]
+		if j := strings.Index(rest, ": "); j >= 0 {
+			rest = rest[:j]
+		}
+		text = rest
+	}
+	text = truncateCells(text, 48)
+	if s.errStep != "" {
+		return string(s.errStep) + ": " + text
+	}
+	return text
+}
+
+// truncateCells cuts s to w cells with an ellipsis.
+func truncateCells(s string, w int) string { return ansi.Truncate(s, max(w, 1), "…") }
 
 // redBinNotice is a red-bin instruction waiting for its acknowledgement.
 type redBinNotice struct {
@@ -600,13 +636,18 @@ type redBinNotice struct {
 // often it is run) and attempts (every finished run).
 type tally struct {
 	passed, redBin map[string]bool
+	// passTimes are the times devices first passed; cycles the durations
+	// of passed attempts; reasons counts failed attempts by reason.
+	passTimes []time.Time
+	cycles    []time.Duration
+	reasons   map[string]int
 	// first is the result of each device's first finished attempt.
 	first                    map[string]bool
 	attempts, failedAttempts int
 }
 
 func newTally() *tally {
-	return &tally{passed: map[string]bool{}, redBin: map[string]bool{}, first: map[string]bool{}}
+	return &tally{passed: map[string]bool{}, redBin: map[string]bool{}, first: map[string]bool{}, reasons: map[string]int{}}
 }
 
 func (t *tally) add(device string, passed, failed, redBin bool) {
@@ -772,11 +813,15 @@ func (m BenchModel) View() string {
 	if !m.signedIn {
 		return m.login.View(m.title, m.help.ShortHelpView(loginHelp{m.keys}.ShortHelp()))
 	}
+	grid := m.grid.View(m.slots, m.selIndex(), m.now)
+	if m.showStats {
+		grid = strings.Join(m.statsLines(m.width, m.grid.height), "\n")
+	}
 	parts := []string{
 		ansi.Truncate(styleTitle.Render(m.title), m.width, "…"),
 		m.workOrderView(),
 		m.countersView(),
-		m.grid.View(m.slots, m.selIndex(), m.now),
+		grid,
 		m.detailView(),
 		m.noticeView(),
 		m.scanView(),

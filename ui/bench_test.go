@@ -513,3 +513,28 @@ func TestLabelErrorShownOnPass(t *testing.T) {
 		t.Fatalf("counters %+v", c)
 	}
 }
+
+// TestStatisticsPanel: t shows the statistics in place of the slots:
+// first-pass yield, devices per hour (last 15 minutes, shift), the
+// cycle-time histogram and the failure reasons, most frequent first.
+func TestStatisticsPanel(t *testing.T) {
+	m, _ := newTestBench(t, 3)
+	m = settle(t, m, tea.WindowSizeMsg{Width: 100, Height: 40}, RunningMsg{On: true, At: t0},
+		ev(1, 0, station.StateRunning, station.StepConnect, ""), passEv(1, 1.5, "TPM-A", "01"),
+		ev(2, 0, station.StateRunning, station.StepConnect, ""),
+		failEv(2, 3, station.StepReadBack, "TPM-B", station.ErrReadBack, "Reseat the cable on slot 2 and press r."),
+		ev(2, 10, station.StateRunning, station.StepConnect, "TPM-B"),
+		failEv(2, 12, station.StepReadBack, "TPM-B", station.ErrReadBack, "Reseat the cable on slot 2 and press r."),
+		ev(3, 0, station.StateRunning, station.StepConnect, ""),
+		failEv(3, 4, station.StepAttest, "TPM-C", station.ErrAttestation, "red bin"),
+		ev(3, 20, station.StateRunning, station.StepConnect, "TPM-C"), passEv(3, 27, "TPM-C", "03"),
+		tickMsg(t0.Add(30*time.Minute)), keyRunes("t"))
+	v := m.View()
+	mustContain(t, v, "Statistics this shift", "First-pass yield 33.3%", "last 15 min 0, shift 4.0",
+		"≤ 2s     1", "≤ 10s     1", "2   67%   67%  readback: read-back mismatch", "1   33%  100%  attest: attestation failed")
+	if strings.Contains(v, "#1 ") {
+		t.Fatalf("slots shown with the statistics:\n%s", v)
+	}
+	m = settle(t, m, keyRunes("t"))
+	mustContain(t, m.View(), "#1")
+}

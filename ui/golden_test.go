@@ -114,6 +114,11 @@ func TestBenchGolden(t *testing.T) {
 		tm := startProgram(t, m, 80, 24, "#4")
 		finish(t, tm, append(shift(), keyRunes("3"), keyRunes("SN-24-00"))...)
 	})
+	t.Run("stats_120x40", func(t *testing.T) {
+		m, _ := benchAt(4, 12)
+		tm := startProgram(t, m, 120, 40, "#4")
+		finish(t, tm, append(shift(), keyRunes("t"))...)
+	})
 	t.Run("help", func(t *testing.T) {
 		m, _ := benchAt(4, 12)
 		tm := startProgram(t, m, 80, 24, "#4")

@@ -58,6 +58,8 @@ type KeyMap struct {
 	// Ack acknowledges the oldest red-bin instruction (only while one is
 	// shown; otherwise the key starts a label typed by hand).
 	Ack key.Binding
+	// Stats shows or hides the statistics panel in place of the slots.
+	Stats key.Binding
 }
 
 // DefaultKeyMap returns the operator bench bindings.
@@ -78,6 +80,7 @@ func DefaultKeyMap() KeyMap {
 		Help:       key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
 		Quit:       key.NewBinding(key.WithKeys("ctrl+c"), key.WithHelp("ctrl+c", "quit")),
 		Yes:        key.NewBinding(key.WithKeys("y", "Y"), key.WithHelp("y", "yes")),
+		Stats:      key.NewBinding(key.WithKeys("t"), key.WithHelp("t", "statistics")),
 		Ack:        key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "red bin done (acknowledge)")),
 	}
 }
@@ -97,7 +100,7 @@ func brief(b key.Binding, desc string) key.Binding {
 // FullHelp is the help shown with ?, grouped by column.
 func (k KeyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
-		{k.StartStop, k.Retry, k.Quarantine, k.Ack, k.Help, k.Quit},
+		{k.StartStop, k.Retry, k.Quarantine, k.Ack, k.Stats, k.Help, k.Quit},
 		{k.Left, k.Right, k.Up, k.Down, k.Slot},
 		{k.Scan, k.Enter, k.Esc},
 	}
