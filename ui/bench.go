@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -64,6 +65,9 @@ type BenchOptions struct {
 	Now func() time.Time
 	// Keys overrides the default key bindings.
 	Keys *KeyMap
+	// RedBins, when set, lets a supervisor release red-binned chips on
+	// screen (ctrl+r).
+	RedBins RedBinDesk
 	// ExpectedStep, when set, is the chip profile's expected time of a
 	// step; running cards show the step's elapsed time against it.
 	ExpectedStep func(station.Step) time.Duration
@@ -174,6 +178,8 @@ type BenchModel struct {
 	noticeErr   bool
 	showHelp    bool
 	showStats   bool
+	desk        RedBinDesk
+	release     releaseForm
 	confirmQuit bool
 	// confirmRedBin is the slot of a passed device the operator asked to
 	// red-bin: that revokes its certificate, so it is confirmed first.
@@ -187,6 +193,7 @@ func NewBenchModel(opts BenchOptions) BenchModel {
 	m := BenchModel{ctl: opts.Control, title: opts.Title, wo: opts.WorkOrder, stn: opts.Station, op: opts.Operator,
 		clock: opts.Now, keys: DefaultKeyMap(), help: newHelp(), grid: newSlotGrid(), width: 80, height: 24, tally: newTally()}
 	m.grid.expected = opts.ExpectedStep
+	m.desk, m.release = opts.RedBins, newReleaseForm()
 	if opts.Keys != nil {
 		m.keys = *opts.Keys
 	}
@@ -258,6 +265,23 @@ func (m BenchModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.applyEvent(station.Event(msg))
 		if msg.State != station.StateRunning {
 			cmd = m.progressCmd()
+		}
+	case RedBinsMsg:
+		f := &m.release
+		if msg.Err != nil {
+			f.err = "Cannot list the red bin: " + Untrusted(msg.Err.Error())
+		} else {
+			f.items, f.sel = msg.Items, min(f.sel, max(len(msg.Items)-1, 0))
+		}
+	case ReleaseMsg:
+		f := &m.release
+		f.pending = false
+		if msg.Err != nil {
+			f.err = "Not released: " + Untrusted(msg.Err.Error())
+		} else {
+			m.note(fmt.Sprintf("Chip %s… released from the red bin by %s.", hex.EncodeToString(msg.ChipID)[:min(12, 2*len(msg.ChipID))], Untrusted(msg.Supervisor)), false)
+			f.fields[2].Reset()
+			cmd = m.redBinsCmd()
 		}
 	case WorkOrderMsg:
 		if msg.Err == nil {
@@ -343,6 +367,9 @@ func (m BenchModel) key(k tea.KeyMsg) (BenchModel, tea.Cmd) {
 		m.login, cmd = m.login.update(k, m.keys)
 		return m, cmd
 	}
+	if m.release.open {
+		return m.releaseKey(k)
+	}
 	if m.scanActive() || isBurst(k) {
 		return m.scanKey(k)
 	}
@@ -378,6 +405,15 @@ func (m BenchModel) key(k tea.KeyMsg) (BenchModel, tea.Cmd) {
 		m.showHelp = !m.showHelp
 	case key.Matches(k, m.keys.Stats):
 		m.showStats = !m.showStats
+	case key.Matches(k, m.keys.Release):
+		if m.desk == nil {
+			m.note("Red-bin release is not available on this station: use wsc redbin release.", true)
+			return m, nil
+		}
+		m.release = newReleaseForm()
+		m.release.open = true
+		m.release.setFocus(0)
+		return m, m.redBinsCmd()
 	case key.Matches(k, m.keys.Esc):
 		m.showHelp, m.notice = false, ""
 	case k.Type == tea.KeyRunes && len(k.Runes) == 1 && unicode.IsPrint(k.Runes[0]):
@@ -814,7 +850,10 @@ func (m BenchModel) View() string {
 		return m.login.View(m.title, m.help.ShortHelpView(loginHelp{m.keys}.ShortHelp()))
 	}
 	grid := m.grid.View(m.slots, m.selIndex(), m.now)
-	if m.showStats {
+	switch {
+	case m.release.open:
+		grid = strings.Join(m.releaseLines(m.width, m.grid.height), "\n")
+	case m.showStats:
 		grid = strings.Join(m.statsLines(m.width, m.grid.height), "\n")
 	}
 	parts := []string{
