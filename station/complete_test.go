@@ -68,6 +68,29 @@ func TestBenchWorkOrderComplete(t *testing.T) {
 	if pr.Quantity != 2 || pr.Done != 2 || pr.Remaining() != 0 || !pr.Complete || pr.RunsOK != 2 || pr.RunsFailed != 1 {
 		t.Fatalf("progress %+v", pr)
 	}
+	// A supervisor switches the bench to the next work order: it is
+	// neither complete nor running until started.
+	if err := EnsureWorkOrder(ctx, l.store, WorkOrder{ID: "WO-R", Product: "p", Quantity: 5, Lock: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	pc.WorkOrder = "WO-R"
+	p2, err := NewProvisioner(pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bench.SwitchWorkOrder(ctx, p2); err != nil {
+		t.Fatal(err)
+	}
+	if bench.Complete() || bench.Running() {
+		t.Fatalf("after the switch: complete %v running %v", bench.Complete(), bench.Running())
+	}
+	bench.SetRunning(true)
+	if !bench.Running() {
+		t.Fatal("the next work order does not start")
+	}
+	if pr2, err := bench.Progress(ctx); err != nil || pr2.WorkOrder != "WO-R" || pr2.Quantity != 5 {
+		t.Fatalf("progress after the switch: %+v, %v", pr2, err)
+	}
 	st, err := l.store.Stats(ctx, "WO-Q")
 	if err != nil {
 		t.Fatal(err)

@@ -46,12 +46,15 @@ type FileConfig struct {
 	TPMVendorIntermediates []string `yaml:"tpm_vendor_intermediates"`
 	// SEVendorRoots and SEVendorIntermediates verify secure elements'
 	// manufacturer certificate chains (proof atecc608).
-	SEVendorRoots         []string   `yaml:"se_vendor_roots"`
-	SEVendorIntermediates []string   `yaml:"se_vendor_intermediates"`
-	WorkOrder             WorkOrder  `yaml:"work_order"`
-	Baud                  int        `yaml:"baud"`
-	MaxFailures           int        `yaml:"max_failures"`
-	Slots                 []SlotSpec `yaml:"slots"`
+	SEVendorRoots         []string  `yaml:"se_vendor_roots"`
+	SEVendorIntermediates []string  `yaml:"se_vendor_intermediates"`
+	WorkOrder             WorkOrder `yaml:"work_order"`
+	// WorkOrders are further work orders a supervisor can switch the
+	// bench to on screen (w); WorkOrder is the one it starts with.
+	WorkOrders  []WorkOrder `yaml:"work_orders"`
+	Baud        int         `yaml:"baud"`
+	MaxFailures int         `yaml:"max_failures"`
+	Slots       []SlotSpec  `yaml:"slots"`
 	// EOLModules, when set, is the folder where each device's end-of-line
 	// signed module is kept, for QA to verify later.
 	EOLModules string `yaml:"eol_modules"`
@@ -207,6 +210,41 @@ func makeAbsolute(c *FileConfig, base string) {
 	}
 }
 
+// checkWorkOrder checks one work order (key prefix: work_order or
+// work_orders[i]) and fills in its defaults.
+func (c *FileConfig) checkWorkOrder(prefix string, w *WorkOrder) []error {
+	var errs []error
+	if w.ID == "" || w.Quantity <= 0 {
+		errs = append(errs, keyed(prefix+".quantity", fmt.Errorf("%s: id and a positive quantity are required", prefix)))
+	}
+	switch w.Lock {
+	case "":
+		w.Lock = "none"
+	case "none", "lock":
+	default:
+		errs = append(errs, keyed(prefix+".lock", fmt.Errorf("%s.lock: %q is neither lock nor none", prefix, w.Lock)))
+	}
+	if len(w.Proofs) == 0 {
+		w.Proofs = []string{"tpm"}
+	}
+	seen := map[string]bool{}
+	for i, p := range w.Proofs {
+		key := fmt.Sprintf("%s.proofs[%d]", prefix, i)
+		switch {
+		case seen[p]:
+			errs = append(errs, keyed(key, fmt.Errorf("%s.proofs: %q is listed twice", prefix, p)))
+		case p == "tpm" && len(c.TPMVendorRoots) == 0:
+			errs = append(errs, keyed(key, fmt.Errorf("%s.proofs: tpm needs tpm_vendor_roots (the TPM vendors' root certificates)", prefix)))
+		case p == "atecc608" && len(c.SEVendorRoots) == 0:
+			errs = append(errs, keyed(key, fmt.Errorf("%s.proofs: atecc608 needs se_vendor_roots (the secure-element vendors' root certificates)", prefix)))
+		case p != "tpm" && p != "atecc608" && p != "unattested":
+			errs = append(errs, keyed(key, fmt.Errorf("%s.proofs: unknown proof %q (want tpm, atecc608 or unattested)", prefix, p)))
+		}
+		seen[p] = true
+	}
+	return errs
+}
+
 func (c *FileConfig) check() error {
 	var errs []error
 	if c.Station == "" {
@@ -221,33 +259,15 @@ func (c *FileConfig) check() error {
 	if c.CA.Passphrase == "" {
 		c.CA.Passphrase = "prompt"
 	}
-	if c.WorkOrder.ID == "" || c.WorkOrder.Quantity <= 0 {
-		errs = append(errs, keyed("work_order.quantity", errors.New("work_order: id and a positive quantity are required")))
-	}
-	switch c.WorkOrder.Lock {
-	case "":
-		c.WorkOrder.Lock = "none"
-	case "none", "lock":
-	default:
-		errs = append(errs, keyed("work_order.lock", fmt.Errorf("work_order.lock: %q is neither lock nor none", c.WorkOrder.Lock)))
-	}
-	if len(c.WorkOrder.Proofs) == 0 {
-		c.WorkOrder.Proofs = []string{"tpm"}
-	}
-	seen := map[string]bool{}
-	for i, p := range c.WorkOrder.Proofs {
-		key := fmt.Sprintf("work_order.proofs[%d]", i)
-		switch {
-		case seen[p]:
-			errs = append(errs, keyed(key, fmt.Errorf("work_order.proofs: %q is listed twice", p)))
-		case p == "tpm" && len(c.TPMVendorRoots) == 0:
-			errs = append(errs, keyed(key, errors.New("work_order.proofs: tpm needs tpm_vendor_roots (the TPM vendors' root certificates)")))
-		case p == "atecc608" && len(c.SEVendorRoots) == 0:
-			errs = append(errs, keyed(key, errors.New("work_order.proofs: atecc608 needs se_vendor_roots (the secure-element vendors' root certificates)")))
-		case p != "tpm" && p != "atecc608" && p != "unattested":
-			errs = append(errs, keyed(key, fmt.Errorf("work_order.proofs: unknown proof %q (want tpm, atecc608 or unattested)", p)))
+	errs = append(errs, c.checkWorkOrder("work_order", &c.WorkOrder)...)
+	ids := map[string]bool{c.WorkOrder.ID: true}
+	for i := range c.WorkOrders {
+		key := fmt.Sprintf("work_orders[%d]", i)
+		errs = append(errs, c.checkWorkOrder(key, &c.WorkOrders[i])...)
+		if id := c.WorkOrders[i].ID; id != "" && ids[id] {
+			errs = append(errs, keyed(key+".id", fmt.Errorf("%s.id: work order %q is listed twice", key, id)))
 		}
-		seen[p] = true
+		ids[c.WorkOrders[i].ID] = true
 	}
 	if len(c.Slots) == 0 && c.Discover.Empty() {
 		errs = append(errs, keyed("slots", errors.New("slots: list at least one slot, or say where to discover them (discover: usb/globs)")))
@@ -305,6 +325,31 @@ func (c *FileConfig) ProofPolicy() ([]Proof, error) {
 		return nil, fmt.Errorf("se_vendor_intermediates: %w", err)
 	}
 	return NewProofs(c.WorkOrder.Proofs, tpmRoots, tpmInter, seRoots, seInter)
+}
+
+// ForWorkOrder returns a copy of the config whose work order is id (the
+// main one or one of WorkOrders), for a bench that switches to it.
+func (c *FileConfig) ForWorkOrder(id string) (*FileConfig, error) {
+	cp := *c
+	if c.WorkOrder.ID == id {
+		return &cp, nil
+	}
+	for _, w := range c.WorkOrders {
+		if w.ID == id {
+			cp.WorkOrder = w
+			return &cp, nil
+		}
+	}
+	return nil, fmt.Errorf("work order %s is not in the station config (work_order, work_orders)", id)
+}
+
+// WorkOrderIDs lists the work orders of the config, the main one first.
+func (c *FileConfig) WorkOrderIDs() []string {
+	ids := []string{c.WorkOrder.ID}
+	for _, w := range c.WorkOrders {
+		ids = append(ids, w.ID)
+	}
+	return ids
 }
 
 // BenchSlots returns the configured slots, or discovers them.

@@ -34,7 +34,7 @@ func TestBenchPrintsLabels(t *testing.T) {
 			got <- string(b)
 		}
 	}()
-	ap, err := LabelPrinter(label.Config{Printer: ln.Addr().String(), Timeout: time.Second}, "WO-1")
+	ap, err := LabelPrinter(label.Config{Printer: ln.Addr().String(), Timeout: time.Second}, func() string { return "WO-1" })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -121,7 +121,7 @@ type statsStore interface {
 // Progress returns the work order's production counters from the
 // database. It fails when the store cannot count.
 func (b *Bench) Progress(ctx context.Context) (WorkOrderProgress, error) {
-	p := b.cfg.Provisioner
+	p := b.provisioner()
 	wo := p.cfg.WorkOrder
 	ss, ok := p.cfg.Store.(statsStore)
 	if !ok || wo == "" {
@@ -140,6 +140,40 @@ func (b *Bench) Progress(ctx context.Context) (WorkOrderProgress, error) {
 	b.mu.Unlock()
 	return WorkOrderProgress{WorkOrder: w.WorkOrder, Quantity: w.Quantity, Done: w.Done, Assigned: w.Assigned,
 		RunsOK: w.RunsOK, RunsFailed: w.Failed, Complete: complete || (w.Quantity > 0 && w.Done >= w.Quantity)}, nil
+}
+
+// provisioner is the provisioner of the current work order.
+func (b *Bench) provisioner() *Provisioner {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cfg.Provisioner
+}
+
+// SwitchWorkOrder makes p (a provisioner of another work order) the
+// bench's, when no slot is running: the work order is then stopped (the
+// operator starts it with s) and not complete. Certificates the previous
+// work order signed whose device never confirmed them are revoked first,
+// as at the end of a session.
+func (b *Bench) SwitchWorkOrder(ctx context.Context, p *Provisioner) error {
+	if p == nil {
+		return errors.New("station: switch work order: no provisioner")
+	}
+	b.mu.Lock()
+	for _, s := range b.slots {
+		if s.status.State == StateRunning {
+			b.mu.Unlock()
+			return fmt.Errorf("slot %d is running: wait for it to finish, then switch the work order", s.spec.Slot)
+		}
+	}
+	old := b.cfg.Provisioner
+	b.cfg.Provisioner, b.complete, b.running = p, false, false
+	b.mu.Unlock()
+	p.SetOperator(old.currentOperator())
+	if _, err := old.SweepUnconfirmed(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("revoke unconfirmed certificates of work order %s: %w", old.cfg.WorkOrder, err)
+	}
+	b.wakeAll()
+	return nil
 }
 
 // Complete reports whether the work order's quantity was reached on this
@@ -192,7 +226,7 @@ func (b *Bench) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); b.runSlot(ctx, s) }()
 	}
 	wg.Wait()
-	revoked, err := b.cfg.Provisioner.SweepUnconfirmed(context.WithoutCancel(ctx))
+	revoked, err := b.provisioner().SweepUnconfirmed(context.WithoutCancel(ctx))
 	for _, sn := range revoked {
 		b.emit(Event{Time: time.Now(), State: StateIdle, Detail: fmt.Sprintf("certificate %s revoked (cessationOfOperation): its device never confirmed it", sn)})
 	}
@@ -219,7 +253,7 @@ func (b *Bench) Running() bool {
 }
 
 // SetOperator records who runs the bench from now on (after a login).
-func (b *Bench) SetOperator(op string) { b.cfg.Provisioner.SetOperator(op) }
+func (b *Bench) SetOperator(op string) { b.provisioner().SetOperator(op) }
 
 // Retry asks a failed slot to run its device again.
 func (b *Bench) Retry(n int) error {
@@ -256,7 +290,7 @@ func (b *Bench) Quarantine(n int) error {
 	}
 	st := s.status
 	b.mu.Unlock()
-	p := b.cfg.Provisioner
+	p := b.provisioner()
 	ctx := context.Background()
 	detail := fmt.Sprintf("Put the device on slot %d in the red bin.", n)
 	if len(st.ChipID) > 0 {
@@ -431,12 +465,12 @@ func (b *Bench) probe(ctx context.Context, port string) bool {
 // the slot seeing the port go away); it is checked again, as hostile
 // input, by the run that provisions the device.
 func (b *Bench) probeSerial(ctx context.Context, port string) (string, bool) {
-	p, err := serial.Open(port, &serial.Mode{BaudRate: b.cfg.Provisioner.cfg.Baud})
+	p, err := serial.Open(port, &serial.Mode{BaudRate: b.provisioner().cfg.Baud})
 	if err != nil {
 		return "", false
 	}
 	defer p.Close()
-	c := proto.NewClient(p, proto.WithLogger(b.cfg.Provisioner.cfg.Logger), proto.WithRetries(0),
+	c := proto.NewClient(p, proto.WithLogger(b.provisioner().cfg.Logger), proto.WithRetries(0),
 		proto.WithTimeouts(map[proto.MsgType]time.Duration{proto.MsgHello: b.cfg.ProbeTimeout}))
 	defer c.Close()
 	h, err := c.Hello(ctx)
@@ -483,7 +517,7 @@ func (b *Bench) provision(ctx context.Context, s *slot, port string) {
 		b.mu.Unlock()
 		b.emit(e)
 	}
-	res, err := b.cfg.Provisioner.Provision(ctx, Job{Slot: s.spec.Slot, Port: port, Label: label, Events: events})
+	res, err := b.provisioner().Provision(ctx, Job{Slot: s.spec.Slot, Port: port, Label: label, Events: events})
 	var labelErr error
 	if err == nil && b.cfg.AfterPass != nil {
 		labelErr = b.cfg.AfterPass(context.WithoutCancel(ctx), res)
@@ -543,7 +577,7 @@ func (b *Bench) provision(ctx context.Context, s *slot, port string) {
 	b.mu.Unlock()
 	if quarantine && !hard && len(st.ChipID) > 0 {
 		// Repeated failures of a proven chip: the red bin sticks.
-		p := b.cfg.Provisioner
+		p := b.provisioner()
 		if rerr := p.cfg.Store.RedBin(context.WithoutCancel(ctx), db.RedBinEntry{ChipID: st.ChipID, Serial: serial,
 			Reason: fmt.Sprintf("failed %d times; last: %v", b.failures[serial], err), Operator: p.currentOperator()}); rerr != nil {
 			st.Instruction += fmt.Sprintf(" (recording the red bin failed: %v)", rerr)

@@ -65,6 +65,10 @@ type BenchOptions struct {
 	Now func() time.Time
 	// Keys overrides the default key bindings.
 	Keys *KeyMap
+	// WorkOrders and Switcher, when set, let a supervisor choose the work
+	// order on screen (w) among WorkOrders.
+	WorkOrders []string
+	Switcher   WorkOrderSwitcher
 	// RedBins, when set, lets a supervisor release red-binned chips on
 	// screen (ctrl+r).
 	RedBins RedBinDesk
@@ -180,6 +184,9 @@ type BenchModel struct {
 	showStats   bool
 	desk        RedBinDesk
 	release     releaseForm
+	woList      []string
+	switcher    WorkOrderSwitcher
+	woPick      woForm
 	confirmQuit bool
 	// confirmRedBin is the slot of a passed device the operator asked to
 	// red-bin: that revokes its certificate, so it is confirmed first.
@@ -194,6 +201,7 @@ func NewBenchModel(opts BenchOptions) BenchModel {
 		clock: opts.Now, keys: DefaultKeyMap(), help: newHelp(), grid: newSlotGrid(), width: 80, height: 24, tally: newTally()}
 	m.grid.expected = opts.ExpectedStep
 	m.desk, m.release = opts.RedBins, newReleaseForm()
+	m.woList, m.switcher, m.woPick = opts.WorkOrders, opts.Switcher, newWOForm()
 	if opts.Keys != nil {
 		m.keys = *opts.Keys
 	}
@@ -283,6 +291,17 @@ func (m BenchModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			f.fields[2].Reset()
 			cmd = m.redBinsCmd()
 		}
+	case WorkOrderSwitchMsg:
+		m.woPick.pending = false
+		if msg.Err != nil {
+			m.woPick.err = "Not switched: " + Untrusted(msg.Err.Error())
+			break
+		}
+		m.woPick = newWOForm()
+		m.wo, m.wop, m.complete = msg.ID, nil, false
+		m.setRunning(false, m.now)
+		m.note(fmt.Sprintf("Work order %s chosen: press s to start it.", Untrusted(msg.ID)), false)
+		cmd = m.progressCmd()
 	case WorkOrderMsg:
 		if msg.Err == nil {
 			p := msg.Progress
@@ -370,6 +389,9 @@ func (m BenchModel) key(k tea.KeyMsg) (BenchModel, tea.Cmd) {
 	if m.release.open {
 		return m.releaseKey(k)
 	}
+	if m.woPick.open {
+		return m.woKey(k)
+	}
 	if m.scanActive() || isBurst(k) {
 		return m.scanKey(k)
 	}
@@ -405,6 +427,19 @@ func (m BenchModel) key(k tea.KeyMsg) (BenchModel, tea.Cmd) {
 		m.showHelp = !m.showHelp
 	case key.Matches(k, m.keys.Stats):
 		m.showStats = !m.showStats
+	case key.Matches(k, m.keys.WorkOrder):
+		if m.switcher == nil || len(m.woList) == 0 {
+			m.note("This station has one work order: the shift lead changes it in the station config.", true)
+			return m, nil
+		}
+		m.woPick = newWOForm()
+		m.woPick.open = true
+		for i, id := range m.woList {
+			if id == m.wo {
+				m.woPick.sel = i
+			}
+		}
+		return m, nil
 	case key.Matches(k, m.keys.Release):
 		if m.desk == nil {
 			m.note("Red-bin release is not available on this station: use wsc redbin release.", true)
@@ -851,6 +886,8 @@ func (m BenchModel) View() string {
 	}
 	grid := m.grid.View(m.slots, m.selIndex(), m.now)
 	switch {
+	case m.woPick.open:
+		grid = strings.Join(m.woLines(m.width, m.grid.height), "\n")
 	case m.release.open:
 		grid = strings.Join(m.releaseLines(m.width, m.grid.height), "\n")
 	case m.showStats:

@@ -593,3 +593,42 @@ func TestRedBinReleaseFlow(t *testing.T) {
 		t.Fatalf("esc did not close the release screen:\n%s", v)
 	}
 }
+
+type fakeSwitcher struct{ switched []string }
+
+func (s *fakeSwitcher) SwitchWorkOrder(id, sup, pin string) error {
+	if sup != "sam" || pin != "1357" {
+		return fmt.Errorf("wrong PIN %s", pin)
+	}
+	s.switched = append(s.switched, id)
+	return nil
+}
+
+// TestChooseWorkOrder: w opens the picker; a supervisor's id and PIN
+// switch the bench to the chosen work order, which then shows, stopped; a
+// wrong PIN is refused without showing it.
+func TestChooseWorkOrder(t *testing.T) {
+	sw := &fakeSwitcher{}
+	f := newFakeBench(1)
+	m := NewBenchModel(BenchOptions{Control: f, WorkOrder: "WO-A", WorkOrders: []string{"WO-A", "WO-B"}, Switcher: sw, Now: fixedClock(t0)})
+	m = settle(t, m, tea.WindowSizeMsg{Width: 100, Height: 30}, keyRunes("w"))
+	mustContain(t, m.View(), "Choose the work order (supervisor)", "WO-A  (current)", "WO-B")
+	try := func(pin string) {
+		msgs := append(append([]tea.Msg{keyType(tea.KeyDown)}, typeKeys("sam")...), keyType(tea.KeyTab))
+		m = settle(t, m, append(append(msgs, typeKeys(pin)...), keyType(tea.KeyEnter))...)
+	}
+	try("0000")
+	if v := m.View(); !strings.Contains(v, "Not switched: wrong PIN ****") || len(sw.switched) != 0 {
+		t.Fatalf("wrong PIN:\n%s", v)
+	}
+	m = settle(t, m, keyType(tea.KeyEsc), keyRunes("w"))
+	try("1357")
+	if len(sw.switched) != 1 || sw.switched[0] != "WO-B" {
+		t.Fatalf("switched %v", sw.switched)
+	}
+	v := m.View()
+	mustContain(t, v, "Work order WO-B chosen: press s to start it.", "WO WO-B", "STOPPED")
+	if strings.Contains(v, "1357") {
+		t.Fatalf("PIN shown:\n%s", v)
+	}
+}

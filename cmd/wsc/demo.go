@@ -241,7 +241,7 @@ func runDemo(ctx context.Context, o simOptions, tui bool, out io.Writer) (rep *d
 		sink  func(station.Event)
 		bench *station.Bench
 	)
-	ap, err := afterPass(l.cfg)
+	ap, err := afterPass(l)
 	if err != nil {
 		return nil, err
 	}

@@ -63,6 +63,9 @@ type simOptions struct {
 	Station string
 	// WorkOrder is written into the config (Proofs are set from the mix).
 	WorkOrder station.WorkOrder
+	// SecondWorkOrder also writes a work order <id>-2 of the same quantity
+	// under work_orders, to practise choosing one on screen (w).
+	SecondWorkOrder bool
 	// Progress receives set-up messages.
 	Progress func(string)
 }
@@ -212,6 +215,10 @@ func simConfig(s *simBench, o simOptions, caDir, passSource string) string {
 	wo := o.WorkOrder
 	fmt.Fprintf(&b, "work_order:\n  id: %s\n  product: %s\n  quantity: %d\n  lock: none\n  proofs: [%s]\n",
 		strconv.Quote(wo.ID), strconv.Quote(wo.Product), wo.Quantity, strings.Join(proofs, ", "))
+	if o.SecondWorkOrder {
+		fmt.Fprintf(&b, "work_orders:\n  - id: %s\n    product: %s\n    quantity: %d\n    lock: none\n    proofs: [%s]\n",
+			strconv.Quote(wo.ID+"-2"), strconv.Quote(wo.Product), wo.Quantity, strings.Join(proofs, ", "))
+	}
 	fmt.Fprintf(&b, "eol_modules: firmware\n")
 	if o.Baud > 0 {
 		fmt.Fprintf(&b, "baud: %d\n", o.Baud)
@@ -299,6 +306,7 @@ A trainer changes the running bench with wsc sim pull N, plug N, fail N --at STE
 			out := cmd.OutOrStdout()
 			o.Progress = func(s string) { fmt.Fprintln(out, "setup:", s) }
 			o.WorkOrder.Product = "sim-board"
+			o.SecondWorkOrder = true
 			s, err := startSim(ctx, o)
 			if err != nil {
 				return err

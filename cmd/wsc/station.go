@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,6 +24,8 @@ type line struct {
 	ca    *ca.CA
 	store *db.Store
 	prov  *station.Provisioner
+	// wo is the current work order's id when a supervisor switched it.
+	wo atomic.Value
 }
 
 func (l *line) Close() error {
@@ -168,7 +171,7 @@ func runHeadless(ctx context.Context, l *line, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ap, err := afterPass(l.cfg)
+	ap, err := afterPass(l)
 	if err != nil {
 		return err
 	}

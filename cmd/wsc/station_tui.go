@@ -94,7 +94,7 @@ func runStationTUI(ctx context.Context, l *line) error {
 	if err != nil {
 		return err
 	}
-	ap, err := afterPass(l.cfg)
+	ap, err := afterPass(l)
 	if err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ func runStationTUI(ctx context.Context, l *line) error {
 		return err
 	}
 	var m tea.Model = ui.NewBenchModel(ui.BenchOptions{Control: bench, Auth: operatorAuth{ctx: ctx, store: l.store},
-		RedBins: redBinDesk{ctx: ctx, store: l.store},
+		RedBins: redBinDesk{ctx: ctx, store: l.store}, WorkOrders: l.cfg.WorkOrderIDs(), Switcher: woSwitcher{ctx: ctx, l: l, bench: bench},
 		Title: "wsc station", WorkOrder: l.cfg.WorkOrder.ID, Station: l.cfg.Station})
 	if path := os.Getenv("WSC_STARTUP_REPORT"); path != "" {
 		// Measurement hook for scripts/bench: write the start-up timings

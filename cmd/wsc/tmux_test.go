@@ -153,7 +153,8 @@ func slotShows(screen string, k int, word string) bool {
 
 // TestWorkOrderInTmux drives the real wsc station in a real terminal at
 // 80×24 and 160×48 against `wsc sim` with 13 devices on 4 slots and a work
-// order of 12: the trainer signs in, starts the work order and replaces
+// order of 12: the trainer signs in, picks the second work order of the
+// config (w, as supervisor), starts it and replaces
 // each passed board with the next one (wsc sim next); slot 2's first board
 // fails at keys (wsc sim fail) and the operator sends it to the red bin
 // (b); slot 3's first cable is pulled during its run and plugged back. The
@@ -195,6 +196,16 @@ func workOrderInTmux(t *testing.T, w, h int) {
 	m.literal("1234")
 	m.keys("Enter")
 	m.waitFor("the bench", 30*time.Second, "#1", "#4", "trainer", "WO SIM-WO-1")
+
+	// The supervisor picks the second work order of the config.
+	m.keys("w")
+	m.waitFor("the work-order picker", 20*time.Second, "Choose the work order", "SIM-WO-1-2")
+	m.keys("Down")
+	m.literal("trainer")
+	m.keys("Tab")
+	m.literal("1234")
+	m.keys("Enter")
+	m.waitFor("the chosen work order", 30*time.Second, "Work order SIM-WO-1-2 chosen", "WO SIM-WO-1-2")
 
 	simctl("fail", "2", "--at", "keys")
 	m.keys("s")
@@ -259,7 +270,7 @@ func workOrderInTmux(t *testing.T, w, h int) {
 	screen = m.waitFor("the final counters", 30*time.Second, "COMPLETE", "12 of 12 devices")
 	t.Logf("final screen:\n%s", screen)
 
-	out, err := exec.Command(wsc, "db", "stats", "--db", filepath.Join(dir, "station.db"), "--json").Output()
+	out, err := exec.Command(wsc, "db", "stats", "--db", filepath.Join(dir, "station.db"), "--work-order", "SIM-WO-1-2", "--json").Output()
 	if err != nil {
 		t.Fatalf("db stats: %v", err)
 	}
