@@ -8,10 +8,12 @@ import (
 )
 
 // TestBenchWorkOrderComplete: a work order of 2 on a bench of 3 devices.
-// Two pass; the third is refused by the quota, which the bench reports as
-// "work order complete" — the slot goes idle with the instruction to pull
-// the device, no slot is FAILED, the bench stops and refuses to start
-// again, and Progress counts 2 of 2 devices done, as the database does.
+// Two pass; the bench then stops by itself (work order complete) and
+// refuses to start again; a third device that reached issuance first is
+// refused by the quota, which is reported as "work order complete" (the
+// slot idle with the instruction to pull the device), never as FAILED.
+// Progress counts 2 of 2 devices done, as the database does. A supervisor
+// then switches the bench to the next work order.
 func TestBenchWorkOrderComplete(t *testing.T) {
 	l := newTestLine(t, 3, "")
 	ctx := context.Background()
@@ -34,10 +36,6 @@ func TestBenchWorkOrderComplete(t *testing.T) {
 	go func() { done <- bench.Run(rctx) }()
 	defer func() { cancel(); <-done }()
 
-	e := log.waitFor(t, "work order complete", 120*time.Second, func(e Event) bool { return errors.Is(e.Err, ErrWorkOrderComplete) })
-	if e.State != StateIdle || e.Detail == "" {
-		t.Fatalf("complete event: %+v", e)
-	}
 	passed := map[int]bool{}
 	log.waitFor(t, "two devices passed", 120*time.Second, func(ev Event) bool {
 		if ev.State == StatePassed {
@@ -45,6 +43,16 @@ func TestBenchWorkOrderComplete(t *testing.T) {
 		}
 		return len(passed) == 2
 	})
+	// The third device, if it reached issuance before the second pass, was
+	// refused by the quota: that is reported as the work order complete,
+	// the slot idle with its instruction.
+	log.mu.Lock()
+	for _, ev := range log.evs {
+		if errors.Is(ev.Err, ErrWorkOrderComplete) && (ev.State != StateIdle || ev.Detail == "") {
+			t.Errorf("complete event: %+v", ev)
+		}
+	}
+	log.mu.Unlock()
 	log.mu.Lock()
 	for _, ev := range log.evs {
 		if ev.State == StateFailed || ev.State == StateQuarantined {
@@ -63,9 +71,9 @@ func TestBenchWorkOrderComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The refused run is recorded as a failed attempt; the devices are
-	// what counts against the quantity.
-	if pr.Quantity != 2 || pr.Done != 2 || pr.Remaining() != 0 || !pr.Complete || pr.RunsOK != 2 || pr.RunsFailed != 1 {
+	// A refused run is recorded as a failed attempt; the devices are what
+	// counts against the quantity.
+	if pr.Quantity != 2 || pr.Done != 2 || pr.Remaining() != 0 || !pr.Complete || pr.RunsOK != 2 || pr.RunsFailed > 1 {
 		t.Fatalf("progress %+v", pr)
 	}
 	// A supervisor switches the bench to the next work order: it is

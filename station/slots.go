@@ -535,6 +535,13 @@ func (b *Bench) provision(ctx context.Context, s *slot, port string) {
 			final.LabelErr = labelErr
 			b.emit(*final)
 		}
+		// The pass that reaches the quantity completes the work order:
+		// the bench starts no new device.
+		if pr, perr := b.Progress(context.WithoutCancel(ctx)); perr == nil && pr.Complete {
+			b.mu.Lock()
+			b.complete, b.running = true, false
+			b.mu.Unlock()
+		}
 		return
 	}
 	if errors.Is(err, db.ErrQuotaExceeded) || errors.Is(err, ca.ErrQuotaExceeded) {

@@ -306,7 +306,11 @@ func (m BenchModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.Err == nil {
 			p := msg.Progress
 			m.wop = &p
-			m.complete = m.complete || p.Complete
+			if p.Complete && !m.complete {
+				// The bench stops itself when the quantity is reached.
+				m.complete = true
+				m.setRunning(false, m.now)
+			}
 		}
 	case SnapshotMsg:
 		m.applySnapshot(msg)
@@ -650,6 +654,7 @@ func (m *BenchModel) applyEvent(e station.Event) {
 	}
 	if errors.Is(e.Err, station.ErrWorkOrderComplete) {
 		m.complete = true
+		m.setRunning(false, e.Time)
 		m.note("Work order complete: "+Untrusted(e.Detail), false)
 	}
 	key := s.serial
