@@ -73,7 +73,8 @@ type BenchOptions struct {
 	// screen (ctrl+r).
 	RedBins RedBinDesk
 	// ExpectedStep, when set, is the chip profile's expected time of a
-	// step; running cards show the step's elapsed time against it.
+	// step; running cards show the step's elapsed time against it. Without
+	// it the view learns the times from the shift's passed runs (median).
 	ExpectedStep func(station.Step) time.Duration
 }
 
@@ -187,6 +188,7 @@ type BenchModel struct {
 	woList      []string
 	switcher    WorkOrderSwitcher
 	woPick      woForm
+	expectedOpt func(station.Step) time.Duration
 	confirmQuit bool
 	// confirmRedBin is the slot of a passed device the operator asked to
 	// red-bin: that revokes its certificate, so it is confirmed first.
@@ -199,7 +201,7 @@ type BenchModel struct {
 func NewBenchModel(opts BenchOptions) BenchModel {
 	m := BenchModel{ctl: opts.Control, title: opts.Title, wo: opts.WorkOrder, stn: opts.Station, op: opts.Operator,
 		clock: opts.Now, keys: DefaultKeyMap(), help: newHelp(), grid: newSlotGrid(), width: 80, height: 24, tally: newTally()}
-	m.grid.expected = opts.ExpectedStep
+	m.expectedOpt = opts.ExpectedStep
 	m.desk, m.release = opts.RedBins, newReleaseForm()
 	m.woList, m.switcher, m.woPick = opts.WorkOrders, opts.Switcher, newWOForm()
 	if opts.Keys != nil {
@@ -673,10 +675,39 @@ func (m *BenchModel) applyEvent(e station.Event) {
 	if failed {
 		m.tally.reasons[failureReason(&s)]++
 	}
+	if passed && e.Result != nil {
+		for st, d := range e.Result.Steps {
+			ts := append(m.tally.stepTimes[st], d)
+			if len(ts) > stepSamples {
+				ts = ts[len(ts)-stepSamples:]
+			}
+			m.tally.stepTimes[st] = ts
+		}
+	}
 	m.tally.add(key, passed, failed, redBin)
 	if redBin {
 		m.redBins = append(append([]redBinNotice(nil), m.redBins...), redBinNotice{slot: e.Slot, serial: s.serial, instruction: s.instruction})
 	}
+}
+
+// stepSamples is how many recent passed runs the expected step times
+// are learned from.
+const stepSamples = 50
+
+// expectedStep is the time a step is expected to take: the option's
+// figure when set (the chip profile's), else the median of the step in
+// this shift's recent passes; 0 when unknown.
+func (m BenchModel) expectedStep(st station.Step) time.Duration {
+	if m.expectedOpt != nil {
+		return m.expectedOpt(st)
+	}
+	ts := m.tally.stepTimes[st]
+	if len(ts) == 0 {
+		return 0
+	}
+	c := append([]time.Duration(nil), ts...)
+	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
+	return c[len(c)/2]
 }
 
 // failureReason names a failed attempt for the Pareto of the statistics
@@ -717,13 +748,16 @@ type tally struct {
 	passTimes []time.Time
 	cycles    []time.Duration
 	reasons   map[string]int
+	// stepTimes are the last durations of each step in passed runs.
+	stepTimes map[station.Step][]time.Duration
 	// first is the result of each device's first finished attempt.
 	first                    map[string]bool
 	attempts, failedAttempts int
 }
 
 func newTally() *tally {
-	return &tally{passed: map[string]bool{}, redBin: map[string]bool{}, first: map[string]bool{}, reasons: map[string]int{}}
+	return &tally{passed: map[string]bool{}, redBin: map[string]bool{}, first: map[string]bool{}, reasons: map[string]int{},
+		stepTimes: map[station.Step][]time.Duration{}}
 }
 
 func (t *tally) add(device string, passed, failed, redBin bool) {
@@ -889,7 +923,9 @@ func (m BenchModel) View() string {
 	if !m.signedIn {
 		return m.login.View(m.title, m.help.ShortHelpView(loginHelp{m.keys}.ShortHelp()))
 	}
-	grid := m.grid.View(m.slots, m.selIndex(), m.now)
+	g := m.grid
+	g.expected = m.expectedStep
+	grid := g.View(m.slots, m.selIndex(), m.now)
 	switch {
 	case m.woPick.open:
 		grid = strings.Join(m.woLines(m.width, m.grid.height), "\n")

@@ -632,3 +632,22 @@ func TestChooseWorkOrder(t *testing.T) {
 		t.Fatalf("PIN shown:\n%s", v)
 	}
 }
+
+// TestStepTimeAgainstExpected: a running card shows its step's elapsed
+// time against the expected time, learned from the passes of the shift
+// (median of the step's times).
+func TestStepTimeAgainstExpected(t *testing.T) {
+	m, _ := newTestBench(t, 2)
+	pass := func(slot int, sec float64, serial string, keys time.Duration) EventMsg {
+		e := passEv(slot, sec, serial, "01")
+		e.Result.Steps = map[station.Step]time.Duration{station.StepKeys: keys}
+		return e
+	}
+	m = settle(t, m,
+		ev(1, 0, station.StateRunning, station.StepConnect, ""), pass(1, 1, "TPM-A", 200*time.Millisecond),
+		ev(1, 2, station.StateRunning, station.StepConnect, "TPM-B"), pass(1, 3, "TPM-B", 400*time.Millisecond),
+		ev(1, 4, station.StateRunning, station.StepConnect, "TPM-C"), pass(1, 5, "TPM-C", 300*time.Millisecond),
+		ev(2, 10, station.StateRunning, station.StepKeys, "TPM-D"),
+		tickMsg(t0.Add(11*time.Second)))
+	mustContain(t, m.View(), "keys 1.0s/0.3s")
+}

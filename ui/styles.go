@@ -26,7 +26,6 @@ var (
 	styleDim    = lipgloss.NewStyle().Foreground(colGrey)
 	styleTitle  = lipgloss.NewStyle().Bold(true)
 	styleWarn   = lipgloss.NewStyle().Foreground(colYellow).Bold(true)
-	styleRun    = lipgloss.NewStyle().Foreground(colCyan).Bold(true)
 	styleRedBin = lipgloss.NewStyle().Foreground(colRed).Reverse(true).Bold(true)
 	styleKey    = lipgloss.NewStyle().Foreground(colWhite).Bold(true)
 	styleStatus = lipgloss.NewStyle().Reverse(true)
@@ -36,9 +35,7 @@ var (
 
 	cardBorder    = lipgloss.RoundedBorder()
 	cardBorderSel = lipgloss.DoubleBorder()
-	styleCardBase = lipgloss.NewStyle().Padding(0, 1)
 	styleLoginBox = lipgloss.NewStyle().Border(lipgloss.RoundedBorder()).Padding(1, 2)
-	styleListCur  = lipgloss.NewStyle().Bold(true)
 )
 
 // newHelp returns a help bubble readable on a dark factory console (the
