@@ -391,7 +391,7 @@ func printSummary(w io.Writer, rep *demoReport) {
 	if n := wasmsign.NewReport(rep.QA).RevocationUnchecked; n > 0 {
 		fmt.Fprintf(w, "QA: WARNING: %d of them verified WITHOUT a CRL check (the demo bundle lacks CRLs)\n", n)
 	}
-	fmt.Fprintf(w, "station config: %s (run the same bench again: wsc sim --dir %s, then wsc station --config …)\n", filepath.Join(rep.Workspace, "station.yaml"), rep.Workspace)
+	fmt.Fprintf(w, "station config: %s (its ports existed only while the demo ran; wsc sim makes a bench that stays)\n", filepath.Join(rep.Workspace, "station.yaml"))
 	fmt.Fprintf(w, "records: wsc db export --db %s --format json\n", filepath.Join(rep.Workspace, "station.db"))
 }
 
