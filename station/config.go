@@ -13,12 +13,14 @@ import (
 	"strings"
 
 	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/station/label"
 	"go.bug.st/serial/enumerator"
 
 	"go.yaml.in/yaml/v3"
 )
 
-// FileConfig is the station's configuration file (YAML):
+// FileConfig is the station's configuration file (YAML; every key is
+// documented in docs/station-config.md):
 //
 //	station: line1-bench3
 //	database: /var/lib/wsc/station.db
@@ -45,12 +47,21 @@ type FileConfig struct {
 	TPMVendorIntermediates []string `yaml:"tpm_vendor_intermediates"`
 	// SEVendorRoots and SEVendorIntermediates verify secure elements'
 	// manufacturer certificate chains (proof atecc608).
-	SEVendorRoots         []string   `yaml:"se_vendor_roots"`
-	SEVendorIntermediates []string   `yaml:"se_vendor_intermediates"`
-	WorkOrder             WorkOrder  `yaml:"work_order"`
-	Baud                  int        `yaml:"baud"`
-	MaxFailures           int        `yaml:"max_failures"`
-	Slots                 []SlotSpec `yaml:"slots"`
+	SEVendorRoots         []string  `yaml:"se_vendor_roots"`
+	SEVendorIntermediates []string  `yaml:"se_vendor_intermediates"`
+	WorkOrder             WorkOrder `yaml:"work_order"`
+	// WorkOrders are further work orders a supervisor can switch the
+	// bench to on screen (w); WorkOrder is the one it starts with.
+	WorkOrders  []WorkOrder `yaml:"work_orders"`
+	Baud        int         `yaml:"baud"`
+	MaxFailures int         `yaml:"max_failures"`
+	Slots       []SlotSpec  `yaml:"slots"`
+	// EOLModules, when set, is the folder where each device's end-of-line
+	// signed module is kept, for QA to verify later.
+	EOLModules string `yaml:"eol_modules"`
+	// Label, when set, prints a label for every device that passes (ZPL to
+	// a printer on TCP 9100 or into a folder, with a PNG preview).
+	Label *label.Config `yaml:"label"`
 	// Discover finds the slots' ports at start instead of listing them.
 	Discover Discover `yaml:"discover"`
 	// Audit pins the audit key and says where the witness file is
@@ -158,6 +169,9 @@ type WorkOrder struct {
 // LoadConfig reads and checks a station configuration file.
 func LoadConfig(path string) (*FileConfig, error) {
 	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("station config: %w: write one (docs/station-config.md lists every key), or try a simulated bench with wsc sim, which writes its own", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("station config: %w", err)
 	}
@@ -167,7 +181,16 @@ func LoadConfig(path string) (*FileConfig, error) {
 	if err := dec.Decode(&c); err != nil {
 		return nil, fmt.Errorf("station config %s: %w", path, err)
 	}
-	base := filepath.Dir(path)
+	makeAbsolute(&c, filepath.Dir(path))
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("station config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// makeAbsolute makes the config's relative paths relative to base (the
+// configuration file's folder).
+func makeAbsolute(c *FileConfig, base string) {
 	abs := func(p *string) {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
@@ -175,6 +198,10 @@ func LoadConfig(path string) (*FileConfig, error) {
 	}
 	abs(&c.Database)
 	abs(&c.CA.Dir)
+	abs(&c.EOLModules)
+	if c.Label != nil {
+		abs(&c.Label.Dir)
+	}
 	for i := range c.TPMVendorRoots {
 		abs(&c.TPMVendorRoots[i])
 	}
@@ -194,61 +221,97 @@ func LoadConfig(path string) (*FileConfig, error) {
 		abs(&c.Discover.Globs[i])
 	}
 	abs(&c.Audit.Witness)
-	if err := c.check(); err != nil {
-		return nil, fmt.Errorf("station config %s: %w", path, err)
+}
+
+// checkWorkOrder checks one work order (key prefix: work_order or
+// work_orders[i]) and fills in its defaults.
+func (c *FileConfig) checkWorkOrder(prefix string, w *WorkOrder) []error {
+	var errs []error
+	if w.ID == "" || w.Quantity <= 0 {
+		errs = append(errs, keyed(prefix+".quantity", fmt.Errorf("%s: id and a positive quantity are required", prefix)))
 	}
-	return &c, nil
+	switch w.Lock {
+	case "":
+		w.Lock = "none"
+	case "none", "lock":
+	default:
+		errs = append(errs, keyed(prefix+".lock", fmt.Errorf("%s.lock: %q is neither lock nor none", prefix, w.Lock)))
+	}
+	if len(w.Proofs) == 0 {
+		w.Proofs = []string{"tpm"}
+	}
+	seen := map[string]bool{}
+	for i, p := range w.Proofs {
+		key := fmt.Sprintf("%s.proofs[%d]", prefix, i)
+		switch {
+		case seen[p]:
+			errs = append(errs, keyed(key, fmt.Errorf("%s.proofs: %q is listed twice", prefix, p)))
+		case p == "tpm" && len(c.TPMVendorRoots) == 0:
+			errs = append(errs, keyed(key, fmt.Errorf("%s.proofs: tpm needs tpm_vendor_roots (the TPM vendors' root certificates)", prefix)))
+		case p == "atecc608" && len(c.SEVendorRoots) == 0:
+			errs = append(errs, keyed(key, fmt.Errorf("%s.proofs: atecc608 needs se_vendor_roots (the secure-element vendors' root certificates)", prefix)))
+		case p != "tpm" && p != "atecc608" && p != "unattested":
+			errs = append(errs, keyed(key, fmt.Errorf("%s.proofs: unknown proof %q (want tpm, atecc608 or unattested)", prefix, p)))
+		}
+		seen[p] = true
+	}
+	return errs
 }
 
 func (c *FileConfig) check() error {
 	var errs []error
 	if c.Station == "" {
-		errs = append(errs, errors.New("station: name is required"))
+		errs = append(errs, keyed("station", errors.New("station: name is required")))
 	}
 	if c.Database == "" {
-		errs = append(errs, errors.New("database: path is required"))
+		errs = append(errs, keyed("database", errors.New("database: path is required")))
 	}
 	if c.CA.Dir == "" {
-		errs = append(errs, errors.New("ca.dir is required"))
+		errs = append(errs, keyed("ca.dir", errors.New("ca.dir is required")))
 	}
 	if c.CA.Passphrase == "" {
 		c.CA.Passphrase = "prompt"
 	}
-	if c.WorkOrder.ID == "" || c.WorkOrder.Quantity <= 0 {
-		errs = append(errs, errors.New("work_order: id and a positive quantity are required"))
-	}
-	switch c.WorkOrder.Lock {
-	case "":
-		c.WorkOrder.Lock = "none"
-	case "none", "lock":
-	default:
-		errs = append(errs, fmt.Errorf("work_order.lock: %q is neither lock nor none", c.WorkOrder.Lock))
-	}
 	if err := c.Audit.Check(); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, keyed("audit.key_fingerprints", err))
 	}
-	if len(c.WorkOrder.Proofs) == 0 {
-		c.WorkOrder.Proofs = []string{"tpm"}
-	}
-	seen := map[string]bool{}
-	for _, p := range c.WorkOrder.Proofs {
-		switch {
-		case seen[p]:
-			errs = append(errs, fmt.Errorf("work_order.proofs: %q is listed twice", p))
-		case p == "tpm" && len(c.TPMVendorRoots) == 0:
-			errs = append(errs, errors.New("work_order.proofs: tpm needs tpm_vendor_roots (the TPM vendors' root certificates)"))
-		case p == "atecc608" && len(c.SEVendorRoots) == 0:
-			errs = append(errs, errors.New("work_order.proofs: atecc608 needs se_vendor_roots (the secure-element vendors' root certificates)"))
-		case p != "tpm" && p != "atecc608" && p != "unattested":
-			errs = append(errs, fmt.Errorf("work_order.proofs: unknown proof %q (want tpm, atecc608 or unattested)", p))
+	errs = append(errs, c.checkWorkOrder("work_order", &c.WorkOrder)...)
+	ids := map[string]bool{c.WorkOrder.ID: true}
+	for i := range c.WorkOrders {
+		key := fmt.Sprintf("work_orders[%d]", i)
+		errs = append(errs, c.checkWorkOrder(key, &c.WorkOrders[i])...)
+		if id := c.WorkOrders[i].ID; id != "" && ids[id] {
+			errs = append(errs, keyed(key+".id", fmt.Errorf("%s.id: work order %q is listed twice", key, id)))
 		}
-		seen[p] = true
+		ids[c.WorkOrders[i].ID] = true
 	}
 	if len(c.Slots) == 0 && c.Discover.Empty() {
-		errs = append(errs, errors.New("slots: list at least one slot, or say where to discover them (discover: usb/globs)"))
+		errs = append(errs, keyed("slots", errors.New("slots: list at least one slot, or say where to discover them (discover: usb/globs)")))
+	}
+	slotSeen := map[int]bool{}
+	for i, s := range c.Slots {
+		key := fmt.Sprintf("slots[%d]", i)
+		switch {
+		case s.Slot <= 0 || slotSeen[s.Slot]:
+			errs = append(errs, keyed(key, fmt.Errorf("slots: slot numbers must be positive and unique (slot %d)", s.Slot)))
+		case (s.Port == "") == (s.USB == ""):
+			errs = append(errs, keyed(key, fmt.Errorf("slots: slot %d needs exactly one of port or usb", s.Slot)))
+		}
+		slotSeen[s.Slot] = true
+	}
+	if c.Label != nil {
+		if err := c.Label.Check(); err != nil {
+			errs = append(errs, keyed("label", err))
+		}
+	}
+	if c.Baud < 0 {
+		errs = append(errs, keyed("baud", fmt.Errorf("baud: %d is not a speed", c.Baud)))
+	}
+	if c.MaxFailures < 0 {
+		errs = append(errs, keyed("max_failures", fmt.Errorf("max_failures: %d is negative (0 means the default, 3)", c.MaxFailures)))
 	}
 	if len(c.Slots) > 0 && !c.Discover.Empty() {
-		errs = append(errs, errors.New("give either slots or discover, not both"))
+		errs = append(errs, keyed("discover", errors.New("give either slots or discover, not both")))
 	}
 	return errors.Join(errs...)
 }
@@ -278,6 +341,31 @@ func (c *FileConfig) ProofPolicy() ([]Proof, error) {
 		return nil, fmt.Errorf("se_vendor_intermediates: %w", err)
 	}
 	return NewProofs(c.WorkOrder.Proofs, tpmRoots, tpmInter, seRoots, seInter)
+}
+
+// ForWorkOrder returns a copy of the config whose work order is id (the
+// main one or one of WorkOrders), for a bench that switches to it.
+func (c *FileConfig) ForWorkOrder(id string) (*FileConfig, error) {
+	cp := *c
+	if c.WorkOrder.ID == id {
+		return &cp, nil
+	}
+	for _, w := range c.WorkOrders {
+		if w.ID == id {
+			cp.WorkOrder = w
+			return &cp, nil
+		}
+	}
+	return nil, fmt.Errorf("work order %s is not in the station config (work_order, work_orders)", id)
+}
+
+// WorkOrderIDs lists the work orders of the config, the main one first.
+func (c *FileConfig) WorkOrderIDs() []string {
+	ids := []string{c.WorkOrder.ID}
+	for _, w := range c.WorkOrders {
+		ids = append(ids, w.ID)
+	}
+	return ids
 }
 
 // BenchSlots returns the configured slots, or discovers them.

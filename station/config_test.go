@@ -113,3 +113,61 @@ func TestConfigAuditPinRequired(t *testing.T) {
 		t.Fatalf("config without an audit pin: %v", err)
 	}
 }
+
+// TestCheckConfigNamesLines: every problem of a config file is reported
+// with the line of the key it concerns — YAML type errors and unknown keys
+// first (the file does not decode), then value checks and the files the
+// station would load.
+func TestCheckConfigNamesLines(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	lines := func(errs []*ConfigError) map[int]string {
+		m := map[int]string{}
+		for _, e := range errs {
+			m[e.Line] += e.Err.Error() + ";"
+		}
+		return m
+	}
+	_, errs := CheckConfig(write("types.yaml", "station: s\ndatabase: d.db\ncolour: red\nwork_order: {id: W, quantity: lots}\n"))
+	got := lines(errs)
+	if len(errs) != 2 || !strings.Contains(got[3], "colour") || !strings.Contains(got[4], "lots") {
+		t.Fatalf("decode errors: %v", errs)
+	}
+	_, errs = CheckConfig(write("values.yaml", `station: s
+database: d.db
+ca: {dir: ca, passphrase: "env:X"}
+tpm_vendor_roots: [missing.pem]
+work_order:
+  id: W
+  quantity: 5
+  lock: sometimes
+  proofs: [tpm, floppy]
+slots:
+  - {slot: 1, port: /dev/ttyUSB0}
+  - {slot: 1, port: /dev/ttyUSB1}
+`))
+	got = lines(errs)
+	for line, want := range map[int]string{3: "root.crt", 4: "missing.pem", 8: "sometimes", 9: "floppy", 12: "unique"} {
+		if !strings.Contains(got[line], want) {
+			t.Errorf("line %d: got %q, want it to mention %q", line, got[line], want)
+		}
+	}
+	if len(errs) != 5 {
+		t.Errorf("%d problems, want 5: %v", len(errs), errs)
+	}
+	for i := 1; i < len(errs); i++ {
+		if errs[i].Line < errs[i-1].Line {
+			t.Fatalf("not sorted by line: %v", errs)
+		}
+	}
+	// LoadConfig refuses the same file, and its message is the checks' own.
+	if _, err := LoadConfig(filepath.Join(dir, "values.yaml")); err == nil || !strings.Contains(err.Error(), "work_order.lock") {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+}

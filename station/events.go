@@ -66,6 +66,9 @@ type Event struct {
 	Result *Result
 	// ChipID is the device's proven chip identity, once the proof passed.
 	ChipID []byte
+	// LabelErr, on a passed event, says why the device's label was not
+	// printed (the device passed all the same).
+	LabelErr error
 }
 
 // String renders the event as one headless log line.

@@ -8,10 +8,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/devices/proto"
 	"go.bug.st/serial"
 )
+
+// ErrWorkOrderComplete marks the event of a slot whose device was refused
+// because the work order's quantity is reached: the work order is
+// complete; the device did not fail.
+var ErrWorkOrderComplete = errors.New("work order complete")
 
 // SlotSpec is one place on the bench: a serial port given by path, or a USB
 // serial adapter found by its USB identity (go.bug.st/serial/enumerator).
@@ -38,6 +44,10 @@ type BenchConfig struct {
 	Events func(Event)
 	// Running starts the bench with the work order running.
 	Running bool
+	// AfterPass, when set, runs after each device passed, before the pass
+	// is announced (e.g. LabelPrinter). Its error never fails the device:
+	// it is shown with the pass (Event.LabelErr, SlotStatus.LabelErr).
+	AfterPass func(ctx context.Context, r *Result) error
 }
 
 // SlotStatus is a snapshot of one slot.
@@ -56,6 +66,9 @@ type SlotStatus struct {
 	CertSerial  string
 	// ChipID is the device's proven chip identity (nil before the proof).
 	ChipID []byte
+	// LabelErr says why the label of the device that passed was not
+	// printed ("" when it was, or when the bench prints none).
+	LabelErr string
 }
 
 type slot struct {
@@ -77,7 +90,98 @@ type Bench struct {
 	mu       sync.Mutex
 	slots    []*slot
 	running  bool
+	complete bool           // the work order's quantity is reached
 	failures map[string]int // per device serial, this session
+}
+
+// WorkOrderProgress is the work order's production so far, as the station
+// database counts it (the figures `wsc db stats` prints).
+type WorkOrderProgress struct {
+	WorkOrder string
+	Quantity  int
+	// Done counts devices (each once) that passed under the work order.
+	Done int
+	// Assigned counts devices holding a unit of the quantity.
+	Assigned int
+	// RunsOK and RunsFailed count attempts.
+	RunsOK, RunsFailed int
+	// Complete is set when the quantity is reached.
+	Complete bool
+}
+
+// Remaining is the number of devices still to make.
+func (p WorkOrderProgress) Remaining() int { return max(p.Quantity-p.Done, 0) }
+
+// statsStore is the optional capability of a Store that counts a work
+// order's production (db.Store has it).
+type statsStore interface {
+	Stats(ctx context.Context, workOrder string) ([]db.WorkOrderStats, error)
+}
+
+// Progress returns the work order's production counters from the
+// database. It fails when the store cannot count.
+func (b *Bench) Progress(ctx context.Context) (WorkOrderProgress, error) {
+	p := b.provisioner()
+	wo := p.cfg.WorkOrder
+	ss, ok := p.cfg.Store.(statsStore)
+	if !ok || wo == "" {
+		return WorkOrderProgress{}, errors.New("station: this bench has no work order counters")
+	}
+	st, err := ss.Stats(ctx, wo)
+	if err != nil {
+		return WorkOrderProgress{}, fmt.Errorf("work order %s counters: %w", wo, err)
+	}
+	if len(st) != 1 {
+		return WorkOrderProgress{}, fmt.Errorf("work order %s counters: %d rows", wo, len(st))
+	}
+	w := st[0]
+	b.mu.Lock()
+	complete := b.complete
+	b.mu.Unlock()
+	return WorkOrderProgress{WorkOrder: w.WorkOrder, Quantity: w.Quantity, Done: w.Done, Assigned: w.Assigned,
+		RunsOK: w.RunsOK, RunsFailed: w.Failed, Complete: complete || (w.Quantity > 0 && w.Done >= w.Quantity)}, nil
+}
+
+// provisioner is the provisioner of the current work order.
+func (b *Bench) provisioner() *Provisioner {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cfg.Provisioner
+}
+
+// SwitchWorkOrder makes p (a provisioner of another work order) the
+// bench's, when no slot is running: the work order is then stopped (the
+// operator starts it with s) and not complete. Certificates the previous
+// work order signed whose device never confirmed them are revoked first,
+// as at the end of a session.
+func (b *Bench) SwitchWorkOrder(ctx context.Context, p *Provisioner) error {
+	if p == nil {
+		return errors.New("station: switch work order: no provisioner")
+	}
+	b.mu.Lock()
+	for _, s := range b.slots {
+		if s.status.State == StateRunning {
+			b.mu.Unlock()
+			return fmt.Errorf("slot %d is running: wait for it to finish, then switch the work order", s.spec.Slot)
+		}
+	}
+	old := b.cfg.Provisioner
+	b.cfg.Provisioner, b.complete, b.running = p, false, false
+	b.mu.Unlock()
+	p.SetOperator(old.currentOperator())
+	if _, err := old.SweepUnconfirmed(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("revoke unconfirmed certificates of work order %s: %w", old.cfg.WorkOrder, err)
+	}
+	b.wakeAll()
+	return nil
+}
+
+// Complete reports whether the work order's quantity was reached on this
+// bench (it then starts no new device).
+func (b *Bench) Complete() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.complete
 }
 
 // NewBench checks cfg and returns a Bench.
@@ -122,7 +226,7 @@ func (b *Bench) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); b.runSlot(ctx, s) }()
 	}
 	wg.Wait()
-	revoked, err := b.cfg.Provisioner.SweepUnconfirmed(context.WithoutCancel(ctx))
+	revoked, err := b.provisioner().SweepUnconfirmed(context.WithoutCancel(ctx))
 	for _, sn := range revoked {
 		b.emit(Event{Time: time.Now(), State: StateIdle, Detail: fmt.Sprintf("certificate %s revoked (cessationOfOperation): its device never confirmed it", sn)})
 	}
@@ -136,7 +240,7 @@ func (b *Bench) Run(ctx context.Context) error {
 // finishes the devices it is provisioning but starts no new ones.
 func (b *Bench) SetRunning(on bool) {
 	b.mu.Lock()
-	b.running = on
+	b.running = on && !b.complete
 	b.mu.Unlock()
 	b.wakeAll()
 }
@@ -149,7 +253,7 @@ func (b *Bench) Running() bool {
 }
 
 // SetOperator records who runs the bench from now on (after a login).
-func (b *Bench) SetOperator(op string) { b.cfg.Provisioner.SetOperator(op) }
+func (b *Bench) SetOperator(op string) { b.provisioner().SetOperator(op) }
 
 // Retry asks a failed slot to run its device again.
 func (b *Bench) Retry(n int) error {
@@ -186,7 +290,7 @@ func (b *Bench) Quarantine(n int) error {
 	}
 	st := s.status
 	b.mu.Unlock()
-	p := b.cfg.Provisioner
+	p := b.provisioner()
 	ctx := context.Background()
 	detail := fmt.Sprintf("Put the device on slot %d in the red bin.", n)
 	if len(st.ChipID) > 0 {
@@ -278,7 +382,8 @@ func (b *Bench) emit(e Event) {
 func (b *Bench) runSlot(ctx context.Context, s *slot) {
 	for ctx.Err() == nil {
 		b.mu.Lock()
-		st, retry, running := s.status.State, s.retry, b.running
+		status, retry, running := s.status, s.retry, b.running
+		st := status.State
 		s.retry = false
 		b.mu.Unlock()
 
@@ -298,17 +403,26 @@ func (b *Bench) runSlot(ctx context.Context, s *slot) {
 			// The failure and its instruction stay on screen. A device that
 			// goes away and answers again was reseated (or replaced): run it.
 			port, err := b.resolve(s)
-			present := err == nil && b.probe(ctx, port)
+			var serial string
+			present := err == nil
+			if present {
+				serial, present = b.probeSerial(ctx, port)
+			}
 			if !present {
 				s.absent = true
-			} else if s.absent && running {
+			} else if (s.absent || replaced(status, serial)) && running {
 				b.provision(ctx, s, port)
 				continue
 			}
 		case st == StatePassed || st == StateQuarantined:
-			// The result stays on screen until the device is pulled.
+			// The result stays on screen until the device is pulled (or
+			// another device answers on the slot).
 			port, err := b.resolve(s)
-			if err != nil || !b.probe(ctx, port) {
+			if err != nil {
+				b.setIdle(s)
+				continue
+			}
+			if serial, ok := b.probeSerial(ctx, port); !ok || replaced(status, serial) {
 				b.setIdle(s)
 				continue
 			}
@@ -342,16 +456,34 @@ func (b *Bench) resolve(s *slot) (string, error) {
 
 // probe reports whether a device answers Hello on port.
 func (b *Bench) probe(ctx context.Context, port string) bool {
-	p, err := serial.Open(port, &serial.Mode{BaudRate: b.cfg.Provisioner.cfg.Baud})
+	_, ok := b.probeSerial(ctx, port)
+	return ok
+}
+
+// probeSerial is probe, with the serial the device reports. The serial
+// only tells one device from another on a slot (a board replaced without
+// the slot seeing the port go away); it is checked again, as hostile
+// input, by the run that provisions the device.
+func (b *Bench) probeSerial(ctx context.Context, port string) (string, bool) {
+	p, err := serial.Open(port, &serial.Mode{BaudRate: b.provisioner().cfg.Baud})
 	if err != nil {
-		return false
+		return "", false
 	}
 	defer p.Close()
-	c := proto.NewClient(p, proto.WithLogger(b.cfg.Provisioner.cfg.Logger), proto.WithRetries(0),
+	c := proto.NewClient(p, proto.WithLogger(b.provisioner().cfg.Logger), proto.WithRetries(0),
 		proto.WithTimeouts(map[proto.MsgType]time.Duration{proto.MsgHello: b.cfg.ProbeTimeout}))
 	defer c.Close()
-	_, err = c.Hello(ctx)
-	return err == nil
+	h, err := c.Hello(ctx)
+	if err != nil {
+		return "", false
+	}
+	return h.Serial, true
+}
+
+// replaced reports whether the device answering on a slot is another one
+// than the slot's last (both serials known and different).
+func replaced(st SlotStatus, serial string) bool {
+	return serial != "" && st.Serial != "" && serial != st.Serial
 }
 
 func (b *Bench) provision(ctx context.Context, s *slot, port string) {
@@ -385,15 +517,44 @@ func (b *Bench) provision(ctx context.Context, s *slot, port string) {
 		b.mu.Unlock()
 		b.emit(e)
 	}
-	res, err := b.cfg.Provisioner.Provision(ctx, Job{Slot: s.spec.Slot, Port: port, Label: label, Events: events})
+	res, err := b.provisioner().Provision(ctx, Job{Slot: s.spec.Slot, Port: port, Label: label, Events: events})
+	var labelErr error
+	if err == nil && b.cfg.AfterPass != nil {
+		labelErr = b.cfg.AfterPass(context.WithoutCancel(ctx), res)
+	}
 	b.mu.Lock()
 	s.status.Finished = time.Now()
 	if err == nil {
 		s.status.State, s.status.CertSerial, s.status.Serial, s.status.Step = StatePassed, res.CertSerial, res.Serial, StepDone
+		s.status.LabelErr = ""
+		if labelErr != nil {
+			s.status.LabelErr = labelErr.Error()
+		}
 		b.mu.Unlock()
 		if final != nil {
+			final.LabelErr = labelErr
 			b.emit(*final)
 		}
+		// The pass that reaches the quantity completes the work order:
+		// the bench starts no new device.
+		if pr, perr := b.Progress(context.WithoutCancel(ctx)); perr == nil && pr.Complete {
+			b.mu.Lock()
+			b.complete, b.running = true, false
+			b.mu.Unlock()
+		}
+		return
+	}
+	if errors.Is(err, db.ErrQuotaExceeded) || errors.Is(err, ca.ErrQuotaExceeded) {
+		// The quantity is reached: the work order is complete, which is
+		// not the device's failure. The bench starts no new device; the
+		// device refused is safe to provision under the next work order.
+		b.complete, b.running = true, false
+		prev := s.status
+		s.status = SlotStatus{Slot: prev.Slot, Port: prev.Port, State: StateIdle,
+			Instruction: "Work order complete: pull the device; it was not provisioned and is safe to provision under the next work order."}
+		st := s.status
+		b.mu.Unlock()
+		b.emit(Event{Time: time.Now(), Slot: st.Slot, Port: st.Port, Serial: prev.Serial, State: StateIdle, Detail: st.Instruction, Err: ErrWorkOrderComplete})
 		return
 	}
 	s.status.Err = err
@@ -423,7 +584,7 @@ func (b *Bench) provision(ctx context.Context, s *slot, port string) {
 	b.mu.Unlock()
 	if quarantine && !hard && len(st.ChipID) > 0 {
 		// Repeated failures of a proven chip: the red bin sticks.
-		p := b.cfg.Provisioner
+		p := b.provisioner()
 		if rerr := p.cfg.Store.RedBin(context.WithoutCancel(ctx), db.RedBinEntry{ChipID: st.ChipID, Serial: serial,
 			Reason: fmt.Sprintf("failed %d times; last: %v", b.failures[serial], err), Operator: p.currentOperator()}); rerr != nil {
 			st.Instruction += fmt.Sprintf(" (recording the red bin failed: %v)", rerr)

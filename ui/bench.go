@@ -1,6 +1,9 @@
 package ui
 
 import (
+	"context"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -62,6 +65,30 @@ type BenchOptions struct {
 	Now func() time.Time
 	// Keys overrides the default key bindings.
 	Keys *KeyMap
+	// WorkOrders and Switcher, when set, let a supervisor choose the work
+	// order on screen (w) among WorkOrders.
+	WorkOrders []string
+	Switcher   WorkOrderSwitcher
+	// RedBins, when set, lets a supervisor release red-binned chips on
+	// screen (ctrl+r).
+	RedBins RedBinDesk
+	// ExpectedStep, when set, is the chip profile's expected time of a
+	// step; running cards show the step's elapsed time against it. Without
+	// it the view learns the times from the shift's passed runs (median).
+	ExpectedStep func(station.Step) time.Duration
+}
+
+// ProgressReporter is an optional capability of a BenchControl: the work
+// order's production as the station database counts it (*station.Bench
+// has it). The view asks for it after every finished run.
+type ProgressReporter interface {
+	Progress(ctx context.Context) (station.WorkOrderProgress, error)
+}
+
+// WorkOrderMsg is the answer of a ProgressReporter.
+type WorkOrderMsg struct {
+	Progress station.WorkOrderProgress
+	Err      error
 }
 
 // SnapshotMsg seeds the view with the bench's slots. The view asks for it
@@ -136,7 +163,18 @@ type BenchModel struct {
 	woSince  time.Time
 	woActive time.Duration
 
-	passed, failed, redBin int
+	// tally counts devices and attempts this shift (shared by the copies
+	// of the model: only the newest one is ever used).
+	tally *tally
+	// wop is the work order's progress as the database counts it (nil
+	// until the bench reported it, or when it cannot); complete is set
+	// when the bench says the quantity is reached.
+	wop      *station.WorkOrderProgress
+	complete bool
+	// redBins are the red-bin instructions not yet acknowledged, oldest
+	// first: they stay on screen (even after the device is pulled and the
+	// slot runs the next one) until the operator presses a.
+	redBins []redBinNotice
 
 	scan     []rune
 	scanOpen bool
@@ -144,6 +182,13 @@ type BenchModel struct {
 	notice      string
 	noticeErr   bool
 	showHelp    bool
+	showStats   bool
+	desk        RedBinDesk
+	release     releaseForm
+	woList      []string
+	switcher    WorkOrderSwitcher
+	woPick      woForm
+	expectedOpt func(station.Step) time.Duration
 	confirmQuit bool
 	// confirmRedBin is the slot of a passed device the operator asked to
 	// red-bin: that revokes its certificate, so it is confirmed first.
@@ -155,7 +200,10 @@ type BenchModel struct {
 // NewBenchModel returns the operator bench view.
 func NewBenchModel(opts BenchOptions) BenchModel {
 	m := BenchModel{ctl: opts.Control, title: opts.Title, wo: opts.WorkOrder, stn: opts.Station, op: opts.Operator,
-		clock: opts.Now, keys: DefaultKeyMap(), help: newHelp(), grid: newSlotGrid(), width: 80, height: 24}
+		clock: opts.Now, keys: DefaultKeyMap(), help: newHelp(), grid: newSlotGrid(), width: 80, height: 24, tally: newTally()}
+	m.expectedOpt = opts.ExpectedStep
+	m.desk, m.release = opts.RedBins, newReleaseForm()
+	m.woList, m.switcher, m.woPick = opts.WorkOrders, opts.Switcher, newWOForm()
 	if opts.Keys != nil {
 		m.keys = *opts.Keys
 	}
@@ -177,7 +225,19 @@ func NewBenchModel(opts BenchOptions) BenchModel {
 
 // Init asks the bench for its slots and starts the clock.
 func (m BenchModel) Init() tea.Cmd {
-	return tea.Batch(m.snapshotCmd(), m.tick())
+	return tea.Batch(m.snapshotCmd(), m.tick(), m.progressCmd())
+}
+
+// progressCmd asks the bench for the work order's counters.
+func (m BenchModel) progressCmd() tea.Cmd {
+	pr, ok := m.ctl.(ProgressReporter)
+	if !ok {
+		return nil
+	}
+	return func() tea.Msg {
+		p, err := pr.Progress(context.Background())
+		return WorkOrderMsg{Progress: p, Err: err}
+	}
 }
 
 // Operator returns who is signed in ("" before the login).
@@ -213,10 +273,52 @@ func (m BenchModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		cmd = m.tick()
 	case EventMsg:
 		m.applyEvent(station.Event(msg))
+		if msg.State != station.StateRunning {
+			cmd = m.progressCmd()
+		}
+	case RedBinsMsg:
+		f := &m.release
+		if msg.Err != nil {
+			f.err = "Cannot list the red bin: " + Untrusted(msg.Err.Error())
+		} else {
+			f.items, f.sel = msg.Items, min(f.sel, max(len(msg.Items)-1, 0))
+		}
+	case ReleaseMsg:
+		f := &m.release
+		f.pending = false
+		if msg.Err != nil {
+			f.err = "Not released: " + Untrusted(msg.Err.Error())
+		} else {
+			m.note(fmt.Sprintf("Chip %s… released from the red bin by %s.", hex.EncodeToString(msg.ChipID)[:min(12, 2*len(msg.ChipID))], Untrusted(msg.Supervisor)), false)
+			f.fields[2].Reset()
+			cmd = m.redBinsCmd()
+		}
+	case WorkOrderSwitchMsg:
+		m.woPick.pending = false
+		if msg.Err != nil {
+			m.woPick.err = "Not switched: " + Untrusted(msg.Err.Error())
+			break
+		}
+		m.woPick = newWOForm()
+		m.wo, m.wop, m.complete = msg.ID, nil, false
+		m.setRunning(false, m.now)
+		m.note(fmt.Sprintf("Work order %s chosen: press s to start it.", Untrusted(msg.ID)), false)
+		cmd = m.progressCmd()
+	case WorkOrderMsg:
+		if msg.Err == nil {
+			p := msg.Progress
+			m.wop = &p
+			if p.Complete && !m.complete {
+				// The bench stops itself when the quantity is reached.
+				m.complete = true
+				m.setRunning(false, m.now)
+			}
+		}
 	case SnapshotMsg:
 		m.applySnapshot(msg)
 	case RunningMsg:
 		m.setRunning(msg.On, msg.At)
+		cmd = m.progressCmd()
 		if msg.On {
 			m.note("Work order started.", false)
 		} else {
@@ -290,8 +392,20 @@ func (m BenchModel) key(k tea.KeyMsg) (BenchModel, tea.Cmd) {
 		m.login, cmd = m.login.update(k, m.keys)
 		return m, cmd
 	}
+	if m.release.open {
+		return m.releaseKey(k)
+	}
+	if m.woPick.open {
+		return m.woKey(k)
+	}
 	if m.scanActive() || isBurst(k) {
 		return m.scanKey(k)
+	}
+	if len(m.redBins) > 0 && key.Matches(k, m.keys.Ack) {
+		n := m.redBins[0]
+		m.redBins = m.redBins[1:]
+		m.note(fmt.Sprintf("Red bin of slot %d acknowledged.", n.slot), false)
+		return m, nil
 	}
 	switch {
 	case key.Matches(k, m.keys.StartStop):
@@ -317,6 +431,30 @@ func (m BenchModel) key(k tea.KeyMsg) (BenchModel, tea.Cmd) {
 		m.scanOpen = true
 	case key.Matches(k, m.keys.Help):
 		m.showHelp = !m.showHelp
+	case key.Matches(k, m.keys.Stats):
+		m.showStats = !m.showStats
+	case key.Matches(k, m.keys.WorkOrder):
+		if m.switcher == nil || len(m.woList) == 0 {
+			m.note("This station has one work order: the shift lead changes it in the station config.", true)
+			return m, nil
+		}
+		m.woPick = newWOForm()
+		m.woPick.open = true
+		for i, id := range m.woList {
+			if id == m.wo {
+				m.woPick.sel = i
+			}
+		}
+		return m, nil
+	case key.Matches(k, m.keys.Release):
+		if m.desk == nil {
+			m.note("Red-bin release is not available on this station: use wsc redbin release.", true)
+			return m, nil
+		}
+		m.release = newReleaseForm()
+		m.release.open = true
+		m.release.setFocus(0)
+		return m, m.redBinsCmd()
 	case key.Matches(k, m.keys.Esc):
 		m.showHelp, m.notice = false, ""
 	case k.Type == tea.KeyRunes && len(k.Runes) == 1 && unicode.IsPrint(k.Runes[0]):
@@ -437,10 +575,7 @@ func (m *BenchModel) move(k tea.KeyMsg) {
 		return
 	}
 	i := m.selIndex()
-	cols, _, list := m.grid.layout(len(m.slots))
-	if list {
-		cols = 1
-	}
+	cols := m.grid.cols(len(m.slots))
 	switch {
 	case key.Matches(k, m.keys.Left):
 		i--
@@ -519,14 +654,127 @@ func (m *BenchModel) applyEvent(e station.Event) {
 			m.slots[i] = &s
 		}
 	}
+	if errors.Is(e.Err, station.ErrWorkOrderComplete) {
+		m.complete = true
+		m.setRunning(false, e.Time)
+		m.note("Work order complete: "+Untrusted(e.Detail), false)
+	}
+	key := s.serial
+	if key == "" {
+		// A device that never told its serial counts on its own.
+		key = fmt.Sprintf("slot %d at %s", e.Slot, e.Time.Format(time.RFC3339Nano))
+	}
+	if passed && !m.tally.passed[key] {
+		m.tally.passTimes = append(m.tally.passTimes, e.Time)
+	}
 	if passed {
-		m.passed++
+		if d, ok := s.elapsed(e.Time); ok {
+			m.tally.cycles = append(m.tally.cycles, d)
+		}
 	}
 	if failed {
-		m.failed++
+		m.tally.reasons[failureReason(&s)]++
+	}
+	if passed && e.Result != nil {
+		for st, d := range e.Result.Steps {
+			ts := append(m.tally.stepTimes[st], d)
+			if len(ts) > stepSamples {
+				ts = ts[len(ts)-stepSamples:]
+			}
+			m.tally.stepTimes[st] = ts
+		}
+	}
+	m.tally.add(key, passed, failed, redBin)
+	if redBin {
+		m.redBins = append(append([]redBinNotice(nil), m.redBins...), redBinNotice{slot: e.Slot, serial: s.serial, instruction: s.instruction})
+	}
+}
+
+// stepSamples is how many recent passed runs the expected step times
+// are learned from.
+const stepSamples = 50
+
+// expectedStep is the time a step is expected to take: the option's
+// figure when set (the chip profile's), else the median of the step in
+// this shift's recent passes; 0 when unknown.
+func (m BenchModel) expectedStep(st station.Step) time.Duration {
+	if m.expectedOpt != nil {
+		return m.expectedOpt(st)
+	}
+	ts := m.tally.stepTimes[st]
+	if len(ts) == 0 {
+		return 0
+	}
+	c := append([]time.Duration(nil), ts...)
+	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
+	return c[len(c)/2]
+}
+
+// failureReason names a failed attempt for the Pareto of the statistics
+// panel: its step and the first part of its error (request ids and other
+// details after the first colon-separated field are left out).
+func failureReason(s *slotView) string {
+	text := s.errText
+	if i := strings.Index(text, ": "); i >= 0 {
+		rest := text[i+2:]
+		if j := strings.Index(rest, ": "); j >= 0 {
+			rest = rest[:j]
+		}
+		text = rest
+	}
+	text = truncateCells(text, 48)
+	if s.errStep != "" {
+		return string(s.errStep) + ": " + text
+	}
+	return text
+}
+
+// truncateCells cuts s to w cells with an ellipsis.
+func truncateCells(s string, w int) string { return ansi.Truncate(s, max(w, 1), "…") }
+
+// redBinNotice is a red-bin instruction waiting for its acknowledgement.
+type redBinNotice struct {
+	slot        int
+	serial      string
+	instruction string
+}
+
+// tally counts a shift's devices (by serial: a device counts once however
+// often it is run) and attempts (every finished run).
+type tally struct {
+	passed, redBin map[string]bool
+	// passTimes are the times devices first passed; cycles the durations
+	// of passed attempts; reasons counts failed attempts by reason.
+	passTimes []time.Time
+	cycles    []time.Duration
+	reasons   map[string]int
+	// stepTimes are the last durations of each step in passed runs.
+	stepTimes map[station.Step][]time.Duration
+	// first is the result of each device's first finished attempt.
+	first                    map[string]bool
+	attempts, failedAttempts int
+}
+
+func newTally() *tally {
+	return &tally{passed: map[string]bool{}, redBin: map[string]bool{}, first: map[string]bool{}, reasons: map[string]int{},
+		stepTimes: map[station.Step][]time.Duration{}}
+}
+
+func (t *tally) add(device string, passed, failed, redBin bool) {
+	if passed || failed {
+		t.attempts++
+		if _, ok := t.first[device]; !ok {
+			t.first[device] = passed
+		}
+	}
+	if passed {
+		t.passed[device] = true
+	}
+	if failed {
+		t.failedAttempts++
 	}
 	if redBin {
-		m.redBin++
+		t.redBin[device] = true
 	}
 }
 
@@ -599,32 +847,45 @@ func (m *BenchModel) setRunning(on bool, at time.Time) {
 	m.running = on
 }
 
-// Counters are the shift figures shown above the slots.
+// Counters are the shift figures shown above the slots, from the events
+// this view has seen.
 type Counters struct {
-	// Passed, Failed and RedBin count passed attempts, failed attempts and
-	// devices sent to the red bin, from events seen by this view.
-	Passed, Failed, RedBin int
-	// Yield is Passed over finished attempts (Passed+Failed), in percent;
-	// -1 before the first finished attempt.
-	Yield float64
+	// Passed and RedBin count devices (by serial, each once); Failed counts
+	// failed attempts and Attempts every finished attempt.
+	Passed, Failed, RedBin, Attempts int
+	// Yield is passed attempts over finished attempts, in percent;
+	// FirstPass is the share of devices that passed at their first
+	// attempt. Both -1 before the first finished attempt.
+	Yield, FirstPass float64
 	// Active is how long the work order has been running (stops excluded).
 	Active time.Duration
-	// PerHour is Passed per hour of Active time; -1 before the work order
-	// has run.
+	// PerHour is passed devices per hour of Active time; -1 before the
+	// work order has run.
 	PerHour float64
 }
 
 // Counters returns the figures as of the model's clock.
 func (m BenchModel) Counters() Counters {
-	c := Counters{Passed: m.passed, Failed: m.failed, RedBin: m.redBin, Yield: -1, PerHour: -1, Active: m.woActive}
+	t := m.tally
+	c := Counters{Passed: len(t.passed), Failed: t.failedAttempts, RedBin: len(t.redBin), Attempts: t.attempts,
+		Yield: -1, FirstPass: -1, PerHour: -1, Active: m.woActive}
 	if m.running && !m.woSince.IsZero() && m.now.After(m.woSince) {
 		c.Active += m.now.Sub(m.woSince)
 	}
-	if n := m.passed + m.failed; n > 0 {
-		c.Yield = 100 * float64(m.passed) / float64(n)
+	if t.attempts > 0 {
+		c.Yield = 100 * float64(t.attempts-t.failedAttempts) / float64(t.attempts)
+	}
+	if n := len(t.first); n > 0 {
+		ok := 0
+		for _, p := range t.first {
+			if p {
+				ok++
+			}
+		}
+		c.FirstPass = 100 * float64(ok) / float64(n)
 	}
 	if c.Active > 0 {
-		c.PerHour = float64(m.passed) / c.Active.Hours()
+		c.PerHour = float64(c.Passed) / c.Active.Hours()
 	}
 	return c
 }
@@ -632,13 +893,15 @@ func (m BenchModel) Counters() Counters {
 // Layout: the lines around the grid.
 const (
 	detailLines = 4
-	fixedLines  = 1 /*title*/ + 1 /*counters*/ + detailLines + 1 /*notice*/ + 1 /*scan*/ + 1 /*status*/
+	fixedLines  = 1 /*title*/ + 1 /*work order*/ + 1 /*counters*/ + detailLines + 1 /*notice*/ + 1 /*scan*/ + 1 /*status*/
 )
 
-// relayout gives the grid the height left by the other parts.
+// relayout gives the grid the height left by the other parts. The detail
+// lines grow when the selected slot's instruction needs more than
+// detailLines: an instruction is wrapped, never cut.
 func (m *BenchModel) relayout() {
 	m.help.Width = m.width
-	m.grid.SetSize(m.width, m.height-fixedLines-lipgloss.Height(m.helpView()))
+	m.grid.SetSize(m.width, m.height-fixedLines-(len(m.detail())-detailLines)-lipgloss.Height(m.helpView()))
 }
 
 func (m BenchModel) helpView() string {
@@ -660,10 +923,22 @@ func (m BenchModel) View() string {
 	if !m.signedIn {
 		return m.login.View(m.title, m.help.ShortHelpView(loginHelp{m.keys}.ShortHelp()))
 	}
+	g := m.grid
+	g.expected = m.expectedStep
+	grid := g.View(m.slots, m.selIndex(), m.now)
+	switch {
+	case m.woPick.open:
+		grid = strings.Join(m.woLines(m.width, m.grid.height), "\n")
+	case m.release.open:
+		grid = strings.Join(m.releaseLines(m.width, m.grid.height), "\n")
+	case m.showStats:
+		grid = strings.Join(m.statsLines(m.width, m.grid.height), "\n")
+	}
 	parts := []string{
 		ansi.Truncate(styleTitle.Render(m.title), m.width, "…"),
+		m.workOrderView(),
 		m.countersView(),
-		m.grid.View(m.slots, m.selIndex(), m.now),
+		grid,
 		m.detailView(),
 		m.noticeView(),
 		m.scanView(),
@@ -675,6 +950,12 @@ func (m BenchModel) View() string {
 
 func (m BenchModel) countersView() string {
 	c := m.Counters()
+	pct := func(v float64) string {
+		if v < 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.0f%%", v)
+	}
 	yield, rate := "—", "—"
 	if c.Yield >= 0 {
 		yield = fmt.Sprintf("%.1f%%", c.Yield)
@@ -683,17 +964,65 @@ func (m BenchModel) countersView() string {
 		rate = fmt.Sprintf("%.1f", c.PerHour)
 	}
 	p, f, r := styleOK.Render(fmt.Sprint(c.Passed)), styleFail.Render(fmt.Sprint(c.Failed)), styleFail.Render(fmt.Sprint(c.RedBin))
-	s := fmt.Sprintf("Passed %s   Failed %s   Red bin %s   Yield %s   Devices/h %s", p, f, r, yield, rate)
+	s := fmt.Sprintf("Passed %s · Red bin %s devices │ Attempts %d, failed %s │ Yield %s · First-pass %s │ %s/h", p, r, c.Attempts, f, yield, pct(c.FirstPass), rate)
 	if lipgloss.Width(s) > m.width {
-		s = fmt.Sprintf("✓ %s  ✗ %s  bin %s  yield %s  %s/h", p, f, r, yield, rate)
+		s = fmt.Sprintf("Passed %s · Red bin %s │ Attempts %d, failed %s │ FPY %s │ %s/h", p, r, c.Attempts, f, pct(c.FirstPass), rate)
+	}
+	if lipgloss.Width(s) > m.width {
+		s = fmt.Sprintf("✓ %s  bin %s  att %d ✗ %s  FPY %s  %s/h", p, r, c.Attempts, f, pct(c.FirstPass), rate)
 	}
 	return ansi.Truncate(s, m.width, "…")
 }
 
+// workOrderView is the work order panel: quantity, done, remaining and
+// failed runs as the database counts them (the figures of wsc db stats),
+// a progress bar with the time left at the current rate, or the COMPLETE
+// banner once the quantity is reached.
+func (m BenchModel) workOrderView() string {
+	wo := orDash(m.wo)
+	p := m.wop
+	if m.complete {
+		done := ""
+		if p != nil {
+			done = fmt.Sprintf(" · %d of %d devices", p.Done, p.Quantity)
+		}
+		s := fmt.Sprintf(" ✓ WORK ORDER %s COMPLETE%s · pull the last devices ", wo, done)
+		s = ansi.Truncate(s, m.width, "…")
+		if pad := m.width - lipgloss.Width(s); pad > 0 {
+			left := pad / 2
+			s = strings.Repeat(" ", left) + s + strings.Repeat(" ", pad-left)
+		}
+		return styleBanner.Render(s)
+	}
+	if p == nil {
+		return ansi.Truncate("Work order "+wo, m.width, "…")
+	}
+	eta := "—"
+	if c := m.Counters(); c.PerHour > 0 && p.Remaining() > 0 {
+		eta = "~" + formatElapsed(time.Duration(float64(p.Remaining())/c.PerHour*float64(time.Hour)).Truncate(time.Second))
+	}
+	tail := fmt.Sprintf(" %d/%d done · %d left · %d failed runs · ETA %s", p.Done, p.Quantity, p.Remaining(), p.RunsFailed, eta)
+	head := "WO " + wo + " "
+	barW := m.width - lipgloss.Width(head) - lipgloss.Width(tail)
+	if barW < 6 {
+		return ansi.Truncate(head+strings.TrimSpace(tail), m.width, "…")
+	}
+	f := 0.0
+	if p.Quantity > 0 {
+		f = float64(p.Done) / float64(p.Quantity)
+	}
+	return head + styleOK.Render(textBar(f, min(barW, 40))) + tail
+}
+
 // detailView is the selected slot's story in plain words: what it is
-// doing, its last error and what the operator should do now. It always
-// takes detailLines lines.
+// doing, its last error and what the operator should do now. It takes
+// detailLines lines, more when the instruction needs them.
 func (m BenchModel) detailView() string {
+	return strings.Join(m.detail(), "\n")
+}
+
+// detail returns the detail lines, at least detailLines of them.
+func (m BenchModel) detail() []string {
 	var lines []string
 	s := m.selected()
 	switch {
@@ -705,7 +1034,10 @@ func (m BenchModel) detailView() string {
 			head += " · label " + Untrusted(s.label)
 		}
 		hint := "Scan the label, then plug the device in."
-		if !m.running {
+		switch {
+		case m.complete:
+			hint = "The work order is complete: pull the devices; the shift lead starts the next work order."
+		case !m.running:
 			hint = "The work order is stopped: press s to start it."
 		}
 		lines = []string{head, styleDim.Render(hint)}
@@ -725,6 +1057,9 @@ func (m BenchModel) detailView() string {
 			fmt.Sprintf("Slot %d · %s passed%s · certificate %s", s.num, orDash(Untrusted(s.serial)), el, orDash(Untrusted(s.cert))),
 			styleInstr.Render("→ Pull the device; the slot then waits for the next one."),
 		}
+		if s.labelErr != "" {
+			lines = append(lines, styleWarn.Render("Label not printed (the device passed): "+Untrusted(s.labelErr)))
+		}
 	default: // failed, quarantined
 		what := fmt.Sprintf("failed at %s", orDash(string(s.errStep)))
 		if s.state == station.StateQuarantined {
@@ -740,13 +1075,10 @@ func (m BenchModel) detailView() string {
 		}
 		if s.instruction != "" {
 			// The instruction is what the operator acts on: it is wrapped,
-			// never cut.
+			// never cut (the detail grows; the grid gives way).
 			for _, l := range strings.Split(ansi.Wrap("→ "+Untrusted(s.instruction), max(m.width, 20), ""), "\n") {
 				lines = append(lines, styleInstr.Render(l))
 			}
-		}
-		if len(lines) > detailLines {
-			lines = append(lines[:1], lines[len(lines)-(detailLines-1):]...)
 		}
 	}
 	for i := range lines {
@@ -755,11 +1087,18 @@ func (m BenchModel) detailView() string {
 	for len(lines) < detailLines {
 		lines = append(lines, "")
 	}
-	return strings.Join(lines[:detailLines], "\n")
+	return lines
 }
 
 func (m BenchModel) noticeView() string {
 	switch {
+	case m.confirmRedBin == 0 && !m.confirmQuit && len(m.redBins) > 0:
+		n := m.redBins[0]
+		more := ""
+		if len(m.redBins) > 1 {
+			more = fmt.Sprintf(" (%d more)", len(m.redBins)-1)
+		}
+		return ansi.Truncate(styleRedBin.Render(" RED BIN ")+styleWarn.Render(fmt.Sprintf(" slot %d %s: in the red bin? press a%s", n.slot, orDash(Untrusted(n.serial)), more)), m.width, "…")
 	case m.confirmRedBin != 0:
 		return ansi.Truncate(styleWarn.Render(fmt.Sprintf("Slot %d passed. Red-bin it and revoke its certificate? y / N", m.confirmRedBin)), m.width, "…")
 	case m.confirmQuit:

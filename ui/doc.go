@@ -4,8 +4,8 @@
 //     counters, the selected slot's last error with what to do about it, a
 //     scan field for label barcodes and a status line (wsc station);
 //   - QAModel, batch verification of signed firmware with a result table and
-//     JSON/JUnit export (wsc verify);
-//   - DemoModel, the minimal one-line-per-slot view of wsc demo.
+//     JSON/JUnit export (wsc verify). wsc demo uses BenchModel too, on a
+//     simulated bench.
 //
 // Models are pure: Update and View do no I/O and never read the clock.
 // Calls into the station (BenchControl), the authenticator and the verifier

@@ -3,6 +3,7 @@ package ui
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -112,6 +113,11 @@ func TestBenchGolden(t *testing.T) {
 		m, _ := benchAt(4, 12)
 		tm := startProgram(t, m, 80, 24, "#4")
 		finish(t, tm, append(shift(), keyRunes("3"), keyRunes("SN-24-00"))...)
+	})
+	t.Run("stats_120x40", func(t *testing.T) {
+		m, _ := benchAt(4, 12)
+		tm := startProgram(t, m, 120, 40, "#4")
+		finish(t, tm, append(shift(), keyRunes("t"))...)
 	})
 	t.Run("help", func(t *testing.T) {
 		m, _ := benchAt(4, 12)
@@ -236,4 +242,60 @@ func chdir(t *testing.T, dir string) (back func()) {
 	}
 	t.Cleanup(back)
 	return back
+}
+
+// cardStates lists the card states the golden files cover, with the events
+// that put slot n in that state (times in seconds after t0).
+var cardStates = []struct {
+	name   string
+	events func(n int) []tea.Msg
+}{
+	{"waiting", func(int) []tea.Msg { return nil }},
+	{"running", func(n int) []tea.Msg {
+		serial := fmt.Sprintf("TPM-00A1B2C3D4E5F6%02d", n)
+		return []tea.Msg{ev(n, 1, station.StateRunning, station.StepConnect, ""), ev(n, 2, station.StateRunning, station.StepInstall, serial)}
+	}},
+	{"passed", func(n int) []tea.Msg {
+		serial := fmt.Sprintf("TPM-00A1B2C3D4E5F6%02d", n)
+		return []tea.Msg{ev(n, 1, station.StateRunning, station.StepConnect, ""), passEv(n, 9.4, serial, fmt.Sprintf("5f3a01c2d4e6f8091a2b3c4d5e6f70%02d", n))}
+	}},
+	{"failed", func(n int) []tea.Msg {
+		serial := fmt.Sprintf("TPM-00A1B2C3D4E5F6%02d", n)
+		return []tea.Msg{ev(n, 1, station.StateRunning, station.StepConnect, ""), ev(n, 3, station.StateRunning, station.StepReadBack, serial),
+			failEv(n, 4, station.StepReadBack, serial, station.ErrReadBack, fmt.Sprintf("Reseat the cable on slot %d and press r.", n))}
+	}},
+	{"red_bin", func(n int) []tea.Msg {
+		serial := fmt.Sprintf("TPM-00A1B2C3D4E5F6%02d", n)
+		return []tea.Msg{ev(n, 1, station.StateRunning, station.StepAttest, serial),
+			EventMsg{Time: t0.Add(2 * time.Second), Slot: n, Serial: serial, Step: station.StepAttest, State: station.StateQuarantined,
+				Detail: fmt.Sprintf("The device on slot %d failed attestation: do not retry; put it in the red bin.", n),
+				Err:    &station.StepError{Step: station.StepAttest, Err: station.ErrAttestation}}}
+	}},
+}
+
+// TestCardGolden renders every card state at 80×24, 120×40 and 200×60 on a
+// one-slot bench, and benches of 4, 8 and 16 slots whose slots cycle
+// through the states, at the same sizes (the last slot is selected).
+func TestCardGolden(t *testing.T) {
+	sizes := [][2]int{{80, 24}, {120, 40}, {200, 60}}
+	for _, sz := range sizes {
+		for _, st := range cardStates {
+			t.Run(fmt.Sprintf("1_slot_%s_%dx%d", st.name, sz[0], sz[1]), func(t *testing.T) {
+				m, _ := benchAt(1, 12)
+				tm := startProgram(t, m, sz[0], sz[1], "#1")
+				finish(t, tm, append([]tea.Msg{RunningMsg{On: true, At: t0}}, st.events(1)...)...)
+			})
+		}
+		for _, n := range []int{4, 8, 16} {
+			t.Run(fmt.Sprintf("%d_slots_%dx%d", n, sz[0], sz[1]), func(t *testing.T) {
+				m, _ := benchAt(n, 12)
+				tm := startProgram(t, m, sz[0], sz[1], fmt.Sprintf("#%d", n))
+				msgs := []tea.Msg{RunningMsg{On: true, At: t0}}
+				for i := 1; i <= n; i++ {
+					msgs = append(msgs, cardStates[i%len(cardStates)].events(i)...)
+				}
+				finish(t, tm, msgs...)
+			})
+		}
+	}
 }

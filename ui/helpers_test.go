@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -46,6 +47,18 @@ type fakeBench struct {
 	operator string
 	// retryErr, quarantineErr and bindErr make the next call fail.
 	retryErr, quarantineErr, bindErr error
+	// progress is what Progress reports (an error while nil).
+	progress *station.WorkOrderProgress
+}
+
+// Progress reports the work order counters set in progress.
+func (f *fakeBench) Progress(context.Context) (station.WorkOrderProgress, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.progress == nil {
+		return station.WorkOrderProgress{}, errors.New("no counters")
+	}
+	return *f.progress, nil
 }
 
 func newFakeBench(n int) *fakeBench {

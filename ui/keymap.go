@@ -55,6 +55,15 @@ type KeyMap struct {
 	Quit key.Binding
 	// Yes confirms a question (quit while running).
 	Yes key.Binding
+	// Ack acknowledges the oldest red-bin instruction (only while one is
+	// shown; otherwise the key starts a label typed by hand).
+	Ack key.Binding
+	// Stats shows or hides the statistics panel in place of the slots.
+	Stats key.Binding
+	// Release opens the supervisor's red-bin release screen.
+	Release key.Binding
+	// WorkOrder opens the supervisor's work-order picker.
+	WorkOrder key.Binding
 }
 
 // DefaultKeyMap returns the operator bench bindings.
@@ -75,6 +84,10 @@ func DefaultKeyMap() KeyMap {
 		Help:       key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
 		Quit:       key.NewBinding(key.WithKeys("ctrl+c"), key.WithHelp("ctrl+c", "quit")),
 		Yes:        key.NewBinding(key.WithKeys("y", "Y"), key.WithHelp("y", "yes")),
+		Stats:      key.NewBinding(key.WithKeys("t"), key.WithHelp("t", "statistics")),
+		WorkOrder:  key.NewBinding(key.WithKeys("w"), key.WithHelp("w", "choose work order (supervisor)")),
+		Release:    key.NewBinding(key.WithKeys("ctrl+r"), key.WithHelp("ctrl+r", "red-bin release (supervisor)")),
+		Ack:        key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "red bin done (acknowledge)")),
 	}
 }
 
@@ -93,7 +106,7 @@ func brief(b key.Binding, desc string) key.Binding {
 // FullHelp is the help shown with ?, grouped by column.
 func (k KeyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
-		{k.StartStop, k.Retry, k.Quarantine, k.Help, k.Quit},
+		{k.StartStop, k.WorkOrder, k.Retry, k.Quarantine, k.Ack, k.Release, k.Stats, k.Help, k.Quit},
 		{k.Left, k.Right, k.Up, k.Down, k.Slot},
 		{k.Scan, k.Enter, k.Esc},
 	}

@@ -164,14 +164,18 @@ func (f loginForm) submitBadge() (loginForm, tea.Cmd) {
 }
 
 // result applies the Authenticator's answer to the form after a failure:
-// the PIN and badge are cleared so the next try starts clean.
+// name, PIN and badge are cleared and the focus goes back to the empty name
+// field, so the next try starts clean whichever way it comes — typed, or a
+// badge scanned (a burst into the empty name field is a badge; into a
+// half-filled form it would land in the wrong field).
 func (f loginForm) result(msg LoginResultMsg) loginForm {
 	f.pending = false
 	f.pin.Reset()
 	f.badge, f.badgeMode = nil, false
 	if msg.Err != nil {
 		f.err = "Sign-in failed: " + msg.Err.Error()
-		if !f.pin.Focused() && f.name.Value() != "" {
+		f.name.Reset()
+		if !f.name.Focused() {
 			f.toggleFocus()
 		}
 	}

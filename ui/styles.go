@@ -9,29 +9,33 @@ import (
 // Colours are ANSI palette indexes so that the views read the same on the
 // plain 16-colour consoles that line PCs often run.
 const (
-	colGrey   = lipgloss.Color("8")
-	colRed    = lipgloss.Color("1")
-	colGreen  = lipgloss.Color("2")
-	colYellow = lipgloss.Color("3")
-	colBlue   = lipgloss.Color("4")
-	colCyan   = lipgloss.Color("6")
-	colWhite  = lipgloss.Color("15")
+	colBlack    = lipgloss.Color("0")
+	colDarkGrey = lipgloss.Color("236")
+	colGrey     = lipgloss.Color("8")
+	colRed      = lipgloss.Color("1")
+	colGreen    = lipgloss.Color("2")
+	colYellow   = lipgloss.Color("3")
+	colBlue     = lipgloss.Color("4")
+	colCyan     = lipgloss.Color("6")
+	colWhite    = lipgloss.Color("15")
 )
 
 var (
+	styleOK     = lipgloss.NewStyle().Foreground(colGreen).Bold(true)
+	styleFail   = lipgloss.NewStyle().Foreground(colRed).Bold(true)
+	styleDim    = lipgloss.NewStyle().Foreground(colGrey)
+	styleTitle  = lipgloss.NewStyle().Bold(true)
 	styleWarn   = lipgloss.NewStyle().Foreground(colYellow).Bold(true)
-	styleRun    = lipgloss.NewStyle().Foreground(colCyan).Bold(true)
 	styleRedBin = lipgloss.NewStyle().Foreground(colRed).Reverse(true).Bold(true)
 	styleKey    = lipgloss.NewStyle().Foreground(colWhite).Bold(true)
 	styleStatus = lipgloss.NewStyle().Reverse(true)
+	styleBanner = lipgloss.NewStyle().Background(colGreen).Foreground(colBlack).Bold(true)
 	styleInstr  = lipgloss.NewStyle().Foreground(colYellow).Bold(true)
 	styleInput  = lipgloss.NewStyle().Foreground(colWhite)
 
 	cardBorder    = lipgloss.RoundedBorder()
 	cardBorderSel = lipgloss.DoubleBorder()
-	styleCardBase = lipgloss.NewStyle().Padding(0, 1)
 	styleLoginBox = lipgloss.NewStyle().Border(lipgloss.RoundedBorder()).Padding(1, 2)
-	styleListCur  = lipgloss.NewStyle().Bold(true)
 )
 
 // newHelp returns a help bubble readable on a dark factory console (the

@@ -10,16 +10,26 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/spf13/cobra"
+	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/station"
 	"github.com/wsc-project/wsc/ui"
 	"github.com/wsc-project/wsc/wasmsign"
 	"golang.org/x/term"
 )
+
+// demoWorkOrder is the work order the demo's devices count against.
+const demoWorkOrder = "DEMO"
+
+// exitInterrupted is the exit status of a demo stopped by ctrl+c (128 +
+// SIGINT, as a shell reports it).
+const exitInterrupted = 130
 
 func demoCmd() *cobra.Command {
 	var (
@@ -33,12 +43,14 @@ func demoCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Provision simulated TPM (and secure-element) devices end to end with a fresh private CA",
-		Long: `demo creates a private CA (root + station intermediate) in WORKSPACE/ca, starts N simulated
-devices — each a wsc-agent process on a real pseudo-terminal backed by its own swtpm with EK
-certificates — and provisions them all: attestation, CSR, issuance, chain into TPM NV, read-back,
-end-of-line signature, records in WORKSPACE/station.db. With --mix tpm,se every second device has an
-ATECC608 secure element (emulated) instead: key made by GenKey in the chip, chain stored as Microchip
-compressed certificates. Exit status 0 only if every device passed.`,
+		Long: `demo is wsc sim and wsc station in one command: it creates a private CA (root + station
+intermediate) in WORKSPACE/ca, starts N simulated devices — each a wsc-agent process on a real
+pseudo-terminal backed by its own swtpm with EK certificates — writes WORKSPACE/station.yaml and runs
+the station's bench on it with the work order running: attestation, CSR, issuance, chain into TPM NV,
+read-back, end-of-line signature, records in WORKSPACE/station.db. With --mix tpm,se every second
+device has an ATECC608 secure element (emulated) instead. When every slot has finished, QA verifies
+the modules the devices signed. Exit status 0 only if every device passed; ctrl+c stops the devices,
+leaves consistent records and exits 130.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if workspace == "" {
 				var err error
@@ -55,25 +67,20 @@ compressed certificates. Exit status 0 only if every device passed.`,
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 			defer stop()
-			for _, k := range mix {
-				if k != "tpm" && k != "se" {
-					return &exitError{code: 2, err: fmt.Errorf("--mix: unknown device kind %q (want tpm or se, e.g. --mix tpm,se)", k)}
-				}
-			}
-			cfg := station.DemoConfig{Workspace: abs, Devices: n, AgentBinary: agent, LatencyProfile: profile, Mix: mix}
 			out := cmd.OutOrStdout()
-			var rep *station.DemoReport
-			if !headless && term.IsTerminal(int(os.Stdout.Fd())) {
-				rep, err = demoTUI(ctx, cfg)
-			} else {
-				cfg.Progress = func(s string) { fmt.Fprintln(out, "setup:", s) }
-				cfg.Events = func(e station.Event) { fmt.Fprintln(out, headlessLine(e)) }
-				rep, err = station.RunDemo(ctx, cfg)
-			}
+			o := simOptions{Dir: abs, Devices: n, Mix: mix, Profile: profile, Agent: agent, Station: "demo-station",
+				WorkOrder: station.WorkOrder{ID: demoWorkOrder, Product: "demo-board", Quantity: max(n, 1000)},
+				Progress:  func(s string) { fmt.Fprintln(out, "setup:", s) }}
+			tui := !headless && term.IsTerminal(int(os.Stdout.Fd()))
+			rep, err := runDemo(ctx, o, tui, out)
 			if err != nil {
 				return err
+			}
+			if rep.Interrupted {
+				fmt.Fprintln(out, rep.interruptedLine())
+				return &exitError{code: exitInterrupted, err: errors.New("demo interrupted")}
 			}
 			printSummary(out, rep)
 			if f := rep.Failed(); f > 0 {
@@ -91,34 +98,271 @@ compressed certificates. Exit status 0 only if every device passed.`,
 	return cmd
 }
 
-// demoTUI runs the demo behind the bubbletea slot view.
-func demoTUI(ctx context.Context, cfg station.DemoConfig) (*station.DemoReport, error) {
-	title := "wsc demo — provisioning simulated TPM devices"
-	if len(cfg.Mix) > 0 {
-		title = "wsc demo — provisioning simulated devices (" + strings.Join(cfg.Mix, ", ") + ")"
-	}
-	p := tea.NewProgram(ui.NewDemoModel(title, cfg.Devices), tea.WithContext(ctx))
-	cfg.Progress = func(s string) { p.Send(ui.ProgressMsg(s)) }
-	cfg.Events = func(e station.Event) { p.Send(ui.EventMsg(e)) }
-	var (
-		rep  *station.DemoReport
-		rerr error
-	)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		rep, rerr = station.RunDemo(ctx, cfg)
-		p.Send(ui.DoneMsg{})
-	}()
-	if _, err := p.Run(); err != nil && !errors.Is(err, tea.ErrProgramKilled) {
-		<-done
-		return rep, errors.Join(rerr, err)
-	}
-	<-done
-	return rep, rerr
+// demoReport is what a demo run produced.
+type demoReport struct {
+	Workspace string
+	// Outcomes holds one entry per slot: its last finished run, or
+	// errUnfinished.
+	Outcomes []station.Outcome
+	Wall     time.Duration
+	// SetUp is the time spent creating the CA and the devices.
+	SetUp time.Duration
+	// QA holds the verification of every module signed at end of line.
+	QA []wasmsign.Result
+	// Interrupted is set when the demo was stopped before every slot
+	// finished (ctrl+c, or the operator view was quit).
+	Interrupted bool
 }
 
-func printSummary(w io.Writer, rep *station.DemoReport) {
+// errUnfinished marks a slot whose device had not finished when the demo
+// was stopped.
+var errUnfinished = errors.New("not finished: the demo was stopped")
+
+// Failed counts the devices that were not provisioned, or whose signed
+// module did not pass QA verification.
+func (r *demoReport) Failed() int {
+	n := 0
+	for _, o := range r.Outcomes {
+		if o.Err != nil {
+			n++
+		}
+	}
+	for _, q := range r.QA {
+		if q.Status != wasmsign.StatusValid {
+			n++
+		}
+	}
+	return n
+}
+
+// interruptedLine is the one-line summary of a stopped demo.
+func (r *demoReport) interruptedLine() string {
+	var ok, bad, open int
+	for _, o := range r.Outcomes {
+		switch {
+		case errors.Is(o.Err, errUnfinished):
+			open++
+		case o.Err != nil:
+			bad++
+		default:
+			ok++
+		}
+	}
+	return fmt.Sprintf("demo interrupted: %d of %d devices provisioned, %d failed, %d unfinished; devices stopped, records in %s",
+		ok, len(r.Outcomes), bad, open, filepath.Join(r.Workspace, "station.db"))
+}
+
+// demoTracker follows the bench's events and tells when every slot has
+// finished a run.
+type demoTracker struct {
+	mu    sync.Mutex
+	last  map[int]station.Outcome
+	slots []station.SlotSpec
+	once  sync.Once
+	done  chan struct{}
+}
+
+func newDemoTracker(slots []station.SlotSpec) *demoTracker {
+	return &demoTracker{last: map[int]station.Outcome{}, slots: slots, done: make(chan struct{})}
+}
+
+// observe records the end of a run and closes done when every slot has one.
+func (t *demoTracker) observe(e station.Event) {
+	if e.Slot <= 0 {
+		return
+	}
+	var o station.Outcome
+	switch e.State {
+	case station.StatePassed:
+		if e.Result == nil {
+			return
+		}
+		o = station.Outcome{Job: station.Job{Slot: e.Slot, Port: e.Port}, Result: e.Result}
+	case station.StateFailed, station.StateQuarantined:
+		if errors.Is(e.Err, context.Canceled) {
+			return // stopped by the demo's end, not finished
+		}
+		err := e.Err
+		if err == nil {
+			err = errors.New(e.Detail)
+		}
+		o = station.Outcome{Job: station.Job{Slot: e.Slot, Port: e.Port}, Err: err}
+	default:
+		return
+	}
+	t.mu.Lock()
+	t.last[e.Slot] = o
+	all := len(t.last) == len(t.slots)
+	t.mu.Unlock()
+	if all {
+		t.once.Do(func() { close(t.done) })
+	}
+}
+
+// outcomes returns one outcome per slot, in slot order.
+func (t *demoTracker) outcomes() []station.Outcome {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]station.Outcome, len(t.slots))
+	for i, s := range t.slots {
+		o, ok := t.last[s.Slot]
+		if !ok {
+			o = station.Outcome{Job: station.Job{Slot: s.Slot, Port: s.Port}, Err: errUnfinished}
+		}
+		out[i] = o
+	}
+	return out
+}
+
+// runDemo runs the simulated bench, the station's real bench on its
+// station.yaml (behind the operator view when tui is set, else one line per
+// event on out) until every slot has finished or ctx ends, then QA.
+func runDemo(ctx context.Context, o simOptions, tui bool, out io.Writer) (rep *demoReport, err error) {
+	t0 := time.Now()
+	s, err := startSim(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, s.Close()) }()
+	l, err := openLine(ctx, s.config)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, l.Close()) }()
+	l.prov.SetOperator("demo")
+	slots, err := l.cfg.BenchSlots()
+	if err != nil {
+		return nil, err
+	}
+	tr := newDemoTracker(slots)
+	var (
+		sink  func(station.Event)
+		bench *station.Bench
+	)
+	ap, err := afterPass(l)
+	if err != nil {
+		return nil, err
+	}
+	bench, err = station.NewBench(station.BenchConfig{Provisioner: l.prov, Slots: slots, MaxFailures: l.cfg.MaxFailures, Running: true, AfterPass: ap,
+		Events: func(e station.Event) {
+			sink(e)
+			tr.observe(e)
+		}})
+	if err != nil {
+		return nil, err
+	}
+	rep = &demoReport{Workspace: s.dir, SetUp: time.Since(t0)}
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runErr := make(chan error, 1)
+	if tui {
+		title := "wsc demo — simulated devices"
+		if len(o.Mix) > 0 {
+			title += " (" + strings.Join(o.Mix, ", ") + ")"
+		}
+		m := ui.NewBenchModel(ui.BenchOptions{Control: bench, Title: title, WorkOrder: o.WorkOrder.ID, Station: o.Station, Operator: "demo"})
+		p := tea.NewProgram(m, tea.WithContext(ctx))
+		sink = func(e station.Event) { p.Send(ui.EventMsg(e)) }
+		go func() { runErr <- bench.Run(bctx) }()
+		go func() {
+			select {
+			case <-tr.done:
+				p.Send(ui.DoneMsg{})
+			case <-bctx.Done():
+			}
+		}()
+		if _, perr := p.Run(); perr != nil && !errors.Is(perr, tea.ErrProgramKilled) && !errors.Is(perr, context.Canceled) {
+			err = fmt.Errorf("operator view: %w", perr)
+		}
+	} else {
+		var mu sync.Mutex
+		sink = func(e station.Event) {
+			select {
+			case <-tr.done:
+				return // the demo is over: slots going idle as it stops are not news
+			default:
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if errors.Is(e.Err, context.Canceled) {
+				fmt.Fprintf(out, "%s slot=%d stopped: the demo is ending\n", e.Time.Format("15:04:05.000"), e.Slot)
+				return
+			}
+			fmt.Fprintln(out, headlessLine(e))
+		}
+		fmt.Fprintf(out, "demo: %d slots, work order %s running; ctrl+c stops the demo\n", len(slots), o.WorkOrder.ID)
+		go func() { runErr <- bench.Run(bctx) }()
+		select {
+		case <-tr.done:
+		case <-ctx.Done():
+		}
+	}
+	cancel()
+	// Run ends once every slot has stopped; it revokes the certificates
+	// of runs that never confirmed theirs, so the records are consistent.
+	if rerr := <-runErr; rerr != nil && !errors.Is(rerr, context.Canceled) {
+		err = errors.Join(err, rerr)
+	}
+	rep.Outcomes = tr.outcomes()
+	select {
+	case <-tr.done:
+		rep.Interrupted = ctx.Err() != nil
+	default:
+		rep.Interrupted = true
+	}
+	if err != nil || rep.Interrupted {
+		return rep, err
+	}
+	// QA: verify every module the devices signed at end of line, as QA
+	// verifies firmware, against a trust bundle written from the CA.
+	bundle := filepath.Join(s.dir, "trust-bundle.pem")
+	policy, err := writeDemoBundle(ctx, l, bundle)
+	if err != nil {
+		return nil, err
+	}
+	if l.cfg.EOLModules != "" {
+		if _, serr := os.Stat(l.cfg.EOLModules); serr == nil {
+			fmt.Fprintln(out, "QA: verifying the modules the devices signed against "+bundle)
+			rep.QA, err = wasmsign.BatchVerify(ctx, []string{l.cfg.EOLModules}, policy, 0, nil)
+			if err != nil {
+				return nil, fmt.Errorf("QA verification: %w", err)
+			}
+		}
+	}
+	rep.Wall = time.Since(t0)
+	return rep, nil
+}
+
+// writeDemoBundle is the bundle ceremony on the demo's single-machine CA
+// folder: the roots sign their CRLs (the demo keeps the root key beside the
+// intermediate, which a real plant does not), the station's intermediates
+// sign theirs from the database, and `wsc ca bundle`'s code writes the bundle,
+// refusing it unless every CA has a fresh CRL. QA then reads it as QA does
+// (wasmsign.LoadTrustBundle), with every check on.
+func writeDemoBundle(ctx context.Context, l *line, path string) (*wasmsign.TrustPolicy, error) {
+	pass, err := ca.ReadPassphrase(l.cfg.CA.Passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("demo CA passphrase: %w", err)
+	}
+	defer clear(pass)
+	cer := ca.Ceremony{Dir: l.cfg.CA.Dir, Auditor: l.store, Actor: "demo"}
+	if _, _, err := ca.RootCRLs(ctx, cer, pass, 0, ""); err != nil {
+		return nil, fmt.Errorf("root CRLs: %w", err)
+	}
+	if _, err := l.ca.CRLs(ctx); err != nil {
+		return nil, fmt.Errorf("intermediate CRLs: %w", err)
+	}
+	if _, _, err := ca.WriteBundle(ctx, cer, path); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return wasmsign.LoadTrustBundle(b)
+}
+
+func printSummary(w io.Writer, rep *demoReport) {
 	fmt.Fprintf(w, "\nworkspace: %s\n", rep.Workspace)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SLOT\tDEVICE\tBACKEND\tCERTIFICATE SERIAL\tSECONDS\tRESULT")
@@ -151,9 +395,7 @@ func printSummary(w io.Writer, rep *station.DemoReport) {
 		}
 	}
 	fmt.Fprintf(w, "QA: %d of %d end-of-line modules verified against %s\n", valid, len(rep.QA), filepath.Join(rep.Workspace, "trust-bundle.pem"))
-	if n := wasmsign.NewReport(rep.QA).RevocationUnchecked; n > 0 {
-		fmt.Fprintf(w, "QA: WARNING: %d of them verified WITHOUT a CRL check (the demo bundle lacks CRLs)\n", n)
-	}
+	fmt.Fprintf(w, "station config: %s (its ports existed only while the demo ran; wsc sim makes a bench that stays)\n", filepath.Join(rep.Workspace, "station.yaml"))
 	fmt.Fprintf(w, "records: wsc db export --db %s --format json\n", filepath.Join(rep.Workspace, "station.db"))
 }
 

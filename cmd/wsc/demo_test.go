@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -285,4 +287,50 @@ func readPEM(t *testing.T, path string) []*x509.Certificate {
 		t.Fatal(err)
 	}
 	return parsePEMCerts(t, string(b))
+}
+
+// TestDemoInterrupted: ctrl+c (SIGINT) while devices are being provisioned
+// stops the demo with exit 130 and a one-line summary; every process it
+// started is gone, and the records it leaves pass the audit check.
+func TestDemoInterrupted(t *testing.T) {
+	testenv.NeedTools(t, "swtpm", "swtpm_setup", "swtpm_localca")
+	wsc, agent := buildBinaries(t)
+	ws := t.TempDir()
+	cmd := exec.Command(wsc, "demo", "--devices", "2", "--latency-profile", "slb9670", "--workspace", ws, "--headless", "--agent", agent)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	sc := bufio.NewScanner(stdout)
+	sent := false
+	for sc.Scan() {
+		line := sc.Text()
+		out.WriteString(line + "\n")
+		// The first key creation is under way: interrupt now.
+		if !sent && strings.Contains(line, "step=keys state=running") {
+			sent = true
+			if err := cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("interrupted demo: %v, want exit 130\n%s", err, out.String())
+	}
+	if !sent || !strings.Contains(out.String(), "demo interrupted: ") || !strings.Contains(out.String(), "unfinished; devices stopped") {
+		t.Fatalf("no one-line summary:\n%s", out.String())
+	}
+	if ps, _ := exec.Command("pgrep", "-f", ws).Output(); len(bytes.TrimSpace(ps)) > 0 {
+		t.Fatalf("processes left running for %s: %s", ws, ps)
+	}
+	if b, err := exec.Command(wsc, "audit", "verify", "--db", filepath.Join(ws, "station.db")).CombinedOutput(); err != nil {
+		t.Fatalf("audit verify after an interrupted demo: %v\n%s", err, b)
+	}
 }

@@ -41,6 +41,8 @@ const exitCodesHelp = `Exit codes (every wsc command; wsc-agent uses the same sc
      station cannot honour
   3  internal or environment error: a disk, database or device that cannot be
      used, or a bug in wsc (the message says what; please report bugs)
+  130 wsc demo stopped by ctrl+c: devices stopped, records consistent, a
+     one-line summary of what finished
 
 A script can therefore tell bad firmware (1) from a bad command line (2) and
 from a broken machine (3). The message on standard error always says why.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,6 +24,8 @@ type line struct {
 	ca    *ca.CA
 	store *db.Store
 	prov  *station.Provisioner
+	// wo is the current work order's id when a supervisor switched it.
+	wo atomic.Value
 }
 
 func (l *line) Close() error {
@@ -95,7 +98,7 @@ func openLine(ctx context.Context, path string) (_ *line, err error) {
 		return nil, err
 	}
 	pcfg := station.Config{Issuer: l.ca, Store: l.store, Station: cfg.Station, WorkOrder: cfg.WorkOrder.ID,
-		Profile: profile, Lock: cfg.WorkOrder.Lock == "lock", Baud: cfg.Baud}
+		Profile: profile, Lock: cfg.WorkOrder.Lock == "lock", Baud: cfg.Baud, EOLModuleDir: cfg.EOLModules}
 	if pcfg.Proofs, err = cfg.ProofPolicy(); err != nil {
 		return nil, err
 	}
@@ -137,11 +140,15 @@ func stationCmd() *cobra.Command {
 	var (
 		cfgPath, operator, pinSource string
 		headless                     bool
+		checkPath                    string
 	)
 	cmd := &cobra.Command{
 		Use:   "station",
 		Short: "Run the bench: provision every device plugged into the configured slots",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if checkPath != "" {
+				return checkConfig(cmd.OutOrStdout(), checkPath)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			l, err := openLine(ctx, cfgPath)
@@ -161,6 +168,7 @@ func stationCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "station.yaml", "station configuration file (YAML)")
 	cmd.Flags().BoolVar(&headless, "headless", false, "no terminal view: print one line per event")
+	cmd.Flags().StringVar(&checkPath, "check-config", "", "only check this configuration file: print each problem with its line, exit 2 if there is one")
 	cmd.Flags().StringVar(&operator, "operator", "", "operator id (headless)")
 	cmd.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the operator's PIN comes from: prompt, file:PATH, fd:N, env:NAME")
 	return cmd
@@ -172,8 +180,12 @@ func runHeadless(ctx context.Context, l *line, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ap, err := afterPass(l)
+	if err != nil {
+		return err
+	}
 	bench, err := station.NewBench(station.BenchConfig{Provisioner: l.prov, Slots: slots, MaxFailures: l.cfg.MaxFailures,
-		Running: true, Events: func(e station.Event) { events <- e }})
+		Running: true, AfterPass: ap, Events: func(e station.Event) { events <- e }})
 	if err != nil {
 		return err
 	}
@@ -188,7 +200,7 @@ func runHeadless(ctx context.Context, l *line, out io.Writer) error {
 			if e.State == station.StateFailed || e.State == station.StateQuarantined {
 				for _, st := range bench.Snapshot() {
 					if st.Slot == e.Slot && st.Instruction != "" {
-						fmt.Fprintf(out, "  slot %d: %s\n", st.Slot, ui.Untrusted(st.Instruction))
+						fmt.Fprintf(out, "  slot %d: %s\n", st.Slot, ui.Untrusted(headlessInstruction(st.Instruction, false)))
 					}
 				}
 			}
@@ -257,7 +269,7 @@ func provisionCmd() *cobra.Command {
 			if err != nil {
 				var se *station.StepError
 				if errors.As(err, &se) {
-					fmt.Fprintln(out, ui.Untrusted(se.Instruction))
+					fmt.Fprintln(out, ui.Untrusted(headlessInstruction(se.Instruction, true)))
 				}
 				return &exitError{code: 1, err: untrustedError{err}}
 			}

@@ -44,6 +44,48 @@ func (a operatorAuth) Badge(code string) (string, error) {
 	return op.ID, nil
 }
 
+// redBinDesk is the supervisor's red-bin release on the operator screen:
+// the same checks as wsc redbin release (PIN, supervisor role, a note),
+// recorded in the station database and its ledger.
+type redBinDesk struct {
+	ctx   context.Context
+	store *db.Store
+}
+
+// RedBins lists the chips held in the red bin.
+func (d redBinDesk) RedBins() ([]ui.RedBinItem, error) {
+	es, err := d.store.RedBins(d.ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ui.RedBinItem, len(es))
+	for i, e := range es {
+		out[i] = ui.RedBinItem{ChipID: e.ChipID, Serial: e.Serial, Reason: e.Reason, At: e.CreatedAt}
+	}
+	return out, nil
+}
+
+// Release checks the supervisor and releases the chip.
+func (d redBinDesk) Release(chip []byte, supervisor, pin, note string) error {
+	op, err := d.store.VerifyOperator(d.ctx, supervisor, pin)
+	if err != nil {
+		if errors.Is(err, db.ErrBadPIN) || errors.Is(err, db.ErrNotFound) {
+			return errors.New("unknown supervisor or wrong PIN")
+		}
+		return err
+	}
+	if !supervisorRoles[op.Role] {
+		return fmt.Errorf("%s has role %q: only a supervisor (or security) releases the red bin", op.ID, op.Role)
+	}
+	if err := d.store.ReleaseRedBin(d.ctx, chip, op.ID, note); err != nil {
+		if errors.Is(err, db.ErrNotFound) {
+			return errors.New("this chip is no longer in the red bin")
+		}
+		return err
+	}
+	return nil
+}
+
 // runStationTUI runs the operator view: login, then the bench. The work
 // order starts stopped; the operator starts it with s.
 func runStationTUI(ctx context.Context, l *line) error {
@@ -52,7 +94,11 @@ func runStationTUI(ctx context.Context, l *line) error {
 	if err != nil {
 		return err
 	}
-	bench, err := station.NewBench(station.BenchConfig{Provisioner: l.prov, Slots: slots, MaxFailures: l.cfg.MaxFailures,
+	ap, err := afterPass(l)
+	if err != nil {
+		return err
+	}
+	bench, err := station.NewBench(station.BenchConfig{Provisioner: l.prov, Slots: slots, MaxFailures: l.cfg.MaxFailures, AfterPass: ap,
 		Events: func(e station.Event) {
 			if p != nil {
 				p.Send(ui.EventMsg(e))
@@ -62,6 +108,7 @@ func runStationTUI(ctx context.Context, l *line) error {
 		return err
 	}
 	var m tea.Model = ui.NewBenchModel(ui.BenchOptions{Control: bench, Auth: operatorAuth{ctx: ctx, store: l.store},
+		RedBins: redBinDesk{ctx: ctx, store: l.store}, WorkOrders: l.cfg.WorkOrderIDs(), Switcher: woSwitcher{ctx: ctx, l: l, bench: bench},
 		Title: "wsc station", WorkOrder: l.cfg.WorkOrder.ID, Station: l.cfg.Station})
 	if path := os.Getenv("WSC_STARTUP_REPORT"); path != "" {
 		// Measurement hook for scripts/bench: write the start-up timings

@@ -70,6 +70,9 @@ type Device struct {
 	SEState string
 	// Link is the simulated cable.
 	Link *Link
+	// Faults injects faults on the cable at named steps (nil unless the
+	// bench was started with BenchConfig.Faults).
+	Faults *Injector
 
 	cfg   DeviceConfig
 	agent *process
@@ -203,6 +206,9 @@ type BenchConfig struct {
 	Baud int
 	// AgentLogDir, when set, receives one log file per agent.
 	AgentLogDir string
+	// Faults puts an Injector on every cable (Device.Faults), so that a
+	// trainer can make a step fail on a running bench (wsc sim fail).
+	Faults bool
 	// Progress, when set, is told what is being done.
 	Progress func(msg string)
 }
@@ -326,6 +332,12 @@ func StartBench(ctx context.Context, cfg BenchConfig) (_ *Bench, err error) {
 		} else {
 			progress(fmt.Sprintf("starting swtpm and agent for %s", serial))
 		}
+		relay := cfg.Relay
+		var inj *Injector
+		if cfg.Faults {
+			inj = NewInjector()
+			relay = inj.Wrap(cfg.Relay)
+		}
 		d, err := StartDevice(ctx, DeviceConfig{
 			Dir:                filepath.Join(cfg.Dir, "devices", serial),
 			Kind:               kinds[i],
@@ -333,13 +345,14 @@ func StartBench(ctx context.Context, cfg BenchConfig) (_ *Bench, err error) {
 			Serial:             serial,
 			LatencyProfile:     cfg.LatencyProfile,
 			SEDatasheetTimings: cfg.SEDatasheetTimings,
-			Relay:              cfg.Relay,
+			Relay:              relay,
 			Baud:               cfg.Baud,
 			AgentLog:           log,
 		})
 		if err != nil {
 			return nil, err
 		}
+		d.Faults = inj
 		b.Devices = append(b.Devices, d)
 	}
 	return b, nil
