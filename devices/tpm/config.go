@@ -18,6 +18,10 @@ const (
 	DefaultIDevIDHandle uint32 = 0x81000011
 	DefaultNVBase       uint32 = 0x01500010
 	DefaultNVMaxIndices        = 8
+	// DefaultAnchorsIndex holds the firmware trust anchors (devices/anchors).
+	DefaultAnchorsIndex uint32 = 0x01500001
+	// DefaultCounterIndex is the anti-rollback NV counter (TPM_NT_COUNTER).
+	DefaultCounterIndex uint32 = 0x01500002
 )
 
 // Config says where the Device keeps its keys and chain. Zero fields are
@@ -39,6 +43,10 @@ type Config struct {
 	NVBase uint32
 	// NVMaxIndices bounds how many NV indices the chain may use.
 	NVMaxIndices int
+	// AnchorsIndex is the NV index of the firmware trust anchors.
+	AnchorsIndex uint32
+	// CounterIndex is the NV index of the anti-rollback counter.
+	CounterIndex uint32
 	// LatencyProfile names a real chip whose per-operation latency the
 	// Device imitates ("" = none). See LatencyProfiles.
 	LatencyProfile string
@@ -60,6 +68,8 @@ func DefaultConfig() Config {
 		IDevIDHandle: DefaultIDevIDHandle,
 		NVBase:       DefaultNVBase,
 		NVMaxIndices: DefaultNVMaxIndices,
+		AnchorsIndex: DefaultAnchorsIndex,
+		CounterIndex: DefaultCounterIndex,
 	}
 }
 
@@ -86,6 +96,12 @@ func (c Config) withDefaults() Config {
 	if c.NVMaxIndices <= 0 {
 		c.NVMaxIndices = d.NVMaxIndices
 	}
+	if c.AnchorsIndex == 0 {
+		c.AnchorsIndex = d.AnchorsIndex
+	}
+	if c.CounterIndex == 0 {
+		c.CounterIndex = d.CounterIndex
+	}
 	return c
 }
 
@@ -104,6 +120,20 @@ func (c Config) validate() error {
 	last := uint64(c.NVBase) + uint64(c.NVMaxIndices) - 1
 	if c.NVBase < 0x01000000 || last > 0x01BFFFFF {
 		return fmt.Errorf("nv indices %#x..%#x outside the owner NV range", c.NVBase, last)
+	}
+	for _, x := range []struct {
+		name string
+		v    uint32
+	}{{"anchors", c.AnchorsIndex}, {"counter", c.CounterIndex}} {
+		if x.v < 0x01000000 || x.v > 0x01BFFFFF {
+			return fmt.Errorf("%s nv index %#x outside the owner NV range", x.name, x.v)
+		}
+		if x.v >= c.NVBase && uint64(x.v) <= last {
+			return fmt.Errorf("%s nv index %#x overlaps the chain indices %#x..%#x", x.name, x.v, c.NVBase, last)
+		}
+	}
+	if c.AnchorsIndex == c.CounterIndex {
+		return fmt.Errorf("anchors and counter nv indices must differ")
 	}
 	switch c.EKKind {
 	case "", EKKindRSA2048, EKKindECCP256, EKKindECCP384:
