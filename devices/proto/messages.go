@@ -33,6 +33,10 @@ const (
 	MsgSignDigest         MsgType = 0x07 // SignDigestRequest / SignDigestResponse
 	MsgLock               MsgType = 0x08 // LockRequest / LockResponse
 	MsgReset              MsgType = 0x09 // ResetRequest / ResetResponse
+	MsgSetOwnerAuth       MsgType = 0x0A // SetOwnerAuthRequest / SetOwnerAuthResponse
+	MsgWriteAnchors       MsgType = 0x0B // WriteAnchorsRequest / WriteAnchorsResponse
+	MsgReadAnchors        MsgType = 0x0C // ReadAnchorsRequest / ReadAnchorsResponse
+	MsgSetupCounter       MsgType = 0x0D // SetupCounterRequest / SetupCounterResponse
 	MsgBusy               MsgType = 0x7E // BusyResponse: the request with this id is still running
 	MsgError              MsgType = 0x7F // ErrorResponse, in reply to any request
 )
@@ -61,6 +65,10 @@ var msgNames = map[MsgType]string{
 	MsgSignDigest:         "SignDigest",
 	MsgLock:               "Lock",
 	MsgReset:              "Reset",
+	MsgSetOwnerAuth:       "SetOwnerAuth",
+	MsgWriteAnchors:       "WriteAnchors",
+	MsgReadAnchors:        "ReadAnchors",
+	MsgSetupCounter:       "SetupCounter",
 	MsgBusy:               "Busy",
 	MsgError:              "Error",
 }
@@ -82,7 +90,7 @@ func (t MsgType) Known() bool {
 // MsgTypes returns the request types defined by this package, in wire order.
 func MsgTypes() []MsgType {
 	return []MsgType{MsgHello, MsgGetEK, MsgCreateKeys, MsgActivateCredential, MsgInstallChain,
-		MsgReadChain, MsgSignDigest, MsgLock, MsgReset}
+		MsgReadChain, MsgSignDigest, MsgLock, MsgReset, MsgSetOwnerAuth, MsgWriteAnchors, MsgReadAnchors, MsgSetupCounter}
 }
 
 // DefaultTimeout returns how long the station waits for one attempt of a
@@ -111,6 +119,12 @@ func DefaultTimeout(t MsgType) time.Duration {
 		return 5 * time.Second
 	case MsgReset:
 		return 10 * time.Second // may evict persistent keys and undefine NV indices
+	case MsgSetOwnerAuth:
+		return 5 * time.Second
+	case MsgWriteAnchors:
+		return 10 * time.Second // NV define + write of <1 KB + lock + read back; SE: 32-byte writes at 45 ms each
+	case MsgReadAnchors, MsgSetupCounter:
+		return 5 * time.Second
 	default:
 		return 5 * time.Second
 	}
@@ -256,6 +270,48 @@ type ResetRequest struct{}
 // ResetResponse acknowledges ResetRequest.
 type ResetResponse struct{}
 
+// SetOwnerAuthRequest sets the TPM owner hierarchy's authorization value
+// (TPM only). The station chooses the value (random) and records it
+// before sending it; the agent never logs it or stores it on disk.
+type SetOwnerAuthRequest struct {
+	NewAuth []byte `cbor:"1,keyasint,omitempty"`
+}
+
+// SetOwnerAuthResponse acknowledges SetOwnerAuthRequest.
+type SetOwnerAuthResponse struct{}
+
+// WriteAnchorsRequest stores the device's firmware trust anchors (the
+// devices/anchors encoding) in the chip and, with Lock, write-locks them.
+type WriteAnchorsRequest struct {
+	Anchors []byte `cbor:"1,keyasint,omitempty"`
+	Lock    bool   `cbor:"2,keyasint,omitempty"`
+}
+
+// WriteAnchorsResponse carries the anchors read back from the chip after
+// the write (and lock), for the station to compare.
+type WriteAnchorsResponse struct {
+	Anchors []byte `cbor:"1,keyasint,omitempty"`
+	Locked  bool   `cbor:"2,keyasint,omitempty"`
+}
+
+// ReadAnchorsRequest asks for the stored trust anchors.
+type ReadAnchorsRequest struct{}
+
+// ReadAnchorsResponse carries the stored trust anchors.
+type ReadAnchorsResponse struct {
+	Anchors []byte `cbor:"1,keyasint,omitempty"`
+	Locked  bool   `cbor:"2,keyasint,omitempty"`
+}
+
+// SetupCounterRequest creates the anti-rollback counter if absent.
+type SetupCounterRequest struct{}
+
+// SetupCounterResponse carries the counter's current value (the base the
+// station records in the anchors).
+type SetupCounterResponse struct {
+	Value uint64 `cbor:"1,keyasint,omitempty"`
+}
+
 // ErrorResponse is the payload of an MsgError reply.
 // BusyResponse is sent by the agent, with the id of the request it is
 // working on, every KeepaliveInterval until the real response is ready. It is
@@ -280,6 +336,10 @@ var requestTypes = map[MsgType]reflect.Type{
 	MsgSignDigest:         reflect.TypeFor[SignDigestRequest](),
 	MsgLock:               reflect.TypeFor[LockRequest](),
 	MsgReset:              reflect.TypeFor[ResetRequest](),
+	MsgSetOwnerAuth:       reflect.TypeFor[SetOwnerAuthRequest](),
+	MsgWriteAnchors:       reflect.TypeFor[WriteAnchorsRequest](),
+	MsgReadAnchors:        reflect.TypeFor[ReadAnchorsRequest](),
+	MsgSetupCounter:       reflect.TypeFor[SetupCounterRequest](),
 }
 
 var responseTypes = map[MsgType]reflect.Type{
@@ -292,6 +352,10 @@ var responseTypes = map[MsgType]reflect.Type{
 	MsgSignDigest:         reflect.TypeFor[SignDigestResponse](),
 	MsgLock:               reflect.TypeFor[LockResponse](),
 	MsgReset:              reflect.TypeFor[ResetResponse](),
+	MsgSetOwnerAuth:       reflect.TypeFor[SetOwnerAuthResponse](),
+	MsgWriteAnchors:       reflect.TypeFor[WriteAnchorsResponse](),
+	MsgReadAnchors:        reflect.TypeFor[ReadAnchorsResponse](),
+	MsgSetupCounter:       reflect.TypeFor[SetupCounterResponse](),
 	MsgBusy:               reflect.TypeFor[BusyResponse](),
 	MsgError:              reflect.TypeFor[ErrorResponse](),
 }
