@@ -15,7 +15,9 @@ func (b *TPMBackend) SetOwnerAuth(_ context.Context, newAuth []byte) error {
 }
 
 // WriteAnchors implements TrustStore.
-func (b *TPMBackend) WriteAnchors(_ context.Context, enc []byte) error { return b.dev.WriteAnchors(enc) }
+func (b *TPMBackend) WriteAnchors(_ context.Context, enc []byte) error {
+	return b.dev.WriteAnchors(enc)
+}
 
 // ReadAnchors implements TrustStore.
 func (b *TPMBackend) ReadAnchors(context.Context) ([]byte, bool, error) { return b.dev.ReadAnchors() }
