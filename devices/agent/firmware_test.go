@@ -120,7 +120,10 @@ func (p *fwPKI) module(t testing.TB, m wasmsign.Manifest) []byte {
 }
 
 // startTPM runs a fresh swtpm (no EK is needed here) and returns a Device.
-func startTPM(t testing.TB) *tpm.Device {
+func startTPM(t testing.TB) *tpm.Device { return startTPMProfile(t, "") }
+
+// startTPMProfile is startTPM with a chip latency profile.
+func startTPMProfile(t testing.TB, profile string) *tpm.Device {
 	t.Helper()
 	testenv.NeedTools(t, "swtpm")
 	dir, err := os.MkdirTemp("", "fwtpm")
@@ -154,7 +157,9 @@ func startTPM(t testing.TB) *tpm.Device {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.Close() })
-	d, err := tpm.New(tr, tpm.DefaultConfig())
+	cfg := tpm.DefaultConfig()
+	cfg.LatencyProfile = profile
+	d, err := tpm.New(tr, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
