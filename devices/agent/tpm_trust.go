@@ -7,7 +7,9 @@ import (
 	"github.com/google/go-tpm/tpm2"
 )
 
-func isLocked(err error) bool { return errors.Is(err, tpm2.TPMRCNVLocked) }
+func isLocked(err error) bool {
+	return errors.Is(err, tpm2.TPMRCNVLocked) || errors.Is(err, errAnchorsLocked)
+}
 
 // SetOwnerAuth implements OwnerAuthSetter.
 func (b *TPMBackend) SetOwnerAuth(_ context.Context, newAuth []byte) error {
