@@ -22,6 +22,10 @@ const (
 	DefaultAnchorsIndex uint32 = 0x01500001
 	// DefaultCounterIndex is the anti-rollback NV counter (TPM_NT_COUNTER).
 	DefaultCounterIndex uint32 = 0x01500002
+	// DefaultLDevIDHandle is the persistent handle of the code-signing key.
+	DefaultLDevIDHandle uint32 = 0x81000012
+	// DefaultLDevIDNVBase is the first NV index of the code-signing chain.
+	DefaultLDevIDNVBase uint32 = 0x01500020
 )
 
 // Config says where the Device keeps its keys and chain. Zero fields are
@@ -43,6 +47,12 @@ type Config struct {
 	NVBase uint32
 	// NVMaxIndices bounds how many NV indices the chain may use.
 	NVMaxIndices int
+	// LDevIDHandle is the persistent handle of the code-signing key (an
+	// LDevID certified by the IAK like the IDevID).
+	LDevIDHandle uint32
+	// LDevIDNVBase is the first NV index of the code-signing key's chain
+	// (up to NVMaxIndices indices, like the IDevID chain).
+	LDevIDNVBase uint32
 	// AnchorsIndex is the NV index of the firmware trust anchors.
 	AnchorsIndex uint32
 	// CounterIndex is the NV index of the anti-rollback counter.
@@ -70,6 +80,8 @@ func DefaultConfig() Config {
 		NVMaxIndices: DefaultNVMaxIndices,
 		AnchorsIndex: DefaultAnchorsIndex,
 		CounterIndex: DefaultCounterIndex,
+		LDevIDHandle: DefaultLDevIDHandle,
+		LDevIDNVBase: DefaultLDevIDNVBase,
 	}
 }
 
@@ -102,6 +114,12 @@ func (c Config) withDefaults() Config {
 	if c.CounterIndex == 0 {
 		c.CounterIndex = d.CounterIndex
 	}
+	if c.LDevIDHandle == 0 {
+		c.LDevIDHandle = d.LDevIDHandle
+	}
+	if c.LDevIDNVBase == 0 {
+		c.LDevIDNVBase = d.LDevIDNVBase
+	}
 	return c
 }
 
@@ -130,6 +148,18 @@ func (c Config) validate() error {
 		}
 		if x.v >= c.NVBase && uint64(x.v) <= last {
 			return fmt.Errorf("%s nv index %#x overlaps the chain indices %#x..%#x", x.name, x.v, c.NVBase, last)
+		}
+	}
+	if c.LDevIDHandle < 0x81000000 || c.LDevIDHandle > 0x817FFFFF || c.LDevIDHandle == c.SRKHandle || c.LDevIDHandle == c.IAKHandle || c.LDevIDHandle == c.IDevIDHandle {
+		return fmt.Errorf("ldevid handle %#x must be an owner persistent handle distinct from srk, iak and idevid", c.LDevIDHandle)
+	}
+	llast := uint64(c.LDevIDNVBase) + uint64(c.NVMaxIndices) - 1
+	if c.LDevIDNVBase < 0x01000000 || llast > 0x01BFFFFF || (uint64(c.LDevIDNVBase) <= last && llast >= uint64(c.NVBase)) {
+		return fmt.Errorf("ldevid chain nv indices %#x..%#x outside the owner NV range or overlapping the idevid chain", c.LDevIDNVBase, llast)
+	}
+	for _, x := range []uint32{c.AnchorsIndex, c.CounterIndex} {
+		if x >= c.LDevIDNVBase && uint64(x) <= llast {
+			return fmt.Errorf("nv index %#x overlaps the ldevid chain indices", x)
 		}
 	}
 	if c.AnchorsIndex == c.CounterIndex {

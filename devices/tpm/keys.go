@@ -298,12 +298,17 @@ func (d *Device) SignDigest(digest []byte) ([]byte, error) {
 }
 
 func (d *Device) signDigest(digest []byte) ([]byte, error) {
+	return d.signDigestWith(d.cfg.IDevIDHandle, digest)
+}
+
+// signDigestWith signs with the unrestricted key persisted at h.
+func (d *Device) signDigestWith(h uint32, digest []byte) ([]byte, error) {
 	if len(digest) != 32 {
 		return nil, fmt.Errorf("sign digest: %d bytes, want a 32-byte SHA-256 digest", len(digest))
 	}
-	idev, ok, err := d.persistedKey(d.cfg.IDevIDHandle, false)
+	idev, ok, err := d.persistedKey(h, false)
 	if err != nil {
-		return nil, fmt.Errorf("sign digest: idevid: %w", err)
+		return nil, fmt.Errorf("sign digest: key %#x: %w", h, err)
 	}
 	if !ok {
 		return nil, fmt.Errorf("sign digest: %w", ErrNoKeys)
@@ -334,6 +339,8 @@ func (d *Device) signDigest(digest []byte) ([]byte, error) {
 type tpmSigner struct {
 	d   *Device
 	pub *ecdsa.PublicKey
+	// handle is the key's persistent handle (0: the IDevID).
+	handle uint32
 }
 
 // Signer returns the IDevID as a crypto.Signer (ECDSA P-256; digests must
@@ -369,6 +376,9 @@ func (s *tpmSigner) Public() crypto.PublicKey { return s.pub }
 func (s *tpmSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if opts != nil && opts.HashFunc() != crypto.SHA256 {
 		return nil, fmt.Errorf("tpm signer: hash %v not supported, use SHA-256", opts.HashFunc())
+	}
+	if s.handle != 0 {
+		return s.d.SignDigestLDevID(digest)
 	}
 	return s.d.SignDigest(digest)
 }
