@@ -91,6 +91,18 @@ type IssueRequest struct {
 	// CA refuses (ErrIssueRequest) rather than change them: the period must
 	// lie within the issuer's validity, and NotAfter must be in the future.
 	NotBefore, NotAfter time.Time
+	// ExtKeyUsages, when not empty, replaces the profile's EKUs for this
+	// certificate: an 802.1AR device gets clientAuth on its IDevID and
+	// codeSigning on its separate signing key (LDevID).
+	ExtKeyUsages []x509.ExtKeyUsage
+}
+
+// ekusFor is the request's EKU override or the profile's EKUs.
+func ekusFor(req IssueRequest, prof *Profile) []x509.ExtKeyUsage {
+	if len(req.ExtKeyUsages) > 0 {
+		return req.ExtKeyUsages
+	}
+	return prof.ekus
 }
 
 // hardwareModuleName is RFC 4108 HardwareModuleName.
@@ -304,7 +316,7 @@ func (c *CA) template(csr *x509.CertificateRequest, req IssueRequest) (*x509.Cer
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           append([]x509.ExtKeyUsage(nil), prof.ekus...),
+		ExtKeyUsage:           append([]x509.ExtKeyUsage(nil), ekusFor(req, prof)...),
 		BasicConstraintsValid: true,
 		IsCA:                  false,
 		// DNSNames is kept for smallstep's name-constraint engine; the

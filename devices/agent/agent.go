@@ -93,6 +93,9 @@ func (h *Handler) Handle(ctx context.Context, t proto.MsgType, payload []byte) (
 	if resp, ok, err := h.handleTrust(ctx, t, payload); ok {
 		return resp, err
 	}
+	if resp, ok, err := h.handleSigning(ctx, t, payload); ok {
+		return resp, err
+	}
 	switch t {
 	case proto.MsgHello:
 		var req proto.HelloRequest
@@ -113,6 +116,9 @@ func (h *Handler) Handle(ctx context.Context, t proto.MsgType, payload []byte) (
 		}
 		if _, ok := h.b.(TrustStore); ok {
 			caps = append(caps, "trust-anchors")
+		}
+		if _, ok := h.b.(SigningKeyStore); ok {
+			caps = append(caps, "signing-key")
 		}
 		return &proto.HelloResponse{Version: v, Backend: id.Backend, Serial: id.Serial, Model: id.Model, Firmware: id.Firmware, Capabilities: caps}, nil
 	case proto.MsgGetEK:

@@ -205,6 +205,10 @@ func (d *fakeDevice) Handle(ctx context.Context, t MsgType, payload []byte) (any
 		return ReadAnchorsResponse{Anchors: x.chainHash, Locked: true}, nil
 	case MsgSetupCounter:
 		return SetupCounterResponse{Value: 41}, nil
+	case MsgCreateSigningKey:
+		return CreateSigningKeyResponse{IAKPublic: x.iak, LDevIDPublic: x.idevid, CertifyInfo: x.attest, CertifySignature: x.certSig, CSR: x.csr}, nil
+	case MsgInstallSigningChain:
+		return InstallChainResponse{SHA256: x.chainHash, NVIndices: []uint32{0x01500020}}, nil
 	}
 	return nil, Errorf(ErrUnsupported, "no handler for %s", t)
 }

@@ -24,21 +24,23 @@ type MsgType uint8
 
 // Message types. Values are part of the wire format; never renumber.
 const (
-	MsgHello              MsgType = 0x01 // HelloRequest / HelloResponse
-	MsgGetEK              MsgType = 0x02 // GetEKRequest / GetEKResponse
-	MsgCreateKeys         MsgType = 0x03 // CreateKeysRequest / CreateKeysResponse
-	MsgActivateCredential MsgType = 0x04 // ActivateCredentialRequest / ActivateCredentialResponse
-	MsgInstallChain       MsgType = 0x05 // InstallChainRequest / InstallChainResponse
-	MsgReadChain          MsgType = 0x06 // ReadChainRequest / ReadChainResponse
-	MsgSignDigest         MsgType = 0x07 // SignDigestRequest / SignDigestResponse
-	MsgLock               MsgType = 0x08 // LockRequest / LockResponse
-	MsgReset              MsgType = 0x09 // ResetRequest / ResetResponse
-	MsgSetOwnerAuth       MsgType = 0x0A // SetOwnerAuthRequest / SetOwnerAuthResponse
-	MsgWriteAnchors       MsgType = 0x0B // WriteAnchorsRequest / WriteAnchorsResponse
-	MsgReadAnchors        MsgType = 0x0C // ReadAnchorsRequest / ReadAnchorsResponse
-	MsgSetupCounter       MsgType = 0x0D // SetupCounterRequest / SetupCounterResponse
-	MsgBusy               MsgType = 0x7E // BusyResponse: the request with this id is still running
-	MsgError              MsgType = 0x7F // ErrorResponse, in reply to any request
+	MsgHello               MsgType = 0x01 // HelloRequest / HelloResponse
+	MsgGetEK               MsgType = 0x02 // GetEKRequest / GetEKResponse
+	MsgCreateKeys          MsgType = 0x03 // CreateKeysRequest / CreateKeysResponse
+	MsgActivateCredential  MsgType = 0x04 // ActivateCredentialRequest / ActivateCredentialResponse
+	MsgInstallChain        MsgType = 0x05 // InstallChainRequest / InstallChainResponse
+	MsgReadChain           MsgType = 0x06 // ReadChainRequest / ReadChainResponse
+	MsgSignDigest          MsgType = 0x07 // SignDigestRequest / SignDigestResponse
+	MsgLock                MsgType = 0x08 // LockRequest / LockResponse
+	MsgReset               MsgType = 0x09 // ResetRequest / ResetResponse
+	MsgSetOwnerAuth        MsgType = 0x0A // SetOwnerAuthRequest / SetOwnerAuthResponse
+	MsgWriteAnchors        MsgType = 0x0B // WriteAnchorsRequest / WriteAnchorsResponse
+	MsgReadAnchors         MsgType = 0x0C // ReadAnchorsRequest / ReadAnchorsResponse
+	MsgSetupCounter        MsgType = 0x0D // SetupCounterRequest / SetupCounterResponse
+	MsgCreateSigningKey    MsgType = 0x0E // CreateSigningKeyRequest / CreateSigningKeyResponse
+	MsgInstallSigningChain MsgType = 0x0F // InstallChainRequest / InstallChainResponse (the signing key's chain)
+	MsgBusy                MsgType = 0x7E // BusyResponse: the request with this id is still running
+	MsgError               MsgType = 0x7F // ErrorResponse, in reply to any request
 )
 
 // CapKeepalive is the Hello capability of an agent that sends MsgBusy
@@ -56,21 +58,23 @@ const (
 )
 
 var msgNames = map[MsgType]string{
-	MsgHello:              "Hello",
-	MsgGetEK:              "GetEK",
-	MsgCreateKeys:         "CreateKeys",
-	MsgActivateCredential: "ActivateCredential",
-	MsgInstallChain:       "InstallChain",
-	MsgReadChain:          "ReadChain",
-	MsgSignDigest:         "SignDigest",
-	MsgLock:               "Lock",
-	MsgReset:              "Reset",
-	MsgSetOwnerAuth:       "SetOwnerAuth",
-	MsgWriteAnchors:       "WriteAnchors",
-	MsgReadAnchors:        "ReadAnchors",
-	MsgSetupCounter:       "SetupCounter",
-	MsgBusy:               "Busy",
-	MsgError:              "Error",
+	MsgHello:               "Hello",
+	MsgGetEK:               "GetEK",
+	MsgCreateKeys:          "CreateKeys",
+	MsgActivateCredential:  "ActivateCredential",
+	MsgInstallChain:        "InstallChain",
+	MsgReadChain:           "ReadChain",
+	MsgSignDigest:          "SignDigest",
+	MsgLock:                "Lock",
+	MsgReset:               "Reset",
+	MsgSetOwnerAuth:        "SetOwnerAuth",
+	MsgWriteAnchors:        "WriteAnchors",
+	MsgReadAnchors:         "ReadAnchors",
+	MsgSetupCounter:        "SetupCounter",
+	MsgCreateSigningKey:    "CreateSigningKey",
+	MsgInstallSigningChain: "InstallSigningChain",
+	MsgBusy:                "Busy",
+	MsgError:               "Error",
 }
 
 // String returns the message type's name, or its hex value when unknown.
@@ -90,7 +94,8 @@ func (t MsgType) Known() bool {
 // MsgTypes returns the request types defined by this package, in wire order.
 func MsgTypes() []MsgType {
 	return []MsgType{MsgHello, MsgGetEK, MsgCreateKeys, MsgActivateCredential, MsgInstallChain,
-		MsgReadChain, MsgSignDigest, MsgLock, MsgReset, MsgSetOwnerAuth, MsgWriteAnchors, MsgReadAnchors, MsgSetupCounter}
+		MsgReadChain, MsgSignDigest, MsgLock, MsgReset, MsgSetOwnerAuth, MsgWriteAnchors, MsgReadAnchors, MsgSetupCounter,
+		MsgCreateSigningKey, MsgInstallSigningChain}
 }
 
 // DefaultTimeout returns how long the station waits for one attempt of a
@@ -125,6 +130,10 @@ func DefaultTimeout(t MsgType) time.Duration {
 		return 10 * time.Second // NV define + write of <1 KB + lock + read back; SE: 32-byte writes at 45 ms each
 	case MsgReadAnchors, MsgSetupCounter:
 		return 5 * time.Second
+	case MsgCreateSigningKey:
+		return 10 * time.Second // one ECC keygen + Certify + CSR signature + persisting
+	case MsgInstallSigningChain:
+		return 15 * time.Second // as InstallChain
 	default:
 		return 5 * time.Second
 	}
@@ -312,6 +321,23 @@ type SetupCounterResponse struct {
 	Value uint64 `cbor:"1,keyasint,omitempty"`
 }
 
+// CreateSigningKeyRequest asks the device to create (or reuse) its
+// code-signing key (LDevID), certify it with the attestation key over
+// Nonce, and return a CSR signed by it.
+type CreateSigningKeyRequest struct {
+	Nonce []byte `cbor:"1,keyasint,omitempty"`
+}
+
+// CreateSigningKeyResponse carries the signing key's evidence.
+type CreateSigningKeyResponse struct {
+	IAKPublic        []byte `cbor:"1,keyasint,omitempty"` // TPM2B_PUBLIC
+	LDevIDPublic     []byte `cbor:"2,keyasint,omitempty"` // TPM2B_PUBLIC
+	CertifyInfo      []byte `cbor:"3,keyasint,omitempty"` // TPM2B_ATTEST
+	CertifySignature []byte `cbor:"4,keyasint,omitempty"` // TPMT_SIGNATURE
+	CSR              []byte `cbor:"5,keyasint,omitempty"` // DER
+	Created          bool   `cbor:"6,keyasint,omitempty"`
+}
+
 // ErrorResponse is the payload of an MsgError reply.
 // BusyResponse is sent by the agent, with the id of the request it is
 // working on, every KeepaliveInterval until the real response is ready. It is
@@ -327,37 +353,41 @@ type ErrorResponse struct {
 }
 
 var requestTypes = map[MsgType]reflect.Type{
-	MsgHello:              reflect.TypeFor[HelloRequest](),
-	MsgGetEK:              reflect.TypeFor[GetEKRequest](),
-	MsgCreateKeys:         reflect.TypeFor[CreateKeysRequest](),
-	MsgActivateCredential: reflect.TypeFor[ActivateCredentialRequest](),
-	MsgInstallChain:       reflect.TypeFor[InstallChainRequest](),
-	MsgReadChain:          reflect.TypeFor[ReadChainRequest](),
-	MsgSignDigest:         reflect.TypeFor[SignDigestRequest](),
-	MsgLock:               reflect.TypeFor[LockRequest](),
-	MsgReset:              reflect.TypeFor[ResetRequest](),
-	MsgSetOwnerAuth:       reflect.TypeFor[SetOwnerAuthRequest](),
-	MsgWriteAnchors:       reflect.TypeFor[WriteAnchorsRequest](),
-	MsgReadAnchors:        reflect.TypeFor[ReadAnchorsRequest](),
-	MsgSetupCounter:       reflect.TypeFor[SetupCounterRequest](),
+	MsgHello:               reflect.TypeFor[HelloRequest](),
+	MsgGetEK:               reflect.TypeFor[GetEKRequest](),
+	MsgCreateKeys:          reflect.TypeFor[CreateKeysRequest](),
+	MsgActivateCredential:  reflect.TypeFor[ActivateCredentialRequest](),
+	MsgInstallChain:        reflect.TypeFor[InstallChainRequest](),
+	MsgReadChain:           reflect.TypeFor[ReadChainRequest](),
+	MsgSignDigest:          reflect.TypeFor[SignDigestRequest](),
+	MsgLock:                reflect.TypeFor[LockRequest](),
+	MsgReset:               reflect.TypeFor[ResetRequest](),
+	MsgSetOwnerAuth:        reflect.TypeFor[SetOwnerAuthRequest](),
+	MsgWriteAnchors:        reflect.TypeFor[WriteAnchorsRequest](),
+	MsgReadAnchors:         reflect.TypeFor[ReadAnchorsRequest](),
+	MsgSetupCounter:        reflect.TypeFor[SetupCounterRequest](),
+	MsgCreateSigningKey:    reflect.TypeFor[CreateSigningKeyRequest](),
+	MsgInstallSigningChain: reflect.TypeFor[InstallChainRequest](),
 }
 
 var responseTypes = map[MsgType]reflect.Type{
-	MsgHello:              reflect.TypeFor[HelloResponse](),
-	MsgGetEK:              reflect.TypeFor[GetEKResponse](),
-	MsgCreateKeys:         reflect.TypeFor[CreateKeysResponse](),
-	MsgActivateCredential: reflect.TypeFor[ActivateCredentialResponse](),
-	MsgInstallChain:       reflect.TypeFor[InstallChainResponse](),
-	MsgReadChain:          reflect.TypeFor[ReadChainResponse](),
-	MsgSignDigest:         reflect.TypeFor[SignDigestResponse](),
-	MsgLock:               reflect.TypeFor[LockResponse](),
-	MsgReset:              reflect.TypeFor[ResetResponse](),
-	MsgSetOwnerAuth:       reflect.TypeFor[SetOwnerAuthResponse](),
-	MsgWriteAnchors:       reflect.TypeFor[WriteAnchorsResponse](),
-	MsgReadAnchors:        reflect.TypeFor[ReadAnchorsResponse](),
-	MsgSetupCounter:       reflect.TypeFor[SetupCounterResponse](),
-	MsgBusy:               reflect.TypeFor[BusyResponse](),
-	MsgError:              reflect.TypeFor[ErrorResponse](),
+	MsgHello:               reflect.TypeFor[HelloResponse](),
+	MsgGetEK:               reflect.TypeFor[GetEKResponse](),
+	MsgCreateKeys:          reflect.TypeFor[CreateKeysResponse](),
+	MsgActivateCredential:  reflect.TypeFor[ActivateCredentialResponse](),
+	MsgInstallChain:        reflect.TypeFor[InstallChainResponse](),
+	MsgReadChain:           reflect.TypeFor[ReadChainResponse](),
+	MsgSignDigest:          reflect.TypeFor[SignDigestResponse](),
+	MsgLock:                reflect.TypeFor[LockResponse](),
+	MsgReset:               reflect.TypeFor[ResetResponse](),
+	MsgSetOwnerAuth:        reflect.TypeFor[SetOwnerAuthResponse](),
+	MsgWriteAnchors:        reflect.TypeFor[WriteAnchorsResponse](),
+	MsgReadAnchors:         reflect.TypeFor[ReadAnchorsResponse](),
+	MsgSetupCounter:        reflect.TypeFor[SetupCounterResponse](),
+	MsgCreateSigningKey:    reflect.TypeFor[CreateSigningKeyResponse](),
+	MsgInstallSigningChain: reflect.TypeFor[InstallChainResponse](),
+	MsgBusy:                reflect.TypeFor[BusyResponse](),
+	MsgError:               reflect.TypeFor[ErrorResponse](),
 }
 
 // DecodeRequest strictly decodes the payload of a request of type t into a

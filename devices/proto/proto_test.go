@@ -126,6 +126,15 @@ func TestRoundTripEveryMessageType(t *testing.T) {
 		t.Fatalf("SetupCounter = %+v, %v", sc, err)
 	}
 
+	var sk CreateSigningKeyResponse
+	if err := c.Call(ctx, MsgCreateSigningKey, CreateSigningKeyRequest{Nonce: x.nonce}, &sk); err != nil || !bytes.Equal(sk.CSR, x.csr) {
+		t.Fatalf("CreateSigningKey: %v", err)
+	}
+	var isc InstallChainResponse
+	if err := c.Call(ctx, MsgInstallSigningChain, InstallChainRequest{Chain: x.chain}, &isc); err != nil || !reflect.DeepEqual(isc.NVIndices, []uint32{0x01500020}) {
+		t.Fatalf("InstallSigningChain = %+v, %v", isc, err)
+	}
+
 	for _, mt := range MsgTypes() {
 		if dev.count(mt) < 1 {
 			t.Errorf("handler never saw %s", mt)

@@ -1,0 +1,92 @@
+package station
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+
+	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/devices/proto"
+)
+
+// ErrSigningKey reports that the device's code-signing key (LDevID) could
+// not be proven, certified or installed.
+var ErrSigningKey = errors.New("code-signing key not provisioned")
+
+// Default EKUs of IEEE 802.1AR device certificates: the IDevID
+// authenticates the device, the separate signing key signs firmware.
+var (
+	// IDevIDExtKeyUsages is the EKU set of the identity certificate.
+	IDevIDExtKeyUsages = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	// LDevIDExtKeyUsages is the EKU set of the code-signing certificate.
+	LDevIDExtKeyUsages = []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}
+)
+
+// SigningKeyResult is what ProvisionSigningKey did.
+type SigningKeyResult struct {
+	// Chain is the signing key's certificate chain, leaf first.
+	Chain []*x509.Certificate
+	// NVIndices are where the device stored it.
+	NVIndices []uint32
+	// Created is false when the device reused an existing signing key.
+	Created bool
+}
+
+// ProvisionSigningKey gives a TPM device its code-signing key: the device
+// creates (or reuses) the LDevID and certifies it with its IAK over nonce;
+// the station checks that evidence with the same rules as the IDevID's
+// (ca.CheckCertify) and that the IAK is the one already proven for this
+// device (iakPublic, the TPM2B_PUBLIC from CreateKeys, whose binding to the
+// EK was shown by credential activation); the CA issues a certificate whose
+// only EKU is codeSigning (req is the caller's request, as for the IDevID:
+// serial, intent, run; its ExtKeyUsages are replaced); the device stores
+// the chain and its SHA-256 is compared.
+//
+// Call it at the end of a TPM device's sequence, after the IDevID chain is
+// installed, with a fresh nonce.
+func ProvisionSigningKey(ctx context.Context, c *proto.Client, iss Issuer, iakPublic, nonce []byte, req ca.IssueRequest, lock bool) (*SigningKeyResult, error) {
+	var resp proto.CreateSigningKeyResponse
+	if err := c.Call(ctx, proto.MsgCreateSigningKey, proto.CreateSigningKeyRequest{Nonce: nonce}, &resp); err != nil {
+		return nil, fmt.Errorf("%w: create: %w", ErrSigningKey, err)
+	}
+	if !bytes.Equal(resp.IAKPublic, iakPublic) {
+		return nil, fmt.Errorf("%w: the signing key is certified by another attestation key than the one proven for this device; quarantine the device", ErrSigningKey)
+	}
+	cert, err := ca.CheckCertify(ca.Evidence{IAKPublic: resp.IAKPublic, IDevIDPublic: resp.LDevIDPublic, CertifyInfo: resp.CertifyInfo,
+		CertifySignature: resp.CertifySignature, CSR: resp.CSR, Nonce: nonce})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSigningKey, err)
+	}
+	if bytes.Equal(resp.LDevIDPublic, iakPublic) {
+		return nil, fmt.Errorf("%w: the signing key is the attestation key", ErrSigningKey)
+	}
+	req.ExtKeyUsages = LDevIDExtKeyUsages
+	chain, err := iss.Issue(ctx, resp.CSR, req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: issue: %w", ErrSigningKey, err)
+	}
+	if len(chain) == 0 {
+		return nil, fmt.Errorf("%w: the CA returned no certificate", ErrSigningKey)
+	}
+	if k, ok := chain[0].PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(cert.CSR.PublicKey) {
+		return nil, fmt.Errorf("%w: the issued certificate does not hold the signing key", ErrSigningKey)
+	}
+	der := make([][]byte, len(chain))
+	h := sha256.New()
+	for i, x := range chain {
+		der[i] = x.Raw
+		h.Write(x.Raw)
+	}
+	var inst proto.InstallChainResponse
+	if err := c.Call(ctx, proto.MsgInstallSigningChain, proto.InstallChainRequest{Chain: der, Lock: lock}, &inst); err != nil {
+		return nil, fmt.Errorf("%w: install chain: %w", ErrSigningKey, err)
+	}
+	if !bytes.Equal(inst.SHA256, h.Sum(nil)) {
+		return nil, fmt.Errorf("%w: the device stored another chain than the station sent", ErrSigningKey)
+	}
+	return &SigningKeyResult{Chain: chain, NVIndices: inst.NVIndices, Created: resp.Created}, nil
+}

@@ -1,0 +1,122 @@
+package station
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"net"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/devices/agent"
+	"github.com/wsc-project/wsc/devices/proto"
+	"github.com/wsc-project/wsc/devices/sim"
+	"github.com/wsc-project/wsc/devices/tpm"
+	"github.com/wsc-project/wsc/wasmsign"
+)
+
+// TestProvisionSigningKey: a TPM device gets an LDevID certified by its
+// IAK; the CA issues it codeSigning only while the IDevID gets clientAuth
+// only; a module signed with the LDevID verifies, one signed with the
+// IDevID does not (no codeSigning); a wrong IAK is refused.
+func TestProvisionSigningKey(t *testing.T) {
+	ctx := context.Background()
+	sw, err := sim.StartSWTPM(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sw.Close() })
+	tr, err := tpm.OpenTransport(sw.URI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	dev, err := tpm.New(tr, tpm.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := agent.NewTPMBackend(dev, "DEV-LDEV")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := net.Pipe()
+	srv := proto.NewServer(a, agent.NewHandler(be, nil))
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx) }()
+	t.Cleanup(func() { cancel(); a.Close(); b.Close(); <-done })
+	c := proto.NewClient(b)
+
+	dir := t.TempDir()
+	pass := []byte("ldevid test passphrase")
+	if err := ca.Init(filepath.Join(dir, "ca"), pass, ca.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	authority, err := ca.Open(filepath.Join(dir, "ca"), pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := sha256.Sum256([]byte("idevid nonce"))
+	var keys proto.CreateKeysResponse
+	if err := c.Call(ctx, proto.MsgCreateKeys, proto.CreateKeysRequest{Nonce: nonce[:]}, &keys); err != nil {
+		t.Fatal(err)
+	}
+	idChain, err := authority.Issue(ctx, keys.CSR, ca.IssueRequest{DeviceSerial: "DEV-LDEV", ExtKeyUsages: IDevIDExtKeyUsages})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(idChain[0].ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) {
+		t.Fatalf("IDevID EKUs %v", idChain[0].ExtKeyUsage)
+	}
+	if _, err := dev.WriteChain(ders(idChain)); err != nil {
+		t.Fatal(err)
+	}
+
+	n2 := sha256.Sum256([]byte("ldevid nonce"))
+	if _, err := ProvisionSigningKey(ctx, c, authority, keys.IDevIDPublic, n2[:], ca.IssueRequest{DeviceSerial: "DEV-LDEV"}, true); !errors.Is(err, ErrSigningKey) {
+		t.Fatalf("another IAK accepted: %v", err)
+	}
+	res, err := ProvisionSigningKey(ctx, c, authority, keys.IAKPublic, n2[:], ca.IssueRequest{DeviceSerial: "DEV-LDEV"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Chain[0].ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}) || res.Chain[0].Subject.SerialNumber != "DEV-LDEV" {
+		t.Fatalf("LDevID certificate: EKU %v subject %v", res.Chain[0].ExtKeyUsage, res.Chain[0].Subject)
+	}
+	if res.Chain[0].PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(idChain[0].PublicKey) {
+		t.Fatal("LDevID certificate holds the IDevID key")
+	}
+	stored, err := be.ReadSigningChain(ctx)
+	if err != nil || len(stored) != len(res.Chain) {
+		t.Fatalf("stored signing chain: %v", err)
+	}
+
+	pol := &wasmsign.TrustPolicy{Roots: authority.Roots(), Intermediates: authority.Intermediates(), AllowMissingCRL: true}
+	module := eolModule(n2[:])
+	signed, err := wasmsign.SignDigestFunc(module, func(d []byte) ([]byte, error) { return be.SignDigestWithSigningKey(ctx, d) }, res.Chain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vr, err := wasmsign.Verify(signed, pol); err != nil || vr.DeviceSerial != "DEV-LDEV" {
+		t.Fatalf("module signed by the LDevID: %v", err)
+	}
+	signedID, err := wasmsign.SignDigestFunc(module, func(d []byte) ([]byte, error) { return be.SignDigest(ctx, d) }, idChain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wasmsign.Verify(signedID, pol); !errors.Is(err, wasmsign.ErrKeyUsage) {
+		t.Fatalf("module signed by the clientAuth-only IDevID: %v", err)
+	}
+}
+
+func ders(chain []*x509.Certificate) [][]byte {
+	out := make([][]byte, len(chain))
+	for i, c := range chain {
+		out[i] = c.Raw
+	}
+	return out
+}
