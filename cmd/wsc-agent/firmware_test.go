@@ -90,31 +90,8 @@ func (p *releasePKI) module(t *testing.T, version uint64) []byte {
 // an accepted module, 1 for a refused one (another root, a rollback, a CRL
 // below the chip's floor), 2 for usage errors; --json carries the verdict.
 func TestFirmwareCLI(t *testing.T) {
-	testenv.NeedTools(t, "swtpm")
 	dir := t.TempDir()
-	sdir, err := os.MkdirTemp("", "clitpm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sdir) })
-	sock := filepath.Join(sdir, "tpm.sock")
-	cmd := exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+sdir, "--server", "type=unixio,path="+sock,
-		"--ctrl", "type=unixio,path="+sock+".ctrl", "--flags", "not-need-init,startup-clear")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for i := 0; ; i++ {
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
-			break
-		}
-		if i == 1000 {
-			t.Fatal("swtpm did not start")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	uri := "swtpm:unix://" + sock
+	uri := startCLITPM(t)
 	good, evil := newReleasePKI(t), newReleasePKI(t)
 
 	// End of line, as the station does it (the agent's backend directly).
@@ -194,4 +171,34 @@ func TestFirmwareCLI(t *testing.T) {
 			}
 		}
 	}
+}
+
+// startCLITPM runs a fresh swtpm for the test and returns its URI.
+func startCLITPM(t *testing.T) string {
+	t.Helper()
+	testenv.NeedTools(t, "swtpm")
+	sdir, err := os.MkdirTemp("", "clitpm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sdir) })
+	sock := filepath.Join(sdir, "tpm.sock")
+	cmd := exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+sdir, "--server", "type=unixio,path="+sock,
+		"--ctrl", "type=unixio,path="+sock+".ctrl", "--flags", "not-need-init,startup-clear")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for i := 0; ; i++ {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			break
+		}
+		if i == 1000 {
+			t.Fatal("swtpm did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	uri := "swtpm:unix://" + sock
+	return uri
 }
