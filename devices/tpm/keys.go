@@ -327,10 +327,15 @@ func (d *Device) signDigestWith(h uint32, digest []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sign digest: %w", err)
 	}
+	return asn1ECDSA(sig.SignatureR.Buffer, sig.SignatureS.Buffer)
+}
+
+// asn1ECDSA encodes an ECDSA signature as ASN.1 DER.
+func asn1ECDSA(r, s []byte) ([]byte, error) {
 	var b cryptobyte.Builder
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddASN1BigInt(new(big.Int).SetBytes(sig.SignatureR.Buffer))
-		b.AddASN1BigInt(new(big.Int).SetBytes(sig.SignatureS.Buffer))
+		b.AddASN1BigInt(new(big.Int).SetBytes(r))
+		b.AddASN1BigInt(new(big.Int).SetBytes(s))
 	})
 	return b.Bytes()
 }

@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
@@ -30,6 +31,14 @@ type SigningEvidence struct {
 // CreateSigningKey creates the LDevID if absent (the IAK must exist:
 // ErrNoKeys before CreateKeys) and certifies it with the IAK over nonce.
 func (d *Device) CreateSigningKey(nonce []byte) (*SigningEvidence, error) {
+	return d.CreateSigningKeyWithPolicy(nonce, nil)
+}
+
+// CreateSigningKeyWithPolicy is CreateSigningKey for a key bound to
+// measured boot: authPolicy (SigningKeyAuthPolicy) becomes the key's
+// authPolicy and userWithAuth is cleared, so only a policy session signs.
+// An existing key is reused only if its authPolicy is authPolicy.
+func (d *Device) CreateSigningKeyWithPolicy(nonce, authPolicy []byte) (*SigningEvidence, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, err := d.transport(); err != nil {
@@ -50,12 +59,29 @@ func (d *Device) CreateSigningKey(nonce []byte) (*SigningEvidence, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create signing key: ldevid: %w", err)
 	}
+	if ok {
+		pub, err := ld.public.Contents()
+		if err != nil {
+			return nil, fmt.Errorf("create signing key: ldevid: %w", err)
+		}
+		if !bytes.Equal(pub.AuthPolicy.Buffer, authPolicy) || bool(pub.ObjectAttributes.UserWithAuth) != (len(authPolicy) == 0) {
+			return nil, fmt.Errorf("create signing key: the existing key at %#x has another authorization policy: %w", d.cfg.LDevIDHandle, ErrHandleInUse)
+		}
+	}
 	if !ok {
 		srk, err := d.srk()
 		if err != nil {
 			return nil, fmt.Errorf("create signing key: %w", err)
 		}
-		if err := d.createPersisted(srk, eccSigningTemplate(false), d.cfg.LDevIDHandle); err != nil {
+		tmpl := eccSigningTemplate(false)
+		if len(authPolicy) > 0 {
+			if len(authPolicy) != 32 {
+				return nil, fmt.Errorf("create signing key: %w: auth policy of %d bytes, want a SHA-256 digest", ErrPolicy, len(authPolicy))
+			}
+			tmpl.AuthPolicy = tpm2.TPM2BDigest{Buffer: authPolicy}
+			tmpl.ObjectAttributes.UserWithAuth = false
+		}
+		if err := d.createPersisted(srk, tmpl, d.cfg.LDevIDHandle); err != nil {
 			return nil, fmt.Errorf("create signing key: %w", err)
 		}
 		created = true
