@@ -38,7 +38,11 @@ func fleetKeyPublic(pub *ecdsa.PublicKey) (tpm2.TPMTPublic, error) {
 	}
 	t := eccSigningTemplate(false)
 	t.ObjectAttributes = tpm2.TPMAObject{SignEncrypt: true, UserWithAuth: true}
-	x, y := pub.X.FillBytes(make([]byte, 32)), pub.Y.FillBytes(make([]byte, 32))
+	raw, err := pub.Bytes() // 0x04 || X || Y
+	if err != nil || len(raw) != 65 {
+		return tpm2.TPMTPublic{}, fmt.Errorf("%w: fleet key: %v", ErrPolicy, err)
+	}
+	x, y := raw[1:33], raw[33:]
 	t.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: x}, Y: tpm2.TPM2BECCParameter{Buffer: y}})
 	return t, nil
 }
