@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/devices/proto"
+	"github.com/wsc-project/wsc/devices/tpm"
 )
 
 // ErrSigningKey reports that the device's code-signing key (LDevID) could
@@ -34,6 +36,8 @@ type SigningKeyResult struct {
 	NVIndices []uint32
 	// Created is false when the device reused an existing signing key.
 	Created bool
+	// AuthPolicy is the key's measured-boot policy digest (nil: none).
+	AuthPolicy []byte
 }
 
 // ProvisionSigningKey gives a TPM device its code-signing key: the device
@@ -49,8 +53,39 @@ type SigningKeyResult struct {
 // Call it at the end of a TPM device's sequence, after the IDevID chain is
 // installed, with a fresh nonce.
 func ProvisionSigningKey(ctx context.Context, c *proto.Client, iss Issuer, iakPublic, nonce []byte, req ca.IssueRequest, lock bool) (*SigningKeyResult, error) {
+	return ProvisionBoundSigningKey(ctx, c, iss, iakPublic, nonce, req, lock, nil)
+}
+
+// MeasuredBoot binds a signing key to measured boot (the profile's
+// optional policy): the key signs only with a PCR policy the fleet key
+// signed for PolicyRef (`wsc policy sign`), or with the owner's approval.
+type MeasuredBoot struct {
+	// FleetKey is the fleet policy key's public key (ECDSA P-256).
+	FleetKey *ecdsa.PublicKey
+	// PolicyRef is the product line (at most 32 bytes).
+	PolicyRef []byte
+}
+
+// ProvisionBoundSigningKey is ProvisionSigningKey with an optional
+// measured-boot binding (nil: none). The station computes the key's
+// authPolicy offline (tpm.SigningKeyAuthPolicy) and refuses a certified
+// key whose public area carries another one or allows password use; the
+// result's AuthPolicy is the digest to record in the ledger.
+func ProvisionBoundSigningKey(ctx context.Context, c *proto.Client, iss Issuer, iakPublic, nonce []byte, req ca.IssueRequest, lock bool, mb *MeasuredBoot) (*SigningKeyResult, error) {
+	creq := proto.CreateSigningKeyRequest{Nonce: nonce}
+	var wantPolicy []byte
+	if mb != nil {
+		der, err := x509.MarshalPKIXPublicKey(mb.FleetKey)
+		if err != nil {
+			return nil, fmt.Errorf("%w: fleet key: %w", ErrSigningKey, err)
+		}
+		if wantPolicy, err = tpm.SigningKeyAuthPolicy(mb.FleetKey, mb.PolicyRef); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrSigningKey, err)
+		}
+		creq.FleetKey, creq.PolicyRef = der, mb.PolicyRef
+	}
 	var resp proto.CreateSigningKeyResponse
-	if err := c.Call(ctx, proto.MsgCreateSigningKey, proto.CreateSigningKeyRequest{Nonce: nonce}, &resp); err != nil {
+	if err := c.Call(ctx, proto.MsgCreateSigningKey, creq, &resp); err != nil {
 		return nil, fmt.Errorf("%w: create: %w", ErrSigningKey, err)
 	}
 	if !bytes.Equal(resp.IAKPublic, iakPublic) {
@@ -63,6 +98,12 @@ func ProvisionSigningKey(ctx context.Context, c *proto.Client, iss Issuer, iakPu
 	}
 	if bytes.Equal(resp.LDevIDPublic, iakPublic) {
 		return nil, fmt.Errorf("%w: the signing key is the attestation key", ErrSigningKey)
+	}
+	// The policy is part of the certified public area (its Name), so this
+	// check rests on the IAK's signature, not on the device's word.
+	lp := cert.IDevID.Public
+	if !bytes.Equal(lp.AuthPolicy.Buffer, wantPolicy) || bool(lp.ObjectAttributes.UserWithAuth) != (wantPolicy == nil) {
+		return nil, fmt.Errorf("%w: the certified signing key does not carry the profile's authorization policy; reset the device's signing key (rework)", ErrSigningKey)
 	}
 	req.ExtKeyUsages = LDevIDExtKeyUsages
 	chain, err := iss.Issue(ctx, resp.CSR, req)
@@ -88,5 +129,5 @@ func ProvisionSigningKey(ctx context.Context, c *proto.Client, iss Issuer, iakPu
 	if !bytes.Equal(inst.SHA256, h.Sum(nil)) {
 		return nil, fmt.Errorf("%w: the device stored another chain than the station sent", ErrSigningKey)
 	}
-	return &SigningKeyResult{Chain: chain, NVIndices: inst.NVIndices, Created: resp.Created}, nil
+	return &SigningKeyResult{Chain: chain, NVIndices: inst.NVIndices, Created: resp.Created, AuthPolicy: wantPolicy}, nil
 }

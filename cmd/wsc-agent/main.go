@@ -287,8 +287,8 @@ type backendFlags struct {
 	// transport is the TPM connection openTPM made (a Device does not own
 	// its transport); closed by the closer open returns.
 	transport io.Closer
-	// signKey is sign's --key (other commands leave it empty).
-	signKey string
+	// signKey and policy are sign's --key and --policy.
+	signKey, policy string
 }
 
 // closers closes several things in order.

@@ -23,6 +23,7 @@ func signFlags() (*flag.FlagSet, *backendFlags, *string) {
 	var bf backendFlags
 	bf.register(fs)
 	bf.signKey = "auto"
+	fs.StringVar(&bf.policy, "policy", "", "signed PCR policy (from 'wsc policy sign') for a signing key bound to measured boot; implies --key ldevid")
 	fs.StringVar(&bf.signKey, "key", "auto", "which device key signs: ldevid (the code-signing key), idevid, or auto (ldevid when its chain is installed)")
 	return fs, &bf, fs.String("o", "", "signed module to write; required")
 }
@@ -63,7 +64,28 @@ func sign(args []string, stdout io.Writer) error {
 	keyName := "idevid"
 	var raw [][]byte
 	sk, hasSK := backend.(agent.SigningKeyStore)
+	if bf.policy != "" {
+		pb, err := os.ReadFile(bf.policy)
+		if err != nil {
+			return fmt.Errorf("sign: --policy: %w", err)
+		}
+		pol, err := tpm.ParseSignedPCRPolicy(pb)
+		if err != nil {
+			return usageError(fmt.Errorf("sign: --policy %s: %w", bf.policy, err))
+		}
+		ps, ok := backend.(agent.PolicySigner)
+		if !ok || !hasSK {
+			return usageError(errors.New("sign: --policy: this backend has no signing key bound to measured boot"))
+		}
+		signDigest = func(ctx context.Context, d []byte) ([]byte, error) { return ps.SignDigestWithPolicy(ctx, d, pol) }
+		keyName = "ldevid (measured boot)"
+		bf.signKey = "policy"
+		if raw, err = sk.ReadSigningChain(ctx); err != nil {
+			return fmt.Errorf("sign: read the signing key's certificate chain: %w", err)
+		}
+	}
 	switch bf.signKey {
+	case "policy":
 	case "ldevid", "auto":
 		if hasSK {
 			raw, err = sk.ReadSigningChain(ctx)
@@ -97,6 +119,11 @@ func sign(args []string, stdout io.Writer) error {
 	}
 	start := time.Now()
 	signed, err := wasmsign.SignDigestFunc(module, func(d []byte) ([]byte, error) { return signDigest(ctx, d) }, chain, nil)
+	if errors.Is(err, tpm.ErrPolicy) {
+		// The PCRs do not hold the approved values, or the policy is not
+		// the fleet's: a verdict on this device's state (exit 1).
+		return &exitError{code: exitFailed, err: fmt.Errorf("sign: %w", err)}
+	}
 	if err != nil {
 		return fmt.Errorf("sign: %w", err)
 	}

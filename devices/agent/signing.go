@@ -2,10 +2,13 @@ package agent
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
 
 	"github.com/wsc-project/wsc/devices/proto"
+	"github.com/wsc-project/wsc/devices/tpm"
 )
 
 // SigningKeyEvidence is CreateSigningKey's result: the code-signing key
@@ -21,7 +24,9 @@ type SigningKeyEvidence struct {
 // code-signing key (IEEE 802.1AR LDevID): the IDevID authenticates the
 // device, the signing key signs firmware.
 type SigningKeyStore interface {
-	CreateSigningKey(ctx context.Context, nonce []byte) (*SigningKeyEvidence, error)
+	// CreateSigningKey creates or reuses the key; a non-nil fleet key
+	// binds it to measured boot (tpm.SigningKeyAuthPolicy(fleet, policyRef)).
+	CreateSigningKey(ctx context.Context, nonce []byte, fleet *ecdsa.PublicKey, policyRef []byte) (*SigningKeyEvidence, error)
 	InstallSigningChain(ctx context.Context, chain [][]byte, lock bool) ([]uint32, error)
 	ReadSigningChain(ctx context.Context) ([][]byte, error)
 	SignDigestWithSigningKey(ctx context.Context, digest []byte) ([]byte, error)
@@ -43,7 +48,16 @@ func (h *Handler) handleSigning(ctx context.Context, t proto.MsgType, payload []
 		if len(req.Nonce) < 16 || len(req.Nonce) > 64 {
 			return nil, true, &proto.Error{Code: proto.ErrBadRequest, Message: fmt.Sprintf("nonce must be 16 to 64 bytes, got %d", len(req.Nonce))}
 		}
-		ev, err := s.CreateSigningKey(ctx, req.Nonce)
+		var fleet *ecdsa.PublicKey
+		if len(req.FleetKey) != 0 {
+			k, err := x509.ParsePKIXPublicKey(req.FleetKey)
+			fk, ok := k.(*ecdsa.PublicKey)
+			if err != nil || !ok || len(req.PolicyRef) > 32 {
+				return nil, true, &proto.Error{Code: proto.ErrBadRequest, Message: "fleet key must be an ECDSA P-256 public key (PKIX DER) and the policy reference at most 32 bytes"}
+			}
+			fleet = fk
+		}
+		ev, err := s.CreateSigningKey(ctx, req.Nonce, fleet, req.PolicyRef)
 		if err != nil {
 			return nil, true, deviceErr("create signing key", err)
 		}
@@ -66,12 +80,25 @@ func (h *Handler) handleSigning(ctx context.Context, t proto.MsgType, payload []
 }
 
 // CreateSigningKey implements SigningKeyStore.
-func (b *TPMBackend) CreateSigningKey(_ context.Context, nonce []byte) (*SigningKeyEvidence, error) {
-	ev, err := b.dev.CreateSigningKey(nonce)
+func (b *TPMBackend) CreateSigningKey(_ context.Context, nonce []byte, fleet *ecdsa.PublicKey, policyRef []byte) (*SigningKeyEvidence, error) {
+	var authPolicy []byte
+	if fleet != nil {
+		var err error
+		if authPolicy, err = tpm.SigningKeyAuthPolicy(fleet, policyRef); err != nil {
+			return nil, err
+		}
+	}
+	ev, err := b.dev.CreateSigningKeyWithPolicy(nonce, authPolicy)
 	if err != nil {
 		return nil, err
 	}
-	csr, err := b.dev.SigningCSR(pkix.Name{SerialNumber: b.serial})
+	subject := pkix.Name{SerialNumber: b.serial}
+	var csr []byte
+	if fleet == nil {
+		csr, err = b.dev.SigningCSR(subject)
+	} else {
+		csr, err = b.dev.SigningCSRWithOwnerPolicy(subject, fleet, policyRef)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -92,4 +119,15 @@ func (b *TPMBackend) ReadSigningChain(context.Context) ([][]byte, error) {
 // SignDigestWithSigningKey implements SigningKeyStore.
 func (b *TPMBackend) SignDigestWithSigningKey(_ context.Context, digest []byte) ([]byte, error) {
 	return b.dev.SignDigestLDevID(digest)
+}
+
+// PolicySigner is the optional capability of backends whose signing key
+// may be bound to measured boot: they sign with a fleet-signed PCR policy.
+type PolicySigner interface {
+	SignDigestWithPolicy(ctx context.Context, digest []byte, p *tpm.SignedPCRPolicy) ([]byte, error)
+}
+
+// SignDigestWithPolicy implements PolicySigner.
+func (b *TPMBackend) SignDigestWithPolicy(_ context.Context, digest []byte, p *tpm.SignedPCRPolicy) ([]byte, error) {
+	return b.dev.SignDigestLDevIDWithPolicy(digest, p)
 }

@@ -326,6 +326,13 @@ type SetupCounterResponse struct {
 // Nonce, and return a CSR signed by it.
 type CreateSigningKeyRequest struct {
 	Nonce []byte `cbor:"1,keyasint,omitempty"`
+	// FleetKey (PKIX DER, ECDSA P-256) and PolicyRef (the product line,
+	// at most 32 bytes), when set, bind the key to measured boot: its
+	// authPolicy is PolicyOR{PolicyAuthorize(FleetKey, PolicyRef),
+	// PolicySecret(owner)} (tpm.SigningKeyAuthPolicy) and password use is
+	// off; the CSR is signed through the owner branch.
+	FleetKey  []byte `cbor:"2,keyasint,omitempty"`
+	PolicyRef []byte `cbor:"3,keyasint,omitempty"`
 }
 
 // CreateSigningKeyResponse carries the signing key's evidence.

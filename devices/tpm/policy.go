@@ -2,11 +2,16 @@ package tpm
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"slices"
 
@@ -297,4 +302,98 @@ func (d *Device) SignDigestLDevIDWithPolicy(digest []byte, p *SignedPCRPolicy) (
 		return nil, fmt.Errorf("sign with policy: %w", err)
 	}
 	return asn1ECDSA(sig.SignatureR.Buffer, sig.SignatureS.Buffer)
+}
+
+// signDigestOwnerPolicy signs with the policy-bound signing key through
+// the PolicySecret(owner) branch (the owner authorization this Device was
+// configured or updated with).
+func (d *Device) signDigestOwnerPolicy(digest []byte, fleet *ecdsa.PublicKey, policyRef []byte) ([]byte, error) {
+	branches, err := policyBranches(fleet, policyRef)
+	if err != nil {
+		return nil, err
+	}
+	ld, ok, err := d.persistedKey(d.cfg.LDevIDHandle, false)
+	if err != nil {
+		return nil, fmt.Errorf("ldevid: %w", err)
+	}
+	if !ok {
+		return nil, ErrNoKeys
+	}
+	sess, closeSess, err := tpm2.PolicySession(d.tpm, tpm2.TPMAlgSHA256, 16)
+	if err != nil {
+		return nil, fmt.Errorf("owner policy session: %w", err)
+	}
+	defer func() { _ = closeSess() }()
+	if _, err := (tpm2.PolicySecret{AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Name: tpm2.HandleName(tpm2.TPMRHOwner), Auth: tpm2.PasswordAuth(d.cfg.OwnerAuth)},
+		PolicySession: sess.Handle(), NonceTPM: sess.NonceTPM()}).Execute(d.tpm); err != nil {
+		return nil, fmt.Errorf("%w: owner authorization: %w", ErrPolicy, err)
+	}
+	if _, err := (tpm2.PolicyOr{PolicySession: sess.Handle(), PHashList: tpm2.TPMLDigest{Digests: []tpm2.TPM2BDigest{{Buffer: branches[0]}, {Buffer: branches[1]}}}}).Execute(d.tpm); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPolicy, err)
+	}
+	d.wait(d.latency.Sign)
+	rsp, err := tpm2.Sign{
+		KeyHandle:  tpm2.AuthHandle{Handle: ld.handle, Name: ld.name, Auth: sess},
+		Digest:     tpm2.TPM2BDigest{Buffer: digest},
+		InScheme:   ecdsaSHA256,
+		Validation: tpm2.TPMTTKHashCheck{Tag: tpm2.TPMSTHashCheck, Hierarchy: tpm2.TPMRHNull},
+	}.Execute(d.tpm)
+	if err != nil {
+		return nil, fmt.Errorf("sign with the owner policy: %w", err)
+	}
+	sig, err := rsp.Signature.Signature.ECDSA()
+	if err != nil {
+		return nil, err
+	}
+	return asn1ECDSA(sig.SignatureR.Buffer, sig.SignatureS.Buffer)
+}
+
+// ownerPolicySigner is the policy-bound signing key as a crypto.Signer
+// through the owner branch (used once, for its CSR at end of line).
+type ownerPolicySigner struct {
+	d     *Device
+	pub   crypto.PublicKey
+	fleet *ecdsa.PublicKey
+	ref   []byte
+}
+
+func (s *ownerPolicySigner) Public() crypto.PublicKey { return s.pub }
+
+func (s *ownerPolicySigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if opts != nil && opts.HashFunc() != crypto.SHA256 {
+		return nil, fmt.Errorf("tpm signer: hash %v not supported, use SHA-256", opts.HashFunc())
+	}
+	s.d.mu.Lock()
+	defer s.d.mu.Unlock()
+	return s.d.signDigestOwnerPolicy(digest, s.fleet, s.ref)
+}
+
+// SigningCSRWithOwnerPolicy returns a CSR signed by a signing key bound to
+// measured boot, through its PolicySecret(owner) branch: at end of line the
+// PCRs are not yet those of a released firmware, the owner authorization
+// (set by the station) is what approves this one signature.
+func (d *Device) SigningCSRWithOwnerPolicy(subject pkix.Name, fleet *ecdsa.PublicKey, policyRef []byte) ([]byte, error) {
+	d.mu.Lock()
+	ld, ok, err := d.persistedKey(d.cfg.LDevIDHandle, false)
+	d.mu.Unlock()
+	if err != nil || !ok {
+		return nil, fmt.Errorf("signing csr: ldevid: %w", cmpErr(err, ErrNoKeys))
+	}
+	pub, err := ecdsaPublic(ld.public)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: subject, SignatureAlgorithm: x509.ECDSAWithSHA256},
+		&ownerPolicySigner{d: d, pub: pub, fleet: fleet, ref: policyRef})
+	if err != nil {
+		return nil, fmt.Errorf("signing csr: %w", err)
+	}
+	return der, nil
+}
+
+func cmpErr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
 }

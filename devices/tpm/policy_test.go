@@ -5,6 +5,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"testing"
 
@@ -59,6 +61,23 @@ func TestSigningBoundToMeasuredBoot(t *testing.T) {
 		t.Fatalf("reuse with another policy: %v", err)
 	}
 	lpub := mustECDSA(t, ev.LDevIDPublic)
+	// The owner branch: with the owner authorization the station set, the
+	// key signs its CSR without a PCR policy.
+	if err := d.ChangeOwnerAuth([]byte("owner-auth-0123456789abcdef")); err != nil {
+		t.Fatal(err)
+	}
+	csrDER, err := d.SigningCSRWithOwnerPolicy(pkix.Name{SerialNumber: "DEV"}, &fleet.PublicKey, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil || csr.CheckSignature() != nil || !lpub.Equal(csr.PublicKey) {
+		t.Fatalf("CSR through the owner branch: %v", err)
+	}
+	d.cfg.OwnerAuth = []byte("wrong")
+	if _, err := d.SigningCSRWithOwnerPolicy(pkix.Name{SerialNumber: "DEV"}, &fleet.PublicKey, ref); !errors.Is(err, ErrPolicy) {
+		t.Fatalf("owner branch with a wrong owner auth: %v", err)
+	}
 	dg := sha256.Sum256([]byte("firmware"))
 	pcrs := []int{0, 2, 4, 7}
 	vals, err := d.PCRValues(pcrs)
