@@ -1,8 +1,12 @@
 package station
 
 import (
+	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
@@ -25,32 +29,7 @@ import (
 // IDevID does not (no codeSigning); a wrong IAK is refused.
 func TestProvisionSigningKey(t *testing.T) {
 	ctx := context.Background()
-	sw, err := sim.StartSWTPM(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sw.Close() })
-	tr, err := tpm.OpenTransport(sw.URI())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tr.Close() })
-	dev, err := tpm.New(tr, tpm.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	be, err := agent.NewTPMBackend(dev, "DEV-LDEV")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := net.Pipe()
-	srv := proto.NewServer(a, agent.NewHandler(be, nil))
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx) }()
-	t.Cleanup(func() { cancel(); a.Close(); b.Close(); <-done })
-	c := proto.NewClient(b)
-
+	dev, be, c := ldevidDevice(t)
 	dir := t.TempDir()
 	pass := []byte("ldevid test passphrase")
 	if err := ca.Init(filepath.Join(dir, "ca"), pass, ca.InitOptions{}); err != nil {
@@ -119,4 +98,107 @@ func ders(chain []*x509.Certificate) [][]byte {
 		out[i] = c.Raw
 	}
 	return out
+}
+
+// ldevidDevice starts swtpm with an agent on the real protocol.
+func ldevidDevice(t *testing.T) (*tpm.Device, *agent.TPMBackend, *proto.Client) {
+	t.Helper()
+	ctx := context.Background()
+	sw, err := sim.StartSWTPM(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sw.Close() })
+	tr, err := tpm.OpenTransport(sw.URI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	dev, err := tpm.New(tr, tpm.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := agent.NewTPMBackend(dev, "DEV-LDEV")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := net.Pipe()
+	srv := proto.NewServer(a, agent.NewHandler(be, nil))
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx) }()
+	t.Cleanup(func() { cancel(); a.Close(); b.Close(); <-done })
+	c := proto.NewClient(b)
+
+	return dev, be, c
+}
+
+// TestProvisionBoundSigningKey: with the profile's measured-boot binding
+// the device's signing key carries PolicyOR{PolicyAuthorize(fleet, line),
+// PolicySecret(owner)} (checked in the certified public area), gets a
+// codeSigning certificate, and signs firmware only with a fleet-signed PCR
+// policy; asking for another binding later is refused.
+func TestProvisionBoundSigningKey(t *testing.T) {
+	ctx := context.Background()
+	dev, be, c := ldevidDevice(t)
+	authority := testAuthority(t)
+	nonce := sha256.Sum256([]byte("bound idevid nonce"))
+	var keys proto.CreateKeysResponse
+	if err := c.Call(ctx, proto.MsgCreateKeys, proto.CreateKeysRequest{Nonce: nonce[:]}, &keys); err != nil {
+		t.Fatal(err)
+	}
+	auth, _ := NewOwnerAuth()
+	if err := c.Call(ctx, proto.MsgSetOwnerAuth, proto.SetOwnerAuthRequest{NewAuth: auth}, &proto.SetOwnerAuthResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	fleet, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	mb := &MeasuredBoot{FleetKey: &fleet.PublicKey, PolicyRef: []byte("gw-line")}
+	n2 := sha256.Sum256([]byte("bound ldevid nonce"))
+	res, err := ProvisionBoundSigningKey(ctx, c, authority, keys.IAKPublic, n2[:], ca.IssueRequest{DeviceSerial: "DEV-LDEV"}, true, mb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := tpm.SigningKeyAuthPolicy(&fleet.PublicKey, []byte("gw-line"))
+	if !bytes.Equal(res.AuthPolicy, want) || !slices.Equal(res.Chain[0].ExtKeyUsage, LDevIDExtKeyUsages) {
+		t.Fatalf("bound key: policy %x, EKU %v", res.AuthPolicy, res.Chain[0].ExtKeyUsage)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if _, err := ProvisionBoundSigningKey(ctx, c, authority, keys.IAKPublic, n2[:], ca.IssueRequest{DeviceSerial: "DEV-LDEV"}, true,
+		&MeasuredBoot{FleetKey: &other.PublicKey, PolicyRef: []byte("gw-line")}); !errors.Is(err, ErrSigningKey) {
+		t.Fatalf("another binding on a bound key: %v", err)
+	}
+	vals, err := dev.PCRValues([]int{0, 2, 4, 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := tpm.SignPCRPolicy(func(d []byte) ([]byte, error) { return fleet.Sign(rand.Reader, d, crypto.SHA256) }, &fleet.PublicKey, vals, []byte("gw-line"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	module := eolModule(n2[:])
+	signed, err := wasmsign.SignDigestFunc(module, func(d []byte) ([]byte, error) { return be.SignDigestWithPolicy(ctx, d, pol) }, res.Chain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := &wasmsign.TrustPolicy{Roots: authority.Roots(), Intermediates: authority.Intermediates(), AllowMissingCRL: true}
+	if _, err := wasmsign.Verify(signed, pl); err != nil {
+		t.Fatalf("module signed under the PCR policy: %v", err)
+	}
+	if _, err := be.SignDigestWithSigningKey(ctx, make([]byte, 32)); err == nil {
+		t.Fatal("a bound signing key signed without a policy")
+	}
+}
+
+func testAuthority(t *testing.T) *ca.CA {
+	t.Helper()
+	dir := t.TempDir()
+	pass := []byte("ldevid test passphrase")
+	if err := ca.Init(filepath.Join(dir, "ca"), pass, ca.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	authority, err := ca.Open(filepath.Join(dir, "ca"), pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return authority
 }
