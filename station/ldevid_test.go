@@ -101,7 +101,12 @@ func ders(chain []*x509.Certificate) [][]byte {
 }
 
 // ldevidDevice starts swtpm with an agent on the real protocol.
-func ldevidDevice(t *testing.T) (*tpm.Device, *agent.TPMBackend, *proto.Client) {
+func ldevidDevice(t testing.TB) (*tpm.Device, *agent.TPMBackend, *proto.Client) {
+	return ldevidDeviceProfile(t, "")
+}
+
+// ldevidDeviceProfile is ldevidDevice with a chip latency profile.
+func ldevidDeviceProfile(t testing.TB, profile string) (*tpm.Device, *agent.TPMBackend, *proto.Client) {
 	t.Helper()
 	ctx := context.Background()
 	sw, err := sim.StartSWTPM(ctx, t.TempDir())
@@ -114,7 +119,9 @@ func ldevidDevice(t *testing.T) (*tpm.Device, *agent.TPMBackend, *proto.Client) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.Close() })
-	dev, err := tpm.New(tr, tpm.DefaultConfig())
+	cfg := tpm.DefaultConfig()
+	cfg.LatencyProfile = profile
+	dev, err := tpm.New(tr, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +196,7 @@ func TestProvisionBoundSigningKey(t *testing.T) {
 	}
 }
 
-func testAuthority(t *testing.T) *ca.CA {
+func testAuthority(t testing.TB) *ca.CA {
 	t.Helper()
 	dir := t.TempDir()
 	pass := []byte("ldevid test passphrase")
@@ -201,4 +208,34 @@ func testAuthority(t *testing.T) *ca.CA {
 		t.Fatal(err)
 	}
 	return authority
+}
+
+// BenchmarkEOLTrustAndSigningKeySLB9670 is the end-of-line work issue 15
+// adds per TPM device, on the SLB9670 latency profile: owner auth, counter,
+// anchors written + locked + read back, and the signing key (keygen,
+// Certify, CSR, issuance, chain install). One op = one device.
+func BenchmarkEOLTrustAndSigningKeySLB9670(b *testing.B) {
+	ctx := context.Background()
+	authority := testAuthority(b)
+	trust := &FirmwareTrust{PolicyVersion: 1, DeviceClass: "gw-1", Roots: authority.Roots()}
+	for b.Loop() {
+		b.StopTimer()
+		_, be, c := ldevidDeviceProfile(b, "slb9670")
+		nonce := sha256.Sum256([]byte("bench"))
+		if _, err := be.CreateKeys(ctx, nonce[:], ""); err != nil {
+			b.Fatal(err)
+		}
+		var keys proto.CreateKeysResponse
+		if err := c.Call(ctx, proto.MsgCreateKeys, proto.CreateKeysRequest{Nonce: nonce[:]}, &keys); err != nil {
+			b.Fatal(err)
+		}
+		auth, _ := NewOwnerAuth()
+		b.StartTimer()
+		if _, err := InstallFirmwareTrust(ctx, c, trust, auth); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := ProvisionSigningKey(ctx, c, authority, keys.IAKPublic, nonce[:], ca.IssueRequest{DeviceSerial: "DEV-LDEV"}, true); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
