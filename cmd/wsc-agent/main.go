@@ -32,7 +32,7 @@ secure element; it answers the station over a serial line.
 Usage:
   wsc-agent serve --serial PORT [--tpm URI | --se URI | --pkcs11 URI] [flags]
   wsc-agent info [--tpm URI | --se URI | --pkcs11 URI] [--json]
-  wsc-agent sign [--tpm URI | --se URI | --pkcs11 URI] IN.wasm -o OUT.wasm
+  wsc-agent sign [--tpm URI | --se URI | --pkcs11 URI] [--key K] [--policy FILE] IN.wasm -o OUT.wasm
   wsc-agent verify [--tpm URI | --se URI] --bundle FILE [--json] IN.wasm
   wsc-agent install [--tpm URI | --se URI] --bundle FILE --slot-dir DIR [--json] IN.wasm
   wsc-agent commit [--tpm URI | --se URI] --bundle FILE --slot-dir DIR [--json]
@@ -70,10 +70,13 @@ backend is the TPM at /dev/tpmrm0 unless --tpm, --se or --pkcs11 names another.`
 public key) and where the certificate chain is stored. Read-only.`,
 	},
 	"sign": {
-		synopsis: "sign [--tpm URI | --se URI | --pkcs11 URI] IN.wasm -o OUT.wasm",
-		description: `Sign a WebAssembly module with the device key: the agent hashes the module, the chip
-signs the digest, and the chain stored in the device is embedded after the signature
-(docs/signature-format.md). Flags and IN.wasm may come in any order.`,
+		synopsis: "sign [--tpm URI | --se URI | --pkcs11 URI] [--key ldevid|idevid|auto] [--policy FILE] IN.wasm -o OUT.wasm",
+		description: `Sign a WebAssembly module with the device's code-signing key (the LDevID, when the station
+installed it; --key idevid or an older device: the identity key): the agent hashes the module,
+the chip signs the digest, and the key's chain stored in the device is embedded after the
+signature (docs/signature-format.md). --policy signs with a key bound to measured boot under a
+fleet-signed PCR policy ('wsc policy sign'); exit 1 when the PCRs no longer match it. Flags and
+IN.wasm may come in any order.`,
 		arguments: "  IN.wasm    the module to sign",
 	},
 	"verify": {
