@@ -7,6 +7,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 
@@ -64,6 +66,37 @@ type MeasuredBoot struct {
 	FleetKey *ecdsa.PublicKey
 	// PolicyRef is the product line (at most 32 bytes).
 	PolicyRef []byte
+	// PCRs is the profile's PCR selection (SHA-256 bank) that release
+	// policies cover; recorded, the TPM enforces what each signed policy
+	// names.
+	PCRs []int
+	// OIDArc is the profile's OID arc (nil: ca.DefaultOIDArc).
+	OIDArc asn1.ObjectIdentifier
+}
+
+// MeasuredBootOID is the extension a bound signing key's certificate
+// carries: arc.3.1 under the profile's OID arc (docs/platforms.md). Its
+// value is
+//
+//	MeasuredBootPolicy ::= SEQUENCE {
+//	    policyDigest  OCTET STRING,       -- the key's authPolicy (SHA-256)
+//	    fleetKeyName  OCTET STRING,       -- TPM Name of the fleet policy key
+//	    policyRef     OCTET STRING,       -- the product line
+//	    pcrs          SEQUENCE OF INTEGER -- the profile's PCR selection
+//	}
+func MeasuredBootOID(arc asn1.ObjectIdentifier) asn1.ObjectIdentifier {
+	if len(arc) == 0 {
+		arc = ca.DefaultOIDArc
+	}
+	return append(append(asn1.ObjectIdentifier{}, arc...), 3, 1)
+}
+
+// MeasuredBootPolicy is the value of the MeasuredBootOID extension.
+type MeasuredBootPolicy struct {
+	PolicyDigest []byte
+	FleetKeyName []byte
+	PolicyRef    []byte
+	PCRs         []int
 }
 
 // ProvisionBoundSigningKey is ProvisionSigningKey with an optional
@@ -83,6 +116,15 @@ func ProvisionBoundSigningKey(ctx context.Context, c *proto.Client, iss Issuer, 
 			return nil, fmt.Errorf("%w: %w", ErrSigningKey, err)
 		}
 		creq.FleetKey, creq.PolicyRef = der, mb.PolicyRef
+		name, err := tpm.FleetKeyName(mb.FleetKey)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrSigningKey, err)
+		}
+		val, err := asn1.Marshal(MeasuredBootPolicy{PolicyDigest: wantPolicy, FleetKeyName: name, PolicyRef: mb.PolicyRef, PCRs: mb.PCRs})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrSigningKey, err)
+		}
+		req.ExtraExtensions = append(req.ExtraExtensions, pkix.Extension{Id: MeasuredBootOID(mb.OIDArc), Value: val})
 	}
 	var resp proto.CreateSigningKeyResponse
 	if err := c.Call(ctx, proto.MsgCreateSigningKey, creq, &resp); err != nil {

@@ -9,6 +9,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"net"
 	"path/filepath"
@@ -159,7 +161,7 @@ func TestProvisionBoundSigningKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	fleet, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	mb := &MeasuredBoot{FleetKey: &fleet.PublicKey, PolicyRef: []byte("gw-line")}
+	mb := &MeasuredBoot{FleetKey: &fleet.PublicKey, PolicyRef: []byte("gw-line"), PCRs: []int{0, 2, 4, 7}}
 	n2 := sha256.Sum256([]byte("bound ldevid nonce"))
 	res, err := ProvisionBoundSigningKey(ctx, c, authority, keys.IAKPublic, n2[:], ca.IssueRequest{DeviceSerial: "DEV-LDEV"}, true, mb)
 	if err != nil {
@@ -168,6 +170,22 @@ func TestProvisionBoundSigningKey(t *testing.T) {
 	want, _ := tpm.SigningKeyAuthPolicy(&fleet.PublicKey, []byte("gw-line"))
 	if !bytes.Equal(res.AuthPolicy, want) || !slices.Equal(res.Chain[0].ExtKeyUsage, LDevIDExtKeyUsages) {
 		t.Fatalf("bound key: policy %x, EKU %v", res.AuthPolicy, res.Chain[0].ExtKeyUsage)
+	}
+	var ext *MeasuredBootPolicy
+	for _, e := range res.Chain[0].Extensions {
+		if e.Id.Equal(MeasuredBootOID(nil)) {
+			ext = new(MeasuredBootPolicy)
+			if rest, err := asn1.Unmarshal(e.Value, ext); err != nil || len(rest) != 0 || e.Critical {
+				t.Fatalf("measured-boot extension: %v", err)
+			}
+		}
+	}
+	fname, _ := tpm.FleetKeyName(&fleet.PublicKey)
+	if ext == nil || !bytes.Equal(ext.PolicyDigest, want) || !bytes.Equal(ext.FleetKeyName, fname) || string(ext.PolicyRef) != "gw-line" || !slices.Equal(ext.PCRs, []int{0, 2, 4, 7}) {
+		t.Fatalf("measured-boot extension %+v", ext)
+	}
+	if _, err := authority.Issue(ctx, keys.CSR, ca.IssueRequest{DeviceSerial: "DEV-LDEV", ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 19}, Value: []byte{0x30, 0}}}}); !errors.Is(err, ca.ErrIssueRequest) {
+		t.Fatalf("a basicConstraints extension from the station: %v", err)
 	}
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if _, err := ProvisionBoundSigningKey(ctx, c, authority, keys.IAKPublic, n2[:], ca.IssueRequest{DeviceSerial: "DEV-LDEV"}, true,
