@@ -10,13 +10,14 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-tpm/tpm2"
 	"github.com/wsc-project/wsc/devices/agent"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 	"github.com/wsc-project/wsc/devices/tpm"
 	"github.com/wsc-project/wsc/wasmsign"
 )
@@ -98,16 +99,14 @@ func TestSignWithPolicyCLI(t *testing.T) {
 		t.Fatalf("module signed under the PCR policy: %v", err)
 	}
 
-	// Measured boot changes: PCR 7 extended; the same policy is refused.
-	tr, err = tpm.OpenTransport(uri)
-	if err != nil {
-		t.Fatal(err)
+	// Measured boot changes: PCR 7 extended by an independent tool
+	// (tpm2_pcrextend); the same policy is refused.
+	testenv.NeedTools(t, "tpm2_pcrextend")
+	ext := exec.Command("tpm2_pcrextend", "7:sha256="+strings.Repeat("00", 32))
+	ext.Env = append(os.Environ(), "TPM2TOOLS_TCTI=swtpm:path="+strings.TrimPrefix(uri, "swtpm:unix://"))
+	if b, err := ext.CombinedOutput(); err != nil {
+		t.Fatalf("tpm2_pcrextend: %v\n%s", err, b)
 	}
-	if _, err := (tpm2.PCRExtend{PCRHandle: tpm2.AuthHandle{Handle: 7, Auth: tpm2.PasswordAuth(nil)},
-		Digests: tpm2.TPMLDigestValues{Digests: []tpm2.TPMTHA{{HashAlg: tpm2.TPMAlgSHA256, Digest: make([]byte, 32)}}}}).Execute(tr); err != nil {
-		t.Fatal(err)
-	}
-	tr.Close()
 	so.Reset()
 	se.Reset()
 	if code := run(args, &so, &se); code != 1 || !strings.Contains(se.String(), "measured boot changed") {
