@@ -78,7 +78,12 @@ func TestProvisionSigningKey(t *testing.T) {
 
 	pol := &wasmsign.TrustPolicy{Roots: authority.Roots(), Intermediates: authority.Intermediates(), AllowMissingCRL: true}
 	module := eolModule(n2[:])
-	signed, err := wasmsign.SignDigestFunc(module, func(d []byte) ([]byte, error) { return be.SignDigestWithSigningKey(ctx, d) }, res.Chain, nil)
+	// Over the protocol, as the end-of-line check signs with the signing key.
+	signed, err := wasmsign.SignDigestFunc(module, func(d []byte) ([]byte, error) {
+		var r proto.SignDigestResponse
+		err := c.Call(ctx, proto.MsgSignWithSigningKey, proto.SignDigestRequest{Digest: d}, &r)
+		return r.Signature, err
+	}, res.Chain, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
@@ -33,7 +34,7 @@ type SigningKeyStore interface {
 }
 
 func (h *Handler) handleSigning(ctx context.Context, t proto.MsgType, payload []byte) (resp any, ok bool, err error) {
-	if t != proto.MsgCreateSigningKey && t != proto.MsgInstallSigningChain {
+	if t != proto.MsgCreateSigningKey && t != proto.MsgInstallSigningChain && t != proto.MsgSignWithSigningKey {
 		return nil, false, nil
 	}
 	s, isS := h.b.(SigningKeyStore)
@@ -64,6 +65,20 @@ func (h *Handler) handleSigning(ctx context.Context, t proto.MsgType, payload []
 		h.log.Info("signing key ready", "created", ev.Created)
 		return &proto.CreateSigningKeyResponse{IAKPublic: ev.IAKPublic, LDevIDPublic: ev.LDevIDPublic, CertifyInfo: ev.CertifyInfo,
 			CertifySignature: ev.CertifySignature, CSR: ev.CSR, Created: ev.Created}, true, nil
+	}
+	if t == proto.MsgSignWithSigningKey {
+		var req proto.SignDigestRequest
+		if err := proto.Unmarshal(payload, &req); err != nil {
+			return nil, true, badRequest(err)
+		}
+		if len(req.Digest) != sha256.Size {
+			return nil, true, &proto.Error{Code: proto.ErrBadRequest, Message: fmt.Sprintf("digest must be %d bytes, got %d", sha256.Size, len(req.Digest))}
+		}
+		sig, err := s.SignDigestWithSigningKey(ctx, req.Digest)
+		if err != nil {
+			return nil, true, deviceErr("sign with the signing key", err)
+		}
+		return &proto.SignDigestResponse{Signature: sig}, true, nil
 	}
 	var req proto.InstallChainRequest
 	if err := proto.Unmarshal(payload, &req); err != nil {

@@ -209,6 +209,8 @@ func (d *fakeDevice) Handle(ctx context.Context, t MsgType, payload []byte) (any
 		return CreateSigningKeyResponse{IAKPublic: x.iak, LDevIDPublic: x.idevid, CertifyInfo: x.attest, CertifySignature: x.certSig, CSR: x.csr}, nil
 	case MsgInstallSigningChain:
 		return InstallChainResponse{SHA256: x.chainHash, NVIndices: []uint32{0x01500020}}, nil
+	case MsgSignWithSigningKey:
+		return SignDigestResponse{Signature: x.sig}, nil
 	}
 	return nil, Errorf(ErrUnsupported, "no handler for %s", t)
 }

@@ -39,6 +39,7 @@ const (
 	MsgSetupCounter        MsgType = 0x0D // SetupCounterRequest / SetupCounterResponse
 	MsgCreateSigningKey    MsgType = 0x0E // CreateSigningKeyRequest / CreateSigningKeyResponse
 	MsgInstallSigningChain MsgType = 0x0F // InstallChainRequest / InstallChainResponse (the signing key's chain)
+	MsgSignWithSigningKey  MsgType = 0x10 // SignDigestRequest / SignDigestResponse (the signing key; not one bound to measured boot)
 	MsgBusy                MsgType = 0x7E // BusyResponse: the request with this id is still running
 	MsgError               MsgType = 0x7F // ErrorResponse, in reply to any request
 )
@@ -73,6 +74,7 @@ var msgNames = map[MsgType]string{
 	MsgSetupCounter:        "SetupCounter",
 	MsgCreateSigningKey:    "CreateSigningKey",
 	MsgInstallSigningChain: "InstallSigningChain",
+	MsgSignWithSigningKey:  "SignWithSigningKey",
 	MsgBusy:                "Busy",
 	MsgError:               "Error",
 }
@@ -95,7 +97,7 @@ func (t MsgType) Known() bool {
 func MsgTypes() []MsgType {
 	return []MsgType{MsgHello, MsgGetEK, MsgCreateKeys, MsgActivateCredential, MsgInstallChain,
 		MsgReadChain, MsgSignDigest, MsgLock, MsgReset, MsgSetOwnerAuth, MsgWriteAnchors, MsgReadAnchors, MsgSetupCounter,
-		MsgCreateSigningKey, MsgInstallSigningChain}
+		MsgCreateSigningKey, MsgInstallSigningChain, MsgSignWithSigningKey}
 }
 
 // DefaultTimeout returns how long the station waits for one attempt of a
@@ -134,6 +136,8 @@ func DefaultTimeout(t MsgType) time.Duration {
 		return 10 * time.Second // one ECC keygen + Certify + CSR signature + persisting
 	case MsgInstallSigningChain:
 		return 15 * time.Second // as InstallChain
+	case MsgSignWithSigningKey:
+		return 2 * time.Second // as SignDigest
 	default:
 		return 5 * time.Second
 	}
@@ -375,6 +379,7 @@ var requestTypes = map[MsgType]reflect.Type{
 	MsgSetupCounter:        reflect.TypeFor[SetupCounterRequest](),
 	MsgCreateSigningKey:    reflect.TypeFor[CreateSigningKeyRequest](),
 	MsgInstallSigningChain: reflect.TypeFor[InstallChainRequest](),
+	MsgSignWithSigningKey:  reflect.TypeFor[SignDigestRequest](),
 }
 
 var responseTypes = map[MsgType]reflect.Type{
@@ -393,6 +398,7 @@ var responseTypes = map[MsgType]reflect.Type{
 	MsgSetupCounter:        reflect.TypeFor[SetupCounterResponse](),
 	MsgCreateSigningKey:    reflect.TypeFor[CreateSigningKeyResponse](),
 	MsgInstallSigningChain: reflect.TypeFor[InstallChainResponse](),
+	MsgSignWithSigningKey:  reflect.TypeFor[SignDigestResponse](),
 	MsgBusy:                reflect.TypeFor[BusyResponse](),
 	MsgError:               reflect.TypeFor[ErrorResponse](),
 }

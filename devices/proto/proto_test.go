@@ -135,6 +135,11 @@ func TestRoundTripEveryMessageType(t *testing.T) {
 		t.Fatalf("InstallSigningChain = %+v, %v", isc, err)
 	}
 
+	var sks SignDigestResponse
+	if err := c.Call(ctx, MsgSignWithSigningKey, SignDigestRequest{Digest: x.digest}, &sks); err != nil || !bytes.Equal(sks.Signature, x.sig) {
+		t.Fatalf("SignWithSigningKey: %v", err)
+	}
+
 	for _, mt := range MsgTypes() {
 		if dev.count(mt) < 1 {
 			t.Errorf("handler never saw %s", mt)
