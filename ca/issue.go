@@ -91,6 +91,22 @@ type IssueRequest struct {
 	// CA refuses (ErrIssueRequest) rather than change them: the period must
 	// lie within the issuer's validity, and NotAfter must be in the future.
 	NotBefore, NotAfter time.Time
+	// ExtKeyUsages, when not empty, replaces the profile's EKUs for this
+	// certificate: an 802.1AR device gets clientAuth on its IDevID and
+	// codeSigning on its separate signing key (LDevID).
+	ExtKeyUsages []x509.ExtKeyUsage
+	// ExtraExtensions are added as given: data the station attests about
+	// the key (e.g. a signing key's measured-boot policy). Extensions in the
+	// X.509 arc 2.5.29 are the CA's own and are refused.
+	ExtraExtensions []pkix.Extension
+}
+
+// ekusFor is the request's EKU override or the profile's EKUs.
+func ekusFor(req IssueRequest, prof *Profile) []x509.ExtKeyUsage {
+	if len(req.ExtKeyUsages) > 0 {
+		return req.ExtKeyUsages
+	}
+	return prof.ekus
 }
 
 // hardwareModuleName is RFC 4108 HardwareModuleName.
@@ -235,6 +251,11 @@ func (c *CA) template(csr *x509.CertificateRequest, req IssueRequest) (*x509.Cer
 	if strings.TrimSpace(req.DeviceSerial) == "" {
 		return nil, fmt.Errorf("%w: device serial is empty", ErrIssueRequest)
 	}
+	for _, e := range req.ExtraExtensions {
+		if len(e.Id) >= 3 && e.Id[0] == 2 && e.Id[1] == 5 && e.Id[2] == 29 {
+			return nil, fmt.Errorf("%w: extension %v is the CA's to set", ErrIssueRequest, e.Id)
+		}
+	}
 	c.mu.RLock()
 	issuer := c.issuerChain[0]
 	prof := c.profile
@@ -304,13 +325,13 @@ func (c *CA) template(csr *x509.CertificateRequest, req IssueRequest) (*x509.Cer
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           append([]x509.ExtKeyUsage(nil), prof.ekus...),
+		ExtKeyUsage:           append([]x509.ExtKeyUsage(nil), ekusFor(req, prof)...),
 		BasicConstraintsValid: true,
 		IsCA:                  false,
 		// DNSNames is kept for smallstep's name-constraint engine; the
 		// encoded SAN comes from ExtraExtensions (Go then skips its own).
 		DNSNames:              dns,
-		ExtraExtensions:       []pkix.Extension{san},
+		ExtraExtensions:       append([]pkix.Extension{san}, req.ExtraExtensions...),
 		CRLDistributionPoints: append([]string(nil), prof.CRLDistributionPoints...),
 		// Both spellings: crypto/x509 encodes Policies by default
 		// (x509usepolicies) and PolicyIdentifiers when that is turned off.

@@ -392,6 +392,9 @@ func reasonOf(r wasmsign.Result) string {
 	if r.Reason != "" {
 		return r.Reason
 	}
+	if r.Warning == "" && r.Manifest != nil {
+		return r.Manifest.Summary()
+	}
 	return r.Warning
 }
 

@@ -16,6 +16,9 @@ type scanned struct {
 	// SHA-256 per signature_delimiter, plus the final state unless the
 	// module ends with a delimiter.
 	hashes [][hashSize]byte
+	// manifest is the payload of the ManifestSectionName custom section
+	// (a copy, hashed like every other section), nil when there is none.
+	manifest []byte
 }
 
 // scanModule parses every section, keeps the leading signature section,
@@ -60,6 +63,23 @@ func scanModule(src source, canonical bool) (*scanned, error) {
 			continue
 		}
 		h.Write(s.HeaderBytes())
+		if s.ID == 0 && s.Name == ManifestSectionName {
+			if out.manifest != nil {
+				return nil, fmt.Errorf("%w: second manifest section at offset %d", ErrMalformed, s.Offset)
+			}
+			if s.PayloadLen() > MaxManifestSize {
+				return nil, fmt.Errorf("%w: manifest section of %d bytes exceeds %d", ErrMalformed, s.PayloadLen(), MaxManifestSize)
+			}
+			var mb bytes.Buffer
+			if err := sr.copyPayload(io.MultiWriter(h, &mb)); err != nil {
+				return nil, err
+			}
+			out.manifest = mb.Bytes()
+			if out.manifest == nil {
+				out.manifest = []byte{}
+			}
+			continue
+		}
 		if err := sr.copyPayload(h); err != nil {
 			return nil, err
 		}

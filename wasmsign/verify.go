@@ -75,6 +75,10 @@ type Result struct {
 	// Warning is a sentence for reports about a valid result that rests
 	// on a relaxed policy (RevocationUnchecked).
 	Warning string `json:"warning,omitempty"`
+	// Manifest is the module's manifest (ManifestSectionName), nil when it
+	// carries none. Signatures cover it, but it is trustworthy only when
+	// Status is valid.
+	Manifest *Manifest `json:"manifest,omitempty"`
 	// Chain is the verified path, leaf to pinned root.
 	Chain []*x509.Certificate `json:"-"`
 	// Err is the error behind Reason.
@@ -86,7 +90,7 @@ func (r *Result) fail(err error) (*Result, error) {
 	r.Reason = err.Error()
 	r.Status = StatusError
 	for _, s := range []error{ErrMalformed, ErrNotSigned, ErrHashMismatch, ErrNoSignature, ErrBadSignature,
-		ErrUntrusted, ErrExpired, ErrKeyUsage, ErrRevoked, ErrCRLStale, ErrCRLMissing, ErrCRLSignature} {
+		ErrUntrusted, ErrExpired, ErrKeyUsage, ErrRevoked, ErrCRLStale, ErrCRLMissing, ErrCRLSignature, ErrManifest} {
 		if errors.Is(err, s) {
 			r.Status = StatusInvalid
 			break
@@ -221,6 +225,15 @@ func VerifyDetached(module io.Reader, signature []byte, policy *TrustPolicy) (*R
 
 // load scans the module and decodes the signature that applies to it.
 func load(src source, detached []byte) (*sigData, [][hashSize]byte, error) {
+	data, sc, err := loadScan(src, detached)
+	if err != nil {
+		return nil, nil, err
+	}
+	return data, sc.hashes, nil
+}
+
+// loadScan is load that also returns the scan (for the manifest).
+func loadScan(src source, detached []byte) (*sigData, *scanned, error) {
 	sc, err := scanModule(src, true)
 	if err != nil {
 		return nil, nil, err
@@ -238,7 +251,7 @@ func load(src source, detached []byte) (*sigData, [][hashSize]byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("signature section: %w", err)
 	}
-	return data, sc.hashes, nil
+	return data, sc, nil
 }
 
 // candidates returns the records of every set whose hash list equals the
@@ -261,9 +274,19 @@ func candidates(data *sigData, hashes [][hashSize]byte, alg byte) (recs []*recor
 
 func (v *Verifier) verify(src source, detached []byte) (*Result, error) {
 	res := v.newResult()
-	data, hashes, err := load(src, detached)
+	data, sc, err := loadScan(src, detached)
 	if err != nil {
 		return res.fail(err)
+	}
+	hashes := sc.hashes
+	if sc.manifest != nil {
+		// A manifest that does not decode fails the module: it is signed
+		// content, and a device must never act on half of it.
+		m, err := ParseManifest(sc.manifest)
+		if err != nil {
+			return res.fail(fmt.Errorf("%w: %w", ErrMalformed, err))
+		}
+		res.Manifest = m
 	}
 	recs, matched := candidates(data, hashes, AlgECDSAP256Chain)
 	if !matched {

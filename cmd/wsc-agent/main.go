@@ -32,7 +32,10 @@ secure element; it answers the station over a serial line.
 Usage:
   wsc-agent serve --serial PORT [--tpm URI | --se URI | --pkcs11 URI] [flags]
   wsc-agent info [--tpm URI | --se URI | --pkcs11 URI] [--json]
-  wsc-agent sign [--tpm URI | --se URI | --pkcs11 URI] IN.wasm -o OUT.wasm
+  wsc-agent sign [--tpm URI | --se URI | --pkcs11 URI] [--key K] [--policy FILE] IN.wasm -o OUT.wasm
+  wsc-agent verify [--tpm URI | --se URI] --bundle FILE [--json] IN.wasm
+  wsc-agent install [--tpm URI | --se URI] --bundle FILE --slot-dir DIR [--json] IN.wasm
+  wsc-agent commit [--tpm URI | --se URI] --bundle FILE --slot-dir DIR [--json]
   wsc-agent version [--json]        (also: wsc-agent --version)
   wsc-agent help [COMMAND]          (also: wsc-agent COMMAND --help)
 
@@ -67,11 +70,38 @@ backend is the TPM at /dev/tpmrm0 unless --tpm, --se or --pkcs11 names another.`
 public key) and where the certificate chain is stored. Read-only.`,
 	},
 	"sign": {
-		synopsis: "sign [--tpm URI | --se URI | --pkcs11 URI] IN.wasm -o OUT.wasm",
-		description: `Sign a WebAssembly module with the device key: the agent hashes the module, the chip
-signs the digest, and the chain stored in the device is embedded after the signature
-(docs/signature-format.md). Flags and IN.wasm may come in any order.`,
+		synopsis: "sign [--tpm URI | --se URI | --pkcs11 URI] [--key ldevid|idevid|auto] [--policy FILE] IN.wasm -o OUT.wasm",
+		description: `Sign a WebAssembly module with the device's code-signing key (the LDevID, when the station
+installed it; --key idevid or an older device: the identity key): the agent hashes the module,
+the chip signs the digest, and the key's chain stored in the device is embedded after the
+signature (docs/signature-format.md). --policy signs with a key bound to measured boot under a
+fleet-signed PCR policy ('wsc policy sign'); exit 1 when the PCRs no longer match it. Flags and
+IN.wasm may come in any order.`,
 		arguments: "  IN.wasm    the module to sign",
+	},
+	"verify": {
+		synopsis: "verify [--tpm URI | --se URI] --bundle FILE [--json] IN.wasm",
+		description: `Decide, offline, whether this device may run IN.wasm: the signature chain must lead to a
+root whose fingerprint is in the chip's trust anchors (the bundle on disk only supplies
+certificates and CRLs), every CRL must be at least the chip's minimum CRL number for its
+issuer, the manifest must name this device's class (and serial, if it lists serials), and its
+version must be at least the chip's anti-rollback counter. Time comes from the newest CRL of an
+anchored CA, never from the device's clock (docs/platforms.md, "Firmware acceptance").
+Exit 0 accepted, 1 refused.`,
+		arguments: "  IN.wasm    the signed module (streamed; any size)",
+	},
+	"install": {
+		synopsis: "install [--tpm URI | --se URI] --bundle FILE --slot-dir DIR [--json] IN.wasm",
+		description: `Verify IN.wasm as 'verify' does and install it into the inactive A/B slot of DIR as
+pending. The active module is not touched: a crash or a refused module leaves it runnable.
+Run the new module, then 'wsc-agent commit'. Exit 0 installed, 1 refused.`,
+		arguments: "  IN.wasm    the signed module",
+	},
+	"commit": {
+		synopsis: "commit [--tpm URI | --se URI] --bundle FILE --slot-dir DIR [--json]",
+		description: `After the pending module ran successfully: verify it again, advance the chip's
+anti-rollback counter to its minimum version, and make it the active slot. Running commit again
+after an interruption finishes it. Exit 0 committed, 1 refused or nothing pending.`,
 	},
 	"version": {
 		synopsis:    "version [--json]",
@@ -162,6 +192,9 @@ var flagSets = map[string]func() *flag.FlagSet{
 	"serve":   func() *flag.FlagSet { fs, _ := serveFlags(); return fs },
 	"info":    func() *flag.FlagSet { fs, _, _ := infoFlags(); return fs },
 	"sign":    func() *flag.FlagSet { fs, _, _ := signFlags(); return fs },
+	"verify":  func() *flag.FlagSet { fs, _ := firmwareFlags("verify"); return fs },
+	"install": func() *flag.FlagSet { fs, _ := firmwareFlags("install"); return fs },
+	"commit":  func() *flag.FlagSet { fs, _ := firmwareFlags("commit"); return fs },
 	"version": func() *flag.FlagSet { fs, _ := versionFlags(); return fs },
 }
 
@@ -183,6 +216,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = info(args[1:], stdout)
 	case "sign":
 		err = sign(args[1:], stdout)
+	case "verify":
+		err = firmwareVerify(args[1:], stdout)
+	case "install":
+		err = firmwareInstall(args[1:], stdout)
+	case "commit":
+		err = firmwareCommit(args[1:], stdout)
 	case "version":
 		err = version(args[1:], stdout)
 	case "--version":
@@ -248,6 +287,27 @@ func version(args []string, stdout io.Writer) error {
 type backendFlags struct {
 	tpmURI, seURI, p11URI, certDef, profile, serial string
 	cfg                                             tpm.Config
+	// transport is the TPM connection openTPM made (a Device does not own
+	// its transport); closed by the closer open returns.
+	transport io.Closer
+	// signKey and policy are sign's --key and --policy.
+	signKey, policy string
+}
+
+// closers closes several things in order.
+type closers []io.Closer
+
+func (c closers) Close() error {
+	var first error
+	for _, x := range c {
+		if x == nil {
+			continue
+		}
+		if err := x.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 func (f *backendFlags) register(fs *flag.FlagSet) {
@@ -319,10 +379,10 @@ func (f *backendFlags) open() (agent.Backend, io.Closer, error) {
 		}
 		b, err := agent.NewTPMBackend(dev, f.serial)
 		if err != nil {
-			_ = dev.Close()
+			_ = closers{dev, f.transport}.Close()
 			return nil, nil, err
 		}
-		return b, dev, nil
+		return b, closers{dev, f.transport}, nil
 	}
 }
 
@@ -350,6 +410,7 @@ func (f *backendFlags) openTPM() (*tpm.Device, error) {
 		_ = t.Close()
 		return nil, err
 	}
+	f.transport = t
 	return d, nil
 }
 

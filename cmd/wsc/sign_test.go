@@ -90,6 +90,33 @@ func TestSignAndVerifyCLI(t *testing.T) {
 	if err != nil || !strings.Contains(string(b), "1 valid") || !strings.Contains(string(b), "BUILD-01") {
 		t.Fatalf("wsc verify of a good module: %v\n%s", err, b)
 	}
+	// --manifest: the manifest travels inside the signed content and the
+	// report shows it; a manifest file with an unknown field is refused.
+	mf := filepath.Join(dir, "manifest.json")
+	if err := os.WriteFile(mf, []byte(`{"component":"sensor-fw","version":7,"device_class":"gw-1","serials":["BUILD-01"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mout := filepath.Join(dir, "fwm", "m.wasm")
+	if err := os.MkdirAll(filepath.Dir(mout), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(wsc, "sign", "--key", keyPath, "--passphrase-source", "env:WSC_SIGN_PASS", "--chain", filepath.Join(dir, "chain.pem"), "--manifest", mf, in, "-o", mout)
+	cmd.Env = append(os.Environ(), "WSC_SIGN_PASS="+string(pass))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("wsc sign --manifest: %v\n%s", err, b)
+	}
+	b, err = exec.Command(wsc, "verify", "--trust", filepath.Join(dir, "bundle.pem"), filepath.Dir(mout)).CombinedOutput()
+	if err != nil || !strings.Contains(string(b), "manifest: sensor-fw v7 (min 7) class gw-1, 1 allowed serials") {
+		t.Fatalf("wsc verify of a module with a manifest: %v\n%s", err, b)
+	}
+	if err := os.WriteFile(mf, []byte(`{"component":"c","version":1,"device_class":"k","colour":"red"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(wsc, "sign", "--key", keyPath, "--passphrase-source", "env:WSC_SIGN_PASS", "--chain", filepath.Join(dir, "chain.pem"), "--manifest", mf, in, "-o", mout)
+	cmd.Env = append(os.Environ(), "WSC_SIGN_PASS="+string(pass))
+	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "colour") {
+		t.Fatalf("wsc sign with an unknown manifest field: %v\n%s", err, b)
+	}
 	x, err := os.ReadFile(junit)
 	if err != nil {
 		t.Fatal(err)

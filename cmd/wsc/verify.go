@@ -157,6 +157,9 @@ func printVerifyTable(w io.Writer, rep *wasmsign.Report) {
 				why = r.Warning
 			}
 		}
+		if why == "" && r.Manifest != nil {
+			why = r.Manifest.Summary()
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ui.Untrusted(r.File), dash(ui.Untrusted(r.SignerSerial)), dash(ui.Untrusted(r.DeviceSerial)),
 			status, ui.Untrusted(why))
 	}

@@ -90,6 +90,12 @@ func NewHandler(b Backend, log *slog.Logger) *Handler {
 // errors with a sentence the station can show; no key material is logged.
 func (h *Handler) Handle(ctx context.Context, t proto.MsgType, payload []byte) (any, error) {
 	h.log.Debug("request", "type", t.String(), "bytes", len(payload))
+	if resp, ok, err := h.handleTrust(ctx, t, payload); ok {
+		return resp, err
+	}
+	if resp, ok, err := h.handleSigning(ctx, t, payload); ok {
+		return resp, err
+	}
 	switch t {
 	case proto.MsgHello:
 		var req proto.HelloRequest
@@ -107,6 +113,12 @@ func (h *Handler) Handle(ctx context.Context, t proto.MsgType, payload []byte) (
 		}
 		if _, ok := h.b.(Resetter); ok {
 			caps = append(caps, "reset")
+		}
+		if _, ok := h.b.(TrustStore); ok {
+			caps = append(caps, "trust-anchors")
+		}
+		if _, ok := h.b.(SigningKeyStore); ok {
+			caps = append(caps, "signing-key")
 		}
 		return &proto.HelloResponse{Version: v, Backend: id.Backend, Serial: id.Serial, Model: id.Model, Firmware: id.Firmware, Capabilities: caps}, nil
 	case proto.MsgGetEK:

@@ -193,6 +193,24 @@ func (d *fakeDevice) Handle(ctx context.Context, t MsgType, payload []byte) (any
 		return nil, nil
 	case MsgReset:
 		return nil, Errorf(ErrLocked, "device is locked; reset refused")
+	case MsgSetOwnerAuth:
+		return SetOwnerAuthResponse{}, nil
+	case MsgWriteAnchors:
+		var req WriteAnchorsRequest
+		if err := Unmarshal(payload, &req); err != nil {
+			return nil, Errorf(ErrBadRequest, "write anchors: %v", err)
+		}
+		return WriteAnchorsResponse{Anchors: req.Anchors, Locked: req.Lock}, nil
+	case MsgReadAnchors:
+		return ReadAnchorsResponse{Anchors: x.chainHash, Locked: true}, nil
+	case MsgSetupCounter:
+		return SetupCounterResponse{Value: 41}, nil
+	case MsgCreateSigningKey:
+		return CreateSigningKeyResponse{IAKPublic: x.iak, LDevIDPublic: x.idevid, CertifyInfo: x.attest, CertifySignature: x.certSig, CSR: x.csr}, nil
+	case MsgInstallSigningChain:
+		return InstallChainResponse{SHA256: x.chainHash, NVIndices: []uint32{0x01500020}}, nil
+	case MsgSignWithSigningKey:
+		return SignDigestResponse{Signature: x.sig}, nil
 	}
 	return nil, Errorf(ErrUnsupported, "no handler for %s", t)
 }

@@ -24,17 +24,24 @@ type MsgType uint8
 
 // Message types. Values are part of the wire format; never renumber.
 const (
-	MsgHello              MsgType = 0x01 // HelloRequest / HelloResponse
-	MsgGetEK              MsgType = 0x02 // GetEKRequest / GetEKResponse
-	MsgCreateKeys         MsgType = 0x03 // CreateKeysRequest / CreateKeysResponse
-	MsgActivateCredential MsgType = 0x04 // ActivateCredentialRequest / ActivateCredentialResponse
-	MsgInstallChain       MsgType = 0x05 // InstallChainRequest / InstallChainResponse
-	MsgReadChain          MsgType = 0x06 // ReadChainRequest / ReadChainResponse
-	MsgSignDigest         MsgType = 0x07 // SignDigestRequest / SignDigestResponse
-	MsgLock               MsgType = 0x08 // LockRequest / LockResponse
-	MsgReset              MsgType = 0x09 // ResetRequest / ResetResponse
-	MsgBusy               MsgType = 0x7E // BusyResponse: the request with this id is still running
-	MsgError              MsgType = 0x7F // ErrorResponse, in reply to any request
+	MsgHello               MsgType = 0x01 // HelloRequest / HelloResponse
+	MsgGetEK               MsgType = 0x02 // GetEKRequest / GetEKResponse
+	MsgCreateKeys          MsgType = 0x03 // CreateKeysRequest / CreateKeysResponse
+	MsgActivateCredential  MsgType = 0x04 // ActivateCredentialRequest / ActivateCredentialResponse
+	MsgInstallChain        MsgType = 0x05 // InstallChainRequest / InstallChainResponse
+	MsgReadChain           MsgType = 0x06 // ReadChainRequest / ReadChainResponse
+	MsgSignDigest          MsgType = 0x07 // SignDigestRequest / SignDigestResponse
+	MsgLock                MsgType = 0x08 // LockRequest / LockResponse
+	MsgReset               MsgType = 0x09 // ResetRequest / ResetResponse
+	MsgSetOwnerAuth        MsgType = 0x0A // SetOwnerAuthRequest / SetOwnerAuthResponse
+	MsgWriteAnchors        MsgType = 0x0B // WriteAnchorsRequest / WriteAnchorsResponse
+	MsgReadAnchors         MsgType = 0x0C // ReadAnchorsRequest / ReadAnchorsResponse
+	MsgSetupCounter        MsgType = 0x0D // SetupCounterRequest / SetupCounterResponse
+	MsgCreateSigningKey    MsgType = 0x0E // CreateSigningKeyRequest / CreateSigningKeyResponse
+	MsgInstallSigningChain MsgType = 0x0F // InstallChainRequest / InstallChainResponse (the signing key's chain)
+	MsgSignWithSigningKey  MsgType = 0x10 // SignDigestRequest / SignDigestResponse (the signing key; not one bound to measured boot)
+	MsgBusy                MsgType = 0x7E // BusyResponse: the request with this id is still running
+	MsgError               MsgType = 0x7F // ErrorResponse, in reply to any request
 )
 
 // CapKeepalive is the Hello capability of an agent that sends MsgBusy
@@ -52,17 +59,24 @@ const (
 )
 
 var msgNames = map[MsgType]string{
-	MsgHello:              "Hello",
-	MsgGetEK:              "GetEK",
-	MsgCreateKeys:         "CreateKeys",
-	MsgActivateCredential: "ActivateCredential",
-	MsgInstallChain:       "InstallChain",
-	MsgReadChain:          "ReadChain",
-	MsgSignDigest:         "SignDigest",
-	MsgLock:               "Lock",
-	MsgReset:              "Reset",
-	MsgBusy:               "Busy",
-	MsgError:              "Error",
+	MsgHello:               "Hello",
+	MsgGetEK:               "GetEK",
+	MsgCreateKeys:          "CreateKeys",
+	MsgActivateCredential:  "ActivateCredential",
+	MsgInstallChain:        "InstallChain",
+	MsgReadChain:           "ReadChain",
+	MsgSignDigest:          "SignDigest",
+	MsgLock:                "Lock",
+	MsgReset:               "Reset",
+	MsgSetOwnerAuth:        "SetOwnerAuth",
+	MsgWriteAnchors:        "WriteAnchors",
+	MsgReadAnchors:         "ReadAnchors",
+	MsgSetupCounter:        "SetupCounter",
+	MsgCreateSigningKey:    "CreateSigningKey",
+	MsgInstallSigningChain: "InstallSigningChain",
+	MsgSignWithSigningKey:  "SignWithSigningKey",
+	MsgBusy:                "Busy",
+	MsgError:               "Error",
 }
 
 // String returns the message type's name, or its hex value when unknown.
@@ -82,7 +96,8 @@ func (t MsgType) Known() bool {
 // MsgTypes returns the request types defined by this package, in wire order.
 func MsgTypes() []MsgType {
 	return []MsgType{MsgHello, MsgGetEK, MsgCreateKeys, MsgActivateCredential, MsgInstallChain,
-		MsgReadChain, MsgSignDigest, MsgLock, MsgReset}
+		MsgReadChain, MsgSignDigest, MsgLock, MsgReset, MsgSetOwnerAuth, MsgWriteAnchors, MsgReadAnchors, MsgSetupCounter,
+		MsgCreateSigningKey, MsgInstallSigningChain, MsgSignWithSigningKey}
 }
 
 // DefaultTimeout returns how long the station waits for one attempt of a
@@ -111,6 +126,18 @@ func DefaultTimeout(t MsgType) time.Duration {
 		return 5 * time.Second
 	case MsgReset:
 		return 10 * time.Second // may evict persistent keys and undefine NV indices
+	case MsgSetOwnerAuth:
+		return 5 * time.Second
+	case MsgWriteAnchors:
+		return 10 * time.Second // NV define + write of <1 KB + lock + read back; SE: 32-byte writes at 45 ms each
+	case MsgReadAnchors, MsgSetupCounter:
+		return 5 * time.Second
+	case MsgCreateSigningKey:
+		return 10 * time.Second // one ECC keygen + Certify + CSR signature + persisting
+	case MsgInstallSigningChain:
+		return 15 * time.Second // as InstallChain
+	case MsgSignWithSigningKey:
+		return 2 * time.Second // as SignDigest
 	default:
 		return 5 * time.Second
 	}
@@ -256,6 +283,72 @@ type ResetRequest struct{}
 // ResetResponse acknowledges ResetRequest.
 type ResetResponse struct{}
 
+// SetOwnerAuthRequest sets the TPM owner hierarchy's authorization value
+// (TPM only). The station chooses the value (random) and records it
+// before sending it; the agent never logs it or stores it on disk.
+type SetOwnerAuthRequest struct {
+	NewAuth []byte `cbor:"1,keyasint,omitempty"`
+}
+
+// SetOwnerAuthResponse acknowledges SetOwnerAuthRequest.
+type SetOwnerAuthResponse struct{}
+
+// WriteAnchorsRequest stores the device's firmware trust anchors (the
+// devices/anchors encoding) in the chip and, with Lock, write-locks them.
+type WriteAnchorsRequest struct {
+	Anchors []byte `cbor:"1,keyasint,omitempty"`
+	Lock    bool   `cbor:"2,keyasint,omitempty"`
+}
+
+// WriteAnchorsResponse carries the anchors read back from the chip after
+// the write (and lock), for the station to compare.
+type WriteAnchorsResponse struct {
+	Anchors []byte `cbor:"1,keyasint,omitempty"`
+	Locked  bool   `cbor:"2,keyasint,omitempty"`
+}
+
+// ReadAnchorsRequest asks for the stored trust anchors.
+type ReadAnchorsRequest struct{}
+
+// ReadAnchorsResponse carries the stored trust anchors.
+type ReadAnchorsResponse struct {
+	Anchors []byte `cbor:"1,keyasint,omitempty"`
+	Locked  bool   `cbor:"2,keyasint,omitempty"`
+}
+
+// SetupCounterRequest creates the anti-rollback counter if absent.
+type SetupCounterRequest struct{}
+
+// SetupCounterResponse carries the counter's current value (the base the
+// station records in the anchors).
+type SetupCounterResponse struct {
+	Value uint64 `cbor:"1,keyasint,omitempty"`
+}
+
+// CreateSigningKeyRequest asks the device to create (or reuse) its
+// code-signing key (LDevID), certify it with the attestation key over
+// Nonce, and return a CSR signed by it.
+type CreateSigningKeyRequest struct {
+	Nonce []byte `cbor:"1,keyasint,omitempty"`
+	// FleetKey (PKIX DER, ECDSA P-256) and PolicyRef (the product line,
+	// at most 32 bytes), when set, bind the key to measured boot: its
+	// authPolicy is PolicyOR{PolicyAuthorize(FleetKey, PolicyRef),
+	// PolicySecret(owner)} (tpm.SigningKeyAuthPolicy) and password use is
+	// off; the CSR is signed through the owner branch.
+	FleetKey  []byte `cbor:"2,keyasint,omitempty"`
+	PolicyRef []byte `cbor:"3,keyasint,omitempty"`
+}
+
+// CreateSigningKeyResponse carries the signing key's evidence.
+type CreateSigningKeyResponse struct {
+	IAKPublic        []byte `cbor:"1,keyasint,omitempty"` // TPM2B_PUBLIC
+	LDevIDPublic     []byte `cbor:"2,keyasint,omitempty"` // TPM2B_PUBLIC
+	CertifyInfo      []byte `cbor:"3,keyasint,omitempty"` // TPM2B_ATTEST
+	CertifySignature []byte `cbor:"4,keyasint,omitempty"` // TPMT_SIGNATURE
+	CSR              []byte `cbor:"5,keyasint,omitempty"` // DER
+	Created          bool   `cbor:"6,keyasint,omitempty"`
+}
+
 // ErrorResponse is the payload of an MsgError reply.
 // BusyResponse is sent by the agent, with the id of the request it is
 // working on, every KeepaliveInterval until the real response is ready. It is
@@ -271,29 +364,43 @@ type ErrorResponse struct {
 }
 
 var requestTypes = map[MsgType]reflect.Type{
-	MsgHello:              reflect.TypeFor[HelloRequest](),
-	MsgGetEK:              reflect.TypeFor[GetEKRequest](),
-	MsgCreateKeys:         reflect.TypeFor[CreateKeysRequest](),
-	MsgActivateCredential: reflect.TypeFor[ActivateCredentialRequest](),
-	MsgInstallChain:       reflect.TypeFor[InstallChainRequest](),
-	MsgReadChain:          reflect.TypeFor[ReadChainRequest](),
-	MsgSignDigest:         reflect.TypeFor[SignDigestRequest](),
-	MsgLock:               reflect.TypeFor[LockRequest](),
-	MsgReset:              reflect.TypeFor[ResetRequest](),
+	MsgHello:               reflect.TypeFor[HelloRequest](),
+	MsgGetEK:               reflect.TypeFor[GetEKRequest](),
+	MsgCreateKeys:          reflect.TypeFor[CreateKeysRequest](),
+	MsgActivateCredential:  reflect.TypeFor[ActivateCredentialRequest](),
+	MsgInstallChain:        reflect.TypeFor[InstallChainRequest](),
+	MsgReadChain:           reflect.TypeFor[ReadChainRequest](),
+	MsgSignDigest:          reflect.TypeFor[SignDigestRequest](),
+	MsgLock:                reflect.TypeFor[LockRequest](),
+	MsgReset:               reflect.TypeFor[ResetRequest](),
+	MsgSetOwnerAuth:        reflect.TypeFor[SetOwnerAuthRequest](),
+	MsgWriteAnchors:        reflect.TypeFor[WriteAnchorsRequest](),
+	MsgReadAnchors:         reflect.TypeFor[ReadAnchorsRequest](),
+	MsgSetupCounter:        reflect.TypeFor[SetupCounterRequest](),
+	MsgCreateSigningKey:    reflect.TypeFor[CreateSigningKeyRequest](),
+	MsgInstallSigningChain: reflect.TypeFor[InstallChainRequest](),
+	MsgSignWithSigningKey:  reflect.TypeFor[SignDigestRequest](),
 }
 
 var responseTypes = map[MsgType]reflect.Type{
-	MsgHello:              reflect.TypeFor[HelloResponse](),
-	MsgGetEK:              reflect.TypeFor[GetEKResponse](),
-	MsgCreateKeys:         reflect.TypeFor[CreateKeysResponse](),
-	MsgActivateCredential: reflect.TypeFor[ActivateCredentialResponse](),
-	MsgInstallChain:       reflect.TypeFor[InstallChainResponse](),
-	MsgReadChain:          reflect.TypeFor[ReadChainResponse](),
-	MsgSignDigest:         reflect.TypeFor[SignDigestResponse](),
-	MsgLock:               reflect.TypeFor[LockResponse](),
-	MsgReset:              reflect.TypeFor[ResetResponse](),
-	MsgBusy:               reflect.TypeFor[BusyResponse](),
-	MsgError:              reflect.TypeFor[ErrorResponse](),
+	MsgHello:               reflect.TypeFor[HelloResponse](),
+	MsgGetEK:               reflect.TypeFor[GetEKResponse](),
+	MsgCreateKeys:          reflect.TypeFor[CreateKeysResponse](),
+	MsgActivateCredential:  reflect.TypeFor[ActivateCredentialResponse](),
+	MsgInstallChain:        reflect.TypeFor[InstallChainResponse](),
+	MsgReadChain:           reflect.TypeFor[ReadChainResponse](),
+	MsgSignDigest:          reflect.TypeFor[SignDigestResponse](),
+	MsgLock:                reflect.TypeFor[LockResponse](),
+	MsgReset:               reflect.TypeFor[ResetResponse](),
+	MsgSetOwnerAuth:        reflect.TypeFor[SetOwnerAuthResponse](),
+	MsgWriteAnchors:        reflect.TypeFor[WriteAnchorsResponse](),
+	MsgReadAnchors:         reflect.TypeFor[ReadAnchorsResponse](),
+	MsgSetupCounter:        reflect.TypeFor[SetupCounterResponse](),
+	MsgCreateSigningKey:    reflect.TypeFor[CreateSigningKeyResponse](),
+	MsgInstallSigningChain: reflect.TypeFor[InstallChainResponse](),
+	MsgSignWithSigningKey:  reflect.TypeFor[SignDigestResponse](),
+	MsgBusy:                reflect.TypeFor[BusyResponse](),
+	MsgError:               reflect.TypeFor[ErrorResponse](),
 }
 
 // DecodeRequest strictly decodes the payload of a request of type t into a

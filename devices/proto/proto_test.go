@@ -109,6 +109,37 @@ func TestRoundTripEveryMessageType(t *testing.T) {
 		t.Errorf("SignDigest(3 bytes) error = %v, want ErrBadRequest", err)
 	}
 
+	// Trust anchors and counter (issue 15): typed round trips.
+	if err := c.Call(ctx, MsgSetOwnerAuth, SetOwnerAuthRequest{NewAuth: x.secret}, &SetOwnerAuthResponse{}); err != nil {
+		t.Fatalf("SetOwnerAuth: %v", err)
+	}
+	var wa WriteAnchorsResponse
+	if err := c.Call(ctx, MsgWriteAnchors, WriteAnchorsRequest{Anchors: x.digest, Lock: true}, &wa); err != nil || !bytes.Equal(wa.Anchors, x.digest) || !wa.Locked {
+		t.Fatalf("WriteAnchors = %+v, %v", wa, err)
+	}
+	var ra ReadAnchorsResponse
+	if err := c.Call(ctx, MsgReadAnchors, ReadAnchorsRequest{}, &ra); err != nil || !bytes.Equal(ra.Anchors, x.chainHash) || !ra.Locked {
+		t.Fatalf("ReadAnchors = %+v, %v", ra, err)
+	}
+	var sc SetupCounterResponse
+	if err := c.Call(ctx, MsgSetupCounter, SetupCounterRequest{}, &sc); err != nil || sc.Value != 41 {
+		t.Fatalf("SetupCounter = %+v, %v", sc, err)
+	}
+
+	var sk CreateSigningKeyResponse
+	if err := c.Call(ctx, MsgCreateSigningKey, CreateSigningKeyRequest{Nonce: x.nonce}, &sk); err != nil || !bytes.Equal(sk.CSR, x.csr) {
+		t.Fatalf("CreateSigningKey: %v", err)
+	}
+	var isc InstallChainResponse
+	if err := c.Call(ctx, MsgInstallSigningChain, InstallChainRequest{Chain: x.chain}, &isc); err != nil || !reflect.DeepEqual(isc.NVIndices, []uint32{0x01500020}) {
+		t.Fatalf("InstallSigningChain = %+v, %v", isc, err)
+	}
+
+	var sks SignDigestResponse
+	if err := c.Call(ctx, MsgSignWithSigningKey, SignDigestRequest{Digest: x.digest}, &sks); err != nil || !bytes.Equal(sks.Signature, x.sig) {
+		t.Fatalf("SignWithSigningKey: %v", err)
+	}
+
 	for _, mt := range MsgTypes() {
 		if dev.count(mt) < 1 {
 			t.Errorf("handler never saw %s", mt)

@@ -42,6 +42,8 @@ func (o Opcode) String() string {
 		return "Sign"
 	case OpVerify:
 		return "Verify"
+	case OpCounter:
+		return "Counter"
 	}
 	return fmt.Sprintf("Opcode(0x%02x)", uint8(o))
 }
@@ -52,15 +54,16 @@ func (o Opcode) String() string {
 // until this time (plus a margin) has passed; the emulator, when asked to
 // keep datasheet timings, takes this long.
 var MaxExecTime = map[Opcode]time.Duration{
-	OpGenKey: 115 * time.Millisecond,
-	OpSign:   115 * time.Millisecond,
-	OpVerify: 105 * time.Millisecond,
-	OpNonce:  20 * time.Millisecond,
-	OpRandom: 23 * time.Millisecond,
-	OpRead:   5 * time.Millisecond,
-	OpWrite:  45 * time.Millisecond,
-	OpLock:   35 * time.Millisecond,
-	OpInfo:   5 * time.Millisecond,
+	OpGenKey:  115 * time.Millisecond,
+	OpSign:    115 * time.Millisecond,
+	OpVerify:  105 * time.Millisecond,
+	OpNonce:   20 * time.Millisecond,
+	OpRandom:  23 * time.Millisecond,
+	OpRead:    5 * time.Millisecond,
+	OpWrite:   45 * time.Millisecond,
+	OpLock:    35 * time.Millisecond,
+	OpInfo:    5 * time.Millisecond,
+	OpCounter: 20 * time.Millisecond,
 }
 
 // Timing constants of the I2C interface (datasheet "AC Parameters").

@@ -54,11 +54,12 @@ import (
 //
 // What it does not model: encrypted reads and writes (EncryptRead,
 // Encrypt WriteConfig, PrivWrite), MAC/CheckMac/GenDig/DeriveKey/ECDH/KDF/
-// AES/SHA/SecureBoot/Counter/SelfTest/UpdateExtra commands (their opcodes
+// AES/SHA/SecureBoot/SelfTest/UpdateExtra commands (their opcodes
 // get a parse error), GenKey's stored-public-key digest mode (0x10) and
 // Sign's invalidate and message-digest-buffer modes (parse errors), the
 // Nonce targets other than TempKey,
-// and the chip's monotonic counters and volatile-key permissions.
+// the counters' attachment to key use limits, and volatile-key permissions.
+// The two monotonic counters are modelled (Counter read and increment).
 //
 // An Emulator is safe for concurrent use.
 type Emulator struct {
@@ -75,6 +76,8 @@ type Emulator struct {
 	config [ConfigSize]byte
 	otp    [OTPSize]byte
 	data   [NumSlots][]byte
+	// counters are the two monotonic counters (Counter command).
+	counters [NumCounters]uint32
 
 	// Volatile state.
 	mode      emuMode
@@ -185,6 +188,9 @@ type emuState struct {
 	Config string   `json:"config"`
 	OTP    string   `json:"otp"`
 	Data   []string `json:"data"`
+	// Counters are the monotonic counters; absent in states saved before
+	// the emulator modelled them (then both are 0).
+	Counters []uint32 `json:"counters,omitempty"`
 }
 
 const emuStateFormat = "wsc-atecc608-emulator/1"
@@ -252,9 +258,20 @@ func (e *Emulator) unmarshal(b []byte) error {
 		}
 		data[s] = d
 	}
+	if len(st.Counters) != 0 && len(st.Counters) != NumCounters {
+		return errors.New("bad counters")
+	}
+	var counters [NumCounters]uint32
+	for i, v := range st.Counters {
+		if v > MaxCounter {
+			return errors.New("bad counters")
+		}
+		counters[i] = v
+	}
 	copy(e.config[:], cfg)
 	copy(e.otp[:], otp)
 	e.data = data
+	e.counters = counters
 	e.addr = uint16(e.config[cfgI2CAddress] >> 1)
 	e.sleep()
 	return nil
@@ -272,6 +289,9 @@ func (e *Emulator) saveLocked(path string) error {
 	st := emuState{Format: emuStateFormat, Config: hex.EncodeToString(e.config[:]), OTP: hex.EncodeToString(e.otp[:])}
 	for s := range e.data {
 		st.Data = append(st.Data, hex.EncodeToString(e.data[s]))
+	}
+	if e.counters != [NumCounters]uint32{} {
+		st.Counters = e.counters[:]
 	}
 	b, err := json.MarshalIndent(st, "", " ")
 	if err != nil {
@@ -525,6 +545,8 @@ func (e *Emulator) execute(op Opcode, p1 uint8, p2 uint16, in []byte) ([]byte, S
 		return e.write(p1, p2, in)
 	case OpLock:
 		return e.lock(p1, p2, in)
+	case OpCounter:
+		return e.counterCmd(p1, p2, in)
 	}
 	return nil, StatusParse
 }

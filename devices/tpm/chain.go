@@ -37,7 +37,12 @@ func ChainDigest(chain [][]byte) []byte {
 	return h.Sum(nil)
 }
 
-func (d *Device) chainIndex(i int) uint32 { return d.cfg.NVBase + uint32(i) }
+func (d *Device) chainIndex(i int) uint32 {
+	if d.chainBase != 0 {
+		return d.chainBase + uint32(i)
+	}
+	return d.cfg.NVBase + uint32(i)
+}
 
 // WriteChain stores a certificate chain (DER, leaf first) and returns the
 // NV indices it occupies.
@@ -62,6 +67,11 @@ func (d *Device) WriteChain(chain [][]byte) ([]uint32, error) {
 	if _, err := d.transport(); err != nil {
 		return nil, err
 	}
+	return d.writeChain(chain)
+}
+
+// writeChain is WriteChain at the current chain base (d.mu held).
+func (d *Device) writeChain(chain [][]byte) ([]uint32, error) {
 	if len(chain) == 0 {
 		return nil, errors.New("write chain: empty chain")
 	}
@@ -257,6 +267,11 @@ func (d *Device) LockChain() error {
 	if _, err := d.transport(); err != nil {
 		return err
 	}
+	return d.lockChain()
+}
+
+// lockChain is LockChain at the current chain base (d.mu held).
+func (d *Device) lockChain() error {
 	_, indices, err := d.readChain()
 	if err != nil {
 		return fmt.Errorf("lock chain: %w", err)

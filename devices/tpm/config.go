@@ -18,6 +18,14 @@ const (
 	DefaultIDevIDHandle uint32 = 0x81000011
 	DefaultNVBase       uint32 = 0x01500010
 	DefaultNVMaxIndices        = 8
+	// DefaultAnchorsIndex holds the firmware trust anchors (devices/anchors).
+	DefaultAnchorsIndex uint32 = 0x01500001
+	// DefaultCounterIndex is the anti-rollback NV counter (TPM_NT_COUNTER).
+	DefaultCounterIndex uint32 = 0x01500002
+	// DefaultLDevIDHandle is the persistent handle of the code-signing key.
+	DefaultLDevIDHandle uint32 = 0x81000012
+	// DefaultLDevIDNVBase is the first NV index of the code-signing chain.
+	DefaultLDevIDNVBase uint32 = 0x01500020
 )
 
 // Config says where the Device keeps its keys and chain. Zero fields are
@@ -39,6 +47,16 @@ type Config struct {
 	NVBase uint32
 	// NVMaxIndices bounds how many NV indices the chain may use.
 	NVMaxIndices int
+	// LDevIDHandle is the persistent handle of the code-signing key (an
+	// LDevID certified by the IAK like the IDevID).
+	LDevIDHandle uint32
+	// LDevIDNVBase is the first NV index of the code-signing key's chain
+	// (up to NVMaxIndices indices, like the IDevID chain).
+	LDevIDNVBase uint32
+	// AnchorsIndex is the NV index of the firmware trust anchors.
+	AnchorsIndex uint32
+	// CounterIndex is the NV index of the anti-rollback counter.
+	CounterIndex uint32
 	// LatencyProfile names a real chip whose per-operation latency the
 	// Device imitates ("" = none). See LatencyProfiles.
 	LatencyProfile string
@@ -60,6 +78,10 @@ func DefaultConfig() Config {
 		IDevIDHandle: DefaultIDevIDHandle,
 		NVBase:       DefaultNVBase,
 		NVMaxIndices: DefaultNVMaxIndices,
+		AnchorsIndex: DefaultAnchorsIndex,
+		CounterIndex: DefaultCounterIndex,
+		LDevIDHandle: DefaultLDevIDHandle,
+		LDevIDNVBase: DefaultLDevIDNVBase,
 	}
 }
 
@@ -86,6 +108,18 @@ func (c Config) withDefaults() Config {
 	if c.NVMaxIndices <= 0 {
 		c.NVMaxIndices = d.NVMaxIndices
 	}
+	if c.AnchorsIndex == 0 {
+		c.AnchorsIndex = d.AnchorsIndex
+	}
+	if c.CounterIndex == 0 {
+		c.CounterIndex = d.CounterIndex
+	}
+	if c.LDevIDHandle == 0 {
+		c.LDevIDHandle = d.LDevIDHandle
+	}
+	if c.LDevIDNVBase == 0 {
+		c.LDevIDNVBase = d.LDevIDNVBase
+	}
 	return c
 }
 
@@ -104,6 +138,32 @@ func (c Config) validate() error {
 	last := uint64(c.NVBase) + uint64(c.NVMaxIndices) - 1
 	if c.NVBase < 0x01000000 || last > 0x01BFFFFF {
 		return fmt.Errorf("nv indices %#x..%#x outside the owner NV range", c.NVBase, last)
+	}
+	for _, x := range []struct {
+		name string
+		v    uint32
+	}{{"anchors", c.AnchorsIndex}, {"counter", c.CounterIndex}} {
+		if x.v < 0x01000000 || x.v > 0x01BFFFFF {
+			return fmt.Errorf("%s nv index %#x outside the owner NV range", x.name, x.v)
+		}
+		if x.v >= c.NVBase && uint64(x.v) <= last {
+			return fmt.Errorf("%s nv index %#x overlaps the chain indices %#x..%#x", x.name, x.v, c.NVBase, last)
+		}
+	}
+	if c.LDevIDHandle < 0x81000000 || c.LDevIDHandle > 0x817FFFFF || c.LDevIDHandle == c.SRKHandle || c.LDevIDHandle == c.IAKHandle || c.LDevIDHandle == c.IDevIDHandle {
+		return fmt.Errorf("ldevid handle %#x must be an owner persistent handle distinct from srk, iak and idevid", c.LDevIDHandle)
+	}
+	llast := uint64(c.LDevIDNVBase) + uint64(c.NVMaxIndices) - 1
+	if c.LDevIDNVBase < 0x01000000 || llast > 0x01BFFFFF || (uint64(c.LDevIDNVBase) <= last && llast >= uint64(c.NVBase)) {
+		return fmt.Errorf("ldevid chain nv indices %#x..%#x outside the owner NV range or overlapping the idevid chain", c.LDevIDNVBase, llast)
+	}
+	for _, x := range []uint32{c.AnchorsIndex, c.CounterIndex} {
+		if x >= c.LDevIDNVBase && uint64(x) <= llast {
+			return fmt.Errorf("nv index %#x overlaps the ldevid chain indices", x)
+		}
+	}
+	if c.AnchorsIndex == c.CounterIndex {
+		return fmt.Errorf("anchors and counter nv indices must differ")
 	}
 	switch c.EKKind {
 	case "", EKKindRSA2048, EKKindECCP256, EKKindECCP384:

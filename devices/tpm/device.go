@@ -22,6 +22,10 @@ type Device struct {
 	nvIndexMax  int // TPM_PT_NV_INDEX_MAX
 
 	eks []EK // cached after the first EKs call
+
+	// chainBase, when not 0, replaces Config.NVBase for the chain
+	// functions (set under mu by the signing-key chain functions).
+	chainBase uint32
 }
 
 // New wraps an open transport. It flushes every transient object and

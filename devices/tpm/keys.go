@@ -298,12 +298,17 @@ func (d *Device) SignDigest(digest []byte) ([]byte, error) {
 }
 
 func (d *Device) signDigest(digest []byte) ([]byte, error) {
+	return d.signDigestWith(d.cfg.IDevIDHandle, digest)
+}
+
+// signDigestWith signs with the unrestricted key persisted at h.
+func (d *Device) signDigestWith(h uint32, digest []byte) ([]byte, error) {
 	if len(digest) != 32 {
 		return nil, fmt.Errorf("sign digest: %d bytes, want a 32-byte SHA-256 digest", len(digest))
 	}
-	idev, ok, err := d.persistedKey(d.cfg.IDevIDHandle, false)
+	idev, ok, err := d.persistedKey(h, false)
 	if err != nil {
-		return nil, fmt.Errorf("sign digest: idevid: %w", err)
+		return nil, fmt.Errorf("sign digest: key %#x: %w", h, err)
 	}
 	if !ok {
 		return nil, fmt.Errorf("sign digest: %w", ErrNoKeys)
@@ -322,10 +327,15 @@ func (d *Device) signDigest(digest []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sign digest: %w", err)
 	}
+	return asn1ECDSA(sig.SignatureR.Buffer, sig.SignatureS.Buffer)
+}
+
+// asn1ECDSA encodes an ECDSA signature as ASN.1 DER.
+func asn1ECDSA(r, s []byte) ([]byte, error) {
 	var b cryptobyte.Builder
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddASN1BigInt(new(big.Int).SetBytes(sig.SignatureR.Buffer))
-		b.AddASN1BigInt(new(big.Int).SetBytes(sig.SignatureS.Buffer))
+		b.AddASN1BigInt(new(big.Int).SetBytes(r))
+		b.AddASN1BigInt(new(big.Int).SetBytes(s))
 	})
 	return b.Bytes()
 }
@@ -334,6 +344,8 @@ func (d *Device) signDigest(digest []byte) ([]byte, error) {
 type tpmSigner struct {
 	d   *Device
 	pub *ecdsa.PublicKey
+	// handle is the key's persistent handle (0: the IDevID).
+	handle uint32
 }
 
 // Signer returns the IDevID as a crypto.Signer (ECDSA P-256; digests must
@@ -369,6 +381,9 @@ func (s *tpmSigner) Public() crypto.PublicKey { return s.pub }
 func (s *tpmSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if opts != nil && opts.HashFunc() != crypto.SHA256 {
 		return nil, fmt.Errorf("tpm signer: hash %v not supported, use SHA-256", opts.HashFunc())
+	}
+	if s.handle != 0 {
+		return s.d.SignDigestLDevID(digest)
 	}
 	return s.d.SignDigest(digest)
 }

@@ -20,7 +20,7 @@ func (d *Device) Reset() error {
 	if _, err := d.transport(); err != nil {
 		return err
 	}
-	for _, h := range []uint32{d.cfg.IDevIDHandle, d.cfg.IAKHandle} {
+	for _, h := range []uint32{d.cfg.LDevIDHandle, d.cfg.IDevIDHandle, d.cfg.IAKHandle} {
 		rp, found, err := d.readPublic(tpm2.TPMHandle(h))
 		if err != nil {
 			return fmt.Errorf("reset: %w", err)
@@ -36,13 +36,15 @@ func (d *Device) Reset() error {
 			return fmt.Errorf("reset: evict %#x: %w", h, err)
 		}
 	}
-	for i := 0; i < d.cfg.NVMaxIndices; i++ {
-		idx := d.cfg.NVBase + uint32(i)
-		if err := d.undefineNV(idx); err != nil {
-			if errors.Is(err, errNVAbsent) {
-				continue
+	for _, base := range []uint32{d.cfg.NVBase, d.cfg.LDevIDNVBase} {
+		for i := 0; i < d.cfg.NVMaxIndices; i++ {
+			idx := base + uint32(i)
+			if err := d.undefineNV(idx); err != nil {
+				if errors.Is(err, errNVAbsent) {
+					continue
+				}
+				return fmt.Errorf("reset: %w", err)
 			}
-			return fmt.Errorf("reset: %w", err)
 		}
 	}
 	return nil

@@ -1,0 +1,148 @@
+package agent
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+
+	"github.com/wsc-project/wsc/devices/proto"
+	"github.com/wsc-project/wsc/devices/tpm"
+)
+
+// SigningKeyEvidence is CreateSigningKey's result: the code-signing key
+// (LDevID), its certification by the attestation key, and a CSR it signed.
+type SigningKeyEvidence struct {
+	IAKPublic, LDevIDPublic       []byte
+	CertifyInfo, CertifySignature []byte
+	CSR                           []byte
+	Created                       bool
+}
+
+// SigningKeyStore is the optional capability of backends with a separate
+// code-signing key (IEEE 802.1AR LDevID): the IDevID authenticates the
+// device, the signing key signs firmware.
+type SigningKeyStore interface {
+	// CreateSigningKey creates or reuses the key; a non-nil fleet key
+	// binds it to measured boot (tpm.SigningKeyAuthPolicy(fleet, policyRef)).
+	CreateSigningKey(ctx context.Context, nonce []byte, fleet *ecdsa.PublicKey, policyRef []byte) (*SigningKeyEvidence, error)
+	InstallSigningChain(ctx context.Context, chain [][]byte, lock bool) ([]uint32, error)
+	ReadSigningChain(ctx context.Context) ([][]byte, error)
+	SignDigestWithSigningKey(ctx context.Context, digest []byte) ([]byte, error)
+}
+
+func (h *Handler) handleSigning(ctx context.Context, t proto.MsgType, payload []byte) (resp any, ok bool, err error) {
+	if t != proto.MsgCreateSigningKey && t != proto.MsgInstallSigningChain && t != proto.MsgSignWithSigningKey {
+		return nil, false, nil
+	}
+	s, isS := h.b.(SigningKeyStore)
+	if !isS {
+		return nil, true, &proto.Error{Code: proto.ErrUnsupported, Message: "this device has no separate code-signing key"}
+	}
+	if t == proto.MsgCreateSigningKey {
+		var req proto.CreateSigningKeyRequest
+		if err := proto.Unmarshal(payload, &req); err != nil {
+			return nil, true, badRequest(err)
+		}
+		if len(req.Nonce) < 16 || len(req.Nonce) > 64 {
+			return nil, true, &proto.Error{Code: proto.ErrBadRequest, Message: fmt.Sprintf("nonce must be 16 to 64 bytes, got %d", len(req.Nonce))}
+		}
+		var fleet *ecdsa.PublicKey
+		if len(req.FleetKey) != 0 {
+			k, err := x509.ParsePKIXPublicKey(req.FleetKey)
+			fk, ok := k.(*ecdsa.PublicKey)
+			if err != nil || !ok || len(req.PolicyRef) > 32 {
+				return nil, true, &proto.Error{Code: proto.ErrBadRequest, Message: "fleet key must be an ECDSA P-256 public key (PKIX DER) and the policy reference at most 32 bytes"}
+			}
+			fleet = fk
+		}
+		ev, err := s.CreateSigningKey(ctx, req.Nonce, fleet, req.PolicyRef)
+		if err != nil {
+			return nil, true, deviceErr("create signing key", err)
+		}
+		h.log.Info("signing key ready", "created", ev.Created)
+		return &proto.CreateSigningKeyResponse{IAKPublic: ev.IAKPublic, LDevIDPublic: ev.LDevIDPublic, CertifyInfo: ev.CertifyInfo,
+			CertifySignature: ev.CertifySignature, CSR: ev.CSR, Created: ev.Created}, true, nil
+	}
+	if t == proto.MsgSignWithSigningKey {
+		var req proto.SignDigestRequest
+		if err := proto.Unmarshal(payload, &req); err != nil {
+			return nil, true, badRequest(err)
+		}
+		if len(req.Digest) != sha256.Size {
+			return nil, true, &proto.Error{Code: proto.ErrBadRequest, Message: fmt.Sprintf("digest must be %d bytes, got %d", sha256.Size, len(req.Digest))}
+		}
+		sig, err := s.SignDigestWithSigningKey(ctx, req.Digest)
+		if err != nil {
+			return nil, true, deviceErr("sign with the signing key", err)
+		}
+		return &proto.SignDigestResponse{Signature: sig}, true, nil
+	}
+	var req proto.InstallChainRequest
+	if err := proto.Unmarshal(payload, &req); err != nil {
+		return nil, true, badRequest(err)
+	}
+	if len(req.Chain) == 0 {
+		return nil, true, &proto.Error{Code: proto.ErrBadRequest, Message: "empty certificate chain"}
+	}
+	idx, err := s.InstallSigningChain(ctx, req.Chain, req.Lock)
+	if err != nil {
+		return nil, true, deviceErr("install signing chain", err)
+	}
+	return &proto.InstallChainResponse{SHA256: chainDigest(req.Chain), NVIndices: idx}, true, nil
+}
+
+// CreateSigningKey implements SigningKeyStore.
+func (b *TPMBackend) CreateSigningKey(_ context.Context, nonce []byte, fleet *ecdsa.PublicKey, policyRef []byte) (*SigningKeyEvidence, error) {
+	var authPolicy []byte
+	if fleet != nil {
+		var err error
+		if authPolicy, err = tpm.SigningKeyAuthPolicy(fleet, policyRef); err != nil {
+			return nil, err
+		}
+	}
+	ev, err := b.dev.CreateSigningKeyWithPolicy(nonce, authPolicy)
+	if err != nil {
+		return nil, err
+	}
+	subject := pkix.Name{SerialNumber: b.serial}
+	var csr []byte
+	if fleet == nil {
+		csr, err = b.dev.SigningCSR(subject)
+	} else {
+		csr, err = b.dev.SigningCSRWithOwnerPolicy(subject, fleet, policyRef)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &SigningKeyEvidence{IAKPublic: ev.IAKPublic, LDevIDPublic: ev.LDevIDPublic, CertifyInfo: ev.CertifyInfo,
+		CertifySignature: ev.CertifySignature, CSR: csr, Created: ev.Created}, nil
+}
+
+// InstallSigningChain implements SigningKeyStore.
+func (b *TPMBackend) InstallSigningChain(_ context.Context, chain [][]byte, lock bool) ([]uint32, error) {
+	return b.dev.WriteSigningChain(chain, lock)
+}
+
+// ReadSigningChain implements SigningKeyStore.
+func (b *TPMBackend) ReadSigningChain(context.Context) ([][]byte, error) {
+	return b.dev.ReadSigningChain()
+}
+
+// SignDigestWithSigningKey implements SigningKeyStore.
+func (b *TPMBackend) SignDigestWithSigningKey(_ context.Context, digest []byte) ([]byte, error) {
+	return b.dev.SignDigestLDevID(digest)
+}
+
+// PolicySigner is the optional capability of backends whose signing key
+// may be bound to measured boot: they sign with a fleet-signed PCR policy.
+type PolicySigner interface {
+	SignDigestWithPolicy(ctx context.Context, digest []byte, p *tpm.SignedPCRPolicy) ([]byte, error)
+}
+
+// SignDigestWithPolicy implements PolicySigner.
+func (b *TPMBackend) SignDigestWithPolicy(_ context.Context, digest []byte, p *tpm.SignedPCRPolicy) ([]byte, error) {
+	return b.dev.SignDigestLDevIDWithPolicy(digest, p)
+}
