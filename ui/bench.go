@@ -76,6 +76,19 @@ type BenchOptions struct {
 	// step; running cards show the step's elapsed time against it. Without
 	// it the view learns the times from the shift's passed runs (median).
 	ExpectedStep func(station.Step) time.Duration
+	// Plant, when set, reports the plant registry sync ("in sync", "N
+	// behind", "offline since …"); the status line shows it, refreshed
+	// every PlantEvery.
+	Plant func(context.Context) (string, error)
+}
+
+// PlantEvery is how often the view asks for the plant sync status.
+const PlantEvery = 2 * time.Second
+
+// PlantMsg is the answer of BenchOptions.Plant.
+type PlantMsg struct {
+	Status string
+	Err    error
 }
 
 // ProgressReporter is an optional capability of a BenchControl: the work
@@ -189,6 +202,9 @@ type BenchModel struct {
 	switcher    WorkOrderSwitcher
 	woPick      woForm
 	expectedOpt func(station.Step) time.Duration
+	// plantFn reports the plant sync; plant is its last answer.
+	plantFn     func(context.Context) (string, error)
+	plant       string
 	confirmQuit bool
 	// confirmRedBin is the slot of a passed device the operator asked to
 	// red-bin: that revokes its certificate, so it is confirmed first.
@@ -202,6 +218,7 @@ func NewBenchModel(opts BenchOptions) BenchModel {
 	m := BenchModel{ctl: opts.Control, title: opts.Title, wo: opts.WorkOrder, stn: opts.Station, op: opts.Operator,
 		clock: opts.Now, keys: DefaultKeyMap(), help: newHelp(), grid: newSlotGrid(), width: 80, height: 24, tally: newTally()}
 	m.expectedOpt = opts.ExpectedStep
+	m.plantFn = opts.Plant
 	m.desk, m.release = opts.RedBins, newReleaseForm()
 	m.woList, m.switcher, m.woPick = opts.WorkOrders, opts.Switcher, newWOForm()
 	if opts.Keys != nil {
@@ -225,7 +242,23 @@ func NewBenchModel(opts BenchOptions) BenchModel {
 
 // Init asks the bench for its slots and starts the clock.
 func (m BenchModel) Init() tea.Cmd {
-	return tea.Batch(m.snapshotCmd(), m.tick(), m.progressCmd())
+	return tea.Batch(m.snapshotCmd(), m.tick(), m.progressCmd(), m.plantCmd(0))
+}
+
+// plantCmd asks for the plant sync status after wait.
+func (m BenchModel) plantCmd(wait time.Duration) tea.Cmd {
+	f := m.plantFn
+	if f == nil {
+		return nil
+	}
+	ask := func() tea.Msg {
+		st, err := f(context.Background())
+		return PlantMsg{Status: st, Err: err}
+	}
+	if wait == 0 {
+		return ask
+	}
+	return tea.Tick(wait, func(time.Time) tea.Msg { return ask() })
 }
 
 // progressCmd asks the bench for the work order's counters.
@@ -338,6 +371,12 @@ func (m BenchModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 	case BindLabelMsg:
 		m.applyBind(msg)
+	case PlantMsg:
+		m.plant = msg.Status
+		if msg.Err != nil {
+			m.plant = "plant: status unknown (" + msg.Err.Error() + ")"
+		}
+		cmd = m.plantCmd(PlantEvery)
 	case ProgressMsg:
 		m.note(string(msg), false)
 	case DoneMsg:
@@ -1139,7 +1178,11 @@ func (m BenchModel) statusView() string {
 	if c := m.Counters(); c.Active > 0 {
 		state += " " + formatElapsed(c.Active.Truncate(time.Second))
 	}
-	s := " " + strings.Join([]string{state, "WO " + orDash(m.wo), "operator " + orDash(m.Operator()), "station " + orDash(m.stn)}, " │ ") + " "
+	parts := []string{state, "WO " + orDash(m.wo), "operator " + orDash(m.Operator()), "station " + orDash(m.stn)}
+	if m.plant != "" {
+		parts = append(parts, Untrusted(m.plant))
+	}
+	s := " " + strings.Join(parts, " │ ") + " "
 	if lipgloss.Width(s) > m.width {
 		s = " " + strings.Join([]string{state, orDash(m.wo), orDash(m.Operator()), orDash(m.stn)}, " │ ") + " "
 	}

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -650,4 +651,30 @@ func TestStepTimeAgainstExpected(t *testing.T) {
 		ev(2, 10, station.StateRunning, station.StepKeys, "TPM-D"),
 		tickMsg(t0.Add(11*time.Second)))
 	mustContain(t, m.View(), "keys 1.0s/0.3s")
+}
+
+// TestPlantStatusLine: with a plant registry configured, the status line
+// shows the sync state the station reports, refreshed after every answer,
+// escaped like any text from outside the view; without one it shows none.
+func TestPlantStatusLine(t *testing.T) {
+	f := newFakeBench(2)
+	calls := 0
+	m := NewBenchModel(BenchOptions{Control: f, WorkOrder: "WO-1", Station: "ST-01", Operator: "alice", Now: fixedClock(t0),
+		Plant: func(context.Context) (string, error) { calls++; return "plant: 12 behind", nil }})
+	m = settle(t, m, tea.WindowSizeMsg{Width: 120, Height: 30}, SnapshotMsg{Slots: f.Snapshot(), At: t0})
+	nm, cmd := m.Update(PlantMsg{Status: "plant: offline since 14:02:05 (12 behind)"})
+	m = nm.(BenchModel)
+	if cmd == nil {
+		t.Fatal("no follow-up request for the plant status")
+	}
+	mustContain(t, m.View(), "plant: offline since 14:02:05 (12 behind)")
+	nm, _ = m.Update(PlantMsg{Err: errors.New("database is locked")})
+	mustContain(t, nm.(BenchModel).View(), "plant: status unknown")
+	plain, _ := newTestBench(t, 2)
+	if strings.Contains(plain.View(), "plant:") {
+		t.Error("a station without a plant registry shows a plant status")
+	}
+	if calls != 0 {
+		t.Errorf("the view called the status function %d times inside Update", calls)
+	}
 }

@@ -107,9 +107,17 @@ func runStationTUI(ctx context.Context, l *line) error {
 	if err != nil {
 		return err
 	}
-	var m tea.Model = ui.NewBenchModel(ui.BenchOptions{Control: bench, Auth: operatorAuth{ctx: ctx, store: l.store},
+	opts := ui.BenchOptions{Control: bench, Auth: operatorAuth{ctx: ctx, store: l.store},
 		RedBins: redBinDesk{ctx: ctx, store: l.store}, WorkOrders: l.cfg.WorkOrderIDs(), Switcher: woSwitcher{ctx: ctx, l: l, bench: bench},
-		Title: "wsc station", WorkOrder: l.cfg.WorkOrder.ID, Station: l.cfg.Station})
+		Title: "wsc station", WorkOrder: l.cfg.WorkOrder.ID, Station: l.cfg.Station}
+	if l.cfg.Plant.DSN != "" {
+		// The status line shows the plant sync: in sync, N behind, offline since.
+		opts.Plant = func(ctx context.Context) (string, error) {
+			st, err := l.store.OutboxStatus(ctx)
+			return st.String(), err
+		}
+	}
+	var m tea.Model = ui.NewBenchModel(opts)
 	if path := os.Getenv("WSC_STARTUP_REPORT"); path != "" {
 		// Measurement hook for scripts/bench: write the start-up timings
 		// and quit after the first frame.
