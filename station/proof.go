@@ -199,12 +199,13 @@ func (tp *TPMProof) Prove(ctx context.Context, pr *ProofRun) (*Proven, error) {
 		}
 		sum := sha256.Sum256(ek.EKPublic)
 		chipID = sum[:]
-		if err := pr.Identify(chipID); err != nil {
-			return err
-		}
-		// The EK chain is checked while the device creates its keys;
-		// nothing is issued before the check has passed.
+		// The red bin and the binding (database reads) and the EK chain are
+		// checked while the device creates its keys; nothing is issued
+		// before both have passed.
 		ekCheck = goAsync(func() error {
+			if err := pr.Identify(chipID); err != nil {
+				return err
+			}
 			if err := ca.VerifyEK(ek.EKCert, ek.EKPublic, tp.Roots, tp.Intermediates); err != nil {
 				return fmt.Errorf("%w: %w", ErrAttestation, err)
 			}
