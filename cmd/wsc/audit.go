@@ -42,12 +42,15 @@ type auditReport struct {
 	Failures       []auditFailure `json:"failures"`
 }
 
+// auditFailure is one defect; Kind and ReasonCode are the same stable code
+// (docs/reason-codes.md), Message the human reason.
 type auditFailure struct {
-	Kind    string `json:"kind"`
-	Row     int64  `json:"row,omitempty"`
-	Table   string `json:"table,omitempty"`
-	Key     string `json:"key,omitempty"`
-	Message string `json:"message"`
+	Kind       string `json:"kind"`
+	ReasonCode string `json:"reason_code"`
+	Row        int64  `json:"row,omitempty"`
+	Table      string `json:"table,omitempty"`
+	Key        string `json:"key,omitempty"`
+	Message    string `json:"message"`
 }
 
 func auditVerifyCmd() *cobra.Command {
@@ -135,7 +138,7 @@ func auditVerifyCmd() *cobra.Command {
 			if verr != nil && !errors.As(verr, &ae) {
 				return internalError(verr)
 			}
-			rep := auditReport{Result: "ok", Database: path, Witness: opts.Witness, WitnessChecked: opts.Witness != "", Failures: []auditFailure{}}
+			rep := auditReport{Result: "ok", Database: path, Witness: opts.Witness, WitnessChecked: opts.Witness != "", PinnedKeys: []string{}, Failures: []auditFailure{}}
 			for _, p := range pins {
 				rep.PinnedKeys = append(rep.PinnedKeys, hex.EncodeToString(p))
 			}
@@ -144,13 +147,13 @@ func auditVerifyCmd() *cobra.Command {
 				rep.UnsealedRows, rep.CoveredRows, rep.RowRefs = sum.Unsealed, sum.CoveredRows, sum.RowRefs
 				rep.WitnessLines, rep.WitnessNewest = sum.WitnessLines, sum.WitnessNewest
 				for _, f := range sum.Failures {
-					rep.Failures = append(rep.Failures, auditFailure{Kind: string(f.Kind), Row: f.Seq, Table: f.Table, Key: f.Key, Message: f.Error()})
+					rep.Failures = append(rep.Failures, auditFailure{Kind: string(f.Kind), ReasonCode: string(f.Kind), Row: f.Seq, Table: f.Table, Key: f.Key, Message: f.Error()})
 				}
 			}
 			if verr != nil {
 				rep.Result = "failed"
 				if len(rep.Failures) == 0 {
-					rep.Failures = append(rep.Failures, auditFailure{Kind: string(ae.Kind), Row: ae.Seq, Table: ae.Table, Key: ae.Key, Message: ae.Error()})
+					rep.Failures = append(rep.Failures, auditFailure{Kind: string(ae.Kind), ReasonCode: string(ae.Kind), Row: ae.Seq, Table: ae.Table, Key: ae.Key, Message: ae.Error()})
 				}
 			}
 			out := cmd.OutOrStdout()

@@ -184,8 +184,36 @@ func (f *caFlags) withCA(fn func(c *ca.CA, s *session, pass []byte) error) error
 	return fn(c, s, pass)
 }
 
+// displaySerials rewrites the certificate serials of what a ceremony or
+// `ca inspect` reports into the one form wsc prints (db.DisplaySerial:
+// upper-case hex, as openssl prints it); package ca keeps big.Int.Text(16)
+// internally (file names, its folder state).
+func displaySerials(v any) {
+	switch r := v.(type) {
+	case *ca.Result:
+		if r == nil {
+			return
+		}
+		for i := range r.Certificates {
+			r.Certificates[i].Serial = db.DisplaySerial(r.Certificates[i].Serial)
+		}
+	case []ca.Inspected:
+		for i := range r {
+			if r[i].Serial != "" {
+				r[i].Serial = db.DisplaySerial(r[i].Serial)
+			}
+			for j, e := range r[i].Revoked { // "serial time reason"
+				if sn, rest, ok := strings.Cut(e, " "); ok {
+					r[i].Revoked[j] = db.DisplaySerial(sn) + " " + rest
+				}
+			}
+		}
+	}
+}
+
 // print writes a ceremony result as text or JSON.
 func (f *caFlags) print(w io.Writer, v any) error {
+	displaySerials(v)
 	if f.asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -712,7 +740,7 @@ func caRevokeCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return f.print(cmd.OutOrStdout(), revokeResult{Serial: target.SerialNumber.Text(16), Subject: target.Subject.String(),
+				return f.print(cmd.OutOrStdout(), revokeResult{Serial: station.SerialHex(target), Subject: target.Subject.String(),
 					Reason: ca.ReasonName(code), IssuerKeyID: fmt.Sprintf("%x", target.AuthorityKeyId), SHA256: ca.Fingerprint(target.Raw),
 					NextStep: "publish CRLs (`wsc ca crl`) and a new bundle (`wsc ca bundle`)"})
 			})
@@ -946,6 +974,7 @@ func caInspectCmd() *cobra.Command {
 			if err != nil {
 				return usagef("inspect %s: %w", args[0], err)
 			}
+			displaySerials(items)
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -1094,7 +1123,7 @@ func caLedgerCmd() *cobra.Command {
 func ceremonyFlow(role, flow, dir, media, actor string) ([]ui.CeremonyStep, error) {
 	cer := ca.Ceremony{Dir: dir, Actor: actor}
 	in := func(name string) string { return filepath.Join(media, name) }
-	text := func(r *ca.Result) string { return r.String() }
+	text := func(r *ca.Result) string { displaySerials(r); return r.String() }
 	// rootSecrets are the prompts that unlock the root (shares under custody).
 	rootSecrets := []string{"root key passphrase"}
 	if q, _, err := ca.CustodyInfo(dir); err == nil {

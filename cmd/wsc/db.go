@@ -31,11 +31,11 @@ type workOrderStatsJSON struct {
 func dbCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "db", Short: "Read the station database"}
 	var (
-		path, format, since, workOrder string
+		path, format, since, workOrder, status string
 	)
 	export := &cobra.Command{
 		Use:   "export",
-		Short: "Export one record per device (serial, backend, status, certificate, chain, provisioned_at)",
+		Short: "Export one record per device (serial, backend, status, certificate, chain, provisioned_at, cert_serial; revoked devices too)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := needDB(path); err != nil {
 				return err
@@ -43,7 +43,7 @@ func dbCmd() *cobra.Command {
 			if format != "json" && format != "csv" {
 				return usagef("--format must be json or csv, not %q", format)
 			}
-			f := db.ExportFilter{WorkOrder: workOrder}
+			f := db.ExportFilter{WorkOrder: workOrder, Status: status}
 			if since != "" {
 				t, err := parseTime(since)
 				if err != nil {
@@ -70,6 +70,7 @@ func dbCmd() *cobra.Command {
 	export.Flags().StringVar(&format, "format", "json", "json or csv")
 	export.Flags().StringVar(&since, "since", "", "only devices provisioned at or after this time (RFC 3339 or YYYY-MM-DD)")
 	export.Flags().StringVar(&workOrder, "work-order", "", "only devices of this work order")
+	export.Flags().StringVar(&status, "status", "", "only devices of this status: provisioned, revoked (certificate revoked), … (default: every device, revoked ones included)")
 	var statsDB, statsWO string
 	var statsJSON bool
 	stats := &cobra.Command{

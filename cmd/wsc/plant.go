@@ -209,7 +209,7 @@ func plantCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "revocation of %s (%s) requested; station %s applies it on its next sync\n", q.SerialHex, q.Reason, q.Station)
+			fmt.Fprintf(cmd.OutOrStdout(), "revocation of %s (%s) requested; station %s applies it on its next sync\n", db.DisplaySerial(q.SerialHex), q.Reason, q.Station)
 			return nil
 		},
 	}

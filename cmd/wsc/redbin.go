@@ -51,7 +51,11 @@ func redbinCmd() *cobra.Command {
 				}
 				rows := make([]row, 0, len(entries))
 				for _, e := range entries {
-					rows = append(rows, row{hex.EncodeToString(e.ChipID), e.Serial, e.Reason, e.CertSerial, e.Operator, e.CreatedAt, e.ReleasedAt, e.ReleasedBy, e.ReleaseNote})
+					certSerial := ""
+					if e.CertSerial != "" {
+						certSerial = db.DisplaySerial(e.CertSerial)
+					}
+					rows = append(rows, row{hex.EncodeToString(e.ChipID), e.Serial, e.Reason, certSerial, e.Operator, e.CreatedAt, e.ReleasedAt, e.ReleasedBy, e.ReleaseNote})
 				}
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
