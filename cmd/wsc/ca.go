@@ -187,12 +187,16 @@ func (f *caFlags) withCA(fn func(c *ca.CA, s *session, pass []byte) error) error
 // displaySerials rewrites the certificate serials of what a ceremony or
 // `ca inspect` reports into the one form wsc prints (db.DisplaySerial:
 // upper-case hex, as openssl prints it); package ca keeps big.Int.Text(16)
-// internally (file names, its folder state).
+// internally (file names, its folder state). A ceremony's file list is []
+// rather than null.
 func displaySerials(v any) {
 	switch r := v.(type) {
 	case *ca.Result:
 		if r == nil {
 			return
+		}
+		if r.Files == nil { // [] rather than null for scripts
+			r.Files = []string{}
 		}
 		for i := range r.Certificates {
 			r.Certificates[i].Serial = db.DisplaySerial(r.Certificates[i].Serial)
@@ -1088,6 +1092,16 @@ func caCustodyCmd() *cobra.Command {
 	return cmd
 }
 
+// ledgerJSON is `wsc ca ledger verify --json`: the report with a result
+// ("ok" or "failed") and, when failed, a reason_code (ledger-broken,
+// ledger-unsigned; docs/reason-codes.md) and the human message.
+type ledgerJSON struct {
+	Result     string `json:"result"`
+	ReasonCode string `json:"reason_code,omitempty"`
+	Message    string `json:"message,omitempty"`
+	ca.LedgerReport
+}
+
 func caLedgerCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "ledger", Short: "The CA folder's own ceremony ledger"}
 	var (
@@ -1099,11 +1113,21 @@ func caLedgerCmd() *cobra.Command {
 		Short: "Check the folder ledger's hash chain and signatures (and the ledger key's fingerprint with --pin)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rep, err := ca.VerifyLedger(dir, pin)
+			if err != nil && asJSON && (errors.Is(err, ca.ErrLedgerBroken) || errors.Is(err, ca.ErrLedgerUnsigned)) {
+				code := "ledger-broken"
+				if !errors.Is(err, ca.ErrLedgerBroken) {
+					code = "ledger-unsigned"
+				}
+				out := ledgerJSON{Result: "failed", ReasonCode: code, Message: err.Error(), LedgerReport: rep}
+				if jerr := json.NewEncoder(cmd.OutOrStdout()).Encode(out); jerr != nil {
+					return jerr
+				}
+			}
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(rep)
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(ledgerJSON{Result: "ok", LedgerReport: rep})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "ledger OK: %d records, %d signed, %d after the last signature; ledger key SHA-256 %s\n",
 				rep.Records, rep.Signed, rep.UnsignedTail, rep.KeyFingerprint)

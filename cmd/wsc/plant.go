@@ -353,6 +353,12 @@ func plantCmd() *cobra.Command {
 func writeReport(out io.Writer, rep *plant.Report, asJSON, asCSV bool) error {
 	switch {
 	case asJSON:
+		if rep.Rows == nil { // [] rather than null for scripts
+			rep.Rows = []plant.ReportRow{}
+		}
+		if rep.Pareto == nil {
+			rep.Pareto = []plant.ParetoRow{}
+		}
 		return json.NewEncoder(out).Encode(rep)
 	case asCSV:
 		w := csv.NewWriter(out)
