@@ -235,7 +235,7 @@ func auditInitKeyCmd() *cobra.Command {
 		},
 	}
 	caDirFlag(cmd.Flags(), &dir)
-	cmd.Flags().StringVar(&passSource, "passphrase-source", "prompt", "where the passphrase comes from: prompt, file:PATH, fd:N or env:NAME")
+	cmd.Flags().StringVar(&passSource, "passphrase-source", "prompt", "where the audit key's passphrase comes from: "+secretSources)
 	return cmd
 }
 

@@ -39,7 +39,7 @@ type caFlags struct {
 func (f *caFlags) register(cmd *cobra.Command, withDB bool) {
 	caDirFlag(cmd.Flags(), &f.dir)
 	cmd.Flags().StringVar(&f.passSource, "passphrase-source", "prompt",
-		"where the key passphrase (or token PIN) comes from: prompt, file:PATH (mode 0600), fd:N or env:NAME — never the passphrase itself; none for token keys with pin-source")
+		"where the key passphrase (or token PIN) comes from: "+secretSources+"; none for token keys with pin-source")
 	cmd.Flags().StringVar(&f.actor, "actor", defaultActor(), "person or station recorded in the audit record")
 	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print the result as JSON (snake_case)")
 	if withDB {
@@ -51,9 +51,9 @@ func (f *caFlags) register(cmd *cobra.Command, withDB bool) {
 // source or, under quorum custody, the custodians' shares.
 func (f *caFlags) registerRoot(cmd *cobra.Command, separate bool) {
 	if separate {
-		cmd.Flags().StringVar(&f.rootPassSource, "root-passphrase-source", "", "source of the root key passphrase (default: --passphrase-source)")
+		cmd.Flags().StringVar(&f.rootPassSource, "root-passphrase-source", "", "where the root key passphrase comes from (default: --passphrase-source): "+secretSources)
 	}
-	cmd.Flags().StringArrayVar(&f.shares, "share", nil, "a custodian share (quorum custody): prompt, file:PATH, fd:N or env:NAME; repeat once per custodian present")
+	cmd.Flags().StringArrayVar(&f.shares, "share", nil, "a custodian share (quorum custody): "+secretSources+"; repeat once per custodian present")
 }
 
 func defaultActor() string {
@@ -1031,7 +1031,7 @@ func caPassphraseCmd() *cobra.Command {
 	}
 	f.register(change, false)
 	change.Flags().StringVar(&key, "key", "", "root, intermediate or audit")
-	change.Flags().StringVar(&newSo, "new-passphrase-source", "prompt", "source of the new passphrase (asked twice at a prompt)")
+	change.Flags().StringVar(&newSo, "new-passphrase-source", "prompt", "where the new passphrase comes from (asked twice at a prompt): "+secretSources)
 	change.Flags().BoolVar(&generate, "generate-passphrase", false, "generate a diceware passphrase and show it once")
 	cmd.AddCommand(change)
 	return cmd

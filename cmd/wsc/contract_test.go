@@ -215,6 +215,14 @@ func TestFlagVocabulary(t *testing.T) {
 			case f.Shorthand == "o" && f.Name != "output":
 				t.Errorf("%s: -o is --%s, not --output", c.CommandPath(), f.Name)
 			}
+			// Every secret source in the commands of this file's owner says the same syntax.
+			mine := false
+			for _, p := range []string{"wsc ca", "wsc audit", "wsc db", "wsc operator", "wsc redbin"} {
+				mine = mine || strings.HasPrefix(c.CommandPath(), p)
+			}
+			if mine && (strings.HasSuffix(f.Name, "passphrase-source") || f.Name == "pin-source" || f.Name == "share") && !strings.Contains(f.Usage, secretSources) {
+				t.Errorf("%s --%s: usage %q does not state the source syntax %q", c.CommandPath(), f.Name, f.Usage, secretSources)
+			}
 		})
 		for _, sub := range c.Commands() {
 			walk(sub)

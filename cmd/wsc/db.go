@@ -32,6 +32,7 @@ func dbCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "db", Short: "Read the station database"}
 	var (
 		path, format, since, workOrder, status string
+		asJSON                                 bool
 	)
 	export := &cobra.Command{
 		Use:   "export",
@@ -39,6 +40,12 @@ func dbCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := needDB(path); err != nil {
 				return err
+			}
+			if asJSON {
+				if cmd.Flags().Changed("format") && format != "json" {
+					return usagef("--json and --format %s exclude each other", format)
+				}
+				format = "json"
 			}
 			if format != "json" && format != "csv" {
 				return usagef("--format must be json or csv, not %q", format)
@@ -68,6 +75,7 @@ func dbCmd() *cobra.Command {
 	}
 	export.Flags().StringVar(&path, "db", "", "station database file")
 	export.Flags().StringVar(&format, "format", "json", "json or csv")
+	export.Flags().BoolVar(&asJSON, "json", false, "JSON output (the default; same as --format json)")
 	export.Flags().StringVar(&since, "since", "", "only devices provisioned at or after this time (RFC 3339 or YYYY-MM-DD)")
 	export.Flags().StringVar(&workOrder, "work-order", "", "only devices of this work order")
 	export.Flags().StringVar(&status, "status", "", "only devices of this status: provisioned, revoked (certificate revoked), … (default: every device, revoked ones included)")
@@ -145,7 +153,7 @@ func operatorCmd() *cobra.Command {
 	add.Flags().StringVar(&id, "id", "", "operator id (badge number or short name)")
 	add.Flags().StringVar(&name, "name", "", "full name")
 	add.Flags().StringVar(&role, "role", "operator", "operator, supervisor, qa or security")
-	add.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the PIN comes from: prompt, file:PATH, fd:N, env:NAME")
+	add.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the operator's PIN comes from: "+secretSources)
 	cmd.AddCommand(add)
 	return cmd
 }

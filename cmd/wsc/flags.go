@@ -19,6 +19,10 @@ func parseTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is neither RFC 3339 nor YYYY-MM-DD", s)
 }
 
+// secretSources is the syntax of every --passphrase-source, --pin-source
+// and --share flag (ca.ReadPassphrase reads them all the same way).
+const secretSources = "prompt, file:PATH (mode 0600), fd:N or env:NAME — never the secret itself"
+
 // aliasOf is the annotation of a deprecated flag spelling: the flag's
 // current name.
 const aliasOf = "wsc-alias-of"

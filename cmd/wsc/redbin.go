@@ -143,7 +143,7 @@ func redbinCmd() *cobra.Command {
 	release.Flags().StringVar(&serial, "serial", "", "device serial (its bound chip is released)")
 	release.Flags().StringVar(&chip, "chip", "", "chip identity in hex, as `wsc redbin list` shows it")
 	release.Flags().StringVar(&supervisor, "supervisor", "", "supervisor's operator id")
-	release.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the supervisor's PIN comes from: prompt, file:PATH, fd:N, env:NAME")
+	release.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the supervisor's PIN comes from: "+secretSources)
 	release.Flags().StringVar(&note, "note", "", "why the device may be provisioned again (recorded)")
 	cmd.AddCommand(list, release)
 	return cmd
