@@ -147,13 +147,13 @@ func auditVerifyCmd() *cobra.Command {
 				rep.UnsealedRows, rep.CoveredRows, rep.RowRefs = sum.Unsealed, sum.CoveredRows, sum.RowRefs
 				rep.WitnessLines, rep.WitnessNewest = sum.WitnessLines, sum.WitnessNewest
 				for _, f := range sum.Failures {
-					rep.Failures = append(rep.Failures, auditFailure{Kind: string(f.Kind), ReasonCode: string(f.Kind), Row: f.Seq, Table: f.Table, Key: f.Key, Message: f.Error()})
+					rep.Failures = append(rep.Failures, auditFailure{Kind: string(f.Kind), ReasonCode: string(f.Kind), Row: f.Seq, Table: f.Table, Key: displayKey(f.Table, f.Key), Message: f.Error()})
 				}
 			}
 			if verr != nil {
 				rep.Result = "failed"
 				if len(rep.Failures) == 0 {
-					rep.Failures = append(rep.Failures, auditFailure{Kind: string(ae.Kind), ReasonCode: string(ae.Kind), Row: ae.Seq, Table: ae.Table, Key: ae.Key, Message: ae.Error()})
+					rep.Failures = append(rep.Failures, auditFailure{Kind: string(ae.Kind), ReasonCode: string(ae.Kind), Row: ae.Seq, Table: ae.Table, Key: displayKey(ae.Table, ae.Key), Message: ae.Error()})
 				}
 			}
 			out := cmd.OutOrStdout()
@@ -187,6 +187,16 @@ func auditVerifyCmd() *cobra.Command {
 	verify.Flags().StringVar(&plantDSN, "plant", "", "also check the ledger against the plant registry's witnessed copy (PostgreSQL DSN)")
 	verify.Flags().StringVar(&stationID, "station", "", "station id in the plant (with --plant)")
 	return verify
+}
+
+// displayKey shows a row key of the certificates and revocations tables
+// (a certificate serial, db's internal lower-case key) in the one printed
+// form of a serial.
+func displayKey(table, key string) string {
+	if key != "" && (table == "certificates" || table == "revocations") {
+		return db.DisplaySerial(key)
+	}
+	return key
 }
 
 func printAuditReport(w io.Writer, r auditReport) {

@@ -165,6 +165,11 @@ func plantCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			for i := range fs {
+				if fs[i].Check == plant.CheckCertWithoutRun { // its subject is a certificate serial
+					fs[i].Subject = db.DisplaySerial(fs[i].Subject)
+				}
+			}
 			out := cmd.OutOrStdout()
 			if asJSON {
 				if fs == nil {
@@ -286,6 +291,9 @@ func plantCmd() *cobra.Command {
 			}
 			if len(ls) == 0 {
 				return failed(fmt.Errorf("%s: not in the registry", args[0]))
+			}
+			for i := range ls {
+				ls[i].CertSerial = db.DisplaySerial(ls[i].CertSerial)
 			}
 			return json.NewEncoder(cmd.OutOrStdout()).Encode(ls)
 		},
