@@ -1,6 +1,13 @@
 package main
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,8 +16,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/station"
 )
 
 // TestMain lets the test binary stand in for the wsc binary in the
@@ -34,6 +45,9 @@ func TestMain(m *testing.M) {
 //
 //	wsc-exit N ARGS...      run wsc ARGS, require exit status N
 //	stdout-env VAR          set VAR to the last command's standard output (trimmed)
+//	issue-device CA DB PASS SERIAL  issue a device certificate as the station does
+//	                        (ca.Issue on the station database) and print its
+//	                        serial as openssl prints it
 //	json-keys FILE PATH...  FILE (or stdout) is JSON holding every PATH
 //	json-eq FILE PATH VALUE the value at PATH is VALUE (strings bare, others as JSON)
 //	json-len FILE PATH N    the array at PATH ("." for the top) has N elements
@@ -69,6 +83,12 @@ func TestScripts(t *testing.T) {
 					ts.Fatalf("usage: stdout-env VAR")
 				}
 				ts.Setenv(args[0], strings.TrimSpace(ts.ReadFile("stdout")))
+			},
+			"issue-device": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 4 {
+					ts.Fatalf("usage: issue-device CA-DIR DB PASSFILE SERIAL")
+				}
+				ts.Stdout().Write([]byte(issueDevice(ts, ts.MkAbs(args[0]), ts.MkAbs(args[1]), ts.MkAbs(args[2]), args[3]) + "\n"))
 			},
 			"json-keys": func(ts *testscript.TestScript, neg bool, args []string) {
 				if len(args) < 2 {
@@ -123,6 +143,40 @@ func TestScripts(t *testing.T) {
 			},
 		},
 	})
+}
+
+// issueDevice issues a certificate for a fresh P-256 key through the ca
+// package on the station database, as the station does, and returns the
+// certificate's serial as openssl prints it (computed here, independently
+// of the code under test).
+func issueDevice(ts *testscript.TestScript, caDir, dbPath, passFile, serial string) string {
+	pass, err := ca.ReadPassphrase("file:" + passFile)
+	if err != nil {
+		ts.Fatalf("issue-device: %v", err)
+	}
+	st, err := db.Open(dbPath)
+	if err != nil {
+		ts.Fatalf("issue-device: %v", err)
+	}
+	defer st.Close()
+	c, err := ca.Open(caDir, pass, ca.WithStore(station.CAStore(st)))
+	if err != nil {
+		ts.Fatalf("issue-device: %v", err)
+	}
+	defer c.Close()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		ts.Fatalf("issue-device: %v", err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "ignored"}}, key)
+	if err != nil {
+		ts.Fatalf("issue-device: %v", err)
+	}
+	chain, err := c.Issue(context.Background(), csr, ca.IssueRequest{DeviceSerial: serial, Validity: 30 * 24 * time.Hour})
+	if err != nil {
+		ts.Fatalf("issue-device: %v", err)
+	}
+	return strings.ToUpper(hex.EncodeToString(chain[0].SerialNumber.Bytes()))
 }
 
 func orPresent(err error) error {
