@@ -221,6 +221,7 @@ func printAuditReport(w io.Writer, r auditReport) {
 
 func auditInitKeyCmd() *cobra.Command {
 	var dir, passSource string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "init-key",
 		Short: "Create the station's audit key (once; encrypted PKCS#8) and print the fingerprint to pin in the station config",
@@ -239,6 +240,12 @@ func auditInitKeyCmd() *cobra.Command {
 			if err != nil {
 				return internalError(err)
 			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(map[string]string{"key_file": filepath.Join(dir, ca.AuditKeyFile),
+					"public_key_file": filepath.Join(dir, ca.AuditPubKeyFile), "fingerprint": fp})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "audit key created in %s\nfingerprint: %s\npin it in the station config:\n  audit:\n    key_fingerprints: [%s]\n",
 				filepath.Join(dir, ca.AuditKeyFile), fp, fp)
 			return nil
@@ -246,6 +253,7 @@ func auditInitKeyCmd() *cobra.Command {
 	}
 	caDirFlag(cmd.Flags(), &dir)
 	cmd.Flags().StringVar(&passSource, "passphrase-source", "prompt", "where the audit key's passphrase comes from: "+secretSources)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print {key_file, public_key_file, fingerprint} as JSON")
 	return cmd
 }
 
