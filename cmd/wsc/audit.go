@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -15,11 +16,6 @@ import (
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/station"
 )
-
-// usage wraps a usage error: exit status 2.
-func usage(format string, a ...any) error {
-	return &exitError{code: 2, err: fmt.Errorf(format, a...)}
-}
 
 func auditCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "The station database's audit ledger: verify it, create and pin its key, repair its witness file"}
@@ -46,12 +42,15 @@ type auditReport struct {
 	Failures       []auditFailure `json:"failures"`
 }
 
+// auditFailure is one defect; Kind and ReasonCode are the same stable code
+// (docs/reason-codes.md), Message the human reason.
 type auditFailure struct {
-	Kind    string `json:"kind"`
-	Row     int64  `json:"row,omitempty"`
-	Table   string `json:"table,omitempty"`
-	Key     string `json:"key,omitempty"`
-	Message string `json:"message"`
+	Kind       string `json:"kind"`
+	ReasonCode string `json:"reason_code"`
+	Row        int64  `json:"row,omitempty"`
+	Table      string `json:"table,omitempty"`
+	Key        string `json:"key,omitempty"`
+	Message    string `json:"message"`
 }
 
 func auditVerifyCmd() *cobra.Command {
@@ -76,7 +75,7 @@ func auditVerifyCmd() *cobra.Command {
 			if cfgPath != "" {
 				f, err := station.LoadAuditConfig(cfgPath)
 				if err != nil {
-					return usage("--config: %w", err)
+					return usagef("--config: %w", err)
 				}
 				ac, caDir = f.Audit, f.CADir
 				if path == "" {
@@ -84,13 +83,13 @@ func auditVerifyCmd() *cobra.Command {
 				}
 			}
 			if path == "" {
-				return usage("--db (or --config) is required")
+				return usagef("--db (or --config) is required")
 			}
 			if plantDSN != "" && asJSON {
-				return usage("--plant prints text: it does not combine with --json")
+				return usagef("--plant prints text: it does not combine with --json")
 			}
 			if _, err := os.Stat(path); err != nil {
-				return usage("database: %w", err)
+				return usagef("database: %w", err)
 			}
 			if caDir == "" {
 				caDir = filepath.Join(filepath.Dir(path), "ca")
@@ -99,13 +98,13 @@ func auditVerifyCmd() *cobra.Command {
 				ac.KeyFingerprints = fingerprints
 			}
 			if len(ac.KeyFingerprints) == 0 {
-				return usage("no pinned audit key: pass --audit-key-fingerprint HEX (printed by `wsc ca init` or `wsc audit init-key`; " +
+				return usagef("no pinned audit key: pass --audit-key-fingerprint HEX (printed by `wsc ca init` or `wsc audit init-key`; " +
 					"`wsc audit fingerprint --pub FILE` on a trusted copy of the public key) or --config STATION.yaml with audit.key_fingerprints; " +
 					"the public key beside the database is never trusted by itself")
 			}
 			pins, err := ac.Pins()
 			if err != nil {
-				return usage("%w", err)
+				return usagef("%w", err)
 			}
 			opts := db.AuditVerifyOptions{PinnedKeys: pins, MaxGap: maxGap}
 			// The public key beside the database, if any, is only a convenience for
@@ -118,11 +117,11 @@ func auditVerifyCmd() *cobra.Command {
 			if pub, err := ca.LoadPublicKey(keyPath); err == nil {
 				opts.Keys = []crypto.PublicKey{pub}
 			} else if explicitKey {
-				return usage("--key: %w", err)
+				return usagef("--key: %w", err)
 			}
 			switch {
 			case noWitness && witness != "":
-				return usage("--witness and --no-witness exclude each other")
+				return usagef("--witness and --no-witness exclude each other")
 			case noWitness:
 			case witness != "":
 				opts.Witness = witness
@@ -131,15 +130,15 @@ func auditVerifyCmd() *cobra.Command {
 			}
 			s, err := db.Open(path, db.WithReadOnly())
 			if err != nil {
-				return err
+				return internalError(err)
 			}
 			defer s.Close()
 			sum, verr := s.VerifyAudit(cmd.Context(), opts)
 			var ae *db.AuditError
 			if verr != nil && !errors.As(verr, &ae) {
-				return verr
+				return internalError(verr)
 			}
-			rep := auditReport{Result: "ok", Database: path, Witness: opts.Witness, WitnessChecked: opts.Witness != "", Failures: []auditFailure{}}
+			rep := auditReport{Result: "ok", Database: path, Witness: opts.Witness, WitnessChecked: opts.Witness != "", PinnedKeys: []string{}, Failures: []auditFailure{}}
 			for _, p := range pins {
 				rep.PinnedKeys = append(rep.PinnedKeys, hex.EncodeToString(p))
 			}
@@ -148,13 +147,13 @@ func auditVerifyCmd() *cobra.Command {
 				rep.UnsealedRows, rep.CoveredRows, rep.RowRefs = sum.Unsealed, sum.CoveredRows, sum.RowRefs
 				rep.WitnessLines, rep.WitnessNewest = sum.WitnessLines, sum.WitnessNewest
 				for _, f := range sum.Failures {
-					rep.Failures = append(rep.Failures, auditFailure{Kind: string(f.Kind), Row: f.Seq, Table: f.Table, Key: f.Key, Message: f.Error()})
+					rep.Failures = append(rep.Failures, auditFailure{Kind: string(f.Kind), ReasonCode: string(f.Kind), Row: f.Seq, Table: f.Table, Key: displayKey(f.Table, f.Key), Message: f.Error()})
 				}
 			}
 			if verr != nil {
 				rep.Result = "failed"
 				if len(rep.Failures) == 0 {
-					rep.Failures = append(rep.Failures, auditFailure{Kind: string(ae.Kind), Row: ae.Seq, Table: ae.Table, Key: ae.Key, Message: ae.Error()})
+					rep.Failures = append(rep.Failures, auditFailure{Kind: string(ae.Kind), ReasonCode: string(ae.Kind), Row: ae.Seq, Table: ae.Table, Key: displayKey(ae.Table, ae.Key), Message: ae.Error()})
 				}
 			}
 			out := cmd.OutOrStdout()
@@ -172,12 +171,11 @@ func auditVerifyCmd() *cobra.Command {
 				perr = verifyAgainstPlant(cmd.Context(), s, plantDSN, stationID, out)
 			}
 			if verr != nil {
-				return &exitError{code: 1, err: verr}
+				return failed(verr)
 			}
 			return perr
 		},
 	}
-	verify.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
 	verify.Flags().StringVar(&path, "db", "", "station database file (default: the config's database)")
 	verify.Flags().StringVar(&cfgPath, "config", "", "station config: database, CA folder, audit.key_fingerprints and audit.witness")
 	verify.Flags().StringSliceVar(&fingerprints, "audit-key-fingerprint", nil, "pinned audit key: hex SHA-256 of its public key (repeatable); overrides the config")
@@ -189,6 +187,16 @@ func auditVerifyCmd() *cobra.Command {
 	verify.Flags().StringVar(&plantDSN, "plant", "", "also check the ledger against the plant registry's witnessed copy (PostgreSQL DSN)")
 	verify.Flags().StringVar(&stationID, "station", "", "station id in the plant (with --plant)")
 	return verify
+}
+
+// displayKey shows a row key of the certificates and revocations tables
+// (a certificate serial, db's internal lower-case key) in the one printed
+// form of a serial.
+func displayKey(table, key string) string {
+	if key != "" && (table == "certificates" || table == "revocations") {
+		return db.DisplaySerial(key)
+	}
+	return key
 }
 
 func printAuditReport(w io.Writer, r auditReport) {
@@ -213,6 +221,7 @@ func printAuditReport(w io.Writer, r auditReport) {
 
 func auditInitKeyCmd() *cobra.Command {
 	var dir, passSource string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "init-key",
 		Short: "Create the station's audit key (once; encrypted PKCS#8) and print the fingerprint to pin in the station config",
@@ -221,20 +230,30 @@ func auditInitKeyCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pass, err := ca.ReadPassphrase(passSource)
 			if err != nil {
-				return fmt.Errorf("passphrase (--passphrase-source): %w", err)
+				return usagef("passphrase (--passphrase-source): %w", err)
 			}
 			defer clear(pass)
 			_, fp, err := station.CreateAuditKey(dir, pass)
+			if errors.Is(err, fs.ErrExist) {
+				return usagef("%w (an audit key is never replaced: pin its fingerprint, `wsc audit fingerprint`)", err)
+			}
 			if err != nil {
-				return err
+				return internalError(err)
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(map[string]string{"key_file": filepath.Join(dir, ca.AuditKeyFile),
+					"public_key_file": filepath.Join(dir, ca.AuditPubKeyFile), "fingerprint": fp})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "audit key created in %s\nfingerprint: %s\npin it in the station config:\n  audit:\n    key_fingerprints: [%s]\n",
 				filepath.Join(dir, ca.AuditKeyFile), fp, fp)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "ca", "CA folder")
-	cmd.Flags().StringVar(&passSource, "passphrase-source", "prompt", "where the passphrase comes from: prompt, file:PATH, fd:N or env:NAME")
+	caDirFlag(cmd.Flags(), &dir)
+	cmd.Flags().StringVar(&passSource, "passphrase-source", "prompt", "where the audit key's passphrase comes from: "+secretSources)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print {key_file, public_key_file, fingerprint} as JSON")
 	return cmd
 }
 
@@ -246,11 +265,11 @@ func auditFingerprintCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pub, err := ca.LoadPublicKey(pubPath)
 			if err != nil {
-				return usage("--pub: %w", err)
+				return usagef("--pub: %w", err)
 			}
 			fp, err := ca.AuditKeyFingerprint(pub)
 			if err != nil {
-				return err
+				return usagef("--pub: %w", err)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), fp)
 			return nil
@@ -270,14 +289,20 @@ func auditRepairWitnessCmd() *cobra.Command {
 			"database, appends a witness.repair row (length and SHA-256 of the cut bytes) to the ledger and cuts them.",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if path == "" || witness == "" {
-				return usage("--db and --witness are required")
+				return usagef("--db and --witness are required")
+			}
+			if _, err := os.Stat(path); err != nil {
+				return usagef("--db: %w", err)
 			}
 			s, err := db.Open(path, db.WithActor(actor))
 			if err != nil {
-				return err
+				return internalError(err)
 			}
 			defer s.Close()
 			rep, err := s.RepairWitness(cmd.Context(), witness)
+			if errors.Is(err, db.ErrWitnessMismatch) || errors.Is(err, db.ErrAuditTampered) {
+				return failed(err)
+			}
 			if err != nil {
 				return err
 			}

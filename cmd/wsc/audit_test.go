@@ -28,7 +28,7 @@ func auditWorkspace(t *testing.T, wsc string) (dir, dbPath, fp string) {
 	if err := os.MkdirAll(caDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(wsc, "audit", "init-key", "--dir", caDir, "--passphrase-source", "file:"+pass).CombinedOutput()
+	out, err := exec.Command(wsc, "audit", "init-key", "--ca-dir", caDir, "--passphrase-source", "file:"+pass).CombinedOutput()
 	if err != nil {
 		t.Fatalf("init-key: %v\n%s", err, out)
 	}
@@ -41,7 +41,7 @@ func auditWorkspace(t *testing.T, wsc string) (dir, dbPath, fp string) {
 		t.Fatalf("no fingerprint in %s", out)
 	}
 	// A second init-key never replaces the key.
-	if out, err := exec.Command(wsc, "audit", "init-key", "--dir", caDir, "--passphrase-source", "file:"+pass).CombinedOutput(); err == nil {
+	if out, err := exec.Command(wsc, "audit", "init-key", "--ca-dir", caDir, "--passphrase-source", "file:"+pass).CombinedOutput(); err == nil {
 		t.Fatalf("second init-key succeeded: %s", out)
 	}
 	key, err := ca.AuditKey(caDir, []byte("audit passphrase"))

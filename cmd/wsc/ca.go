@@ -37,13 +37,13 @@ type caFlags struct {
 }
 
 func (f *caFlags) register(cmd *cobra.Command, withDB bool) {
-	cmd.Flags().StringVar(&f.dir, "dir", "ca", "CA folder")
+	caDirFlag(cmd.Flags(), &f.dir)
 	cmd.Flags().StringVar(&f.passSource, "passphrase-source", "prompt",
-		"where the key passphrase (or token PIN) comes from: prompt, file:PATH (mode 0600), fd:N or env:NAME — never the passphrase itself; none for token keys with pin-source")
+		"where the key passphrase (or token PIN) comes from: "+secretSources+"; none for token keys with pin-source")
 	cmd.Flags().StringVar(&f.actor, "actor", defaultActor(), "person or station recorded in the audit record")
 	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print the result as JSON (snake_case)")
 	if withDB {
-		cmd.Flags().StringVar(&f.dbPath, "db", "", "station database: the audit record goes into its ledger; without it into DIR/"+ca.LedgerFile)
+		cmd.Flags().StringVar(&f.dbPath, "db", "", "station database: the audit record goes into its ledger; without it into CA-DIR/"+ca.LedgerFile)
 	}
 }
 
@@ -51,9 +51,9 @@ func (f *caFlags) register(cmd *cobra.Command, withDB bool) {
 // source or, under quorum custody, the custodians' shares.
 func (f *caFlags) registerRoot(cmd *cobra.Command, separate bool) {
 	if separate {
-		cmd.Flags().StringVar(&f.rootPassSource, "root-passphrase-source", "", "source of the root key passphrase (default: --passphrase-source)")
+		cmd.Flags().StringVar(&f.rootPassSource, "root-passphrase-source", "", "where the root key passphrase comes from (default: --passphrase-source): "+secretSources)
 	}
-	cmd.Flags().StringArrayVar(&f.shares, "share", nil, "a custodian share (quorum custody): prompt, file:PATH, fd:N or env:NAME; repeat once per custodian present")
+	cmd.Flags().StringArrayVar(&f.shares, "share", nil, "a custodian share (quorum custody): "+secretSources+"; repeat once per custodian present")
 }
 
 func defaultActor() string {
@@ -71,7 +71,7 @@ func (f *caFlags) passphrase(keyName string) ([]byte, error) {
 	}
 	p, err := ca.ReadPassphraseFor(f.passSource, keyName)
 	if err != nil {
-		return nil, fmt.Errorf("%s passphrase (--passphrase-source): %w", keyName, err)
+		return nil, usagef("%s passphrase (--passphrase-source): %w", keyName, err)
 	}
 	return p, nil
 }
@@ -86,13 +86,13 @@ func (f *caFlags) rootSecret(w io.Writer) ([]byte, []string, error) {
 			return nil, nil, err
 		}
 		if len(f.shares) == 0 {
-			return nil, nil, fmt.Errorf("the root key is under quorum custody: give %d of the shares of %s with --share (once per custodian)", q, strings.Join(names, ", "))
+			return nil, nil, usagef("the root key is under quorum custody: give %d of the shares of %s with --share (once per custodian)", q, strings.Join(names, ", "))
 		}
 		var shares []string
 		for i, src := range f.shares {
 			s, err := ca.ReadPassphraseFor(src, fmt.Sprintf("custodian share %d of %d", i+1, q))
 			if err != nil {
-				return nil, nil, fmt.Errorf("--share %d: %w", i+1, err)
+				return nil, nil, usagef("--share %d: %w", i+1, err)
 			}
 			shares = append(shares, string(s))
 			clear(s)
@@ -110,7 +110,7 @@ func (f *caFlags) rootSecret(w io.Writer) ([]byte, []string, error) {
 	}
 	p, err := ca.ReadPassphraseFor(src, "root key")
 	if err != nil {
-		return nil, nil, fmt.Errorf("root key passphrase: %w", err)
+		return nil, nil, usagef("root key passphrase: %w", err)
 	}
 	return p, nil, nil
 }
@@ -184,8 +184,40 @@ func (f *caFlags) withCA(fn func(c *ca.CA, s *session, pass []byte) error) error
 	return fn(c, s, pass)
 }
 
+// displaySerials rewrites the certificate serials of what a ceremony or
+// `ca inspect` reports into the one form wsc prints (db.DisplaySerial:
+// upper-case hex, as openssl prints it); package ca keeps big.Int.Text(16)
+// internally (file names, its folder state). A ceremony's file list is []
+// rather than null.
+func displaySerials(v any) {
+	switch r := v.(type) {
+	case *ca.Result:
+		if r == nil {
+			return
+		}
+		if r.Files == nil { // [] rather than null for scripts
+			r.Files = []string{}
+		}
+		for i := range r.Certificates {
+			r.Certificates[i].Serial = db.DisplaySerial(r.Certificates[i].Serial)
+		}
+	case []ca.Inspected:
+		for i := range r {
+			if r[i].Serial != "" {
+				r[i].Serial = db.DisplaySerial(r[i].Serial)
+			}
+			for j, e := range r[i].Revoked { // "serial time reason"
+				if sn, rest, ok := strings.Cut(e, " "); ok {
+					r[i].Revoked[j] = db.DisplaySerial(sn) + " " + rest
+				}
+			}
+		}
+	}
+}
+
 // print writes a ceremony result as text or JSON.
 func (f *caFlags) print(w io.Writer, v any) error {
+	displaySerials(v)
 	if f.asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -206,10 +238,10 @@ func readCertFile(path string) ([]*x509.Certificate, error) {
 	}
 	cs, err := ca.ParseCertificatesPEM(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, usagef("%s: %w", path, err)
 	}
 	if len(cs) == 0 {
-		return nil, fmt.Errorf("%s: no certificate in it", path)
+		return nil, usagef("%s: no certificate in it", path)
 	}
 	return cs, nil
 }
@@ -221,7 +253,7 @@ func caCmd() *cobra.Command {
 		Long: "Ceremonies on the station's offline CA (docs/ca-ceremony.md lists for each one what goes from which\n" +
 			"machine to which). Passphrases and custodian shares are read from sources (prompt, file:PATH, fd:N,\n" +
 			"env:NAME), never from the command line. Each ceremony writes one audit record: into the station\n" +
-			"database's ledger with --db, otherwise into the folder's ledger (DIR/" + ca.LedgerFile + ", hash-chained, signed).\n" +
+			"database's ledger with --db, otherwise into the folder's ledger (CA-DIR/" + ca.LedgerFile + ", hash-chained, signed).\n" +
 			"Every ceremony prints the SHA-256 fingerprints of what it made for the paper log; --json for scripts.",
 	}
 	cmd.AddCommand(caInitCmd(), caIntermediateCmd(), caRootCmd(), caRevokeCmd(), caCRLCmd(), caImportCmd(), caBundleCmd(),
@@ -256,7 +288,7 @@ func caInitCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "init",
-		Short: "Create the root (and, unless --root-only, the first station intermediate) in --dir",
+		Short: "Create the root (and, unless --root-only, the first station intermediate) in --ca-dir",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := cmd.OutOrStdout()
 			if f.asJSON {
@@ -268,12 +300,12 @@ func caInitCmd() *cobra.Command {
 			var err error
 			if rootValidity != "" {
 				if opts.RootValidity, err = ca.ParseDuration(rootValidity); err != nil {
-					return fmt.Errorf("--root-validity: %w", err)
+					return usagef("--root-validity: %w", err)
 				}
 			}
 			if intValidity != "" {
 				if opts.IntermediateValidity, err = ca.ParseDuration(intValidity); err != nil {
-					return fmt.Errorf("--intermediate-validity: %w", err)
+					return usagef("--intermediate-validity: %w", err)
 				}
 			}
 			if custodians > 0 {
@@ -284,7 +316,7 @@ func caInitCmd() *cobra.Command {
 					}
 				}
 				if len(names) != custodians {
-					return fmt.Errorf("--custodian-name given %d times for --custodians %d", len(names), custodians)
+					return usagef("--custodian-name given %d times for --custodians %d", len(names), custodians)
 				}
 				if opts.Custody, err = ca.NewCustody(names, quorum); err != nil {
 					return err
@@ -303,7 +335,7 @@ func caInitCmd() *cobra.Command {
 				defer clear(pass)
 			}
 			if opts.Custody != nil && len(pass) == 0 && !rootOnly && keyURI == "" {
-				return errors.New("with custodians and an intermediate, the intermediate key still needs a station passphrase")
+				return usagef("with custodians and an intermediate, the intermediate key still needs a station passphrase")
 			}
 			s, err := f.newSession(pass)
 			if err != nil {
@@ -339,7 +371,7 @@ func caInitCmd() *cobra.Command {
 					return err
 				}
 			} else if !rootOnly {
-				fmt.Fprintf(w, "audit key: not created (token CA or no passphrase): run `wsc audit init-key --dir %s`\n", f.dir)
+				fmt.Fprintf(w, "audit key: not created (token CA or no passphrase): run `wsc audit init-key --ca-dir %s`\n", f.dir)
 			}
 			if opts.Custody != nil && shareDir == "" {
 				if _, err := showShares(w, opts.Custody, ""); err != nil {
@@ -415,7 +447,7 @@ func caIntermediateCmd() *cobra.Command {
 		Short: "Station: make the next intermediate key (encrypted, or in the token) and write its CSR",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
-				return errors.New("-o/--out is required")
+				return usagef("-o/--output is required")
 			}
 			if cn == "" {
 				cn = "wsc Station Intermediate CA " + time.Now().UTC().Format("2006-01-02")
@@ -449,7 +481,7 @@ func caIntermediateCmd() *cobra.Command {
 	}
 	fc.register(csr, true)
 	csr.Flags().StringVar(&cn, "cn", "", "common name of the new intermediate (the root machine decides: `sign --cn`)")
-	csr.Flags().StringVarP(&out, "out", "o", "", "CSR output file (PEM), carried to the root machine")
+	outputFlag(csr.Flags(), &out, "CSR output file (PEM), carried to the root machine")
 	csr.Flags().StringVar(&ku, "key-uri", "", "make the key in this PKCS#11 token (default: where the current intermediate key is)")
 
 	var (
@@ -459,26 +491,26 @@ func caIntermediateCmd() *cobra.Command {
 	)
 	sign := &cobra.Command{
 		Use:   "sign",
-		Short: "Root machine: certify a station's CSR with the root key in --dir (only the CSR's key is used)",
+		Short: "Root machine: certify a station's CSR with the root key in --ca-dir (only the CSR's key is used)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if csrIn == "" || sOut == "" {
-				return errors.New("--csr and -o/--out are required")
+				return usagef("--csr and -o/--output are required")
 			}
 			raw, err := os.ReadFile(csrIn)
 			if err != nil {
-				return err
+				return usagef("--csr: %w", err)
 			}
 			der := raw
 			if blk, _ := pem.Decode(raw); blk != nil {
 				if blk.Type != "CERTIFICATE REQUEST" {
-					return fmt.Errorf("--csr %s: PEM block %q is not a CERTIFICATE REQUEST", csrIn, blk.Type)
+					return usagef("--csr %s: PEM block %q is not a CERTIFICATE REQUEST", csrIn, blk.Type)
 				}
 				der = blk.Bytes
 			}
 			t := ca.IntermediateTemplate{CommonName: sCN, Organization: sOrg, PermittedDNSDomains: sDomains}
 			if sVl != "" {
 				if t.Validity, err = ca.ParseDuration(sVl); err != nil {
-					return fmt.Errorf("--validity: %w", err)
+					return usagef("--validity: %w", err)
 				}
 			}
 			secret, used, err := fs.rootSecret(cmd.ErrOrStderr())
@@ -496,7 +528,7 @@ func caIntermediateCmd() *cobra.Command {
 	fs.register(sign, false)
 	fs.registerRoot(sign, false)
 	sign.Flags().StringVar(&csrIn, "csr", "", "CSR file from `intermediate csr` (PEM or DER)")
-	sign.Flags().StringVarP(&sOut, "out", "o", "", "certificate chain output file (PEM), carried to the station")
+	outputFlag(sign.Flags(), &sOut, "certificate chain output file (PEM), carried to the station")
 	sign.Flags().StringVar(&sCN, "cn", "", "subject common name (default \"wsc Station Intermediate CA <date>\"; never taken from the CSR)")
 	sign.Flags().StringVar(&sOrg, "org", "", "subject organisation (default: the root's)")
 	sign.Flags().StringSliceVar(&sDomains, "domain", nil, "permitted DNS domains (default "+ca.DefaultPermittedDNSDomain+")")
@@ -511,11 +543,11 @@ func caIntermediateCmd() *cobra.Command {
 		Short: "Station: install the chain from the root machine for the pending key (or a re-certification of the current key)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if chainIn == "" {
-				return errors.New("--chain is required")
+				return usagef("--chain is required")
 			}
 			chain, err := readCertFile(chainIn)
 			if err != nil {
-				return fmt.Errorf("--chain: %w", err)
+				return usagef("--chain: %w", err)
 			}
 			pass, err := fi.passphrase("intermediate key")
 			if err != nil {
@@ -558,7 +590,7 @@ func caRootCmd() *cobra.Command {
 			var err error
 			if validity != "" {
 				if o.Validity, err = ca.ParseDuration(validity); err != nil {
-					return fmt.Errorf("--validity: %w", err)
+					return usagef("--validity: %w", err)
 				}
 			}
 			single := false
@@ -602,7 +634,7 @@ func caRootCmd() *cobra.Command {
 	f.registerRoot(rollover, true)
 	rollover.Flags().StringVar(&cn, "cn", "", "common name of the new root (default: old CN + year)")
 	rollover.Flags().StringVar(&validity, "validity", "", "validity of the new root, e.g. 20y")
-	rollover.Flags().StringVarP(&out, "out", "o", "", "root machine: write the re-certified intermediate chain here, for the station")
+	outputFlag(rollover.Flags(), &out, "root machine: write the re-certified intermediate chain here, for the station")
 
 	var (
 		fr    caFlags
@@ -613,7 +645,7 @@ func caRootCmd() *cobra.Command {
 		Short: "End an old root's trust after a rollover: it leaves root.crt, its key is destroyed, its CRL no longer published",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if keyID == "" {
-				return errors.New("--root-key-id is required (`wsc ca status` lists the roots with their key ids)")
+				return usagef("--root-key-id is required (`wsc ca status` lists the roots with their key ids)")
 			}
 			secret, used, err := fr.rootSecret(cmd.ErrOrStderr())
 			if err != nil {
@@ -640,7 +672,7 @@ func parseSerial(s string) (*big.Int, error) {
 	h = strings.ReplaceAll(h, ":", "")
 	n, ok := new(big.Int).SetString(h, 16)
 	if !ok || n.Sign() <= 0 {
-		return nil, fmt.Errorf("serial %q is not a hexadecimal number", s)
+		return nil, usagef("serial %q is not a hexadecimal number", s)
 	}
 	return n, nil
 }
@@ -673,17 +705,17 @@ func caRevokeCmd() *cobra.Command {
 			"it), or a device certificate (needs --db).\nValid reasons: " + strings.Join(ca.ReasonNames(), ", ") + ".",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (serial == "") == (certFile == "") {
-				return errors.New("give one of --serial or --cert")
+				return usagef("give one of --serial or --cert")
 			}
 			code, err := ca.ParseReason(reason)
 			if err != nil {
-				return fmt.Errorf("--reason: %w", err)
+				return usagef("--reason: %w", err)
 			}
 			var target *x509.Certificate
 			if certFile != "" {
 				cs, err := readCertFile(certFile)
 				if err != nil {
-					return fmt.Errorf("--cert: %w", err)
+					return usagef("--cert: %w", err)
 				}
 				target = cs[0]
 				if target.IsCA {
@@ -695,7 +727,7 @@ func caRevokeCmd() *cobra.Command {
 				}
 			}
 			if f.dbPath == "" {
-				return errors.New("--db is required to revoke a device certificate (revocations live in the station database)")
+				return usagef("--db is required to revoke a device certificate (revocations live in the station database)")
 			}
 			var n *big.Int
 			if target == nil {
@@ -712,7 +744,7 @@ func caRevokeCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return f.print(cmd.OutOrStdout(), revokeResult{Serial: target.SerialNumber.Text(16), Subject: target.Subject.String(),
+				return f.print(cmd.OutOrStdout(), revokeResult{Serial: station.SerialHex(target), Subject: target.Subject.String(),
 					Reason: ca.ReasonName(code), IssuerKeyID: fmt.Sprintf("%x", target.AuthorityKeyId), SHA256: ca.Fingerprint(target.Raw),
 					NextStep: "publish CRLs (`wsc ca crl`) and a new bundle (`wsc ca bundle`)"})
 			})
@@ -743,7 +775,7 @@ func caCRLCmd() *cobra.Command {
 				if vl != "" {
 					var err error
 					if validity, err = ca.ParseDuration(vl); err != nil {
-						return fmt.Errorf("--validity: %w", err)
+						return usagef("--validity: %w", err)
 					}
 				}
 				secret, used, err := f.rootSecret(cmd.ErrOrStderr())
@@ -758,7 +790,7 @@ func caCRLCmd() *cobra.Command {
 				return f.print(cmd.OutOrStdout(), res)
 			}
 			if f.dbPath == "" {
-				return errors.New("--db is required for the intermediates' CRLs (revocations and CRL numbers live in the station database); root CRLs: --root on the root machine")
+				return usagef("--db is required for the intermediates' CRLs (revocations and CRL numbers live in the station database); root CRLs: --root on the root machine")
 			}
 			return f.withCA(func(c *ca.CA, _ *session, _ []byte) error {
 				crls, err := c.CRLs(cmd.Context())
@@ -789,7 +821,7 @@ func caCRLCmd() *cobra.Command {
 	}
 	f.register(cmd, true)
 	f.registerRoot(cmd, false)
-	cmd.Flags().StringVarP(&out, "out", "o", "", "also write crl-<issuer key id>.pem files into this folder (always kept in DIR/"+ca.CRLDir+")")
+	outputFlag(cmd.Flags(), &out, "also write crl-<issuer key id>.pem files into this folder (always kept in CA-DIR/"+ca.CRLDir+")")
 	cmd.Flags().BoolVar(&withRoot, "root", false, "root machine: sign the CRL of every trusted root (no database needed)")
 	cmd.Flags().StringVar(&vl, "validity", "", "root CRLs: nextUpdate distance (default 30d)")
 	return cmd
@@ -834,6 +866,21 @@ func caImportCmd() *cobra.Command {
 			"FILE... are CRLs (signed by a CA of this folder, not expired, number not older) and CA certificates\n" +
 			"(signed by a trusted root). Nothing is changed unless every file passes.",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// What cannot be read or parsed at all is bad input (exit 2);
+			// what parses but does not fit the folder is a failed check
+			// (ca.ErrReceived and friends, exit 1).
+			for _, p := range append(args[:len(args):len(args)], roots) {
+				if p == "" {
+					continue
+				}
+				raw, err := os.ReadFile(p)
+				if err != nil {
+					return usagef("import: %w", err)
+				}
+				if _, err := ca.Inspect(raw); err != nil {
+					return usagef("import %s: %w", p, err)
+				}
+			}
 			res, err := ca.Import(cmd.Context(), f.ceremony(nil, nil), ca.ImportOptions{Roots: roots, Files: args})
 			if err != nil {
 				return err
@@ -859,7 +906,7 @@ func caBundleCmd() *cobra.Command {
 			"`wsc ca crl --root` on the root machine, brought in with `wsc ca import`.",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
-				return errors.New("-o/--out is required")
+				return usagef("-o/--output is required")
 			}
 			if f.dbPath != "" {
 				if err := f.withCA(func(c *ca.CA, _ *session, _ []byte) error {
@@ -885,7 +932,7 @@ func caBundleCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd, true)
-	cmd.Flags().StringVarP(&out, "out", "o", "", "bundle file (PEM)")
+	outputFlag(cmd.Flags(), &out, "bundle file (PEM)")
 	return cmd
 }
 
@@ -911,7 +958,7 @@ func caStatusCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "ca", "CA folder")
+	caDirFlag(cmd.Flags(), &dir)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON output (snake_case)")
 	return cmd
 }
@@ -925,12 +972,13 @@ func caInspectCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			raw, err := os.ReadFile(args[0])
 			if err != nil {
-				return err
+				return usagef("inspect: %w", err)
 			}
 			items, err := ca.Inspect(raw)
 			if err != nil {
-				return fmt.Errorf("inspect %s: %w", args[0], err)
+				return usagef("inspect %s: %w", args[0], err)
 			}
+			displaySerials(items)
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -959,7 +1007,7 @@ func caPassphraseCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			name := map[string]string{"root": "root key", "intermediate": "intermediate key", "audit": "audit key"}[key]
 			if name == "" {
-				return fmt.Errorf("--key must be root, intermediate or audit, not %q", key)
+				return usagef("--key must be root, intermediate or audit, not %q", key)
 			}
 			old, err := f.passphrase("current " + name)
 			if err != nil {
@@ -983,7 +1031,7 @@ func caPassphraseCmd() *cobra.Command {
 	}
 	f.register(change, false)
 	change.Flags().StringVar(&key, "key", "", "root, intermediate or audit")
-	change.Flags().StringVar(&newSo, "new-passphrase-source", "prompt", "source of the new passphrase (asked twice at a prompt)")
+	change.Flags().StringVar(&newSo, "new-passphrase-source", "prompt", "where the new passphrase comes from (asked twice at a prompt): "+secretSources)
 	change.Flags().BoolVar(&generate, "generate-passphrase", false, "generate a diceware passphrase and show it once")
 	cmd.AddCommand(change)
 	return cmd
@@ -1002,7 +1050,7 @@ func caCustodyCmd() *cobra.Command {
 		Short: "New custodians or quorum: the current shares unlock the root, a new secret is split, old shares become useless",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(names) < 2 || quorum < 2 {
-				return errors.New("--custodian-name (at least 2) and --quorum are required")
+				return usagef("--custodian-name (at least 2) and --quorum are required")
 			}
 			secret, used, err := f.rootSecret(cmd.ErrOrStderr())
 			if err != nil {
@@ -1044,6 +1092,16 @@ func caCustodyCmd() *cobra.Command {
 	return cmd
 }
 
+// ledgerJSON is `wsc ca ledger verify --json`: the report with a result
+// ("ok" or "failed") and, when failed, a reason_code (ledger-broken,
+// ledger-unsigned; docs/reason-codes.md) and the human message.
+type ledgerJSON struct {
+	Result     string `json:"result"`
+	ReasonCode string `json:"reason_code,omitempty"`
+	Message    string `json:"message,omitempty"`
+	ca.LedgerReport
+}
+
 func caLedgerCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "ledger", Short: "The CA folder's own ceremony ledger"}
 	var (
@@ -1055,18 +1113,28 @@ func caLedgerCmd() *cobra.Command {
 		Short: "Check the folder ledger's hash chain and signatures (and the ledger key's fingerprint with --pin)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rep, err := ca.VerifyLedger(dir, pin)
+			if err != nil && asJSON && (errors.Is(err, ca.ErrLedgerBroken) || errors.Is(err, ca.ErrLedgerUnsigned)) {
+				code := "ledger-broken"
+				if !errors.Is(err, ca.ErrLedgerBroken) {
+					code = "ledger-unsigned"
+				}
+				out := ledgerJSON{Result: "failed", ReasonCode: code, Message: err.Error(), LedgerReport: rep}
+				if jerr := json.NewEncoder(cmd.OutOrStdout()).Encode(out); jerr != nil {
+					return jerr
+				}
+			}
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(rep)
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(ledgerJSON{Result: "ok", LedgerReport: rep})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "ledger OK: %d records, %d signed, %d after the last signature; ledger key SHA-256 %s\n",
 				rep.Records, rep.Signed, rep.UnsignedTail, rep.KeyFingerprint)
 			return nil
 		},
 	}
-	verify.Flags().StringVar(&dir, "dir", "ca", "CA folder")
+	caDirFlag(verify.Flags(), &dir)
 	verify.Flags().StringVar(&pin, "pin", "", "expected SHA-256 of the ledger key (from the paper log)")
 	verify.Flags().BoolVar(&asJSON, "json", false, "JSON output")
 	cmd.AddCommand(verify)
@@ -1079,7 +1147,7 @@ func caLedgerCmd() *cobra.Command {
 func ceremonyFlow(role, flow, dir, media, actor string) ([]ui.CeremonyStep, error) {
 	cer := ca.Ceremony{Dir: dir, Actor: actor}
 	in := func(name string) string { return filepath.Join(media, name) }
-	text := func(r *ca.Result) string { return r.String() }
+	text := func(r *ca.Result) string { displaySerials(r); return r.String() }
 	// rootSecrets are the prompts that unlock the root (shares under custody).
 	rootSecrets := []string{"root key passphrase"}
 	if q, _, err := ca.CustodyInfo(dir); err == nil {
@@ -1285,7 +1353,7 @@ func ceremonyFlow(role, flow, dir, media, actor string) ([]ui.CeremonyStep, erro
 				}})
 		return steps, nil
 	}
-	return nil, fmt.Errorf("no guided flow %q for the %s: root: init, sign, rollover; station: setup, rotate, rollover", flow, role)
+	return nil, usagef("no guided flow %q for the %s: root: init, sign, rollover; station: setup, rotate, rollover", flow, role)
 }
 
 func caCeremonyCmd() *cobra.Command {
@@ -1323,7 +1391,7 @@ func caCeremonyCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "ca", "CA folder")
+	caDirFlag(cmd.Flags(), &dir)
 	cmd.Flags().StringVar(&media, "media", "", "folder of the removable medium")
 	cmd.Flags().StringVar(&role, "role", "", "root or station")
 	cmd.Flags().StringVar(&flow, "flow", "", "root: init, sign, rollover; station: setup, rotate, rollover")

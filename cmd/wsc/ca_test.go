@@ -265,61 +265,62 @@ func TestCACeremony(t *testing.T) {
 	c := &ceremony{t: t, wsc: wsc, env: append(os.Environ(), "WSC_TEST_CA_PASS="+ceremonyPass)}
 
 	// Passphrase rules: weak, world-readable.
-	out := c.fail("ca", "init", "--dir", filepath.Join(work, "weak"), "--passphrase-source", "file:"+secretFile(t, secrets, "weak", "a", 0o600))
+	out := c.fail("ca", "init", "--ca-dir", filepath.Join(work, "weak"), "--passphrase-source", "file:"+secretFile(t, secrets, "weak", "a", 0o600))
 	if !strings.Contains(out, "too weak") {
 		t.Errorf("weak passphrase: %s", out)
 	}
-	out = c.fail("ca", "init", "--dir", filepath.Join(work, "open"), "--passphrase-source", "file:"+secretFile(t, secrets, "open", rootPassword, 0o644))
+	out = c.fail("ca", "init", "--ca-dir", filepath.Join(work, "open"), "--passphrase-source", "file:"+secretFile(t, secrets, "open", rootPassword, 0o644))
 	if !strings.Contains(out, "0600") {
 		t.Errorf("0644 passphrase file: %s", out)
 	}
 
 	// 1. Root machine: root only.
 	var res ca.Result
-	if err := json.Unmarshal([]byte(c.run("ca", "init", "--dir", rootDir, "--root-only", "--org", "wsc ceremony test", "--actor", "alice", "--passphrase-source", rootPF, "--json")), &res); err != nil {
+	if err := json.Unmarshal([]byte(c.run("ca", "init", "--ca-dir", rootDir, "--root-only", "--org", "wsc ceremony test", "--actor", "alice", "--passphrase-source", rootPF, "--json")), &res); err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Certificates) != 1 || res.Certificates[0].SHA256 == "" || res.Certificates[0].Role != "root" {
 		t.Fatalf("init JSON: %+v", res)
 	}
 	// 2. Station: trust root.crt, make its key and CSR.
-	c.run("ca", "import", "--dir", stDir, "--roots", carry(t, filepath.Join(rootDir, ca.RootCertFile), media))
+	c.run("ca", "import", "--ca-dir", stDir, "--roots", carry(t, filepath.Join(rootDir, ca.RootCertFile), media))
 	csrPath := filepath.Join(media, "next.csr")
-	c.run("ca", "intermediate", "csr", "--dir", stDir, "-o", csrPath, "--cn", "ignored by the root", "--passphrase-source", stPF)
+	c.run("ca", "intermediate", "csr", "--ca-dir", stDir, "-o", csrPath, "--cn", "ignored by the root", "--passphrase-source", stPF)
+	// The station's audit key is made explicitly (never on first use): the
+	// ceremonies below record into the station database's signed ledger.
+	c.run("audit", "init-key", "--ca-dir", stDir, "--passphrase-source", stPF)
 	// 3. Root machine: sign it (passphrase through a pipe, /proc checked) and the root CRL.
 	chainPath := filepath.Join(media, "chain.pem")
-	c.runFDPass(rootPassword, "ca", "intermediate", "sign", "--dir", rootDir, "--csr", csrPath, "-o", chainPath, "--cn", "wsc Station 7 Intermediate", "--validity", "3y")
-	out = c.run("ca", "crl", "--root", "--dir", rootDir, "-o", media, "--passphrase-source", rootPF)
+	c.runFDPass(rootPassword, "ca", "intermediate", "sign", "--ca-dir", rootDir, "--csr", csrPath, "-o", chainPath, "--cn", "wsc Station 7 Intermediate", "--validity", "3y")
+	out = c.run("ca", "crl", "--root", "--ca-dir", rootDir, "-o", media, "--passphrase-source", rootPF)
 	if !strings.Contains(out, "SHA-256") {
 		t.Errorf("root crl output: %s", out)
 	}
-	// 4. Station: its audit key (pinned in station.yaml), then install,
-	// import the root CRL, issue, CRLs, bundle.
-	c.run("audit", "init-key", "--dir", stDir, "--passphrase-source", stPF)
-	out = c.run("ca", "intermediate", "install", "--dir", stDir, "--db", dbPath, "--chain", chainPath, "--passphrase-source", stPF)
+	// 4. Station: install, import the root CRL, issue, CRLs, bundle.
+	out = c.run("ca", "intermediate", "install", "--ca-dir", stDir, "--db", dbPath, "--chain", chainPath, "--passphrase-source", stPF)
 	if !strings.Contains(out, "SHA-256") {
 		t.Errorf("install output lacks fingerprints: %s", out)
 	}
 	crlFiles, _ := filepath.Glob(filepath.Join(media, "crl-*.pem"))
-	c.run(append([]string{"ca", "import", "--dir", stDir}, crlFiles...)...)
+	c.run(append([]string{"ca", "import", "--ca-dir", stDir}, crlFiles...)...)
 	dev1 := issueVia(t, stDir, dbPath, "DEV-1")
 	if dev1[1].Subject.CommonName != "wsc Station 7 Intermediate" || len(dev1[1].Subject.Organization) != 1 || dev1[1].Subject.Organization[0] != "wsc ceremony test" {
 		t.Errorf("intermediate subject %s", dev1[1].Subject)
 	}
 	bundlePath := filepath.Join(work, "bundle.pem")
-	out = c.fail("ca", "bundle", "--dir", stDir, "-o", bundlePath)
+	out = c.fail("ca", "bundle", "--ca-dir", stDir, "-o", bundlePath)
 	if !strings.Contains(out, "has no CRL") || !strings.Contains(out, "wsc ca crl") {
 		t.Errorf("bundle without the intermediate's CRL: %s", out)
 	}
-	c.run("ca", "crl", "--dir", stDir, "--db", dbPath, "--passphrase-source", stPF)
-	c.run("ca", "bundle", "--dir", stDir, "-o", bundlePath)
+	c.run("ca", "crl", "--ca-dir", stDir, "--db", dbPath, "--passphrase-source", stPF)
+	c.run("ca", "bundle", "--ca-dir", stDir, "-o", bundlePath)
 
 	// Clear errors: unknown serial, bad reason.
-	out = c.fail("ca", "revoke", "--dir", stDir, "--db", dbPath, "--serial", "abc123", "--passphrase-source", stPF)
+	out = c.fail("ca", "revoke", "--ca-dir", stDir, "--db", dbPath, "--serial", "abc123", "--passphrase-source", stPF)
 	if !strings.Contains(out, "never issued") || strings.Contains(out, "no rows") {
 		t.Errorf("unknown serial: %s", out)
 	}
-	out = c.fail("ca", "revoke", "--dir", stDir, "--db", dbPath, "--serial", dev1[0].SerialNumber.Text(16), "--reason", "stolen", "--passphrase-source", stPF)
+	out = c.fail("ca", "revoke", "--ca-dir", stDir, "--db", dbPath, "--serial", dev1[0].SerialNumber.Text(16), "--reason", "stolen", "--passphrase-source", stPF)
 	if !strings.Contains(out, "keyCompromise") || !strings.Contains(out, "cessationOfOperation") {
 		t.Errorf("bad reason does not list the valid ones: %s", out)
 	}
@@ -327,29 +328,29 @@ func TestCACeremony(t *testing.T) {
 		Serial string `json:"serial"`
 		SHA256 string `json:"sha256"`
 	}
-	if err := json.Unmarshal([]byte(c.run("ca", "revoke", "--dir", stDir, "--db", dbPath, "--serial", dev1[0].SerialNumber.Text(16), "--reason", "keyCompromise", "--passphrase-source", "env:WSC_TEST_CA_PASS", "--json")), &rv); err != nil || rv.SHA256 == "" {
+	if err := json.Unmarshal([]byte(c.run("ca", "revoke", "--ca-dir", stDir, "--db", dbPath, "--serial", dev1[0].SerialNumber.Text(16), "--reason", "keyCompromise", "--passphrase-source", "env:WSC_TEST_CA_PASS", "--json")), &rv); err != nil || rv.SHA256 == "" {
 		t.Fatalf("revoke JSON: %+v %v", rv, err)
 	}
 
 	// 5. Rollover on the root machine; both roots sign their CRLs; the
 	// station imports root.crt, the cross-certificates and the CRLs, then
 	// installs the re-certified chain.
-	c.run("ca", "root", "rollover", "--dir", rootDir, "-o", chainPath, "--passphrase-source", rootPF)
+	c.run("ca", "root", "rollover", "--ca-dir", rootDir, "-o", chainPath, "--passphrase-source", rootPF)
 	for _, f := range []string{"new-by-old.crt", "old-by-new.crt"} {
 		carry(t, filepath.Join(rootDir, ca.CrossDir, f), media)
 	}
-	out = c.run("ca", "crl", "--root", "--dir", rootDir, "-o", media, "--passphrase-source", rootPF)
+	out = c.run("ca", "crl", "--root", "--ca-dir", rootDir, "-o", media, "--passphrase-source", rootPF)
 	if strings.Count(out, "CRL:") != 2 || !strings.Contains(out, "(old root)") || !strings.Contains(out, "(new root)") {
 		t.Errorf("root CRLs after rollover: %s", out)
 	}
 	crlFiles, _ = filepath.Glob(filepath.Join(media, "crl-*.pem"))
-	c.run(append([]string{"ca", "import", "--dir", stDir, "--roots", carry(t, filepath.Join(rootDir, ca.RootCertFile), media),
+	c.run(append([]string{"ca", "import", "--ca-dir", stDir, "--roots", carry(t, filepath.Join(rootDir, ca.RootCertFile), media),
 		filepath.Join(media, "new-by-old.crt"), filepath.Join(media, "old-by-new.crt")}, crlFiles...)...)
-	c.run("ca", "intermediate", "install", "--dir", stDir, "--db", dbPath, "--chain", chainPath, "--passphrase-source", stPF)
+	c.run("ca", "intermediate", "install", "--ca-dir", stDir, "--db", dbPath, "--chain", chainPath, "--passphrase-source", stPF)
 	dev2 := issueVia(t, stDir, dbPath, "DEV-2")
-	c.run("ca", "crl", "--dir", stDir, "--db", dbPath, "--passphrase-source", stPF)
+	c.run("ca", "crl", "--ca-dir", stDir, "--db", dbPath, "--passphrase-source", stPF)
 	var st ca.Status
-	if err := json.Unmarshal([]byte(c.run("ca", "status", "--dir", stDir, "--json")), &st); err != nil {
+	if err := json.Unmarshal([]byte(c.run("ca", "status", "--ca-dir", stDir, "--json")), &st); err != nil {
 		t.Fatal(err)
 	}
 	if len(st.Roots) != 2 || st.Roots[0].Role != "new" || st.Roots[1].Role != "old" {
@@ -360,7 +361,7 @@ func TestCACeremony(t *testing.T) {
 			t.Errorf("status warns about a CRL: %s", w)
 		}
 	}
-	c.run("ca", "bundle", "--dir", stDir, "-o", bundlePath)
+	c.run("ca", "bundle", "--ca-dir", stDir, "-o", bundlePath)
 	b := readBundle(t, bundlePath)
 	if len(b.roots) != 2 {
 		t.Fatalf("bundle roots: %d", len(b.roots))
@@ -398,9 +399,9 @@ func TestCACeremony(t *testing.T) {
 	}
 
 	// 6. Retire the old root (root machine), import on the station.
-	c.run("ca", "root", "retire", "--dir", rootDir, "--root-key-id", hex.EncodeToString(oldRoot.SubjectKeyId), "--passphrase-source", rootPF)
-	c.run("ca", "import", "--dir", stDir, "--roots", carry(t, filepath.Join(rootDir, ca.RootCertFile), media))
-	c.run("ca", "bundle", "--dir", stDir, "-o", bundlePath)
+	c.run("ca", "root", "retire", "--ca-dir", rootDir, "--root-key-id", hex.EncodeToString(oldRoot.SubjectKeyId), "--passphrase-source", rootPF)
+	c.run("ca", "import", "--ca-dir", stDir, "--roots", carry(t, filepath.Join(rootDir, ca.RootCertFile), media))
+	c.run("ca", "bundle", "--ca-dir", stDir, "-o", bundlePath)
 	if b := readBundle(t, bundlePath); len(b.roots) != 1 || !bytes.Equal(b.roots[0].Raw, newRoot.Raw) {
 		t.Errorf("bundle after retire: %d roots", len(b.roots))
 	}
@@ -410,7 +411,7 @@ func TestCACeremony(t *testing.T) {
 	if strings.Count(out, "SHA-256") != 2 {
 		t.Errorf("inspect: %s", out)
 	}
-	out = c.run("ca", "ledger", "verify", "--dir", rootDir)
+	out = c.run("ca", "ledger", "verify", "--ca-dir", rootDir)
 	if !strings.Contains(out, "ledger OK") {
 		t.Errorf("root ledger: %s", out)
 	}
@@ -442,27 +443,27 @@ func TestCACeremony(t *testing.T) {
 	// 8. Quorum custody through the CLI.
 	qDir := filepath.Join(work, "quorum", "ca")
 	shareDir := filepath.Join(work, "quorum", "shares")
-	c.run("ca", "init", "--dir", qDir, "--root-only", "--custodians", "5", "--quorum", "3", "--share-dir", shareDir)
+	c.run("ca", "init", "--ca-dir", qDir, "--root-only", "--custodians", "5", "--quorum", "3", "--share-dir", shareDir)
 	sh := func(i int) string { return "file:" + filepath.Join(shareDir, "custodian-"+strconv.Itoa(i)+".share") }
-	out = c.fail("ca", "crl", "--root", "--dir", qDir, "--share", sh(1), "--share", sh(4))
+	out = c.fail("ca", "crl", "--root", "--ca-dir", qDir, "--share", sh(1), "--share", sh(4))
 	if !strings.Contains(out, "not enough custodian shares") {
 		t.Errorf("two shares: %s", out)
 	}
-	c.run("ca", "crl", "--root", "--dir", qDir, "--share", sh(1), "--share", sh(3), "--share", sh(5))
+	c.run("ca", "crl", "--root", "--ca-dir", qDir, "--share", sh(1), "--share", sh(3), "--share", sh(5))
 	raw, _ = os.ReadFile(filepath.Join(qDir, ca.LedgerFile))
 	if !bytes.Contains(raw, []byte(`"custodians":["custodian-1","custodian-3","custodian-5"]`)) {
 		t.Errorf("quorum ledger does not name the custodians: %s", raw)
 	}
 	// Re-sharing to two new custodians (quorum 2): the old shares stop working.
 	newShares := filepath.Join(work, "quorum", "new-shares")
-	c.run("ca", "custody", "reshare", "--dir", qDir, "--share", sh(2), "--share", sh(3), "--share", sh(4),
+	c.run("ca", "custody", "reshare", "--ca-dir", qDir, "--share", sh(2), "--share", sh(3), "--share", sh(4),
 		"--custodian-name", "ann", "--custodian-name", "bob", "--quorum", "2", "--share-dir", newShares)
-	out = c.fail("ca", "crl", "--root", "--dir", qDir, "--share", sh(1), "--share", sh(3), "--share", sh(5))
+	out = c.fail("ca", "crl", "--root", "--ca-dir", qDir, "--share", sh(1), "--share", sh(3), "--share", sh(5))
 	if !strings.Contains(out, "corrupted") {
 		t.Errorf("old shares after reshare: %s", out)
 	}
-	c.run("ca", "crl", "--root", "--dir", qDir, "--share", "file:"+filepath.Join(newShares, "ann.share"), "--share", "file:"+filepath.Join(newShares, "bob.share"))
-	if out := c.run("ca", "ledger", "verify", "--dir", qDir); !strings.Contains(out, "ledger OK") {
+	c.run("ca", "crl", "--root", "--ca-dir", qDir, "--share", "file:"+filepath.Join(newShares, "ann.share"), "--share", "file:"+filepath.Join(newShares, "bob.share"))
+	if out := c.run("ca", "ledger", "verify", "--ca-dir", qDir); !strings.Contains(out, "ledger OK") {
 		t.Errorf("quorum ledger: %s", out)
 	}
 
@@ -489,7 +490,7 @@ func TestCACeremony(t *testing.T) {
 			t.Error("a passphrase appeared in wsc output")
 		}
 	}
-	wrong := exec.Command(wsc, "ca", "crl", "--dir", stDir, "--db", dbPath, "--passphrase-source", "env:WSC_WRONG")
+	wrong := exec.Command(wsc, "ca", "crl", "--ca-dir", stDir, "--db", dbPath, "--passphrase-source", "env:WSC_WRONG")
 	wrong.Env = append(os.Environ(), "WSC_WRONG=not-the-passphrase-123")
 	wo, err := wrong.CombinedOutput()
 	if err == nil || strings.Contains(string(wo), "not-the-passphrase-123") || !strings.Contains(string(wo), "passphrase") {
@@ -762,7 +763,7 @@ func TestInitPromptsTwice(t *testing.T) {
 		log := filepath.Join(work, fmt.Sprintf("out-%d.txt", i))
 		m := &tmux{t: t, session: fmt.Sprintf("wsc-init-%d-%d", time.Now().UnixNano(), i)}
 		m.run("new-session", "-d", "-s", m.session, "-x", "120", "-y", "20",
-			fmt.Sprintf("%s ca init --dir %s --root-only > %s 2>&1; echo exit=$? >> %s; sleep 60", wsc, dir, log, log))
+			fmt.Sprintf("%s ca init --ca-dir %s --root-only > %s 2>&1; echo exit=$? >> %s; sleep 60", wsc, dir, log, log))
 		t.Cleanup(func() { _ = exec.Command("tmux", "kill-session", "-t", m.session).Run() })
 		m.waitFor("the first prompt", 30*time.Second, "new root key passphrase:")
 		m.literal(rootPassword)
@@ -780,8 +781,7 @@ func TestInitPromptsTwice(t *testing.T) {
 		}
 		_, statErr := os.Stat(filepath.Join(dir, ca.RootKeyFile))
 		if i == 0 {
-			// Two entries that differ are the person's input: a usage error (2).
-			if !bytes.Contains(out, []byte("differ")) || !bytes.Contains(out, []byte("exit=2")) || statErr == nil {
+			if !bytes.Contains(out, []byte("differ")) || !bytes.Contains(out, []byte("exit=2")) || statErr == nil { // a usage error (wsc help exit-codes)
 				t.Errorf("different entries: %s (root key: %v)", out, statErr)
 			}
 			continue
@@ -843,28 +843,28 @@ func TestTwoMachineCeremonyWithStation(t *testing.T) {
 		for _, old := range must(filepath.Glob(filepath.Join(media, "crl-*.pem"))) {
 			os.Remove(old)
 		}
-		c.run("ca", "crl", "--root", "--dir", rootDir, "-o", media, "--passphrase-source", pf)
+		c.run("ca", "crl", "--root", "--ca-dir", rootDir, "-o", media, "--passphrase-source", pf)
 		return must(filepath.Glob(filepath.Join(media, "crl-*.pem")))
 	}
 	passed(1, "device 1 (before any ceremony)")
 
 	// Rotation.
-	c.run("ca", "intermediate", "csr", "--dir", stDir, "-o", filepath.Join(media, "next.csr"), "--passphrase-source", pf)
-	c.run("ca", "intermediate", "sign", "--dir", rootDir, "--csr", filepath.Join(media, "next.csr"), "--cn", "wsc Station Intermediate 2", "-o", filepath.Join(media, "chain.pem"), "--passphrase-source", pf)
+	c.run("ca", "intermediate", "csr", "--ca-dir", stDir, "-o", filepath.Join(media, "next.csr"), "--passphrase-source", pf)
+	c.run("ca", "intermediate", "sign", "--ca-dir", rootDir, "--csr", filepath.Join(media, "next.csr"), "--cn", "wsc Station Intermediate 2", "-o", filepath.Join(media, "chain.pem"), "--passphrase-source", pf)
 	crls := rootCRLs()
-	c.run("ca", "intermediate", "install", "--dir", stDir, "--chain", filepath.Join(media, "chain.pem"), "--passphrase-source", pf)
-	c.run(append([]string{"ca", "import", "--dir", stDir}, crls...)...)
+	c.run("ca", "intermediate", "install", "--ca-dir", stDir, "--chain", filepath.Join(media, "chain.pem"), "--passphrase-source", pf)
+	c.run(append([]string{"ca", "import", "--ca-dir", stDir}, crls...)...)
 	reloaded(1)
 	f.bench.Devices[1].Link.SetConnected(true)
 	passed(2, "device 2 (after the rotation)")
 
 	// Rollover.
-	c.run("ca", "root", "rollover", "--dir", rootDir, "-o", filepath.Join(media, "chain.pem"), "--passphrase-source", pf)
+	c.run("ca", "root", "rollover", "--ca-dir", rootDir, "-o", filepath.Join(media, "chain.pem"), "--passphrase-source", pf)
 	crls = rootCRLs()
 	cross := []string{carry(t, filepath.Join(rootDir, ca.CrossDir, "new-by-old.crt"), media), carry(t, filepath.Join(rootDir, ca.CrossDir, "old-by-new.crt"), media),
 		filepath.Join(media, ca.RecertifiedFile)}
-	c.run(append(append([]string{"ca", "import", "--dir", stDir, "--roots", carry(t, filepath.Join(rootDir, ca.RootCertFile), media)}, cross...), crls...)...)
-	c.run("ca", "intermediate", "install", "--dir", stDir, "--chain", filepath.Join(media, "chain.pem"), "--passphrase-source", pf)
+	c.run(append(append([]string{"ca", "import", "--ca-dir", stDir, "--roots", carry(t, filepath.Join(rootDir, ca.RootCertFile), media)}, cross...), crls...)...)
+	c.run("ca", "intermediate", "install", "--ca-dir", stDir, "--chain", filepath.Join(media, "chain.pem"), "--passphrase-source", pf)
 	reloaded(2)
 	f.bench.Devices[2].Link.SetConnected(true)
 	passed(3, "device 3 (after the rollover)")
@@ -887,8 +887,8 @@ func TestTwoMachineCeremonyWithStation(t *testing.T) {
 		return x
 	}
 	bundle := filepath.Join(f.dir, "bundle.pem")
-	c.run("ca", "crl", "--dir", stDir, "--db", dbPath, "--passphrase-source", pf)
-	c.run("ca", "bundle", "--dir", stDir, "-o", bundle)
+	c.run("ca", "crl", "--ca-dir", stDir, "--db", dbPath, "--passphrase-source", pf)
+	c.run("ca", "bundle", "--ca-dir", stDir, "-o", bundle)
 	b := readBundle(t, bundle)
 	if len(b.roots) != 2 {
 		t.Fatalf("bundle roots: %d", len(b.roots))
@@ -902,14 +902,14 @@ func TestTwoMachineCeremonyWithStation(t *testing.T) {
 	}
 
 	// Retire the old root.
-	c.run("ca", "root", "retire", "--dir", rootDir, "--root-key-id", hex.EncodeToString(b.roots[1].SubjectKeyId), "--passphrase-source", pf)
+	c.run("ca", "root", "retire", "--ca-dir", rootDir, "--root-key-id", hex.EncodeToString(b.roots[1].SubjectKeyId), "--passphrase-source", pf)
 	crls = rootCRLs()
-	c.run(append([]string{"ca", "import", "--dir", stDir, "--roots", carry(t, filepath.Join(rootDir, ca.RootCertFile), media)}, crls...)...)
+	c.run(append([]string{"ca", "import", "--ca-dir", stDir, "--roots", carry(t, filepath.Join(rootDir, ca.RootCertFile), media)}, crls...)...)
 	reloaded(3)
 	f.bench.Devices[3].Link.SetConnected(true)
 	passed(4, "device 4 (after the old root's retirement)")
-	c.run("ca", "crl", "--dir", stDir, "--db", dbPath, "--passphrase-source", pf)
-	c.run("ca", "bundle", "--dir", stDir, "-o", bundle)
+	c.run("ca", "crl", "--ca-dir", stDir, "--db", dbPath, "--passphrase-source", pf)
+	c.run("ca", "bundle", "--ca-dir", stDir, "-o", bundle)
 	b = readBundle(t, bundle)
 	if len(b.roots) != 1 {
 		t.Fatalf("bundle roots after retire: %d", len(b.roots))

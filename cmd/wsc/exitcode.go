@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/station"
 )
 
@@ -139,8 +140,23 @@ var knownErrors = []struct {
 	{ca.ErrKeyAttributes, exitFailed},
 	{ca.ErrCSRKeyMismatch, exitFailed},
 	{ca.ErrActivation, exitFailed},
+	{ca.ErrReceived, exitFailed},
+	{ca.ErrUnknownIssuer, exitFailed},
+	{ca.ErrCRLNumber, exitFailed},
+	{ca.ErrLedgerBroken, exitFailed},
+	{ca.ErrLedgerUnsigned, exitFailed},
+	{db.ErrAuditTampered, exitFailed},
+	{db.ErrWitnessMismatch, exitFailed},
 	{ca.ErrBadPassphrase, exitUsage},
 	{ca.ErrEmptyPassphrase, exitUsage},
+	{ca.ErrWeakPassphrase, exitUsage},
+	{ca.ErrPassphraseMismatch, exitUsage},
+	{ca.ErrPassphraseFileMode, exitUsage},
+	{ca.ErrQuorum, exitUsage},
+	{ca.ErrShareCorrupt, exitUsage},
+	{ca.ErrNoCustody, exitUsage},
+	{ca.ErrUnknownSerial, exitUsage},
+	{ca.ErrCertificateNotFound, exitUsage},
 	{ca.ErrExists, exitUsage},
 	{ca.ErrWeakPassphrase, exitUsage},
 	{ca.ErrPassphraseMismatch, exitUsage},
@@ -150,6 +166,8 @@ var knownErrors = []struct {
 	{ca.ErrQuorum, exitUsage},
 	{ca.ErrShareCorrupt, exitUsage},
 	{ca.ErrAuditKeyMissing, exitUsage},
+	{db.ErrBadPIN, exitUsage},
+	{db.ErrAlreadyRevoked, exitUsage},
 	{fs.ErrNotExist, exitUsage},
 }
 
@@ -193,6 +211,7 @@ func setExitCodes(root *cobra.Command) {
 		}
 		if run := c.RunE; run != nil {
 			c.RunE = func(cmd *cobra.Command, args []string) error {
+				warnDeprecated(cmd)
 				if err := run(cmd, args); err != nil {
 					return &ranError{err: err}
 				}

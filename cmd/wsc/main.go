@@ -50,6 +50,7 @@ func rootCmd() *cobra.Command {
 		Long:  exitCodesHelp,
 	})
 	root.SetHelpCommand(helpCmd())
+	plainBackticks(root)
 	setExitCodes(root)
 	return root
 }

@@ -34,7 +34,7 @@ func plantCmd() *cobra.Command {
 	cmd.PersistentFlags().StringVar(&dsn, "dsn", os.Getenv("WSC_PLANT_DSN"), "PostgreSQL connection string of the registry (default $WSC_PLANT_DSN)")
 	open := func(ctx context.Context) (*plant.Registry, error) {
 		if dsn == "" {
-			return nil, errors.New("--dsn is required (or set WSC_PLANT_DSN): the registry's PostgreSQL connection string")
+			return nil, usagef("--dsn is required (or set WSC_PLANT_DSN): the registry's PostgreSQL connection string")
 		}
 		return plant.Open(ctx, dsn)
 	}
@@ -63,11 +63,11 @@ func plantCmd() *cobra.Command {
 		Short: "Register a station: its id, PostgreSQL role and pinned audit public key",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if stID == "" || stRole == "" || stKey == "" {
-				return errors.New("--id, --role and --audit-key are required")
+				return usagef("--id, --role and --audit-key are required")
 			}
 			pub, err := ca.LoadPublicKey(stKey)
 			if err != nil {
-				return fmt.Errorf("audit public key: %w", err)
+				return usagef("--audit-key: %w", err)
 			}
 			r, err := open(cmd.Context())
 			if err != nil {
@@ -112,7 +112,7 @@ func plantCmd() *cobra.Command {
 			if cfgPath != "" {
 				cfg, err := station.LoadConfig(cfgPath)
 				if err != nil {
-					return err
+					return usageError(fmt.Errorf("--config: %w", err))
 				}
 				dbPath, stationName = cfg.Database, cfg.Station
 				if dsn == "" {
@@ -120,16 +120,19 @@ func plantCmd() *cobra.Command {
 				}
 			}
 			if dbPath == "" || stationName == "" {
-				return errors.New("give --config station.yaml, or --db and --station")
+				return usagef("give --config station.yaml, or --db and --station")
 			}
 			r, err := open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer r.Close()
+			if _, err := os.Stat(dbPath); err != nil {
+				return usagef("database: %w", err)
+			}
 			s, err := db.Open(dbPath)
 			if err != nil {
-				return err
+				return internalError(err)
 			}
 			defer s.Close()
 			sy := &plant.Syncer{Store: s, Registry: r, Station: stationName}
@@ -139,7 +142,7 @@ func plantCmd() *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "%d records sent; %s\n", n, st)
 			}
 			if err != nil {
-				return &exitError{code: 1, err: err}
+				return failed(err)
 			}
 			return nil
 		},
@@ -162,6 +165,11 @@ func plantCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			for i := range fs {
+				if fs[i].Check == plant.CheckCertWithoutRun { // its subject is a certificate serial
+					fs[i].Subject = db.DisplaySerial(fs[i].Subject)
+				}
+			}
 			out := cmd.OutOrStdout()
 			if asJSON {
 				if fs == nil {
@@ -179,7 +187,7 @@ func plantCmd() *cobra.Command {
 				}
 			}
 			if len(fs) > 0 {
-				return &exitError{code: 1, err: fmt.Errorf("plant check: %d findings: look at each with the security team before shipping the devices concerned", len(fs))}
+				return failed(fmt.Errorf("plant check: %d findings: look at each with the security team before shipping the devices concerned", len(fs)))
 			}
 			return nil
 		},
@@ -192,7 +200,7 @@ func plantCmd() *cobra.Command {
 		Short: "Request the revocation of a certificate; the issuing station applies it on its next sync",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if revSerial == "" || revReason == "" {
-				return errors.New("--serial and --reason are required")
+				return usagef("--serial and --reason are required")
 			}
 			r, err := open(cmd.Context())
 			if err != nil {
@@ -206,7 +214,7 @@ func plantCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "revocation of %s (%s) requested; station %s applies it on its next sync\n", q.SerialHex, q.Reason, q.Station)
+			fmt.Fprintf(cmd.OutOrStdout(), "revocation of %s (%s) requested; station %s applies it on its next sync\n", db.DisplaySerial(q.SerialHex), q.Reason, q.Station)
 			return nil
 		},
 	}
@@ -219,7 +227,7 @@ func plantCmd() *cobra.Command {
 		Short: "Write one trust bundle (PEM) with every station's intermediates and current CRLs, for QA",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if bundleOut == "" {
-				return errors.New("--out is required")
+				return usagef("-o/--output is required")
 			}
 			r, err := open(cmd.Context())
 			if err != nil {
@@ -237,7 +245,7 @@ func plantCmd() *cobra.Command {
 			return nil
 		},
 	}
-	bundleCmd.Flags().StringVar(&bundleOut, "out", "", "output file")
+	outputFlag(bundleCmd.Flags(), &bundleOut, "trust bundle file to write (PEM)")
 
 	var day string
 	reportCmd := &cobra.Command{
@@ -248,7 +256,7 @@ func plantCmd() *cobra.Command {
 			if day != "" {
 				var err error
 				if from, err = time.Parse("2006-01-02", day); err != nil {
-					return fmt.Errorf("--day: want YYYY-MM-DD: %w", err)
+					return usagef("--day: want YYYY-MM-DD: %w", err)
 				}
 			}
 			r, err := open(cmd.Context())
@@ -282,7 +290,10 @@ func plantCmd() *cobra.Command {
 				return err
 			}
 			if len(ls) == 0 {
-				return &exitError{code: 1, err: fmt.Errorf("%s: not in the registry", args[0])}
+				return failed(fmt.Errorf("%s: not in the registry", args[0]))
+			}
+			for i := range ls {
+				ls[i].CertSerial = db.DisplaySerial(ls[i].CertSerial)
 			}
 			return json.NewEncoder(cmd.OutOrStdout()).Encode(ls)
 		},
@@ -294,26 +305,26 @@ func plantCmd() *cobra.Command {
 		Short: "Serve the read-only plant dashboard over HTTPS (client certificates or a user list)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if tlsCert == "" || tlsKey == "" {
-				return errors.New("--tls-cert and --tls-key are required: the dashboard is served over HTTPS only")
+				return usagef("--tls-cert and --tls-key are required: the dashboard is served over HTTPS only")
 			}
 			if (usersFile == "") == (clientCA == "") {
-				return errors.New("give either --client-ca (TLS client certificates) or --users (name:bcrypt-hash lines, e.g. from htpasswd -nB)")
+				return usagef("give either --client-ca (TLS client certificates) or --users (name:bcrypt-hash lines, e.g. from htpasswd -nB)")
 			}
 			var users map[string][]byte
 			tcfg := &tls.Config{MinVersion: tls.VersionTLS12}
 			if usersFile != "" {
 				var err error
 				if users, err = web.LoadUsers(usersFile); err != nil {
-					return err
+					return usagef("--users: %w", err)
 				}
 			} else {
 				pemCA, err := os.ReadFile(clientCA)
 				if err != nil {
-					return fmt.Errorf("--client-ca: %w", err)
+					return usagef("--client-ca: %w", err)
 				}
 				pool := x509.NewCertPool()
 				if !pool.AppendCertsFromPEM(pemCA) {
-					return fmt.Errorf("--client-ca %s: no PEM certificate", clientCA)
+					return usagef("--client-ca %s: no PEM certificate", clientCA)
 				}
 				tcfg.ClientCAs, tcfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
 			}
@@ -350,6 +361,12 @@ func plantCmd() *cobra.Command {
 func writeReport(out io.Writer, rep *plant.Report, asJSON, asCSV bool) error {
 	switch {
 	case asJSON:
+		if rep.Rows == nil { // [] rather than null for scripts
+			rep.Rows = []plant.ReportRow{}
+		}
+		if rep.Pareto == nil {
+			rep.Pareto = []plant.ParetoRow{}
+		}
 		return json.NewEncoder(out).Encode(rep)
 	case asCSV:
 		w := csv.NewWriter(out)
@@ -455,7 +472,7 @@ func startPlantSync(ctx context.Context, l *line, log io.Writer) func() {
 // registry's witnessed copy.
 func verifyAgainstPlant(ctx context.Context, s *db.Store, dsn, stationID string, out io.Writer) error {
 	if stationID == "" {
-		return errors.New("--station is required with --plant (the station id registered in the plant)")
+		return usagef("--station is required with --plant (the station id registered in the plant)")
 	}
 	r, err := plant.Open(ctx, dsn)
 	if err != nil {
@@ -465,7 +482,7 @@ func verifyAgainstPlant(ctx context.Context, s *db.Store, dsn, stationID string,
 	rep, err := plant.VerifyStation(ctx, s, r, stationID)
 	if err != nil {
 		fmt.Fprintf(out, "plant witness: FAILED: %v\n", err)
-		return &exitError{code: 1, err: err}
+		return failed(err)
 	}
 	fmt.Fprintf(out, "plant witness: ok — %d rows identical to the registry's copy (head %d), %d local rows not yet synced\n",
 		rep.Witnessed, rep.PlantHead, rep.Unwitnessed)

@@ -25,17 +25,17 @@ func redbinCmd() *cobra.Command {
 		Short: "List the devices held in the red bin (--all: released ones too)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if path == "" {
-				return errors.New("--db is required")
+			if err := needDB(path); err != nil {
+				return err
 			}
 			s, err := db.Open(path, db.WithReadOnly())
 			if err != nil {
-				return err
+				return internalError(err)
 			}
 			defer s.Close()
 			entries, err := s.RedBins(cmd.Context(), !all)
 			if err != nil {
-				return err
+				return internalError(err)
 			}
 			if asJSON {
 				type row struct {
@@ -51,7 +51,11 @@ func redbinCmd() *cobra.Command {
 				}
 				rows := make([]row, 0, len(entries))
 				for _, e := range entries {
-					rows = append(rows, row{hex.EncodeToString(e.ChipID), e.Serial, e.Reason, e.CertSerial, e.Operator, e.CreatedAt, e.ReleasedAt, e.ReleasedBy, e.ReleaseNote})
+					certSerial := ""
+					if e.CertSerial != "" {
+						certSerial = db.DisplaySerial(e.CertSerial)
+					}
+					rows = append(rows, row{hex.EncodeToString(e.ChipID), e.Serial, e.Reason, certSerial, e.Operator, e.CreatedAt, e.ReleasedAt, e.ReleasedBy, e.ReleaseNote})
 				}
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -82,47 +86,54 @@ func redbinCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			switch {
-			case path == "":
-				return errors.New("--db is required")
 			case (serial == "") == (chip == ""):
-				return errors.New("give the device as --serial or --chip (one of them)")
+				return usagef("give the device as --serial or --chip (one of them)")
 			case note == "":
-				return errors.New("--note is required: say why the device may be provisioned again")
+				return usagef("--note is required: say why the device may be provisioned again")
+			}
+			if err := needDB(path); err != nil {
+				return err
+			}
+			var id []byte
+			if chip != "" {
+				var err error
+				if id, err = hex.DecodeString(chip); err != nil || len(id) == 0 {
+					return usagef("--chip: want the chip identity in hex (wsc redbin list shows it)")
+				}
 			}
 			s, err := db.Open(path, db.WithActor(supervisor))
 			if err != nil {
-				return err
+				return internalError(err)
 			}
 			defer s.Close()
 			op, err := login(ctx, s, supervisor, pinSource)
 			if err != nil {
-				return err
+				// No supervisor id, an unreadable PIN source or a wrong PIN: the
+				// person's input, not the machine.
+				return usageError(err)
 			}
 			who, err := s.GetOperator(ctx, op)
 			if err != nil {
-				return err
+				return internalError(err)
 			}
 			if !supervisorRoles[who.Role] {
-				return fmt.Errorf("%s has role %q: only a supervisor (or security) releases the red bin", op, who.Role)
+				return usagef("%s has role %q: only a supervisor (or security) releases the red bin", op, who.Role)
 			}
-			var id []byte
-			if chip != "" {
-				if id, err = hex.DecodeString(chip); err != nil || len(id) == 0 {
-					return fmt.Errorf("--chip: want the chip identity in hex (wsc redbin list shows it)")
-				}
-			} else {
-				if id, _, err = s.ChipOf(ctx, serial); err != nil {
-					return err
+			if chip == "" {
+				if id, _, err = s.ChipOf(ctx, serial); errors.Is(err, db.ErrNotFound) {
+					return usagef("--serial %s: no such device in the station database", serial)
+				} else if err != nil {
+					return internalError(err)
 				}
 				if len(id) == 0 {
-					return fmt.Errorf("device %s is not bound to a chip: nothing to release (use --chip for a chip that never passed its proof)", serial)
+					return usagef("device %s is not bound to a chip: nothing to release (use --chip for a chip that never passed its proof)", serial)
 				}
 			}
 			if err := s.ReleaseRedBin(ctx, id, op, note); err != nil {
 				if errors.Is(err, db.ErrNotFound) {
-					return fmt.Errorf("chip %s is not in the red bin", hex.EncodeToString(id))
+					return usagef("chip %s is not in the red bin", hex.EncodeToString(id))
 				}
-				return err
+				return internalError(err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "released chip %s (released by %s)\n", hex.EncodeToString(id), op)
 			return nil
@@ -132,7 +143,7 @@ func redbinCmd() *cobra.Command {
 	release.Flags().StringVar(&serial, "serial", "", "device serial (its bound chip is released)")
 	release.Flags().StringVar(&chip, "chip", "", "chip identity in hex, as `wsc redbin list` shows it")
 	release.Flags().StringVar(&supervisor, "supervisor", "", "supervisor's operator id")
-	release.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the supervisor's PIN comes from: prompt, file:PATH, fd:N, env:NAME")
+	release.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the supervisor's PIN comes from: "+secretSources)
 	release.Flags().StringVar(&note, "note", "", "why the device may be provisioned again (recorded)")
 	cmd.AddCommand(list, release)
 	return cmd
