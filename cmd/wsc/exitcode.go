@@ -166,6 +166,8 @@ var knownErrors = []struct {
 	{ca.ErrQuorum, exitUsage},
 	{ca.ErrShareCorrupt, exitUsage},
 	{ca.ErrAuditKeyMissing, exitUsage},
+	{db.ErrWitnessMismatch, exitFailed},
+	{db.ErrWitnessTorn, exitFailed},
 	{db.ErrBadPIN, exitUsage},
 	{db.ErrAlreadyRevoked, exitUsage},
 	{fs.ErrNotExist, exitUsage},

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/station"
 )
 
 // testModule is a small valid WebAssembly module: (func (export "answer")
@@ -205,5 +206,39 @@ func TestAgentSignOnDevice(t *testing.T) {
 	b, err := exec.Command(wsc, "verify", "--trust", bundle, out).CombinedOutput()
 	if err != nil || !strings.Contains(string(b), d.Serial) || !strings.Contains(string(b), "1 valid") {
 		t.Fatalf("wsc verify of the device-signed module: %v\n%s", err, b)
+	}
+}
+
+// TestProvisionJSON: `wsc provision --json` prints one JSON object on
+// stdout (event lines on stderr): ok with the certificate serial in the
+// canonical spelling, and for a device the work order refuses (a label
+// that does not match), exit 1 with reason_code label-mismatch.
+func TestProvisionJSON(t *testing.T) {
+	f := newStationFixture(t, 1, "")
+	wsc, _ := buildBinaries(t)
+	d := f.bench.Devices[0]
+	run := func(extra ...string) (provisionResult, int, string) {
+		args := append([]string{"provision", "--json", "--config", f.config, "--port", d.Port, "--operator", "ana", "--pin-source", "env:WSC_TEST_PIN"}, extra...)
+		cmd := exec.Command(wsc, args...)
+		cmd.Env = append(os.Environ(), "WSC_TEST_PIN=2468")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var r provisionResult
+		if jerr := json.Unmarshal(stdout.Bytes(), &r); jerr != nil {
+			t.Fatalf("stdout is not one JSON object: %v\n%s\nstderr:\n%s", jerr, stdout.Bytes(), stderr.Bytes())
+		}
+		return r, exitCode(err), stderr.String()
+	}
+	r, code, stderr := run("--label", "NOT-"+d.Serial)
+	if code != 1 || r.Result != "failed" || r.ReasonCode != station.ReasonLabelMismatch || r.Step != "hello" {
+		t.Fatalf("refused device: exit %d %+v\n%s", code, r, stderr)
+	}
+	r, code, stderr = run()
+	if code != 0 || r.Result != "ok" || r.Serial != d.Serial || r.Proof != "tpm" || r.CertSerial == "" || r.CertSerial != strings.ToUpper(r.CertSerial) {
+		t.Fatalf("provisioned device: exit %d %+v\n%s", code, r, stderr)
+	}
+	if !strings.Contains(stderr, "state=passed") {
+		t.Errorf("event lines are not on stderr:\n%s", stderr)
 	}
 }

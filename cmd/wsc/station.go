@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -44,7 +45,7 @@ func (l *line) Close() error {
 func openLine(ctx context.Context, path string) (_ *line, err error) {
 	cfg, err := station.LoadConfig(path)
 	if err != nil {
-		return nil, err
+		return nil, usageError(fmt.Errorf("--config: %w", err))
 	}
 	// l is not the named result: on an error path the result is nil, and
 	// what was opened so far must still be closed.
@@ -56,13 +57,13 @@ func openLine(ctx context.Context, path string) (_ *line, err error) {
 	}()
 	pass, err := ca.ReadPassphrase(cfg.CA.Passphrase)
 	if err != nil {
-		return nil, fmt.Errorf("CA passphrase: %w", err)
+		return nil, usagef("CA passphrase: %w", err)
 	}
 	var profile *ca.Profile
 	if cfg.WorkOrder.Profile != "" && cfg.WorkOrder.Profile != "default" {
 		profile, err = ca.LoadProfile(cfg.WorkOrder.Profile)
 		if err != nil {
-			return nil, err
+			return nil, usageError(err)
 		}
 	}
 	t0 := time.Now()
@@ -77,7 +78,7 @@ func openLine(ctx context.Context, path string) (_ *line, err error) {
 	auditOpts, err := cfg.Audit.StoreOptions(cfg.CA.Dir, auditKey)
 	if err != nil {
 		clear(pass)
-		return nil, err
+		return nil, usageError(err)
 	}
 	dbOpts := append([]db.Option{db.WithActor(cfg.Station)}, auditOpts...)
 	l.store, err = db.Open(cfg.Database, dbOpts...)
@@ -170,7 +171,7 @@ func stationCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&headless, "headless", false, "no terminal view: print one line per event")
 	cmd.Flags().StringVar(&checkPath, "check-config", "", "only check this configuration file: print each problem with its line, exit 2 if there is one")
 	cmd.Flags().StringVar(&operator, "operator", "", "operator id (headless)")
-	cmd.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the operator's PIN comes from: prompt, file:PATH, fd:N, env:NAME")
+	cmd.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the operator's PIN comes from: "+secretSources)
 	return cmd
 }
 
@@ -220,7 +221,7 @@ func runHeadless(ctx context.Context, l *line, out io.Writer) error {
 
 func provisionCmd() *cobra.Command {
 	var cfgPath, port, label, operator, pinSource string
-	var rework bool
+	var rework, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "provision",
 		Short: "Provision the one device on --port, headless, and exit (0 = provisioned)",
@@ -255,6 +256,11 @@ func provisionCmd() *cobra.Command {
 				job.Rework = &station.Rework{Supervisor: operator}
 			}
 			out := cmd.OutOrStdout()
+			if asJSON {
+				// stdout carries the one JSON result; the event lines go
+				// to stderr.
+				out = cmd.ErrOrStderr()
+			}
 			job.Events = func(e station.Event) { fmt.Fprintln(out, headlessLine(e)) }
 			res, err := l.prov.Provision(ctx, job)
 			// The session ends with this device: a certificate it signed and
@@ -266,12 +272,17 @@ func provisionCmd() *cobra.Command {
 					fmt.Fprintf(out, "certificate %s revoked (cessationOfOperation): the device did not confirm it\n", sn)
 				}
 			}
+			if asJSON {
+				if jerr := writeProvisionJSON(cmd.OutOrStdout(), res, err); jerr != nil {
+					return internalError(jerr)
+				}
+			}
 			if err != nil {
 				var se *station.StepError
 				if errors.As(err, &se) {
 					fmt.Fprintln(out, ui.Untrusted(headlessInstruction(se.Instruction, true)))
 				}
-				return &exitError{code: 1, err: untrustedError{err}}
+				return failed(untrustedError{err})
 			}
 			fmt.Fprintf(out, "device %s provisioned: certificate %s (%.3f s)\n", ui.Untrusted(res.Serial), ui.Untrusted(res.CertSerial), res.Duration.Seconds())
 			return nil
@@ -281,8 +292,38 @@ func provisionCmd() *cobra.Command {
 	cmd.Flags().StringVar(&port, "port", "", "serial port of the device")
 	cmd.Flags().StringVar(&label, "label", "", "scanned device label; must match the serial the device reports")
 	cmd.Flags().StringVar(&operator, "operator", "", "operator id")
-	cmd.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the operator's PIN comes from")
+	cmd.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the operator's PIN comes from: "+secretSources)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as one JSON object on stdout (snake_case, reason_code from docs/reason-codes.md); event lines go to stderr")
 	cmd.Flags().BoolVar(&rework, "rework", false, "re-bind the serial to this device's chip (a board whose chip was replaced): needs --label and a supervisor as --operator; the old chip's certificate is superseded")
 	_ = cmd.MarkFlagRequired("port")
 	return cmd
+}
+
+// provisionResult is `wsc provision --json`'s output.
+type provisionResult struct {
+	Result     string  `json:"result"` // "ok" or "failed"
+	Serial     string  `json:"serial"`
+	CertSerial string  `json:"cert_serial"`
+	Proof      string  `json:"proof"`
+	Step       string  `json:"step"` // the step that failed, or "done"
+	Reason     string  `json:"reason"`
+	ReasonCode string  `json:"reason_code"`
+	DurationS  float64 `json:"duration_s"`
+}
+
+func writeProvisionJSON(w io.Writer, res *station.Result, err error) error {
+	r := provisionResult{Result: "ok", Step: string(station.StepDone)}
+	if res != nil {
+		r.Serial, r.CertSerial, r.Proof, r.DurationS = res.Serial, res.CertSerial, res.Proof, res.Duration.Seconds()
+	}
+	if err != nil {
+		r.Result, r.Reason, r.ReasonCode = "failed", err.Error(), station.ReasonCode(err)
+		var se *station.StepError
+		if errors.As(err, &se) {
+			r.Step = string(se.Step)
+		}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"runtime"
 	"text/tabwriter"
@@ -37,7 +38,7 @@ which the report shows. Exit status 1 when any module fails.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			policy, err := loadPolicy(trustPath, at, allowMissingCRL)
 			if err != nil {
-				return err
+				return usageError(err)
 			}
 			if workers <= 0 {
 				workers = runtime.NumCPU()
@@ -54,24 +55,27 @@ which the report shows. Exit status 1 when any module fails.`,
 				}
 			}
 			results, err := wasmsign.BatchVerify(cmd.Context(), args, policy, workers, prog)
+			if errors.Is(err, fs.ErrNotExist) {
+				return usageError(err)
+			}
 			if err != nil {
-				return err
+				return internalError(err)
 			}
 			if len(results) == 0 {
-				return errors.New("no .wasm module found under the given paths")
+				return usagef("no .wasm module found under the given paths")
 			}
 			rep := wasmsign.NewReport(results)
 			if junit != "" {
 				f, err := os.Create(junit)
 				if err != nil {
-					return err
+					return internalError(err)
 				}
 				if err := rep.WriteJUnit(f); err != nil {
 					f.Close()
-					return err
+					return internalError(err)
 				}
 				if err := f.Close(); err != nil {
-					return err
+					return internalError(err)
 				}
 			}
 			if asJSON {
@@ -90,7 +94,7 @@ which the report shows. Exit status 1 when any module fails.`,
 			}
 			if recordDB != "" {
 				if err := recordVerifications(cmd.Context(), out, recordDB, verifier, results); err != nil {
-					return err
+					return internalError(err)
 				}
 			}
 			if !rep.OK() {
@@ -98,18 +102,19 @@ which the report shows. Exit status 1 when any module fails.`,
 				if hint != "" {
 					err = fmt.Errorf("%w: the trust bundle's CRLs are missing, stale or not signed by their CA", err)
 				}
-				return &exitError{code: 1, err: err}
+				return failed(err)
 			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&trustPath, "trust", "", "trust bundle (PEM: roots, intermediates, CRLs), from `wsc ca bundle`")
+	cmd.Flags().StringVar(&trustPath, "trust", "", "trust bundle (PEM: roots, intermediates, CRLs), from 'wsc ca bundle'")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().StringVar(&junit, "junit", "", "also write a JUnit XML report to this file")
 	cmd.Flags().StringVar(&at, "at", "", "verify certificates and CRLs at this time (RFC 3339) instead of now; shown in the report")
 	cmd.Flags().IntVar(&workers, "workers", 0, "parallel workers (default: all cores)")
-	cmd.Flags().StringVar(&recordDB, "record-db", "", "record each result in this station database")
-	cmd.Flags().StringVar(&verifier, "verifier", "qa", "who verified (recorded with --record-db)")
+	cmd.Flags().StringVar(&recordDB, "db", "", "record each result in this station database")
+	deprecatedAlias(cmd.Flags(), "db", "record-db")
+	cmd.Flags().StringVar(&verifier, "verifier", "qa", "who verified (recorded with --db)")
 	cmd.Flags().BoolVar(&allowMissingCRL, "allow-missing-crl", false, allowMissingCRLUsage)
 	_ = cmd.MarkFlagRequired("trust")
 	return cmd
@@ -231,10 +236,10 @@ that relied on it show "valid!" and the summary counts them; exported reports ca
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			policy, err := loadPolicy(trustPath, at, allowMissingCRL)
 			if err != nil {
-				return err
+				return usageError(err)
 			}
 			if !isTerminal() {
-				return errors.New("the QA view needs a terminal: use `wsc verify` in scripts")
+				return usagef("the QA view needs a terminal: use 'wsc verify' in scripts")
 			}
 			runner := ui.VerifyFunc(func(ctx context.Context, paths []string, progress func(done, total int)) ([]wasmsign.Result, error) {
 				return wasmsign.BatchVerify(ctx, paths, policy, 0, progress)
