@@ -330,7 +330,7 @@ func TestDemoInterrupted(t *testing.T) {
 	if ps, _ := exec.Command("pgrep", "-f", ws).Output(); len(bytes.TrimSpace(ps)) > 0 {
 		t.Fatalf("processes left running for %s: %s", ws, ps)
 	}
-	if b, err := exec.Command(wsc, "audit", "verify", "--db", filepath.Join(ws, "station.db")).CombinedOutput(); err != nil {
+	if b, err := exec.Command(wsc, "audit", "verify", "--config", filepath.Join(ws, "station.yaml")).CombinedOutput(); err != nil {
 		t.Fatalf("audit verify after an interrupted demo: %v\n%s", err, b)
 	}
 }

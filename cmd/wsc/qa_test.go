@@ -113,13 +113,24 @@ func TestQARevocationAndAudit(t *testing.T) {
 		}
 	}
 
-	// The demo's own bundle (certificates only, no CRLs): the revoked
+	// A bundle with the demo CA's certificates but no CRLs: the revoked
 	// device's firmware is refused by default, with an instruction; with
 	// --allow-missing-crl it passes, and the report says revocation was
 	// not checked.
-	noCRL := filepath.Join(ws, "trust-bundle.pem")
-	if nb, _ := os.ReadFile(noCRL); bytes.Contains(nb, []byte("X509 CRL")) {
-		t.Fatal("the demo bundle has CRLs; this part needs one without")
+	noCRL := filepath.Join(t.TempDir(), "no-crl-bundle.pem")
+	var certsOnly []byte
+	for _, f := range []string{"root.crt", "intermediate.crt"} {
+		b, err := os.ReadFile(filepath.Join(caDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		certsOnly = append(certsOnly, b...)
+	}
+	if err := os.WriteFile(noCRL, certsOnly, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(certsOnly, []byte("X509 CRL")) {
+		t.Fatal("the certificates-only bundle has CRLs")
 	}
 	r := runVerify(t, wsc, "--trust", noCRL, filepath.Join(ws, "firmware", "SIM-0002.wasm"))
 	if r.code != 1 || !strings.Contains(r.stdout, "revocation list missing") || !strings.Contains(r.stderr, "--allow-missing-crl to accept the risk") {

@@ -275,10 +275,10 @@ func workOrderInTmux(t *testing.T, w, h int) {
 		t.Fatalf("db stats: %v", err)
 	}
 	var st []struct {
-		WorkOrder string
-		Quantity  int
-		Done      int
-		Failed    int
+		WorkOrder string `json:"work_order"`
+		Quantity  int    `json:"quantity"`
+		Done      int    `json:"done"`
+		Failed    int    `json:"failed_runs"`
 	}
 	if err := json.Unmarshal(out, &st); err != nil || len(st) != 1 {
 		t.Fatalf("db stats: %v\n%s", err, out)
