@@ -151,6 +151,7 @@ work_order:
 slots:
   - {slot: 1, port: /dev/ttyUSB0}
   - {slot: 1, port: /dev/ttyUSB1}
+audit: {key_fingerprints: [abababababababababababababababababababababababababababababababab]}
 `))
 	got = lines(errs)
 	for line, want := range map[int]string{3: "root.crt", 4: "missing.pem", 8: "sometimes", 9: "floppy", 12: "unique"} {
