@@ -75,6 +75,10 @@ type IssueIntent struct {
 	// Proof is the attestation proof the key rests on ("tpm", "atecc608",
 	// "unattested"); the certificate row and the ledger record it.
 	Proof string
+	// ChipID, when set, is the proven chip identity: a device not yet bound
+	// is bound to it in the same transaction (ledger "device.bind"), and a
+	// device bound to another chip gives ErrDeviceMismatch.
+	ChipID []byte
 }
 
 // Certificate is a recorded device certificate.
@@ -125,11 +129,27 @@ func (s *Store) BeginIssue(ctx context.Context, in IssueIntent) (intentID int64,
 		now := s.nowNanos()
 		var devID int64
 		var devWO sql.NullString
-		if err := tx.QueryRowContext(ctx, "SELECT id, work_order FROM devices WHERE serial = ?", in.DeviceSerial).Scan(&devID, &devWO); err != nil {
+		var bound []byte
+		if err := tx.QueryRowContext(ctx, "SELECT id, work_order, ek_pub_hash FROM devices WHERE serial = ?", in.DeviceSerial).Scan(&devID, &devWO, &bound); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("device: %w", ErrNotFound)
 			}
 			return err
+		}
+		// The chip binding goes with the intent: one transaction, and no
+		// certificate without its device bound to the proven chip.
+		switch {
+		case len(in.ChipID) == 0:
+		case len(bound) > 0 && !bytes.Equal(bound, in.ChipID):
+			return ErrDeviceMismatch
+		case len(bound) == 0:
+			if _, err := tx.ExecContext(ctx, "UPDATE devices SET ek_pub_hash = ?, proof = ?, updated_at = ? WHERE id = ?",
+				in.ChipID, in.Proof, now, devID); err != nil {
+				return err
+			}
+			if err := s.auditBinding(ctx, tx, in.DeviceSerial); err != nil {
+				return err
+			}
 		}
 		// Known key?
 		var keyID, keyDev int64

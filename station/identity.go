@@ -109,27 +109,23 @@ func (r *run) identify(ctx context.Context, chipID []byte) error {
 	return nil
 }
 
-// bind records the proven chip against the serial (first provisioning),
-// or re-binds it under a supervisor's rework.
-func (r *run) bind(ctx context.Context, backend, proof string, chipID []byte) error {
+// rework re-binds the serial to the proven chip under a supervisor's
+// rework (the old chip's certificate is superseded). Without a rework the
+// binding is recorded with the issuance intent (db.IssueIntent.ChipID), in
+// the same transaction.
+func (r *run) rework(ctx context.Context, proof string, chipID []byte) error {
+	if r.job.Rework == nil {
+		return nil
+	}
 	st := r.p.cfg.Store
-	if r.job.Rework != nil {
-		bound, _, err := st.ChipOf(ctx, r.serial)
-		if err != nil {
-			return fmt.Errorf("check the device binding: %w", err)
-		}
-		if len(bound) > 0 && !bytes.Equal(bound, chipID) {
-			if err := st.Rebind(ctx, r.serial, chipID, proof, r.job.Rework.Supervisor, r.job.Label); err != nil {
-				return fmt.Errorf("rework: %w", err)
-			}
-		}
-	}
-	err := st.EnsureDevice(ctx, db.Device{Serial: r.serial, Backend: backend, EKPublicHash: chipID, Proof: proof})
-	if errors.Is(err, db.ErrDeviceMismatch) {
-		return fmt.Errorf("%w: serial %s is bound to another chip", ErrChipMismatch, r.serial)
-	}
+	bound, _, err := st.ChipOf(ctx, r.serial)
 	if err != nil {
-		return fmt.Errorf("record the device binding: %w", err)
+		return fmt.Errorf("check the device binding: %w", err)
+	}
+	if len(bound) > 0 && !bytes.Equal(bound, chipID) {
+		if err := st.Rebind(ctx, r.serial, chipID, proof, r.job.Rework.Supervisor, r.job.Label); err != nil {
+			return fmt.Errorf("rework: %w", err)
+		}
 	}
 	return nil
 }

@@ -494,11 +494,15 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 		if err := r.recording.wait(); err != nil {
 			return err
 		}
-		if err := r.bind(ctx, hello.Backend, proof.Name(), proven.ChipID); err != nil {
+		if err := r.rework(ctx, proof.Name(), proven.ChipID); err != nil {
 			return err
 		}
 		keyDER := csr.RawSubjectPublicKeyInfo
-		intent, existing, err := cfg.Store.BeginIssue(ctx, db.IssueIntent{DeviceSerial: r.serial, KeyPublicDER: keyDER, WorkOrder: cfg.WorkOrder, RunID: r.runID, Proof: proof.Name()})
+		intent, existing, err := cfg.Store.BeginIssue(ctx, db.IssueIntent{DeviceSerial: r.serial, KeyPublicDER: keyDER, WorkOrder: cfg.WorkOrder,
+			RunID: r.runID, Proof: proof.Name(), ChipID: proven.ChipID})
+		if errors.Is(err, db.ErrDeviceMismatch) {
+			return fmt.Errorf("%w: serial %s is bound to another chip", ErrChipMismatch, r.serial)
+		}
 		if err != nil {
 			return fmt.Errorf("record issuance intent: %w", err)
 		}
