@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -118,8 +119,33 @@ func TestSimBenchWithStation(t *testing.T) {
 	ctl("plug", "3")
 	p.wait(t, "slot 3 passed once plugged", 120*time.Second, slotLine("3", "state=passed"))
 	// Reseat device 2: the slot sees it go and come back, and runs it.
+	// The cable stays out until the station has tried the line (bytes it
+	// wrote were lost): its probe then times out, so it has seen the device
+	// go, however slow the machine is.
+	lost := func() int64 {
+		for _, line := range strings.Split(ctl("status"), "\n") {
+			if f := strings.Fields(line); len(f) >= 6 && f[0] == "2" {
+				if v, ok := strings.CutPrefix(f[5], "lost="); ok {
+					n, err := strconv.ParseInt(v, 10, 64)
+					if err != nil {
+						t.Fatalf("status line %q: %v", line, err)
+					}
+					return n
+				}
+			}
+		}
+		t.Fatal("wsc sim status has no lost= count for slot 2")
+		return 0
+	}
+	before := lost()
 	ctl("pull", "2")
-	time.Sleep(time.Second) // a person's reseat; the slot polls every 250 ms
+	deadline := time.Now().Add(120 * time.Second)
+	for lost() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the station never tried slot 2's line while its cable was pulled")
+		}
+		time.Sleep(50 * time.Millisecond) // polling wsc sim status; the verdict waits for the count
+	}
 	ctl("plug", "2")
 	p.wait(t, "slot 2 passed after the reseat", 120*time.Second, slotLine("2", "state=passed"))
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)

@@ -32,7 +32,7 @@ const maxControlLine = 256
 //	plug N          plug it back
 //	fail N STEP     make the next request at STEP of the device on slot N fail once
 //	next N          replace the device on slot N by the next fresh device
-//	status          one line per slot: number, serial, kind, port, cable, armed faults
+//	status          one line per slot: number, serial, kind, port, cable, bytes lost while pulled, armed faults
 //
 // Replies start with "ok" or "error:". The socket is created with mode 0600:
 // only the user who runs the bench can pull its cables.
@@ -230,7 +230,7 @@ func (c *Control) Handle(line string) (string, error) {
 			if !d.Link.Connected() {
 				cable = "pulled"
 			}
-			fmt.Fprintf(&b, "\n%d %s %s %s %s", i+1, d.Serial, d.Kind, d.Port, cable)
+			fmt.Fprintf(&b, "\n%d %s %s %s %s lost=%d", i+1, d.Serial, d.Kind, d.Port, cable, d.Link.Lost())
 			if d.Faults != nil {
 				if a := d.Faults.Armed(); len(a) > 0 {
 					fmt.Fprintf(&b, " fail-at=%s", strings.Join(a, ","))

@@ -33,6 +33,8 @@ type Link struct {
 
 	baud      int
 	connected atomic.Bool
+	// lost counts the bytes written while the cable was pulled.
+	lost atomic.Int64
 }
 
 // LinkOption configures a Link.
@@ -81,6 +83,12 @@ func (l *Link) SetConnected(on bool) { l.connected.Store(on) }
 // Connected reports whether the cable is plugged.
 func (l *Link) Connected() bool { return l.connected.Load() }
 
+// Lost returns how many bytes either side wrote while the cable was
+// pulled: a test waits for it to grow to know that the station tried the
+// line while it was pulled (and so noticed the device gone), instead of
+// sleeping for a guessed time.
+func (l *Link) Lost() int64 { return l.lost.Load() }
+
 // wire is one end of the cable as the relay sees it: writes are paced to the
 // baud rate and dropped while the cable is pulled.
 type wire struct {
@@ -92,6 +100,7 @@ func (w *wire) Read(p []byte) (int, error) { return w.f.Read(p) }
 
 func (w *wire) Write(p []byte) (int, error) {
 	if !w.l.connected.Load() {
+		w.l.lost.Add(int64(len(p)))
 		return len(p), nil
 	}
 	if w.l.baud > 0 {
