@@ -173,7 +173,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		s.auditPubDER, s.auditKeyID = der, KeyHash(der)
 	}
 	ctx := context.Background()
-	if err := sdb.PingContext(ctx); err != nil {
+	if err := pingWriter(ctx, sdb, cfg.busyTimeout); err != nil {
 		closeAll()
 		return nil, fmt.Errorf("open %s: %w", path, mapErr(err))
 	}
@@ -209,6 +209,25 @@ func Open(path string, opts ...Option) (*Store, error) {
 		s.witness = &witness{path: cfg.witness} // read by VerifyAudit only
 	}
 	return s, nil
+}
+
+// pingWriter opens the writer connection. Opening it switches the file to WAL, and SQLite
+// answers that switch with SQLITE_BUSY at once, without its busy handler, while another
+// connection (another process opening the same new file) holds a lock; so a busy open is
+// tried again, with a short pause, until the busy timeout has passed.
+func pingWriter(ctx context.Context, db *sql.DB, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	pause := 2 * time.Millisecond
+	for {
+		err := db.PingContext(ctx)
+		if err == nil || !errors.Is(mapErr(err), ErrBusy) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(pause)
+		if pause < 50*time.Millisecond {
+			pause *= 2
+		}
+	}
 }
 
 // quickCheck runs PRAGMA quick_check: a damaged file is refused before anything is
