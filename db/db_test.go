@@ -601,3 +601,49 @@ func TestConcurrentReaderWhileWriting(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRefused: a run turned away because the work order is complete is
+// recorded as refused: the device keeps its status, the order counts no failure
+// and the plant still receives the finished run (an outbox row).
+func TestRunRefused(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, "")
+	if err := s.CreateWorkOrder(ctx, WorkOrder{ID: "W", Product: "x", Quantity: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnsureDevice(ctx, Device{Serial: "D9"}); err != nil {
+		t.Fatal(err)
+	}
+	run, err := s.StartRun(ctx, RunStart{DeviceSerial: "D9", Slot: 1, WorkOrder: "W"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outboxBefore int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM outbox WHERE run_id IS NOT NULL").Scan(&outboxBefore); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishRun(ctx, run, RunRefused, "work order complete", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishRun(ctx, run, "maybe", "", nil); err == nil {
+		t.Fatal("an unknown run result was accepted")
+	}
+	r, err := s.GetRun(ctx, run)
+	if err != nil || r.Result != RunRefused {
+		t.Fatalf("run %+v %v", r, err)
+	}
+	if d, _ := s.GetDevice(ctx, "D9"); d.Status == DeviceFailed {
+		t.Fatalf("a refused device is marked %q", d.Status)
+	}
+	st, err := s.Stats(ctx, "W")
+	if err != nil || len(st) != 1 || st[0].Failed != 0 || st[0].RunsOK != 0 {
+		t.Fatalf("stats %+v %v", st, err)
+	}
+	var outboxAfter int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM outbox WHERE run_id IS NOT NULL").Scan(&outboxAfter); err != nil {
+		t.Fatal(err)
+	}
+	if outboxAfter != outboxBefore+1 {
+		t.Fatalf("outbox rows for runs %d → %d", outboxBefore, outboxAfter)
+	}
+}

@@ -133,6 +133,10 @@ type RunStart struct {
 const (
 	RunOK     = "ok"
 	RunFailed = "failed"
+	// RunRefused: the device was turned away before anything was issued because
+	// the work order's quantity was reached. Neither a pass nor a failure: the
+	// device keeps its status and the order's failure counter is untouched.
+	RunRefused = "refused"
 )
 
 // StartRun records a new attempt and returns its id.
@@ -181,11 +185,12 @@ func (s *Store) StepRun(ctx context.Context, runID int64, step string) error {
 	})
 }
 
-// FinishRun records the outcome of a run (RunOK or RunFailed), its error message and the
-// time spent in each step. A failed run marks a device that is not provisioned DeviceFailed.
+// FinishRun records the outcome of a run (RunOK, RunFailed or RunRefused), its error message
+// and the time spent in each step. A failed run marks a device that is not provisioned
+// DeviceFailed.
 func (s *Store) FinishRun(ctx context.Context, runID int64, result, errMsg string, steps map[string]time.Duration) error {
-	if result != RunOK && result != RunFailed {
-		return fmt.Errorf("finish run %d: result %q: want %q or %q", runID, result, RunOK, RunFailed)
+	if result != RunOK && result != RunFailed && result != RunRefused {
+		return fmt.Errorf("finish run %d: result %q: want %q, %q or %q", runID, result, RunOK, RunFailed, RunRefused)
 	}
 	return s.withTx(ctx, fmt.Sprintf("finish run %d", runID), func(tx *sql.Tx) error {
 		return s.finishRunTx(ctx, tx, runID, result, errMsg, steps)

@@ -453,6 +453,14 @@ func TestMigrateReleaseV1(t *testing.T) {
 	if sum.CoveredRows == 0 || sum.RowRefs != sum.CoveredRows {
 		t.Fatalf("summary %+v", sum)
 	}
+	// Migration 0005 rebuilt runs: every issuance intent still names its run.
+	var intents, fkErrors int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM issue_intents i JOIN runs r ON r.id = i.run_id").Scan(&intents); err != nil || intents != 4 {
+		t.Fatalf("intents naming a run after the migration: %d %v", intents, err)
+	}
+	if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM pragma_foreign_key_check").Scan(&fkErrors); err != nil || fkErrors != 0 {
+		t.Fatalf("foreign key check: %d %v", fkErrors, err)
+	}
 	es, _ := s.AuditEntries(ctx, 27, 0)
 	if len(es) == 0 || es[0].Kind != "ledger.baseline" {
 		t.Fatalf("first entry after the old ledger: %+v", es)

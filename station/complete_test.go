@@ -5,6 +5,9 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/db"
 )
 
 // TestBenchWorkOrderComplete: a work order of 2 on a bench of 3 devices.
@@ -71,9 +74,9 @@ func TestBenchWorkOrderComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A refused run is recorded as a failed attempt; the devices are what
-	// counts against the quantity.
-	if pr.Quantity != 2 || pr.Done != 2 || pr.Remaining() != 0 || !pr.Complete || pr.RunsOK != 2 || pr.RunsFailed > 1 {
+	// A run refused by the reached quantity is recorded as refused, not as a
+	// failed attempt; the devices are what counts against the quantity.
+	if pr.Quantity != 2 || pr.Done != 2 || pr.Remaining() != 0 || !pr.Complete || pr.RunsOK != 2 || pr.RunsFailed != 0 {
 		t.Fatalf("progress %+v", pr)
 	}
 	// A supervisor switches the bench to the next work order: it is
@@ -81,6 +84,16 @@ func TestBenchWorkOrderComplete(t *testing.T) {
 	if err := EnsureWorkOrder(ctx, l.store, WorkOrder{ID: "WO-R", Product: "p", Quantity: 5, Lock: "none"}); err != nil {
 		t.Fatal(err)
 	}
+	// The third device may still be on its way to the refusal: the switch
+	// waits for every slot to finish, as the supervisor is told to.
+	log.waitFor(t, "no slot running", 120*time.Second, func(Event) bool {
+		for _, st := range bench.Snapshot() {
+			if st.State == StateRunning {
+				return false
+			}
+		}
+		return true
+	})
 	pc.WorkOrder = "WO-R"
 	p2, err := NewProvisioner(pc)
 	if err != nil {
@@ -105,5 +118,57 @@ func TestBenchWorkOrderComplete(t *testing.T) {
 	}
 	if st[0].Done != pr.Done || st[0].Failed != pr.RunsFailed {
 		t.Fatalf("progress %+v differs from db stats %+v", pr, st[0])
+	}
+}
+
+// TestQuotaRefusalIsNotAFailure: with a work order of 1, the second device is
+// turned away at issuance. Its run is recorded as refused (not failed), the
+// device is not marked failed, the order counts no failure and nothing was
+// issued to it.
+func TestQuotaRefusalIsNotAFailure(t *testing.T) {
+	l := newTestLine(t, 2, "")
+	ctx := context.Background()
+	if err := EnsureWorkOrder(ctx, l.store, WorkOrder{ID: "WO-1PC", Product: "p", Quantity: 1, Lock: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	pc := l.prov.cfg
+	pc.WorkOrder = "WO-1PC"
+	p, err := NewProvisioner(pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := p.Provision(ctx, Job{Slot: 1, Port: l.bench.Devices[0].Port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Provision(ctx, Job{Slot: 2, Port: l.bench.Devices[1].Port})
+	if !errors.Is(err, db.ErrQuotaExceeded) && !errors.Is(err, ca.ErrQuotaExceeded) {
+		t.Fatalf("second device of a work order of 1: %v, want the quota exceeded", err)
+	}
+	if code := ReasonCode(err); code != ReasonQuotaExceeded {
+		t.Fatalf("reason code %q", code)
+	}
+	var refused *db.Run
+	for id := int64(1); id <= 2; id++ {
+		r, err := l.store.GetRun(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.DeviceSerial != first.Serial {
+			refused = r
+		}
+	}
+	if refused == nil || refused.Result != db.RunRefused {
+		t.Fatalf("the turned-away run: %+v", refused)
+	}
+	if d, err := l.store.GetDevice(ctx, refused.DeviceSerial); err != nil || d.Status == db.DeviceFailed {
+		t.Fatalf("turned-away device: %+v %v", d, err)
+	}
+	st, err := l.store.Stats(ctx, "WO-1PC")
+	if err != nil || len(st) != 1 || st[0].Failed != 0 || st[0].RunsOK != 1 || st[0].Done != 1 {
+		t.Fatalf("work order stats %+v %v", st, err)
+	}
+	if certs, err := l.store.Certificates(ctx, refused.DeviceSerial); err != nil || len(certs) != 0 {
+		t.Fatalf("certificates of the turned-away device: %d %v", len(certs), err)
 	}
 }

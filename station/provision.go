@@ -362,7 +362,13 @@ func (p *Provisioner) Provision(ctx context.Context, job Job) (res *Result, err 
 			// confirmed and the run closed in one durable commit.
 			ferr = p.cfg.Store.ConfirmAndFinish(bg, res.CertSerial, r.runID, steps)
 		} else {
-			ferr = p.cfg.Store.FinishRun(bg, r.runID, "failed", err.Error(), steps)
+			result := db.RunFailed
+			if errors.Is(err, db.ErrQuotaExceeded) || errors.Is(err, ca.ErrQuotaExceeded) {
+				// Work order complete: turned away before anything was
+				// issued, not a failure of the device.
+				result = db.RunRefused
+			}
+			ferr = p.cfg.Store.FinishRun(bg, r.runID, result, err.Error(), steps)
 		}
 		if ferr != nil && err == nil {
 			err = &StepError{Step: StepDone, Instruction: instruction(StepDone, ferr, job.Slot), Err: fmt.Errorf("record result: %w", ferr)}

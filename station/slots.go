@@ -531,16 +531,17 @@ func (b *Bench) provision(ctx context.Context, s *slot, port string) {
 			s.status.LabelErr = labelErr.Error()
 		}
 		b.mu.Unlock()
-		if final != nil {
-			final.LabelErr = labelErr
-			b.emit(*final)
-		}
 		// The pass that reaches the quantity completes the work order:
-		// the bench starts no new device.
+		// the bench starts no new device. Decided before the pass is
+		// announced, so whoever sees the pass sees the bench complete.
 		if pr, perr := b.Progress(context.WithoutCancel(ctx)); perr == nil && pr.Complete {
 			b.mu.Lock()
 			b.complete, b.running = true, false
 			b.mu.Unlock()
+		}
+		if final != nil {
+			final.LabelErr = labelErr
+			b.emit(*final)
 		}
 		return
 	}

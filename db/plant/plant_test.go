@@ -3,6 +3,7 @@ package plant
 import (
 	"context"
 	"errors"
+	"github.com/wsc-project/wsc/db"
 	"testing"
 )
 
@@ -12,6 +13,17 @@ func TestSyncWitnessesLedgerExactlyOnce(t *testing.T) {
 	a, b := newStation(t, p, "st-a"), newStation(t, p, "st-b")
 	a.provision(t, 30)
 	b.provision(t, 12)
+	// A device turned away because b's work order was complete: a refused run.
+	if err := b.store.EnsureDevice(ctx, db.Device{Serial: "B-LATE", Backend: "tpm", Model: "m1"}); err != nil {
+		t.Fatal(err)
+	}
+	late, err := b.store.StartRun(ctx, db.RunStart{DeviceSerial: "B-LATE", Slot: 2, Station: b.id, Operator: "op", WorkOrder: "WO-" + b.id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.FinishRun(ctx, late, db.RunRefused, "work order complete", nil); err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range []*station{a, b} {
 		n, err := s.syncer().SyncOnce(ctx)
 		if err != nil {
@@ -42,6 +54,13 @@ func TestSyncWitnessesLedgerExactlyOnce(t *testing.T) {
 		}
 		if got := p.count(t, "SELECT count(*) FROM runs WHERE station_id = $1 AND result = 'ok'", s.id); got != int64(s.n) {
 			t.Fatalf("%s: %d ok runs, want %d", s.id, got, s.n)
+		}
+		refused := int64(0)
+		if s == b {
+			refused = 1
+		}
+		if got := p.count(t, "SELECT count(*) FROM runs WHERE station_id = $1 AND result = 'refused'", s.id); got != refused {
+			t.Fatalf("%s: %d refused runs, want %d", s.id, got, refused)
 		}
 		if got := p.count(t, "SELECT count(*) FROM checkpoints WHERE station_id = $1", s.id); got == 0 {
 			t.Fatalf("%s: no checkpoints witnessed", s.id)
