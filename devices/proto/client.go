@@ -275,6 +275,10 @@ func (c *Client) exchange(ctx context.Context, m Message) (Message, error) {
 	timeout := c.Timeout(m.Type)
 	start := time.Now()
 	attempts := c.retries + 1
+	// heard is when the agent last showed it is there for this call (the
+	// first send, then every frame for it): silence is measured across
+	// attempts, so a pulled cable costs KeepaliveTimeout, not one per attempt.
+	var heard time.Time
 	for attempt := 1; attempt <= attempts; attempt++ {
 		if attempt > 1 {
 			c.retriesN.Add(1)
@@ -295,7 +299,10 @@ func (c *Client) exchange(ctx context.Context, m Message) (Message, error) {
 			}
 			return Message{}, err
 		}
-		r, done, err := c.wait(ctx, p, m, timer, sent, attempt == attempts)
+		if heard.IsZero() {
+			heard = time.Now()
+		}
+		r, done, err := c.wait(ctx, p, m, timer, sent, &heard, attempt == attempts)
 		if done {
 			if err == nil {
 				c.log.Debug("proto response", "type", r.Type, "id", r.ID, "attempt", attempt,
@@ -316,16 +323,28 @@ func (c *Client) exchange(ctx context.Context, m Message) (Message, error) {
 // arrived (which is most likely the response, or the agent's NAK of our
 // request) — but never sooner than fastRetryGap after sending, so that one
 // burst of noise does not use up all retries.
-func (c *Client) wait(ctx context.Context, p *pendingCall, m Message, timer *time.Timer, sent time.Time, last bool) (Message, bool, error) {
+//
+// With an agent that sends Busy frames, silence is the failure to look for: a
+// pulled cable is noticed after KeepaliveTimeout without a frame for this
+// call (heard), not after the operation's full timeout (sized for the slowest
+// real chip), and not once per attempt. Half-way through the silence the
+// request is sent again (a request lost on the line is answered at once; a
+// finished one is replayed from the agent's cache); a whole KeepaliveTimeout
+// of silence ends the call.
+func (c *Client) wait(ctx context.Context, p *pendingCall, m Message, timer *time.Timer, sent time.Time, heard *time.Time, last bool) (Message, bool, error) {
 	defer timer.Stop()
 	var fast <-chan time.Time
-	// With an agent that sends Busy frames, silence is the failure to look
-	// for: a pulled cable is noticed after KeepaliveTimeout, not after the
-	// operation's full timeout (sized for the slowest real chip).
 	var idle <-chan time.Time
 	var idleTimer *time.Timer
+	untilIdle := func() time.Duration {
+		silent := time.Since(*heard)
+		if !last && silent < KeepaliveTimeout/2 {
+			return KeepaliveTimeout/2 - silent
+		}
+		return max(KeepaliveTimeout-silent, 0)
+	}
 	if c.keepalive.Load() && m.Type != MsgHello {
-		idleTimer = time.NewTimer(KeepaliveTimeout)
+		idleTimer = time.NewTimer(untilIdle())
 		defer idleTimer.Stop()
 		idle = idleTimer.C
 	}
@@ -335,13 +354,23 @@ func (c *Client) wait(ctx context.Context, p *pendingCall, m Message, timer *tim
 			return r, true, nil
 		case <-p.busy:
 			if idleTimer != nil {
-				idleTimer.Reset(KeepaliveTimeout)
+				*heard = time.Now()
+				idleTimer.Reset(untilIdle())
 			}
 		case <-idle:
-			c.timeoutsN.Add(1)
-			c.log.Warn("proto agent silent", "type", m.Type, "id", m.ID, "silence", KeepaliveTimeout)
+			if silent := time.Since(*heard); silent >= KeepaliveTimeout {
+				c.timeoutsN.Add(1)
+				c.log.Warn("proto agent silent", "type", m.Type, "id", m.ID, "silence", silent)
+				return Message{}, true, fmt.Errorf("%s request %08x: no frame from the agent for %v (cable pulled or agent stopped): %w",
+					m.Type, m.ID, KeepaliveTimeout, ErrTimeout)
+			}
+			c.log.Warn("proto agent quiet, sending again", "type", m.Type, "id", m.ID, "silence", time.Since(*heard))
 			return Message{}, false, nil
 		case <-p.kick:
+			if idleTimer != nil { // bytes arrive: the cable is in
+				*heard = time.Now()
+				idleTimer.Reset(untilIdle())
+			}
 			if last || fast != nil {
 				continue
 			}

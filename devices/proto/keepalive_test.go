@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,15 +50,18 @@ func TestKeepaliveLongOperation(t *testing.T) {
 }
 
 // TestKeepaliveDetectsPulledCable: with the agent's output cut mid-request,
-// the station gives up after about KeepaliveTimeout, not after the
-// operation's 30 s timeout.
+// the station gives up after KeepaliveTimeout of silence, not after the
+// operation's 30 s timeout and not after one silence per attempt: with the
+// default retries it sends the request once more half-way through the
+// silence (a lost request would be answered then) and gives up when the
+// silence reaches KeepaliveTimeout, with attempts to spare.
 func TestKeepaliveDetectsPulledCable(t *testing.T) {
 	dev := newFakeDevice()
 	dev.delay, dev.fastHello = 5*time.Second, true
 	m, s := openPty(t)
 	line := &cutLine{ReadWriter: s}
 	startServer(t, line, dev)
-	c := newClientOn(t, m, WithRetries(0))
+	c := newClientOn(t, m)
 	ctx := context.Background()
 	if _, err := c.Hello(ctx); err != nil {
 		t.Fatal(err)
@@ -66,11 +70,54 @@ func TestKeepaliveDetectsPulledCable(t *testing.T) {
 	start := time.Now()
 	_, err := c.CreateKeys(ctx, CreateKeysRequest{Nonce: make([]byte, 32)})
 	elapsed := time.Since(start)
-	if !errors.Is(err, ErrTimeout) {
-		t.Fatalf("err = %v, want ErrTimeout", err)
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "cable pulled") {
+		t.Fatalf("err = %v, want ErrTimeout saying the cable may be pulled", err)
 	}
-	if elapsed < KeepaliveTimeout || elapsed > KeepaliveTimeout+2*time.Second {
-		t.Fatalf("pulled cable noticed after %v, want about %v", elapsed, KeepaliveTimeout)
+	if elapsed < KeepaliveTimeout {
+		t.Fatalf("gave up after %v, before %v of silence", elapsed, KeepaliveTimeout)
+	}
+	st := c.Stats()
+	if st.Retries != 1 || st.Timeouts != 1 {
+		t.Fatalf("retries %d, timeouts %d: want the request sent once more half-way and one silence timeout (of %d retries allowed)",
+			st.Retries, st.Timeouts, DefaultRetries)
+	}
+}
+
+// TestKeepaliveQuietThenBack: the agent's Busy frames are lost for a while
+// (the request is sent again half-way through the silence), then the line
+// comes back before KeepaliveTimeout of silence: the call succeeds and the
+// operation ran once (the agent replays its answer to the repeated request).
+func TestKeepaliveQuietThenBack(t *testing.T) {
+	dev := newFakeDevice()
+	dev.delay, dev.fastHello = 4*time.Second, true
+	m, s := openPty(t)
+	line := &cutLine{ReadWriter: s}
+	startServer(t, line, dev)
+	c := newClientOn(t, m)
+	ctx := context.Background()
+	if _, err := c.Hello(ctx); err != nil {
+		t.Fatal(err)
+	}
+	line.cut.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.CreateKeys(ctx, CreateKeysRequest{Nonce: make([]byte, 32)})
+		done <- err
+	}()
+	// The line comes back as soon as the station has sent the request again.
+	for c.Stats().Retries == 0 {
+		select {
+		case err := <-done:
+			t.Fatalf("call ended before the repeat: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	line.cut.Store(false)
+	if err := <-done; err != nil {
+		t.Fatalf("CreateKeys after a quiet line: %v", err)
+	}
+	if got := dev.count(MsgCreateKeys); got != 1 {
+		t.Fatalf("handler ran %d times, want 1", got)
 	}
 }
 
@@ -84,5 +131,28 @@ func TestNoKeepaliveWithoutCapability(t *testing.T) {
 	// apply the silence timeout.
 	if _, err := c.CreateKeys(context.Background(), CreateKeysRequest{Nonce: make([]byte, 32)}); err != nil {
 		t.Fatalf("CreateKeys without negotiated keepalive: %v", err)
+	}
+}
+
+// BenchmarkPulledCableNoticed: how long a station takes, from the cable
+// pulled in the middle of a long request, to give up on it (the operator's
+// spinner turns into the reseat instruction then). Default retries.
+func BenchmarkPulledCableNoticed(b *testing.B) {
+	dev := newFakeDevice()
+	dev.delay, dev.fastHello = KeepaliveTimeout+2*time.Second, true // longer than the silence; short enough for clean-up
+	for b.Loop() {
+		b.StopTimer()
+		m, s := openPty(b)
+		line := &cutLine{ReadWriter: s}
+		startServer(b, line, dev)
+		c := newClientOn(b, m)
+		if _, err := c.Hello(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		line.cut.Store(true)
+		b.StartTimer()
+		if _, err := c.CreateKeys(context.Background(), CreateKeysRequest{Nonce: make([]byte, 32)}); !errors.Is(err, ErrTimeout) {
+			b.Fatalf("err = %v", err)
+		}
 	}
 }
