@@ -309,6 +309,15 @@ func (m BenchModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.State != station.StateRunning {
 			cmd = m.progressCmd()
 		}
+	case EventBatchMsg:
+		refresh := false
+		for _, e := range msg {
+			m.applyEvent(e)
+			refresh = refresh || e.State != station.StateRunning
+		}
+		if refresh {
+			cmd = m.progressCmd()
+		}
 	case RedBinsMsg:
 		f := &m.release
 		if msg.Err != nil {

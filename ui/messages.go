@@ -5,6 +5,10 @@ import "github.com/wsc-project/wsc/station"
 // EventMsg carries a station event into a model.
 type EventMsg station.Event
 
+// EventBatchMsg carries station events, in order, that arrived while the
+// view was busy (Feed); the model applies each as an EventMsg and draws once.
+type EventBatchMsg []station.Event
+
 // ProgressMsg carries a set-up or background message; the bench view shows
 // it on its notice line.
 type ProgressMsg string

@@ -262,11 +262,15 @@ func runDemo(ctx context.Context, o simOptions, tui bool, out io.Writer) (rep *d
 		}
 		m := ui.NewBenchModel(ui.BenchOptions{Control: bench, Title: title, WorkOrder: o.WorkOrder.ID, Station: o.Station, Operator: "demo"})
 		p := tea.NewProgram(m, tea.WithContext(ctx))
-		sink = func(e station.Event) { p.Send(ui.EventMsg(e)) }
+		// The station never waits for the screen (ui.Feed).
+		feed := ui.NewFeed(p.Send)
+		defer feed.Close()
+		sink = feed.Event
 		go func() { runErr <- bench.Run(bctx) }()
 		go func() {
 			select {
 			case <-tr.done:
+				feed.Close() // every event is on screen before the summary
 				p.Send(ui.DoneMsg{})
 			case <-bctx.Done():
 			}

@@ -98,12 +98,16 @@ func runStationTUI(ctx context.Context, l *line) error {
 	if err != nil {
 		return err
 	}
+	// Events reach the view through a Feed: the station never waits for the
+	// screen to draw.
+	feed := ui.NewFeed(func(m tea.Msg) {
+		if p != nil {
+			p.Send(m)
+		}
+	})
+	defer feed.Close()
 	bench, err := station.NewBench(station.BenchConfig{Provisioner: l.prov, Slots: slots, MaxFailures: l.cfg.MaxFailures, AfterPass: ap,
-		Events: func(e station.Event) {
-			if p != nil {
-				p.Send(ui.EventMsg(e))
-			}
-		}})
+		Events: feed.Event})
 	if err != nil {
 		return err
 	}
