@@ -13,9 +13,11 @@ GO_TAGS := $(shell cat scripts/build-tags)
 .PHONY: demo test deps build clean
 
 ## demo: install what is missing, build, provision $(DEVICES) simulated devices end to end
+## (workspace: bin/demo, made afresh each time; the README's after-demo steps use it)
 demo: deps build
 	@echo "make: running the demo: $(DEVICES) simulated TPM devices (about 10–30 s)"
-	bin/wsc demo --devices $(DEVICES) $(DEMO_FLAGS)
+	@rm -rf bin/demo
+	bin/wsc demo --workspace bin/demo --devices $(DEVICES) $(DEMO_FLAGS)
 
 ## test: install what is missing, then the whole suite (gofmt, vet, staticcheck, race tests, qemu)
 test: deps

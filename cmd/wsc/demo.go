@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -101,6 +102,7 @@ leaves consistent records and exits 130.`,
 // demoReport is what a demo run produced.
 type demoReport struct {
 	Workspace string
+	Certs     []string // WORKSPACE/certs/SERIAL.pem of each passed device
 	// Outcomes holds one entry per slot: its last finished run, or
 	// errUnfinished.
 	Outcomes []station.Outcome
@@ -317,6 +319,11 @@ func runDemo(ctx context.Context, o simOptions, tui bool, out io.Writer) (rep *d
 	if err != nil || rep.Interrupted {
 		return rep, err
 	}
+	// Each passed device's certificate as a file, for openssl and the
+	// after-demo steps (README): WORKSPACE/certs/SERIAL.pem.
+	if rep.Certs, err = writeDemoCerts(filepath.Join(s.dir, "certs"), rep.Outcomes); err != nil {
+		return nil, err
+	}
 	// QA: verify every module the devices signed at end of line, as QA
 	// verifies firmware, against a trust bundle written from the CA.
 	bundle := filepath.Join(s.dir, "trust-bundle.pem")
@@ -335,6 +342,32 @@ func runDemo(ctx context.Context, o simOptions, tui bool, out io.Writer) (rep *d
 	}
 	rep.Wall = time.Since(t0)
 	return rep, nil
+}
+
+// writeDemoCerts writes the leaf certificate of every passed device to
+// dir/SERIAL.pem and returns the paths in outcome order. Serials passed
+// station.ValidSerial (letters, digits, - _ .; no separator), so they are
+// safe file names; one that is not is refused rather than written.
+func writeDemoCerts(dir string, outs []station.Outcome) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, o := range outs {
+		if o.Err != nil || o.Result == nil || len(o.Result.Chain) == 0 {
+			continue
+		}
+		if err := station.ValidSerial(o.Result.Serial); err != nil {
+			return nil, fmt.Errorf("certificate file for %s: %w", ui.Untrusted(o.Result.Serial), err)
+		}
+		path := filepath.Join(dir, o.Result.Serial+".pem")
+		leaf := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Result.Chain[0].Raw})
+		if err := os.WriteFile(path, leaf, 0o644); err != nil {
+			return nil, fmt.Errorf("certificate file: %w", err)
+		}
+		paths = append(paths, path)
+	}
+	return paths, nil
 }
 
 // writeDemoBundle is the bundle ceremony on the demo's single-machine CA
@@ -401,6 +434,11 @@ func printSummary(w io.Writer, rep *demoReport) {
 	fmt.Fprintf(w, "QA: %d of %d end-of-line modules verified against %s\n", valid, len(rep.QA), filepath.Join(rep.Workspace, "trust-bundle.pem"))
 	fmt.Fprintf(w, "station config: %s (its ports existed only while the demo ran; wsc sim makes a bench that stays)\n", filepath.Join(rep.Workspace, "station.yaml"))
 	fmt.Fprintf(w, "records: wsc db export --db %s --format json\n", filepath.Join(rep.Workspace, "station.db"))
+	if len(rep.Certs) > 0 {
+		fmt.Fprintf(w, "certificates: %s (one per device); check one with openssl:\n  openssl verify -CAfile %s -untrusted %s %s\n",
+			filepath.Dir(rep.Certs[0]), filepath.Join(rep.Workspace, "ca", "root.crt"), filepath.Join(rep.Workspace, "ca", "intermediate.crt"), rep.Certs[0])
+	}
+	fmt.Fprintf(w, "firmware QA: wsc verify --trust %s %s\n", filepath.Join(rep.Workspace, "trust-bundle.pem"), filepath.Join(rep.Workspace, "firmware"))
 }
 
 // findAgent locates the wsc-agent executable: the flag, then next to this

@@ -110,6 +110,36 @@ func TestDemoEndToEnd(t *testing.T) {
 	if ps, _ := exec.Command("pgrep", "-f", ws).Output(); len(bytes.TrimSpace(ps)) > 0 {
 		t.Fatalf("processes left running for %s: %s", ws, ps)
 	}
+	// The after-demo commands the summary prints work as printed: openssl
+	// verifies the certificate file the demo wrote, QA's wsc verify accepts
+	// every module.
+	var opensslLine, qaLine string
+	for _, l := range strings.Split(string(out), "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "openssl verify ") {
+			opensslLine = l
+		}
+		if rest, ok := strings.CutPrefix(l, "firmware QA: "); ok {
+			qaLine = rest
+		}
+	}
+	if opensslLine == "" || qaLine == "" {
+		t.Fatalf("the summary does not print the after-demo commands:\n%s", out)
+	}
+	args := strings.Fields(opensslLine)
+	if ov, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil || !strings.Contains(string(ov), ": OK") {
+		t.Fatalf("%s: %v\n%s", opensslLine, err, ov)
+	}
+	args = strings.Fields(qaLine)
+	if args[0] != "wsc" {
+		t.Fatalf("QA command %q", qaLine)
+	}
+	if qv, err := exec.Command(wsc, args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", qaLine, err, qv)
+	}
+	if certs, _ := filepath.Glob(filepath.Join(ws, "certs", "*.pem")); len(certs) != 2 {
+		t.Fatalf("certificate files %v, want one per device", certs)
+	}
 
 	exp, err := exec.Command(wsc, "db", "export", "--db", filepath.Join(ws, "station.db"), "--format", "json").Output()
 	if err != nil {
