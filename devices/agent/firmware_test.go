@@ -158,7 +158,10 @@ func startTPMProfile(t testing.TB, profile string) *tpm.Device {
 	}
 	t.Cleanup(func() { tr.Close() })
 	cfg := tpm.DefaultConfig()
-	cfg.LatencyProfile = profile
+	tr, err = tpm.WithLatencyProfile(tr, profile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	d, err := tpm.New(tr, cfg)
 	if err != nil {
 		t.Fatal(err)

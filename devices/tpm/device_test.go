@@ -685,8 +685,6 @@ func TestConfig(t *testing.T) {
 	}{
 		{"defaults", func(*Config) {}, true},
 		{"zero", func(c *Config) { *c = Config{} }, true},
-		{"profile", func(c *Config) { c.LatencyProfile = "slb9672" }, true},
-		{"bad profile", func(c *Config) { c.LatencyProfile = "tpm9000" }, false},
 		{"bad handle", func(c *Config) { c.IAKHandle = 0x81010001 + 0x00800000 }, false},
 		{"same handles", func(c *Config) { c.IAKHandle = c.IDevIDHandle }, false},
 		{"bad nv", func(c *Config) { c.NVBase = 0x81000000 }, false},
@@ -745,9 +743,17 @@ func TestLatencyProfileTable(t *testing.T) {
 			t.Errorf("%s: %+v", name, l)
 		}
 	}
-	l, err := lookupLatency("SLB9670")
+	l, err := LookupLatency("SLB9670")
 	if err != nil || l.Sign != 68900*time.Microsecond {
 		t.Errorf("lookup slb9670: %+v %v", l, err)
+	}
+	for _, none := range []string{"", "none", " OFF "} {
+		if l, err := LookupLatency(none); err != nil || l != (Latency{}) {
+			t.Errorf("LookupLatency(%q) = %+v, %v", none, l, err)
+		}
+	}
+	if _, err := LookupLatency("tpm9000"); !errors.Is(err, ErrUnknownProfile) {
+		t.Errorf("LookupLatency(tpm9000): %v", err)
 	}
 }
 
