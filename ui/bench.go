@@ -193,15 +193,15 @@ type BenchModel struct {
 	scan     []rune
 	scanOpen bool
 
-	notice      string
-	noticeErr   bool
-	showHelp    bool
-	showStats   bool
-	desk        RedBinDesk
-	release     releaseForm
-	woList      []string
-	switcher    WorkOrderSwitcher
-	woPick      woForm
+	notice    string
+	noticeErr bool
+	showHelp  bool
+	showStats bool
+	desk      RedBinDesk
+	release   releaseForm
+	woList    []string
+	switcher  WorkOrderSwitcher
+	woPick    woForm
 	// expectedOpt is BenchOptions.ExpectedStep, asked once per step when
 	// the model is built (View does no I/O and calls no callback).
 	expectedOpt map[station.Step]time.Duration
