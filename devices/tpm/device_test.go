@@ -88,7 +88,7 @@ func TestEKs(t *testing.T) {
 
 func mustIssuer(t *testing.T) *x509.Certificate {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(swtpmTemplate.vendorDir, "issuercert.pem"))
+	b, err := os.ReadFile(swtpmTemplate.Vendor.IssuerCert)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -823,7 +823,7 @@ func TestSWTPMTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	if err := os.WriteFile(filepath.Join(dir, "tpm2-00.permall"), swtpmTemplate.permall, 0o600); err != nil {
+	if err := swtpmTemplate.WriteState(dir); err != nil {
 		t.Fatal(err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
