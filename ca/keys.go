@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.step.sm/crypto/kms/apiv1"
@@ -68,38 +69,92 @@ func loadKey(keyPath string, secret []byte) (crypto.Signer, func() error, error)
 	return s, km.Close, nil
 }
 
+// ParseKeyURI parses a PKCS#11 key or token URI (RFC 7512) with
+// go.step.sm/crypto/kms/uri, the one parser wsc uses for these URIs (the
+// KMS that opens the key parses it the same way). A pin-value is refused:
+// the URI is recorded in the CA folder and shown in logs, a PIN must not be.
+// The error never repeats the URI.
+func ParseKeyURI(s string) (*uri.URI, error) {
+	if !IsKeyURI(s) {
+		return nil, fmt.Errorf("%w: want pkcs11:module-path=…;token=…", ErrKeyURI)
+	}
+	u, err := uri.ParseWithScheme("pkcs11", s)
+	if err != nil {
+		// The parser's message repeats the whole URI, which may hold a PIN.
+		return nil, fmt.Errorf("%w: malformed pkcs11: URI (check the ';' separators and %%-escapes)", ErrKeyURI)
+	}
+	if u.Has("pin-value") {
+		return nil, fmt.Errorf("%w: pin-value is not allowed (the URI is recorded in the CA folder); use pin-source or the passphrase source", ErrKeyURI)
+	}
+	return u, nil
+}
+
+// IsKeyURI reports whether s names a key in a PKCS#11 token (a pkcs11:
+// URI) rather than a key file.
+func IsKeyURI(s string) bool {
+	return uri.HasScheme("pkcs11", s)
+}
+
 // tokenKeyURI builds the URI of a new token key: tokenURI's module, token
 // and pin-source, with id and object replaced. A pin-value is refused so a
 // PIN is never written to the CA folder.
 func tokenKeyURI(tokenURI string, id []byte, label string) (string, error) {
-	u, err := uri.ParseWithScheme("pkcs11", tokenURI)
+	u, err := ParseKeyURI(tokenURI)
 	if err != nil {
-		return "", fmt.Errorf("%w: want pkcs11:module-path=…;token=…", ErrKeyURI)
-	}
-	if u.Has("pin-value") {
-		return "", fmt.Errorf("%w: pin-value is not allowed (the URI is recorded in the CA folder); use pin-source or the passphrase source", ErrKeyURI)
+		return "", err
 	}
 	if u.Get("token") == "" && u.Get("serial") == "" && u.Get("slot-id") == "" {
 		return "", fmt.Errorf("%w: token, serial or slot-id is required", ErrKeyURI)
 	}
-	path, query, _ := strings.Cut(strings.TrimPrefix(tokenURI, "pkcs11:"), "?")
+	u.Values.Set("id", string(id))
+	u.Values.Set("object", label)
+	return keyURIString(u), nil
+}
+
+// keyURIString writes u with its path attributes in the order people read
+// them (module-path, token, serial, slot-id, others, then id and object)
+// and only the bytes RFC 7512 requires percent-encoded, so that the key
+// reference in the CA folder stays readable. kms/uri's own String sorts and
+// query-escapes every attribute (module-path=%2Fusr%2Flib…).
+func keyURIString(u *uri.URI) string {
+	first := []string{"module-path", "token", "serial", "slot-id"}
+	last := []string{"id", "object"}
+	var rest []string
+	for k := range u.Values {
+		if !slices.Contains(first, k) && !slices.Contains(last, k) {
+			rest = append(rest, k)
+		}
+	}
+	slices.Sort(rest)
 	var attrs []string
-	for _, a := range strings.Split(path, ";") {
-		if a == "" || strings.HasPrefix(a, "id=") || strings.HasPrefix(a, "object=") {
+	for _, k := range slices.Concat(first, rest, last) {
+		if !u.Values.Has(k) {
 			continue
 		}
-		attrs = append(attrs, a)
+		attrs = append(attrs, k+"="+escapeAttr(u.Values.Get(k)))
 	}
-	var pid strings.Builder
-	for _, b := range id {
-		pid.WriteString("%" + hex.EncodeToString([]byte{b}))
-	}
-	attrs = append(attrs, "id="+pid.String(), "object="+label)
 	out := "pkcs11:" + strings.Join(attrs, ";")
-	if query != "" {
-		out += "?" + query
+	if u.URL.RawQuery != "" {
+		out += "?" + u.URL.RawQuery
 	}
-	return out, nil
+	return out
+}
+
+// escapeAttr percent-encodes v for a PKCS#11 URI path attribute: every byte
+// except RFC 3986 unreserved characters and '/'.
+func escapeAttr(v string) string {
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '-', c == '.', c == '_', c == '~', c == '/':
+			b.WriteByte(c)
+		default:
+			b.WriteString("%" + hex.EncodeToString([]byte{c}))
+		}
+	}
+	return b.String()
 }
 
 // tokenOf returns the token URI of an existing key reference (the key's URI
@@ -119,12 +174,9 @@ func tokenOf(keyPath string) (string, error) {
 // when the URI has no pin-source. PKCS#11 support is registered by the
 // cgo-only file pkcs11.go.
 func openKMS(keyURI string, pin []byte) (apiv1.KeyManager, error) {
-	u, err := uri.ParseWithScheme("pkcs11", keyURI)
+	u, err := ParseKeyURI(keyURI)
 	if err != nil {
-		return nil, fmt.Errorf("%w: want pkcs11:…", ErrKeyURI)
-	}
-	if u.Has("pin-value") {
-		return nil, fmt.Errorf("%w: pin-value is not allowed", ErrKeyURI)
+		return nil, err
 	}
 	newKMS, ok := apiv1.LoadKeyManagerNewFunc(apiv1.PKCS11)
 	if !ok {

@@ -8,17 +8,16 @@ import (
 	"crypto/x509"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wsc-project/wsc/ca"
-	"github.com/wsc-project/wsc/devices/sim/testenv"
+	"github.com/wsc-project/wsc/devices/sim/simtest"
 )
 
-const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
+const softHSMModule = simtest.SoftHSMModule
 
 // softHSMToken initialises a SoftHSM2 token labelled label in a private
 // SOFTHSM2_CONF and returns the token URI (PIN read from a file) and the PIN.
@@ -26,27 +25,8 @@ const softHSMModule = "/usr/lib/softhsm/libsofthsm2.so"
 // the process, so all tokens of this test binary share one folder.
 func softHSMToken(t *testing.T, label string) (tokenURI string, pin []byte) {
 	t.Helper()
-	testenv.NeedTools(t, "softhsm2-util")
-	testenv.NeedFile(t, softHSMModule, "the SoftHSM2 PKCS#11 module (package softhsm2)")
-	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.MkdirAll(tokens, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(dir, "softhsm2.conf")
-	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SOFTHSM2_CONF", conf)
 	pin = []byte("8642-wsc-token-pin")
-	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", "5791-so", "--pin", string(pin))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
-	}
-	pinFile := filepath.Join(dir, "pin")
-	if err := os.WriteFile(pinFile, append(pin, '\n'), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	pinFile := simtest.SoftHSMToken(t, label, string(pin))
 	return "pkcs11:module-path=" + softHSMModule + ";token=" + label + "?pin-source=" + pinFile, pin
 }
 

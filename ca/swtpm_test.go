@@ -1,14 +1,11 @@
 package ca
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +13,8 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
-	"github.com/wsc-project/wsc/devices/sim/testenv"
+	"github.com/wsc-project/wsc/devices/sim"
+	"github.com/wsc-project/wsc/devices/sim/simtest"
 )
 
 // rawTPM is the raw swtpm transport: command bytes out, 10-byte header in,
@@ -65,63 +63,22 @@ func (r *rawTPM) send(cmd []byte) ([]byte, error) {
 
 var _ transport.TPM = (*rawTPM)(nil)
 
-// vendorCA is a swtpm_localca folder shared by simulated TPMs.
+// vendorCA is the simulated TPM vendor (swtpm local CA) of the tests' TPMs.
 type vendorCA struct {
-	dir string
+	*sim.Vendor
 }
 
 func newVendorCA(t testing.TB) *vendorCA {
 	t.Helper()
-	testenv.NeedTools(t, "swtpm", "swtpm_setup", "swtpm_localca")
-	v := t.TempDir()
-	conf := fmt.Sprintf("statedir = %s\nsigningkey = %s/signkey.pem\nissuercert = %s/issuercert.pem\ncertserial = %s/certserial\n", v, v, v, v)
-	if err := os.WriteFile(filepath.Join(v, "localca.conf"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	setup := fmt.Sprintf("create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = %s/localca.conf\ncreate_certs_tool_options = /etc/swtpm-localca.options\nactive_pcr_banks = sha256\n", v)
-	if err := os.WriteFile(filepath.Join(v, "setup.conf"), []byte(setup), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &vendorCA{dir: v}
+	return &vendorCA{simtest.Vendor(t)}
 }
 
-// startSwtpm manufactures a TPM with EK certificates from vendor v and serves it.
+// startSwtpm manufactures a TPM with EK certificates from vendor v and
+// serves it; the raw transport is closed when the test ends.
 func startSwtpm(t testing.TB, v *vendorCA) transport.TPM {
 	t.Helper()
-	// Unix socket paths are limited to ~108 bytes; t.TempDir can be long.
-	s, err := os.MkdirTemp("", "wsc-swtpm-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(s) })
-	out, err := exec.Command("swtpm_setup", "--tpm2", "--tpmstate", s, "--config", filepath.Join(v.dir, "setup.conf"),
-		"--create-ek-cert", "--create-platform-cert", "--overwrite").CombinedOutput()
-	if err != nil {
-		t.Fatalf("swtpm_setup: %v\n%s", err, out)
-	}
-	sock := filepath.Join(s, "tpm.sock")
-	cmd := exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+s,
-		"--server", "type=unixio,path="+sock, "--ctrl", "type=unixio,path="+filepath.Join(s, "ctrl.sock"),
-		"--flags", "not-need-init,startup-clear")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("swtpm: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() && stderr.Len() > 0 {
-			t.Logf("swtpm stderr:\n%s", stderr.String())
-		}
-	})
-	var conn net.Conn
-	for i := 0; i < 200; i++ {
-		if conn, err = net.Dial("unix", sock); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	sw := simtest.SWTPM(t, v.Vendor)
+	conn, err := net.Dial("unix", sw.Socket)
 	if err != nil {
 		t.Fatalf("connect swtpm: %v", err)
 	}
@@ -130,7 +87,7 @@ func startSwtpm(t testing.TB, v *vendorCA) transport.TPM {
 }
 
 func (v *vendorCA) roots(t testing.TB) []byte {
-	b, err := os.ReadFile(filepath.Join(v.dir, "swtpm-localca-rootca-cert.pem"))
+	b, err := os.ReadFile(v.RootCert)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +95,7 @@ func (v *vendorCA) roots(t testing.TB) []byte {
 }
 
 func (v *vendorCA) intermediate(t testing.TB) []byte {
-	b, err := os.ReadFile(filepath.Join(v.dir, "issuercert.pem"))
+	b, err := os.ReadFile(v.IssuerCert)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -127,7 +127,10 @@ func ldevidDeviceProfile(t testing.TB, profile string) (*tpm.Device, *agent.TPMB
 	}
 	t.Cleanup(func() { tr.Close() })
 	cfg := tpm.DefaultConfig()
-	cfg.LatencyProfile = profile
+	tr, err = tpm.WithLatencyProfile(tr, profile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dev, err := tpm.New(tr, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -75,6 +75,7 @@ type BenchOptions struct {
 	// ExpectedStep, when set, is the chip profile's expected time of a
 	// step; running cards show the step's elapsed time against it. Without
 	// it the view learns the times from the shift's passed runs (median).
+	// It is asked once per step in NewBenchModel, never while rendering.
 	ExpectedStep func(station.Step) time.Duration
 	// Plant, when set, reports the plant registry sync ("in sync", "N
 	// behind", "offline since …"); the status line shows it, refreshed
@@ -192,16 +193,18 @@ type BenchModel struct {
 	scan     []rune
 	scanOpen bool
 
-	notice      string
-	noticeErr   bool
-	showHelp    bool
-	showStats   bool
-	desk        RedBinDesk
-	release     releaseForm
-	woList      []string
-	switcher    WorkOrderSwitcher
-	woPick      woForm
-	expectedOpt func(station.Step) time.Duration
+	notice    string
+	noticeErr bool
+	showHelp  bool
+	showStats bool
+	desk      RedBinDesk
+	release   releaseForm
+	woList    []string
+	switcher  WorkOrderSwitcher
+	woPick    woForm
+	// expectedOpt is BenchOptions.ExpectedStep, asked once per step when
+	// the model is built (View does no I/O and calls no callback).
+	expectedOpt map[station.Step]time.Duration
 	// plantFn reports the plant sync; plant is its last answer.
 	plantFn     func(context.Context) (string, error)
 	plant       string
@@ -217,7 +220,12 @@ type BenchModel struct {
 func NewBenchModel(opts BenchOptions) BenchModel {
 	m := BenchModel{ctl: opts.Control, title: opts.Title, wo: opts.WorkOrder, stn: opts.Station, op: opts.Operator,
 		clock: opts.Now, keys: DefaultKeyMap(), help: newHelp(), grid: newSlotGrid(), width: 80, height: 24, tally: newTally()}
-	m.expectedOpt = opts.ExpectedStep
+	if f := opts.ExpectedStep; f != nil {
+		m.expectedOpt = make(map[station.Step]time.Duration, len(station.Steps))
+		for _, st := range station.Steps {
+			m.expectedOpt[st] = f(st)
+		}
+	}
 	m.plantFn = opts.Plant
 	m.desk, m.release = opts.RedBins, newReleaseForm()
 	m.woList, m.switcher, m.woPick = opts.WorkOrders, opts.Switcher, newWOForm()
@@ -747,7 +755,7 @@ const stepSamples = 50
 // this shift's recent passes; 0 when unknown.
 func (m BenchModel) expectedStep(st station.Step) time.Duration {
 	if m.expectedOpt != nil {
-		return m.expectedOpt(st)
+		return m.expectedOpt[st]
 	}
 	ts := m.tally.stepTimes[st]
 	if len(ts) == 0 {

@@ -47,6 +47,7 @@ type ceremonyDoneMsg struct {
 	step int
 	out  string
 	err  error
+	at   time.Time // when the step ended (read in the command, not in Update)
 }
 
 // ceremonySavedMsg reports the transcript hand-over.
@@ -127,6 +128,7 @@ func (m *CeremonyModel) run() tea.Cmd {
 	st := m.opts.Steps[m.step]
 	idx := m.step
 	secrets := m.secrets
+	now := m.opts.Now
 	m.secrets = nil
 	m.state = cerRunning
 	return func() tea.Msg {
@@ -134,7 +136,7 @@ func (m *CeremonyModel) run() tea.Cmd {
 		for _, s := range secrets {
 			clear(s)
 		}
-		return ceremonyDoneMsg{step: idx, out: out, err: err}
+		return ceremonyDoneMsg{step: idx, out: out, err: err, at: now()}
 	}
 }
 
@@ -149,7 +151,7 @@ func (m *CeremonyModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return m, nil
 		}
 		st := m.opts.Steps[m.step]
-		stamp := m.opts.Now().UTC().Format(time.RFC3339)
+		stamp := msg.at.UTC().Format(time.RFC3339)
 		if msg.err != nil {
 			m.lastErr = msg.err
 			m.state = cerFailed

@@ -11,9 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"math/big"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,7 +19,7 @@ import (
 
 	"github.com/wsc-project/wsc/devices/agent"
 	"github.com/wsc-project/wsc/devices/anchors"
-	"github.com/wsc-project/wsc/devices/sim/testenv"
+	"github.com/wsc-project/wsc/devices/sim/simtest"
 	"github.com/wsc-project/wsc/devices/tpm"
 	"github.com/wsc-project/wsc/wasmsign"
 )
@@ -176,29 +174,5 @@ func TestFirmwareCLI(t *testing.T) {
 // startCLITPM runs a fresh swtpm for the test and returns its URI.
 func startCLITPM(t *testing.T) string {
 	t.Helper()
-	testenv.NeedTools(t, "swtpm")
-	sdir, err := os.MkdirTemp("", "clitpm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sdir) })
-	sock := filepath.Join(sdir, "tpm.sock")
-	cmd := exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+sdir, "--server", "type=unixio,path="+sock,
-		"--ctrl", "type=unixio,path="+sock+".ctrl", "--flags", "not-need-init,startup-clear")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for i := 0; ; i++ {
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
-			break
-		}
-		if i == 1000 {
-			t.Fatal("swtpm did not start")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	uri := "swtpm:unix://" + sock
-	return uri
+	return simtest.Blank(t).URI()
 }

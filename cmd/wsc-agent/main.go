@@ -403,9 +403,12 @@ func (f *backendFlags) openTPM() (*tpm.Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := f.cfg
-	cfg.LatencyProfile = f.profile
-	d, err := tpm.New(t, cfg)
+	lt, err := tpm.WithLatencyProfile(t, f.profile) // profile checked above
+	if err != nil {
+		_ = t.Close()
+		return nil, usageError(fmt.Errorf("--latency-profile: %w", err))
+	}
+	d, err := tpm.New(lt, f.cfg)
 	if err != nil {
 		_ = t.Close()
 		return nil, err

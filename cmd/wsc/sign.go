@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -88,7 +87,7 @@ version is below their rollback counter, and commit raises the counter to min_ve
 
 // openSigner opens a software key file or a key in a PKCS#11 token.
 func openSigner(ctx context.Context, keyURI, passSource string) (crypto.Signer, func(), error) {
-	if strings.HasPrefix(keyURI, "pkcs11:") {
+	if ca.IsKeyURI(keyURI) {
 		k, err := kms.New(ctx, apiv1.Options{Type: apiv1.PKCS11, URI: keyURI})
 		if err != nil {
 			return nil, nil, fmt.Errorf("open PKCS#11 token: %w", err)

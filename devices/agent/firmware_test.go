@@ -12,9 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -23,7 +21,7 @@ import (
 
 	"github.com/wsc-project/wsc/devices/anchors"
 	"github.com/wsc-project/wsc/devices/proto"
-	"github.com/wsc-project/wsc/devices/sim/testenv"
+	"github.com/wsc-project/wsc/devices/sim/simtest"
 	"github.com/wsc-project/wsc/devices/tpm"
 	"github.com/wsc-project/wsc/wasmsign"
 )
@@ -125,40 +123,16 @@ func startTPM(t testing.TB) *tpm.Device { return startTPMProfile(t, "") }
 // startTPMProfile is startTPM with a chip latency profile.
 func startTPMProfile(t testing.TB, profile string) *tpm.Device {
 	t.Helper()
-	testenv.NeedTools(t, "swtpm")
-	dir, err := os.MkdirTemp("", "fwtpm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "tpm.sock")
-	cmd := exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+dir,
-		"--server", "type=unixio,path="+sock, "--ctrl", "type=unixio,path="+sock+".ctrl",
-		"--flags", "not-need-init,startup-clear")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for i := 0; ; i++ {
-		c, err := net.Dial("unix", sock)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 1000 {
-			t.Fatalf("swtpm did not listen: %v\n%s", err, out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	tr, err := tpm.OpenTransport("swtpm:unix://" + sock)
+	tr, err := tpm.OpenTransport(simtest.Blank(t).URI())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.Close() })
 	cfg := tpm.DefaultConfig()
-	cfg.LatencyProfile = profile
+	tr, err = tpm.WithLatencyProfile(tr, profile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	d, err := tpm.New(tr, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -9,32 +9,18 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/wsc-project/wsc/devices/pkcs11"
 	"github.com/wsc-project/wsc/devices/proto"
+	"github.com/wsc-project/wsc/devices/sim/simtest"
 )
 
 func newSoftHSMToken(t testing.TB) string {
 	t.Helper()
-	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.Mkdir(tokens, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(dir, "softhsm2.conf")
-	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SOFTHSM2_CONF", conf)
-	if out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", "wsc-dev", "--pin", "1234", "--so-pin", "5678").CombinedOutput(); err != nil {
-		t.Fatalf("softhsm2-util: %v\n%s", err, out)
-	}
-	return "pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=wsc-dev?pin-value=1234"
+	pin := simtest.SoftHSMToken(t, "wsc-dev", "1234")
+	return "pkcs11:module-path=" + simtest.SoftHSMModule + ";token=wsc-dev?pin-source=file:" + pin
 }
 
 // TestPKCS11DeviceProvisioned provisions a SoftHSM2-backed device through

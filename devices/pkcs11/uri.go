@@ -3,9 +3,13 @@ package pkcs11
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
+
+	"go.step.sm/crypto/kms/uri"
 )
 
 // URI is a parsed RFC 7512 PKCS#11 URI, with the attributes wsc uses:
@@ -33,19 +37,21 @@ type URI struct {
 // certificate labels when the URI names no object.
 const DefaultObject = "wsc-device"
 
-// ParseURI parses a pkcs11: URI.
+// ParseURI parses a pkcs11: URI with go.step.sm/crypto/kms/uri, the one
+// PKCS#11 URI parser wsc uses, and checks wsc's rules: only known
+// attributes, a module-path, and a token named by token, serial or slot-id.
+// Errors never repeat the URI (it may hold a pin-value).
 func ParseURI(s string) (*URI, error) {
-	rest, ok := strings.CutPrefix(s, "pkcs11:")
-	if !ok {
+	if !uri.HasScheme("pkcs11", s) {
 		return nil, errors.New(`pkcs11 uri: must start with "pkcs11:"`)
 	}
-	path, query, _ := strings.Cut(rest, "?")
+	p, err := uri.ParseWithScheme("pkcs11", s)
+	if err != nil {
+		// The parser's message repeats the whole URI, which may hold a PIN.
+		return nil, errors.New("pkcs11 uri: malformed (check the ';' and '&' separators and %-escapes)")
+	}
 	u := &URI{Object: DefaultObject}
-	set := func(k, v string) error {
-		val, err := url.PathUnescape(v)
-		if err != nil {
-			return fmt.Errorf("pkcs11 uri: attribute %s: %w", k, err)
-		}
+	set := func(k, val string) error {
 		switch k {
 		case "module-path":
 			u.ModulePath = val
@@ -70,22 +76,12 @@ func ParseURI(s string) (*URI, error) {
 		}
 		return nil
 	}
-	for _, part := range strings.Split(path, ";") {
-		if part == "" {
-			continue
-		}
-		k, v, _ := strings.Cut(part, "=")
-		if err := set(k, v); err != nil {
-			return nil, err
-		}
-	}
-	for _, part := range strings.Split(query, "&") {
-		if part == "" {
-			continue
-		}
-		k, v, _ := strings.Cut(part, "=")
-		if err := set(k, v); err != nil {
-			return nil, err
+	// Path attributes first, then the query, as RFC 7512 orders them.
+	for _, vals := range []url.Values{p.Values, p.URL.Query()} {
+		for _, k := range slices.Sorted(maps.Keys(vals)) {
+			if err := set(k, vals.Get(k)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if u.ModulePath == "" {

@@ -38,6 +38,17 @@ func TestParseURI(t *testing.T) {
 			t.Fatalf("ParseURI(%q) accepted", bad)
 		}
 	}
+	// A malformed URI is refused without repeating it: it may carry a PIN.
+	if _, err := ParseURI("pkcs11:module-path=/m.so;token=%zz?pin-value=8642-secret"); err == nil || strings.Contains(err.Error(), "8642-secret") {
+		t.Fatalf("malformed URI with a PIN: %v", err)
+	}
+	u3, err := ParseURI("pkcs11:token=t;id=%a1%00%ff;serial=S%3B1?module-path=/usr/lib/x%20y.so")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(u3.ID) != "\xa1\x00\xff" || u3.Serial != "S;1" || u3.ModulePath != "/usr/lib/x y.so" {
+		t.Fatalf("percent-decoding: %+v", u3)
+	}
 	if _, err := (&URI{}).PIN(); err == nil {
 		t.Fatal("PIN without source")
 	}

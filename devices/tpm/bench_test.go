@@ -147,9 +147,14 @@ func BenchmarkLatencyProfile(b *testing.B) {
 			name = "none"
 		}
 		b.Run(name, func(b *testing.B) {
-			cfg := DefaultConfig()
-			cfg.LatencyProfile = profile
-			d, _ := newDevice(b, cfg)
+			tr, err := WithLatencyProfile(startSWTPM(b).open(b), profile)
+			if err != nil {
+				b.Fatal(err)
+			}
+			d, err := New(tr, DefaultConfig())
+			if err != nil {
+				b.Fatal(err)
+			}
 			if _, err := d.CreateKeys(nil); err != nil {
 				b.Fatal(err)
 			}

@@ -284,7 +284,6 @@ func (d *Device) lockChain() error {
 		if pub.Attributes.WriteLocked {
 			continue
 		}
-		d.wait(d.latency.Sign)
 		if _, err := (tpm2.NVWriteLock{
 			AuthHandle: d.ownerAuth(),
 			NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(idx), Name: name},

@@ -2,9 +2,6 @@ package tpm
 
 import (
 	"fmt"
-	"sort"
-	"strings"
-	"time"
 )
 
 // Default handles and NV indices. Persistent handles are in the owner range
@@ -57,9 +54,6 @@ type Config struct {
 	AnchorsIndex uint32
 	// CounterIndex is the NV index of the anti-rollback counter.
 	CounterIndex uint32
-	// LatencyProfile names a real chip whose per-operation latency the
-	// Device imitates ("" = none). See LatencyProfiles.
-	LatencyProfile string
 	// EKKind selects the EK returned by EK and used by default for
 	// ActivateCredential ("" = automatic: ECC preferred, then RSA).
 	EKKind string
@@ -69,8 +63,7 @@ type Config struct {
 }
 
 // DefaultConfig returns the documented defaults: SRK 0x81000001, IAK
-// 0x81000010, IDevID 0x81000011, chain from NV 0x01500010, up to 8 indices,
-// no latency profile.
+// 0x81000010, IDevID 0x81000011, chain from NV 0x01500010, up to 8 indices.
 func DefaultConfig() Config {
 	return Config{
 		SRKHandle:    DefaultSRKHandle,
@@ -87,8 +80,8 @@ func DefaultConfig() Config {
 
 // String describes the configuration without the authorization values.
 func (c Config) String() string {
-	return fmt.Sprintf("tpm.Config{SRK:%#x IAK:%#x IDevID:%#x NVBase:%#x NVMaxIndices:%d LatencyProfile:%q EKKind:%q}",
-		c.SRKHandle, c.IAKHandle, c.IDevIDHandle, c.NVBase, c.NVMaxIndices, c.LatencyProfile, c.EKKind)
+	return fmt.Sprintf("tpm.Config{SRK:%#x IAK:%#x IDevID:%#x NVBase:%#x NVMaxIndices:%d EKKind:%q}",
+		c.SRKHandle, c.IAKHandle, c.IDevIDHandle, c.NVBase, c.NVMaxIndices, c.EKKind)
 }
 
 func (c Config) withDefaults() Config {
@@ -170,60 +163,7 @@ func (c Config) validate() error {
 	default:
 		return fmt.Errorf("unknown ek kind %q", c.EKKind)
 	}
-	if _, err := lookupLatency(c.LatencyProfile); err != nil {
-		return err
-	}
 	return nil
-}
-
-// Latency is the time a real chip needs for the operations FACTS.md
-// measured (wolfTPM published figures).
-type Latency struct {
-	// ECCKeygen is an ECC P-256 key generation (TPM2_Create/CreatePrimary).
-	ECCKeygen time.Duration
-	// Sign is an ECDSA P-256 signature (TPM2_Sign, TPM2_Certify).
-	Sign time.Duration
-	// RSAKeygen is an RSA-2048 key generation.
-	RSAKeygen time.Duration
-}
-
-// LatencyProfiles maps profile names to chip latencies.
-//
-// How the Device applies them (one wait per TPM command of the kind named):
-//   - ECCKeygen: TPM2_Create of the IAK and of the IDevID, TPM2_CreatePrimary
-//     of the SRK and of an ECC EK that is not persisted.
-//   - RSAKeygen: TPM2_CreatePrimary of an RSA EK that is not persisted.
-//   - Sign: TPM2_Sign (SignDigest, Signer, CSR) and TPM2_Certify.
-//   - Sign, as an estimate for operations the table does not list:
-//     TPM2_ActivateCredential, each TPM2_NV_Write and TPM2_NV_Read command
-//     (chain and EK certificate, each chunk of at most TPM_PT_NV_BUFFER_MAX),
-//     each TPM2_NV_WriteLock.
-//
-// Other commands (ReadPublic, GetCapability, FlushContext, EvictControl,
-// NV_ReadPublic, NV_DefineSpace) are not delayed.
-var LatencyProfiles = map[string]Latency{
-	"slb9670": {ECCKeygen: 231 * time.Millisecond, Sign: 68900 * time.Microsecond, RSAKeygen: 2200 * time.Millisecond},
-	"slb9672": {ECCKeygen: 136 * time.Millisecond, Sign: 35600 * time.Microsecond, RSAKeygen: 1600 * time.Millisecond},
-	"st33":    {ECCKeygen: 220 * time.Millisecond, Sign: 42300 * time.Microsecond, RSAKeygen: 7500 * time.Millisecond},
-	"npct750": {ECCKeygen: 84 * time.Millisecond, Sign: 56400 * time.Microsecond, RSAKeygen: 3400 * time.Millisecond},
-	"attpm20": {ECCKeygen: 153 * time.Millisecond, Sign: 58700 * time.Microsecond, RSAKeygen: 5300 * time.Millisecond},
-}
-
-func lookupLatency(name string) (Latency, error) {
-	n := strings.ToLower(strings.TrimSpace(name))
-	if n == "" || n == "none" || n == "off" {
-		return Latency{}, nil
-	}
-	l, ok := LatencyProfiles[n]
-	if !ok {
-		names := make([]string, 0, len(LatencyProfiles))
-		for k := range LatencyProfiles {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		return Latency{}, fmt.Errorf("unknown latency profile %q (known: %s)", name, strings.Join(names, ", "))
-	}
-	return l, nil
 }
 
 // GoString is String for %#v, so that authorization values never print.

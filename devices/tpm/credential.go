@@ -86,7 +86,6 @@ func (d *Device) ActivateCredentialWith(kind string, credBlob, encSecret []byte)
 		return nil, fmt.Errorf("activate credential: ek name: %w", err)
 	}
 
-	d.wait(d.latency.Sign)
 	rsp, err := tpm2.ActivateCredential{
 		ActivateHandle: iak.auth(),
 		KeyHandle:      tpm2.AuthHandle{Handle: ekHandle, Name: *name, Auth: d.ekSession(pub)},

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -13,10 +12,9 @@ import (
 // Device is one TPM used as a wsc device key store. Its methods are safe for
 // concurrent use (they are serialised: a TPM executes one command at a time).
 type Device struct {
-	mu      sync.Mutex
-	tpm     transport.TPM
-	cfg     Config
-	latency Latency
+	mu  sync.Mutex
+	tpm transport.TPM
+	cfg Config
 
 	nvBufferMax int // TPM_PT_NV_BUFFER_MAX
 	nvIndexMax  int // TPM_PT_NV_INDEX_MAX
@@ -41,8 +39,7 @@ func New(t transport.TPM, cfg Config) (*Device, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("new tpm device: %w", err)
 	}
-	lat, _ := lookupLatency(cfg.LatencyProfile)
-	d := &Device{tpm: retryTPM{t: t}, cfg: cfg, latency: lat}
+	d := &Device{tpm: retryTPM{t: t}, cfg: cfg}
 	if err := d.flushAll(); err != nil {
 		return nil, fmt.Errorf("new tpm device: %w", err)
 	}
@@ -82,13 +79,6 @@ func (d *Device) transport() (transport.TPM, error) {
 		return nil, errors.New("tpm device closed")
 	}
 	return d.tpm, nil
-}
-
-// wait imitates a real chip's latency (no-op without a profile).
-func (d *Device) wait(t time.Duration) {
-	if t > 0 {
-		time.Sleep(t)
-	}
 }
 
 // handles lists handles of one type (first byte of the handle).

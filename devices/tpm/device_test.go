@@ -88,7 +88,7 @@ func TestEKs(t *testing.T) {
 
 func mustIssuer(t *testing.T) *x509.Certificate {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(swtpmTemplate.vendorDir, "issuercert.pem"))
+	b, err := os.ReadFile(swtpmTemplate.Vendor.IssuerCert)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -685,8 +685,6 @@ func TestConfig(t *testing.T) {
 	}{
 		{"defaults", func(*Config) {}, true},
 		{"zero", func(c *Config) { *c = Config{} }, true},
-		{"profile", func(c *Config) { c.LatencyProfile = "slb9672" }, true},
-		{"bad profile", func(c *Config) { c.LatencyProfile = "tpm9000" }, false},
 		{"bad handle", func(c *Config) { c.IAKHandle = 0x81010001 + 0x00800000 }, false},
 		{"same handles", func(c *Config) { c.IAKHandle = c.IDevIDHandle }, false},
 		{"bad nv", func(c *Config) { c.NVBase = 0x81000000 }, false},
@@ -745,9 +743,17 @@ func TestLatencyProfileTable(t *testing.T) {
 			t.Errorf("%s: %+v", name, l)
 		}
 	}
-	l, err := lookupLatency("SLB9670")
+	l, err := LookupLatency("SLB9670")
 	if err != nil || l.Sign != 68900*time.Microsecond {
 		t.Errorf("lookup slb9670: %+v %v", l, err)
+	}
+	for _, none := range []string{"", "none", " OFF "} {
+		if l, err := LookupLatency(none); err != nil || l != (Latency{}) {
+			t.Errorf("LookupLatency(%q) = %+v, %v", none, l, err)
+		}
+	}
+	if _, err := LookupLatency("tpm9000"); !errors.Is(err, ErrUnknownProfile) {
+		t.Errorf("LookupLatency(tpm9000): %v", err)
 	}
 }
 
@@ -817,7 +823,7 @@ func TestSWTPMTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	if err := os.WriteFile(filepath.Join(dir, "tpm2-00.permall"), swtpmTemplate.permall, 0o600); err != nil {
+	if err := swtpmTemplate.WriteState(dir); err != nil {
 		t.Fatal(err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")

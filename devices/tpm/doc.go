@@ -23,7 +23,9 @@
 //
 // # Latency profiles
 //
-// Config.LatencyProfile makes a Device wait, per operation, as long as a real
-// chip would (see LatencyProfiles). It is off by default and meant for honest
-// throughput estimates of a bench of simulated devices.
+// A Device does not know how fast its TPM is. LatencyTPM, a transport.TPM
+// decorator keyed by command code, makes a fast TPM (swtpm, the simulator)
+// wait per command as long as a real chip would (see LatencyProfiles and
+// WithLatencyProfile). It is meant for honest throughput estimates of a
+// bench of simulated devices (wsc-agent --latency-profile).
 package tpm

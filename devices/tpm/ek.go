@@ -214,11 +214,6 @@ func certIndex(cert []byte, idx uint32) uint32 {
 
 // createEK recreates an EK from its template (transient; caller flushes).
 func (d *Device) createEK(s ekSpec) (tpm2.TPMHandle, tpm2.TPM2BPublic, error) {
-	if s.rsa {
-		d.wait(d.latency.RSAKeygen)
-	} else {
-		d.wait(d.latency.ECCKeygen)
-	}
 	rsp, err := tpm2.CreatePrimary{
 		PrimaryHandle: d.endorsementAuth(),
 		InPublic:      tpm2.New2B(s.template),

@@ -134,7 +134,6 @@ func (d *Device) srk() (key, error) {
 		}
 		return key{handle: h, name: rp.Name, public: rp.OutPublic}, nil
 	}
-	d.wait(d.latency.ECCKeygen)
 	cp, err := tpm2.CreatePrimary{
 		PrimaryHandle: d.ownerAuth(),
 		InPublic:      tpm2.New2B(tpm2.ECCSRKTemplate),
@@ -170,7 +169,6 @@ func (d *Device) persist(obj tpm2.TPMHandle, name tpm2.TPM2BName, at tpm2.TPMHan
 
 // createPersisted creates a key under the SRK and persists it at h.
 func (d *Device) createPersisted(srk key, tmpl tpm2.TPMTPublic, h uint32) error {
-	d.wait(d.latency.ECCKeygen)
 	cr, err := tpm2.Create{
 		ParentHandle: srk.auth(),
 		InPublic:     tpm2.New2B(tmpl),
@@ -234,7 +232,6 @@ func (d *Device) CreateKeys(nonce []byte) (*Evidence, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create keys: %w", err)
 	}
-	d.wait(d.latency.Sign)
 	cert, err := tpm2.Certify{
 		ObjectHandle:   idev.auth(),
 		SignHandle:     iak.auth(),
@@ -313,7 +310,6 @@ func (d *Device) signDigestWith(h uint32, digest []byte) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("sign digest: %w", ErrNoKeys)
 	}
-	d.wait(d.latency.Sign)
 	rsp, err := tpm2.Sign{
 		KeyHandle:  idev.auth(),
 		Digest:     tpm2.TPM2BDigest{Buffer: digest},

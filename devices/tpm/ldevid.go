@@ -89,7 +89,6 @@ func (d *Device) CreateSigningKeyWithPolicy(nonce, authPolicy []byte) (*SigningE
 			return nil, fmt.Errorf("create signing key: ldevid: %w", err)
 		}
 	}
-	d.wait(d.latency.Sign)
 	cert, err := tpm2.Certify{
 		ObjectHandle:   ld.auth(),
 		SignHandle:     iak.auth(),

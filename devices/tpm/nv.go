@@ -41,7 +41,6 @@ func (d *Device) readNV(idx uint32, pub *tpm2.TPMSNVPublic, name tpm2.TPM2BName,
 	out := make([]byte, 0, n)
 	for n > 0 {
 		c := min(n, d.nvBufferMax)
-		d.wait(d.latency.Sign)
 		rsp, err := tpm2.NVRead{
 			AuthHandle: d.nvReadAuth(idx, pub, name),
 			NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(idx), Name: name},
@@ -82,7 +81,6 @@ func (d *Device) writeNV(idx uint32, off int, data []byte) error {
 		if err != nil {
 			return err
 		}
-		d.wait(d.latency.Sign)
 		if _, err := (tpm2.NVWrite{
 			AuthHandle: d.ownerAuth(),
 			NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(idx), Name: name},

@@ -284,7 +284,6 @@ func (d *Device) SignDigestLDevIDWithPolicy(digest []byte, p *SignedPCRPolicy) (
 	if _, err := (tpm2.PolicyOr{PolicySession: sess.Handle(), PHashList: tpm2.TPMLDigest{Digests: []tpm2.TPM2BDigest{{Buffer: branches[0]}, {Buffer: branches[1]}}}}).Execute(d.tpm); err != nil {
 		return nil, fmt.Errorf("sign with policy: %w: the signing key is bound to another fleet key or product line: %w", ErrPolicy, err)
 	}
-	d.wait(d.latency.Sign)
 	rsp, err := tpm2.Sign{
 		KeyHandle:  tpm2.AuthHandle{Handle: ld.handle, Name: ld.name, Auth: sess},
 		Digest:     tpm2.TPM2BDigest{Buffer: digest},
@@ -331,7 +330,6 @@ func (d *Device) signDigestOwnerPolicy(digest []byte, fleet *ecdsa.PublicKey, po
 	if _, err := (tpm2.PolicyOr{PolicySession: sess.Handle(), PHashList: tpm2.TPMLDigest{Digests: []tpm2.TPM2BDigest{{Buffer: branches[0]}, {Buffer: branches[1]}}}}).Execute(d.tpm); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
-	d.wait(d.latency.Sign)
 	rsp, err := tpm2.Sign{
 		KeyHandle:  tpm2.AuthHandle{Handle: ld.handle, Name: ld.name, Auth: sess},
 		Digest:     tpm2.TPM2BDigest{Buffer: digest},

@@ -149,7 +149,6 @@ func (d *Device) LockAnchors() error {
 	if pub.Attributes.WriteLocked {
 		return nil
 	}
-	d.wait(d.latency.Sign)
 	if _, err := (tpm2.NVWriteLock{
 		AuthHandle: d.ownerAuth(),
 		NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(idx), Name: name},
@@ -238,7 +237,6 @@ func (d *Device) incrementCounter() error {
 	if err != nil {
 		return err
 	}
-	d.wait(d.latency.Sign)
 	if _, err := (tpm2.NVIncrement{
 		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(idx), Name: name, Auth: tpm2.PasswordAuth(nil)},
 		NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(idx), Name: name},
