@@ -67,6 +67,13 @@ which the report shows. Exit status 1 when any module fails.`,
 			if err != nil {
 				return cli.UsageError(err)
 			}
+			// A path that does not exist is a mistake on the command line
+			// (exit 2), not a module that failed verification (exit 1).
+			for _, p := range args {
+				if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+					return cli.Usagef("%s does not exist: give a .wasm file or a folder of them", p)
+				}
+			}
 			if workers <= 0 {
 				workers = runtime.NumCPU()
 			}
