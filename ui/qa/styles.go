@@ -27,7 +27,6 @@ var (
 	styleInput    = lipgloss.NewStyle().Foreground(colWhite)
 	styleHeader   = lipgloss.NewStyle().Bold(true).Underline(true)
 	styleSelected = lipgloss.NewStyle().Bold(true)
-	styleSummary  = lipgloss.NewStyle().Reverse(true)
 )
 
 // newHelp returns a help bubble readable on a dark factory console.
