@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -168,31 +166,6 @@ func TestLoginGolden(t *testing.T) {
 		waitFor(t, tm, "Sign-in failed")
 		finish(t, tm)
 	})
-}
-
-// chdir makes dir the working folder, so that the QA view verifies "." and
-// shows paths that do not depend on the temporary folder. The returned
-// function goes back (before the golden file, which lives in the package's
-// testdata, is read).
-func chdir(t *testing.T, dir string) (back func()) {
-	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chdir(dir); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	back = func() {
-		once.Do(func() {
-			if err := os.Chdir(wd); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-	t.Cleanup(back)
-	return back
 }
 
 // cardStates lists the card states the golden files cover, with the events

@@ -19,9 +19,6 @@ const (
 	exitInternal = cli.ExitInternal
 )
 
-// exitCodesHelp is the text of `wsc help exit-codes`.
-const exitCodesHelp = cli.ExitCodesHelp
-
 // exitError carries a process exit code through cobra (cli.Coded). Commands
 // return one through failed, usageError and internalError (or construct it
 // directly).

@@ -5,7 +5,4 @@ import (
 	"github.com/wsc-project/wsc/cmd/internal/cli"
 )
 
-// versionLine is the one-line answer to `wsc --version`.
-func versionLine() string { return cli.VersionLine() }
-
 func versionCmd() *cobra.Command { return cli.VersionCmd() }
