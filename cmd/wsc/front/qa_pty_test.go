@@ -101,20 +101,36 @@ func TestFrontQAOnATerminal(t *testing.T) {
 	}
 	send(filepath.Join(dir, "missing") + "\r")
 	scr.waitFor(t, "does not exist", "press Esc")
-	send("\x1b")
-	before := strings.Count(scr.text(), "Folder to verify")
-	deadline := time.After(60 * time.Second)
-	for strings.Count(scr.text(), "Folder to verify") <= before {
-		select {
-		case <-scr.more:
-		case <-deadline:
-			t.Fatalf("Esc did not leave the folder error:\n%s", scr.text())
+	// Each Esc is followed by a wait for the screen it leads to: an Esc
+	// and the next key in one read would be one key, alt+key.
+	waitMore := func(sub string, before int) {
+		t.Helper()
+		deadline := time.After(60 * time.Second)
+		for strings.Count(scr.text(), sub) <= before {
+			select {
+			case <-scr.more:
+			case <-deadline:
+				t.Fatalf("the screen never showed %q again:\n%s", sub, scr.text())
+			}
 		}
 	}
+	n := strings.Count(scr.text(), "Folder to verify")
+	send("\x1b")
+	waitMore("Folder to verify", n)
+	n = strings.Count(scr.text(), "Total 2")
 	send("\x1b") // back to the results
+	waitMore("Total 2", n)
 	send("q")
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("wsc qa: %v\n%s", err, scr.text())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("wsc qa: %v\n%s", err, scr.text())
+		}
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("wsc qa did not quit on q:\n%s", scr.text())
 	}
 	<-copied
 }
