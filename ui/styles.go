@@ -2,7 +2,6 @@ package ui
 
 import (
 	"github.com/charmbracelet/bubbles/help"
-	"github.com/charmbracelet/bubbles/progress"
 	"github.com/charmbracelet/lipgloss"
 )
 
@@ -47,11 +46,4 @@ func newHelp() help.Model {
 	s := lipgloss.NewStyle().Foreground(colGrey)
 	h.Styles = help.Styles{Ellipsis: s, ShortKey: k, ShortDesc: d, ShortSeparator: s, FullKey: k, FullDesc: d, FullSeparator: s}
 	return h
-}
-
-// newBar returns a progress bar in a solid colour that follows lipgloss's
-// colour profile (so tests that set an ASCII profile get plain bars).
-func newBar(c lipgloss.Color) progress.Model {
-	return progress.New(progress.WithSolidFill(string(c)), progress.WithoutPercentage(),
-		progress.WithColorProfile(lipgloss.ColorProfile()))
 }
