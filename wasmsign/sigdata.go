@@ -116,7 +116,14 @@ func decodeHashSet(b []byte) (hashSet, error) {
 	if err != nil {
 		return s, err
 	}
-	if nsig == 0 || nsig > MaxSignaturesPerSet {
+	if nsig == 0 {
+		// A set without record is what wasmsign2 leaves when it re-signs
+		// other content and drops the records it does not know (§6 of
+		// docs/signature-format.md): say so rather than "malformed".
+		return s, fmt.Errorf("%w: a hash set holds no signature record (wasmsign2 drops wsc's records when it signs "+
+			"after wsc sign: sign with wasmsign2 first, then wsc sign)", ErrRecordsDropped)
+	}
+	if nsig > MaxSignaturesPerSet {
 		return s, fmt.Errorf("%w: signature count %d outside 1..%d", ErrMalformed, nsig, MaxSignaturesPerSet)
 	}
 	// Each record takes at least 4 bytes (length, key id length, alg,
