@@ -114,8 +114,8 @@ func TestWasmsign2KeyFormats(t *testing.T) {
 	bad := bytes.Clone(raw)
 	bad[len(bad)-1] ^= 1
 	for name, in := range map[string][]byte{
-		"mismatched raw key": bad,
-		"OpenSSH secret key": readFixture(t, "openssh_ed25519"),
+		"mismatched raw key":   bad,
+		"OpenSSH secret key":   readFixture(t, "openssh_ed25519"),
 		"public key as secret": append([]byte{0x01}, wantPub...),
 		"garbage":              []byte("not a key"),
 		"P-256 key":            []byte(p256PKCS8PEM),
@@ -127,7 +127,7 @@ func TestWasmsign2KeyFormats(t *testing.T) {
 		}
 	}
 	for name, in := range map[string][]byte{
-		"broken ssh line": []byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA== x\n"),
+		"broken ssh line":  []byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA== x\n"),
 		"secret as public": raw,
 		"garbage":          []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
 	} {
