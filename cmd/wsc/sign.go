@@ -21,7 +21,7 @@ import (
 func signCmd() *cobra.Command {
 	var (
 		keyURI, edKeyPath, chainPath, trustPath, out, passSource, manifestPath string
-		detached, force                                                       bool
+		detached, force                                                        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "sign (--key URI --chain FILE | --ed25519-key FILE) [--trust BUNDLE] IN.wasm -o OUT.wasm",
