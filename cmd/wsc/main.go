@@ -11,9 +11,9 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/wsc-project/wsc/cmd/internal/cli"
 )
 
 func main() {
@@ -32,42 +32,14 @@ func run(args []string) int {
 	return exitStatus(err)
 }
 
-// rootCmd builds the whole command tree, with exit codes wired in.
+// rootCmd builds the whole command tree, with exit codes wired in. The
+// root, help, version and exit-codes commands come from cmd/internal/cli,
+// shared with the lean front binary (cmd/wsc/front), whose command list
+// (cli.Commands) must name these commands with the same Short text
+// (TestFrontCommandList).
 func rootCmd() *cobra.Command {
-	root := &cobra.Command{
-		Use:           "wsc",
-		Short:         "wsc — offline factory provisioning station for device identities",
-		Long:          "wsc — offline factory provisioning station for device identities.\n\nExit codes: 0 success, 1 the thing checked is bad, 2 usage or configuration error,\n3 internal or environment error (wsc help exit-codes).",
-		Version:       versionLine(),
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.SetVersionTemplate("{{.Version}}\n")
+	root := cli.Root()
 	root.AddCommand(demoCmd(), simCmd(), dbCmd(), stationCmd(), provisionCmd(), auditCmd(), operatorCmd(), caCmd(), signCmd(), verifyCmd(), qaCmd(), versionCmd(), redbinCmd(), plantCmd(), policyCmd())
-	root.AddCommand(&cobra.Command{
-		Use:   "exit-codes",
-		Short: "What each exit code of wsc means (0 ok, 1 check failed, 2 usage, 3 internal)",
-		Long:  exitCodesHelp,
-	})
-	root.SetHelpCommand(helpCmd())
-	plainBackticks(root)
-	setExitCodes(root)
+	cli.Finish(root)
 	return root
-}
-
-// helpCmd replaces cobra's help command, which answers an unknown topic with
-// the root's usage and exit 0; here it is a usage error (exit 2).
-func helpCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "help [command | exit-codes]",
-		Short: "Help about any command, or a topic (wsc help exit-codes)",
-		RunE: func(c *cobra.Command, args []string) error {
-			target, rest, err := c.Root().Find(args)
-			if err != nil || target == nil || len(rest) > 0 {
-				return usagef("unknown help topic %q (see 'wsc --help')", strings.Join(args, " "))
-			}
-			target.InitDefaultHelpFlag()
-			return target.Help()
-		},
-	}
 }
