@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/cmd/internal/qacmd"
 	"github.com/wsc-project/wsc/ui"
 	"github.com/wsc-project/wsc/wasmsign"
 	"golang.org/x/crypto/ssh"
@@ -163,7 +164,7 @@ func readChain(path string) ([]*x509.Certificate, error) {
 func preflightChain(w io.Writer, chain []*x509.Certificate, trustPath string, force bool) error {
 	var policy *wasmsign.TrustPolicy
 	if trustPath != "" {
-		p, err := loadPolicy(trustPath, "", false)
+		p, err := qacmd.LoadPolicy(trustPath, "", false)
 		if err != nil {
 			return usageError(err)
 		}
