@@ -2,6 +2,7 @@ package wasmsign
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -458,4 +459,40 @@ func verifyEd25519(src source, detached []byte, pub ed25519.PublicKey) (*Result,
 		return res.fail(fmt.Errorf("%w: no Ed25519 record for key id %x", ErrNoSignature, id))
 	}
 	return res.fail(fmt.Errorf("%w: Ed25519", ErrBadSignature))
+}
+
+// VerifyEd25519File verifies the module stored at path with an Ed25519
+// public key (embedded signature), streaming it.
+func VerifyEd25519File(path string, pub ed25519.PublicKey) (*Result, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		res := &Result{Status: StatusInvalid, VerifiedAt: time.Now(), Algorithm: AlgorithmEd25519, File: path}
+		return res.fail(fmt.Errorf("open module: %w", err))
+	}
+	defer f.Close()
+	res, err := VerifyEd25519Reader(f, nil, pub)
+	res.File = path
+	return res, err
+}
+
+// BatchVerifyEd25519 verifies the modules under paths (ExpandPaths) with an
+// Ed25519 public key, one result per module in path order. It stops early
+// only when ctx is done.
+func BatchVerifyEd25519(ctx context.Context, paths []string, pub ed25519.PublicKey, progress func(done, total int)) ([]Result, error) {
+	files, err := ExpandPaths(paths)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]Result, 0, len(files))
+	for i, f := range files {
+		if err := ctx.Err(); err != nil {
+			return results, err
+		}
+		res, _ := VerifyEd25519File(f, pub)
+		results = append(results, *res)
+		if progress != nil {
+			progress(i+1, len(files))
+		}
+	}
+	return results, nil
 }
