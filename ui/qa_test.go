@@ -56,7 +56,7 @@ func TestQAVerifiesFolder(t *testing.T) {
 		t.Fatalf("progress %d/%d, want 5/5", m.done, m.total)
 	}
 	v := m.View()
-	mustContain(t, v, "5 modules", "2 valid", "3 invalid", "line-a/fw-0001.wasm", "5f3a01", "TPM-00A1B2C3D4E5F601",
+	mustContain(t, v, "5 modules", "2 valid", "3 invalid", "line-a/fw-0001.wasm", "5F3A01", "TPM-00A1B2C3D4E5F601",
 		"module content does not mat")
 }
 
