@@ -61,6 +61,10 @@ var (
 	// wasmsign2 signed after wsc sign and dropped wsc's record; the reason
 	// says both.
 	ErrOnlyEd25519 = errors.New("only Ed25519 (wasmsign2) signatures")
+	// ErrCannotSign reports a module that cannot be signed as asked: an
+	// embedded signature section in detached mode, the same signature
+	// twice, a full hash set or section.
+	ErrCannotSign = errors.New("module cannot be signed as asked")
 	// ErrPolicy reports an unusable trust policy (no roots, an 'at' time
 	// without the explicit flag).
 	ErrPolicy = errors.New("invalid trust policy")

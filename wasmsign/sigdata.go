@@ -261,18 +261,18 @@ func (d *sigData) add(hashes [][hashSize]byte, rec record) error {
 			continue
 		}
 		if len(s.records) >= MaxSignaturesPerSet {
-			return fmt.Errorf("hash set already holds %d signatures", len(s.records))
+			return fmt.Errorf("%w: hash set already holds %d signatures", ErrCannotSign, len(s.records))
 		}
 		for _, o := range s.records {
 			if o.alg == rec.alg && bytes.Equal(o.keyID, rec.keyID) && bytes.Equal(o.sig, rec.sig) {
-				return fmt.Errorf("module is already signed with this signature")
+				return fmt.Errorf("%w: module is already signed with this signature", ErrCannotSign)
 			}
 		}
 		s.records = append(s.records, rec)
 		return nil
 	}
 	if len(d.sets) >= MaxHashSets {
-		return fmt.Errorf("signature section already holds %d hash sets", len(d.sets))
+		return fmt.Errorf("%w: signature section already holds %d hash sets", ErrCannotSign, len(d.sets))
 	}
 	d.sets = append(d.sets, hashSet{hashes: hashes, records: []record{rec}})
 	return nil

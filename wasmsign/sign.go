@@ -221,7 +221,7 @@ func signCore(open func() (source, error), mk recordMaker, opts *SignOptions, w 
 	data := &sigData{}
 	if sc.sig != nil {
 		if opts.detached() {
-			return errors.New("sign: module carries an embedded signature section; detached signing needs an unsigned module")
+			return fmt.Errorf("sign: %w: module carries an embedded signature section; detached signing needs an unsigned module", ErrCannotSign)
 		}
 		if data, err = decodeSigData(sc.sig); err != nil {
 			return fmt.Errorf("sign: existing signature section: %w", err)

@@ -204,7 +204,8 @@ func signFile(in *os.File, out string, signer crypto.Signer, chain []*x509.Certi
 	}()
 	bw := bufio.NewWriterSize(tmp, 256<<10)
 	if err := wasmsign.SignStream(bw, in, signer, chain, opts); err != nil {
-		if errors.Is(err, wasmsign.ErrMalformed) || errors.Is(err, wasmsign.ErrManifest) || errors.Is(err, wasmsign.ErrRecordsDropped) {
+		if errors.Is(err, wasmsign.ErrMalformed) || errors.Is(err, wasmsign.ErrManifest) || errors.Is(err, wasmsign.ErrRecordsDropped) ||
+			errors.Is(err, wasmsign.ErrCannotSign) {
 			return usageError(fmt.Errorf("sign %s: %w", in.Name(), err))
 		}
 		return internalError(fmt.Errorf("sign %s: %w", in.Name(), err))
