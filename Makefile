@@ -25,9 +25,14 @@ test: deps
 deps:
 	@scripts/deps
 
+# bin/wsc is the lean front (cmd/wsc/front): version, verify, qa and help run in
+# it without the CA's start-up; every other command is handed to the full
+# binary bin/wsc-station (cmd/wsc) next to it, which must be installed too.
 build:
-	@echo "make: building bin/wsc (first build: a few minutes — Go downloads and compiles ~700 packages; later builds: seconds)"
-	go build -buildvcs=auto -tags '$(GO_TAGS)' -o bin/wsc ./cmd/wsc
+	@echo "make: building bin/wsc-station, the full station (first build: a few minutes — Go downloads and compiles ~700 packages; later builds: seconds)"
+	go build -buildvcs=auto -tags '$(GO_TAGS)' -o bin/wsc-station ./cmd/wsc
+	@echo "make: building bin/wsc, the lean front (verify, qa, version; hands other commands to bin/wsc-station)"
+	go build -buildvcs=auto -o bin/wsc ./cmd/wsc/front
 	@echo "make: building bin/wsc-agent (pure Go; first build: about a minute)"
 	CGO_ENABLED=0 go build -buildvcs=auto -trimpath -ldflags='-s -w' -o bin/wsc-agent ./cmd/wsc-agent
 

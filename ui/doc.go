@@ -3,9 +3,9 @@
 //   - BenchModel, the operator bench: a login screen, then a card per slot,
 //     counters, the selected slot's last error with what to do about it, a
 //     scan field for label barcodes and a status line (wsc station);
-//   - QAModel, batch verification of signed firmware with a result table and
-//     JSON/JUnit export (wsc verify). wsc demo uses BenchModel too, on a
-//     simulated bench.
+//   - the QA screen (wsc qa) lives in the sub-package ui/qa, which does not
+//     import station, so that the lean wsc front binary links it without the
+//     station. wsc demo uses BenchModel too, on a simulated bench.
 //
 // Models are pure: Update and View do no I/O and never read the clock.
 // Calls into the station (BenchControl), the authenticator and the verifier

@@ -170,55 +170,6 @@ func TestLoginGolden(t *testing.T) {
 	})
 }
 
-func TestQAGolden(t *testing.T) {
-	t.Run("progress", func(t *testing.T) {
-		f := newQAFixture(t)
-		back := chdir(t, f.dir)
-		g := &gatedRunner{inner: f.runner(), at: 2, release: make(chan struct{})}
-		t.Cleanup(g.Release)
-		m := NewQAModel(QAOptions{Runner: g, Now: fixedClock(t0)})
-		tm := startProgram(t, m, 80, 24, "Folder to verify")
-		tm.Send(keyType(tea.KeyEnter))
-		waitFor(t, tm, "2/5")
-		back()
-		finish(t, tm)
-	})
-	t.Run("results", func(t *testing.T) {
-		f := newQAFixture(t)
-		back := chdir(t, f.dir)
-		m := NewQAModel(QAOptions{Runner: f.runner(), Now: fixedClock(t0)})
-		tm := startProgram(t, m, 100, 24, "Folder to verify")
-		tm.Send(keyType(tea.KeyEnter))
-		waitFor(t, tm, "5 modules")
-		back()
-		finish(t, tm, keyType(tea.KeyDown), keyType(tea.KeyDown))
-	})
-	t.Run("failures_only", func(t *testing.T) {
-		f := newQAFixture(t)
-		back := chdir(t, f.dir)
-		m := NewQAModel(QAOptions{Runner: f.runner(), Now: fixedClock(t0)})
-		tm := startProgram(t, m, 100, 24, "Folder to verify")
-		tm.Send(keyType(tea.KeyEnter))
-		waitFor(t, tm, "5 modules")
-		back()
-		finish(t, tm, keyRunes("f"))
-	})
-	t.Run("export_prompt_80x24", func(t *testing.T) {
-		f := newQAFixture(t)
-		back := chdir(t, f.dir)
-		m := NewQAModel(QAOptions{Runner: f.runner(), Now: fixedClock(t0)})
-		tm := startProgram(t, m, 80, 24, "Folder to verify")
-		tm.Send(keyType(tea.KeyEnter))
-		waitFor(t, tm, "5 modules")
-		msgs := []tea.Msg{keyRunes("e")}
-		for range len("wsc-verify-report.json") {
-			msgs = append(msgs, keyType(tea.KeyBackspace))
-		}
-		back()
-		finish(t, tm, append(msgs, typeKeys("qa.xml")...)...)
-	})
-}
-
 // chdir makes dir the working folder, so that the QA view verifies "." and
 // shows paths that do not depend on the temporary folder. The returned
 // function goes back (before the golden file, which lives in the package's

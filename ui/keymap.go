@@ -2,7 +2,6 @@ package ui
 
 import (
 	"github.com/charmbracelet/bubbles/key"
-	"github.com/charmbracelet/bubbles/table"
 )
 
 // ScanRule is how the operator bench tells a barcode scan from a command
@@ -28,7 +27,7 @@ const ScanRule = "Scanning: a scanner burst (or / then typing) fills the scan fi
 	"only when it is empty. Labels that start with a digit or a command letter: press / first."
 
 // KeyMap holds every key binding of the operator bench and its login
-// screen. It satisfies help.KeyMap; the QA view has QAKeyMap.
+// screen. It satisfies help.KeyMap; the QA view (ui/qa) has its own.
 type KeyMap struct {
 	// StartStop starts or stops the work order.
 	StartStop key.Binding
@@ -129,67 +128,4 @@ func (h loginHelp) FullHelp() [][]key.Binding { return [][]key.Binding{h.ShortHe
 func arrows(k KeyMap) key.Binding {
 	return key.NewBinding(key.WithKeys(append(append(append(k.Left.Keys(), k.Right.Keys()...), k.Up.Keys()...), k.Down.Keys()...)...),
 		key.WithHelp("←↑↓→", "slot"))
-}
-
-// QAKeyMap holds the key bindings of the QA verification view. It
-// satisfies help.KeyMap.
-type QAKeyMap struct {
-	// Start verifies the folder typed in the folder field; in the export
-	// field it writes the report.
-	Start key.Binding
-	// Back cancels a running verification or leaves the export field.
-	Back key.Binding
-	// Up, Down, PageUp, PageDown, Top and Bottom move in the result table.
-	Up, Down, PageUp, PageDown, Top, Bottom key.Binding
-	// Failures toggles "failures only".
-	Failures key.Binding
-	// Export asks for a report file name (.xml: JUnit, otherwise JSON).
-	Export key.Binding
-	// Open goes back to the folder field to verify another folder.
-	Open key.Binding
-	// Help shows or hides the full help.
-	Help key.Binding
-	// Quit leaves the program (q only when no text field has the focus).
-	Quit key.Binding
-}
-
-// DefaultQAKeyMap returns the QA view bindings.
-func DefaultQAKeyMap() QAKeyMap {
-	return QAKeyMap{
-		Start:    key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "verify / write")),
-		Back:     key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "cancel")),
-		Up:       key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
-		Down:     key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
-		PageUp:   key.NewBinding(key.WithKeys("pgup"), key.WithHelp("pgup", "page up")),
-		PageDown: key.NewBinding(key.WithKeys("pgdown"), key.WithHelp("pgdn", "page down")),
-		Top:      key.NewBinding(key.WithKeys("home", "g"), key.WithHelp("g", "first")),
-		Bottom:   key.NewBinding(key.WithKeys("end", "G"), key.WithHelp("G", "last")),
-		Failures: key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "failures only")),
-		Export:   key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "export report")),
-		Open:     key.NewBinding(key.WithKeys("o"), key.WithHelp("o", "other folder")),
-		Help:     key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
-		Quit:     key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit")),
-	}
-}
-
-// ShortHelp is the one-line help of the QA view.
-func (k QAKeyMap) ShortHelp() []key.Binding {
-	return []key.Binding{k.Start, k.Back, k.Failures, k.Export, k.Open, k.Help, k.Quit}
-}
-
-// FullHelp is the QA help shown with ?.
-func (k QAKeyMap) FullHelp() [][]key.Binding {
-	return [][]key.Binding{
-		{k.Start, k.Back, k.Open},
-		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom},
-		{k.Failures, k.Export, k.Help, k.Quit},
-	}
-}
-
-// tableKeys maps the QA bindings onto the table's own key map, so that the
-// table never takes f or b (bubbles' defaults) from the view.
-func (k QAKeyMap) tableKeys() table.KeyMap {
-	none := key.NewBinding(key.WithDisabled())
-	return table.KeyMap{LineUp: k.Up, LineDown: k.Down, PageUp: k.PageUp, PageDown: k.PageDown,
-		HalfPageUp: none, HalfPageDown: none, GotoTop: k.Top, GotoBottom: k.Bottom}
 }

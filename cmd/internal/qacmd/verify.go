@@ -20,7 +20,8 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/spf13/cobra"
 	"github.com/wsc-project/wsc/cmd/internal/cli"
-	"github.com/wsc-project/wsc/ui"
+	"github.com/wsc-project/wsc/station/untrusted"
+	"github.com/wsc-project/wsc/ui/qa"
 	"github.com/wsc-project/wsc/wasmsign"
 	"golang.org/x/term"
 )
@@ -73,6 +74,13 @@ a detached signature (what 'wsc sign --detached' and 'wasmsign2 sign -S' write).
 			mode, err := loadVerifyMode(trustPath, edPubPath, detachedPath, at, allowMissingCRL, args)
 			if err != nil {
 				return err
+			}
+			// A path that does not exist is a mistake on the command line
+			// (exit 2), not a module that failed verification (exit 1).
+			for _, p := range args {
+				if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+					return cli.Usagef("%s does not exist: give a .wasm file or a folder of them", p)
+				}
 			}
 			if workers <= 0 {
 				workers = runtime.NumCPU()
@@ -128,7 +136,7 @@ a detached signature (what 'wsc sign --detached' and 'wasmsign2 sign -S' write).
 			// What to do about a bundle whose CRLs are missing, stale or
 			// forged goes to stderr, so that it is seen also when stdout
 			// is a JSON report.
-			hint := ui.CRLInstruction(results)
+			hint := qa.CRLInstruction(results)
 			if hint != "" {
 				fmt.Fprintln(cmd.ErrOrStderr(), "wsc verify: "+hint)
 			}
@@ -189,7 +197,7 @@ func LoadPolicy(trustPath, at string, allowMissingCRL bool) (*wasmsign.TrustPoli
 
 // printVerifyTable prints the report for a terminal. File names, device
 // serials and reasons (which quote certificate subjects) are chosen by
-// whoever made the modules: every cell goes through ui.Untrusted, so an
+// whoever made the modules: every cell goes through untrusted.String, so an
 // escape sequence, a tab or a newline cannot forge a row or a column.
 // The JSON and JUnit reports keep the exact text, escaped their own way.
 func printVerifyTable(w io.Writer, rep *wasmsign.Report) {
@@ -206,8 +214,8 @@ func printVerifyTable(w io.Writer, rep *wasmsign.Report) {
 		if why == "" && r.Manifest != nil {
 			why = r.Manifest.Summary()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ui.Untrusted(r.File), dash(ui.Untrusted(r.SignerSerial)), dash(ui.Untrusted(r.DeviceSerial)),
-			status, ui.Untrusted(why))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", untrusted.String(r.File), dash(untrusted.String(r.SignerSerial)), dash(untrusted.String(r.DeviceSerial)),
+			status, untrusted.String(why))
 	}
 	_ = tw.Flush()
 	when := "now (" + rep.VerifiedAt.UTC().Format("2006-01-02T15:04:05Z") + ")"
@@ -248,10 +256,7 @@ that relied on it show "valid!" and the summary counts them; exported reports ca
 			if !IsTerminal() {
 				return cli.Usagef("the QA view needs a terminal: use 'wsc verify' in scripts")
 			}
-			runner := ui.VerifyFunc(func(ctx context.Context, paths []string, progress func(done, total int)) ([]wasmsign.Result, error) {
-				return wasmsign.BatchVerify(ctx, paths, policy, 0, progress)
-			})
-			_, err = tea.NewProgram(ui.NewQAModel(ui.QAOptions{Runner: runner, Dir: dir, Title: "wsc qa — firmware verification"}),
+			_, err = tea.NewProgram(qa.New(qa.Options{Runner: qa.PolicyRunner(policy, 0), Dir: dir, Title: "wsc qa"}),
 				tea.WithAltScreen(), tea.WithContext(cmd.Context())).Run()
 			return err
 		},

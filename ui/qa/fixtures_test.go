@@ -1,4 +1,4 @@
-package ui
+package qa
 
 import (
 	"context"
@@ -110,27 +110,25 @@ func newQAFixture(t *testing.T) qaFixture {
 		CRLs: []*x509.RevocationList{crl}, At: t0, AtExplicit: true}}
 }
 
-// runner is the real batch verifier with the fixture's policy, one worker
-// so that progress comes in file order.
-func (f qaFixture) runner() VerifyRunner {
-	return VerifyFunc(func(ctx context.Context, paths []string, progress func(done, total int)) ([]wasmsign.Result, error) {
-		return wasmsign.BatchVerify(ctx, paths, f.policy, 1, progress)
-	})
-}
+// runner is the real verifier with the fixture's policy, one worker so
+// that results come in file order.
+func (f qaFixture) runner() Runner { return PolicyRunner(f.policy, 1) }
 
 // gatedRunner wraps the real verifier and holds it after `at` modules until
-// release is closed: the progress view can then be looked at mid-run.
+// release is closed: the running view can then be looked at mid-run.
 type gatedRunner struct {
-	inner   VerifyRunner
+	inner   Runner
 	at      int
 	release chan struct{}
 	once    sync.Once
 }
 
-func (g *gatedRunner) Run(ctx context.Context, paths []string, progress func(done, total int)) ([]wasmsign.Result, error) {
-	return g.inner.Run(ctx, paths, func(done, total int) {
-		progress(done, total)
-		if done == g.at {
+func (g *gatedRunner) Verify(ctx context.Context, files []string, each func(int, wasmsign.Result)) error {
+	n := 0
+	return g.inner.Verify(ctx, files, func(i int, r wasmsign.Result) {
+		each(i, r)
+		n++
+		if n == g.at {
 			select {
 			case <-g.release:
 			case <-ctx.Done():
