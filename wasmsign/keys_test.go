@@ -151,3 +151,40 @@ func TestP256FixtureIsNotEd25519(t *testing.T) {
 		t.Fatalf("a P-256 PKCS#8 key: %v, want a refusal naming its type", err)
 	}
 }
+
+// TestBatchVerifyEd25519: files and folders verified with an Ed25519 key,
+// one result per module in path order, each with its reason code; an
+// unreadable path is an error result, not a panic or a silent skip.
+func TestBatchVerifyEd25519(t *testing.T) {
+	ed := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x33}, 32))
+	pub := ed.Public().(ed25519.PublicKey)
+	signed, err := Sign(addModule, ed, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bad := bytes.Clone(signed)
+	bad[len(bad)-2] ^= 1
+	for name, b := range map[string][]byte{"a.wasm": signed, "b.wasm": bad, "c.wasm": addModule} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := BatchVerifyEd25519(t.Context(), []string{dir}, pub, nil)
+	if err != nil || len(res) != 3 {
+		t.Fatalf("%d results, %v", len(res), err)
+	}
+	want := []struct {
+		status Status
+		code   string
+	}{{StatusValid, ReasonOK}, {StatusInvalid, ReasonHashMismatch}, {StatusInvalid, ReasonNotSigned}}
+	for i, w := range want {
+		if res[i].Status != w.status || res[i].ReasonCode != w.code || res[i].Algorithm != AlgorithmEd25519 {
+			t.Errorf("%s: %s %s, want %s %s", res[i].File, res[i].Status, res[i].ReasonCode, w.status, w.code)
+		}
+	}
+	r, err := VerifyEd25519File(filepath.Join(dir, "missing.wasm"), pub)
+	if err == nil || r.Status != StatusError || r.ReasonCode != ReasonUnreadable {
+		t.Fatalf("missing file: %+v %v", r, err)
+	}
+}
