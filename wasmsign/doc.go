@@ -31,5 +31,11 @@
 // naming the CA). TrustPolicy.AllowMissingCRL is the only way around a
 // missing CRL, and every result that relied on it says so.
 //
+// Every result carries a stable ReasonCode beside its human Reason
+// (docs/reason-codes.md), and certificate serials are spelled as openssl
+// prints them (FormatSerial). Ed25519 keys are read in wasmsign2's formats
+// (ParseEd25519PrivateKey, ParseEd25519PublicKey). CheckSigningChain lets a
+// signer refuse a chain that verification would reject, before signing.
+//
 // The byte-level format is specified in docs/signature-format.md.
 package wasmsign

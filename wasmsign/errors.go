@@ -48,6 +48,23 @@ var (
 	// trust bundle was edited or mixed up. Fails closed, whatever the
 	// policy.
 	ErrCRLSignature = errors.New("revocation list signature invalid")
+	// ErrRecordsDropped reports a hash set left without any signature
+	// record. Only a tool that does not know wsc's records makes one:
+	// wasmsign2 drops every record of an algorithm it does not know when it
+	// re-signs a module, so a wsc record signed before a wasmsign2
+	// signature over other content (e.g. wasmsign2 --split) disappears and
+	// leaves its set empty. Sign with wasmsign2 first, then wsc sign.
+	ErrRecordsDropped = errors.New("signature records were dropped from the module")
+	// ErrOnlyEd25519 reports (beside ErrNoSignature) a module whose matching
+	// hash set holds Ed25519 (wasmsign2) records but no certificate-chain
+	// record. The bytes are the same whether wsc never signed it or
+	// wasmsign2 signed after wsc sign and dropped wsc's record; the reason
+	// says both.
+	ErrOnlyEd25519 = errors.New("only Ed25519 (wasmsign2) signatures")
+	// ErrCannotSign reports a module that cannot be signed as asked: an
+	// embedded signature section in detached mode, the same signature
+	// twice, a full hash set or section.
+	ErrCannotSign = errors.New("module cannot be signed as asked")
 	// ErrPolicy reports an unusable trust policy (no roots, an 'at' time
 	// without the explicit flag).
 	ErrPolicy = errors.New("invalid trust policy")

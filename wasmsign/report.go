@@ -101,7 +101,8 @@ type junitProblem struct {
 }
 
 // WriteJUnit writes the report as JUnit XML: one test case per module, an
-// invalid module is a failure, an unreadable one an error; the verification
+// invalid module is a failure, an unreadable one an error (each case's
+// system-out names the signer serial, the result and its reason_code); the verification
 // time, its explicit flag and the number of results accepted without a CRL
 // check are suite properties, and each such result's system-out carries
 // its warning. Text from modules and certificates goes through
@@ -121,7 +122,8 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 	}
 	for _, res := range r.Results {
 		c := junitCase{Name: res.File, Classname: "wasmsign.verify",
-			SystemOut: fmt.Sprintf("signer_serial=%s device_serial=%s result=%s revocation_unchecked=%t", res.SignerSerial, res.DeviceSerial, res.Status, res.RevocationUnchecked)}
+			SystemOut: fmt.Sprintf("signer_serial=%s device_serial=%s result=%s reason_code=%s revocation_unchecked=%t",
+				res.SignerSerial, res.DeviceSerial, res.Status, res.ReasonCode, res.RevocationUnchecked)}
 		if res.Warning != "" {
 			c.SystemOut += "\nWARNING: " + res.Warning
 		}

@@ -116,7 +116,14 @@ func decodeHashSet(b []byte) (hashSet, error) {
 	if err != nil {
 		return s, err
 	}
-	if nsig == 0 || nsig > MaxSignaturesPerSet {
+	if nsig == 0 {
+		// A set without record is what wasmsign2 leaves when it re-signs
+		// other content and drops the records it does not know (§6 of
+		// docs/signature-format.md): say so rather than "malformed".
+		return s, fmt.Errorf("%w: a hash set holds no signature record (wasmsign2 drops wsc's records when it signs "+
+			"after wsc sign: sign with wasmsign2 first, then wsc sign)", ErrRecordsDropped)
+	}
+	if nsig > MaxSignaturesPerSet {
 		return s, fmt.Errorf("%w: signature count %d outside 1..%d", ErrMalformed, nsig, MaxSignaturesPerSet)
 	}
 	// Each record takes at least 4 bytes (length, key id length, alg,
@@ -254,18 +261,18 @@ func (d *sigData) add(hashes [][hashSize]byte, rec record) error {
 			continue
 		}
 		if len(s.records) >= MaxSignaturesPerSet {
-			return fmt.Errorf("hash set already holds %d signatures", len(s.records))
+			return fmt.Errorf("%w: hash set already holds %d signatures", ErrCannotSign, len(s.records))
 		}
 		for _, o := range s.records {
 			if o.alg == rec.alg && bytes.Equal(o.keyID, rec.keyID) && bytes.Equal(o.sig, rec.sig) {
-				return fmt.Errorf("module is already signed with this signature")
+				return fmt.Errorf("%w: module is already signed with this signature", ErrCannotSign)
 			}
 		}
 		s.records = append(s.records, rec)
 		return nil
 	}
 	if len(d.sets) >= MaxHashSets {
-		return fmt.Errorf("signature section already holds %d hash sets", len(d.sets))
+		return fmt.Errorf("%w: signature section already holds %d hash sets", ErrCannotSign, len(d.sets))
 	}
 	d.sets = append(d.sets, hashSet{hashes: hashes, records: []record{rec}})
 	return nil

@@ -11,7 +11,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +28,18 @@ type SignOptions struct {
 	Detached bool
 	// Rand is the randomness for signers that need it; crypto/rand when nil.
 	Rand io.Reader
+	// Manifest, when set, is inserted as the module's manifest section
+	// (ManifestSectionName, first after the header, as AddManifest does)
+	// before signing, so the signature covers it. The module must be
+	// unsigned and carry no manifest.
+	Manifest *Manifest
+}
+
+func (o *SignOptions) manifest() *Manifest {
+	if o == nil {
+		return nil
+	}
+	return o.Manifest
 }
 
 func (o *SignOptions) rand() io.Reader {
@@ -92,6 +103,11 @@ func Sign(module []byte, signer crypto.Signer, chain []*x509.Certificate, opts *
 	if err != nil {
 		return nil, err
 	}
+	if m := opts.manifest(); m != nil {
+		if module, err = AddManifest(module, m); err != nil {
+			return nil, err
+		}
+	}
 	return signBytes(module, mk, opts)
 }
 
@@ -102,6 +118,11 @@ func SignDigestFunc(module []byte, sign DigestSignFunc, chain []*x509.Certificat
 	mk, err := ecdsaRecordMaker(chain, sign)
 	if err != nil {
 		return nil, err
+	}
+	if m := opts.manifest(); m != nil {
+		if module, err = AddManifest(module, m); err != nil {
+			return nil, err
+		}
 	}
 	return signBytes(module, mk, opts)
 }
@@ -115,6 +136,12 @@ func SignStream(w io.Writer, module io.ReadSeeker, signer crypto.Signer, chain [
 	if err != nil {
 		return err
 	}
+	var prefix []byte // header and manifest section, when a manifest is added
+	if m := opts.manifest(); m != nil {
+		if prefix, err = manifestPrefix(module, m); err != nil {
+			return err
+		}
+	}
 	var cur *streamSource
 	open := func() (source, error) {
 		if _, err := module.Seek(0, io.SeekStart); err != nil {
@@ -123,7 +150,16 @@ func SignStream(w io.Writer, module io.ReadSeeker, signer crypto.Signer, chain [
 		if cur != nil {
 			cur.release()
 		}
-		cur = pooledStreamSource(module)
+		var r io.Reader = module
+		if prefix != nil {
+			// The module's own header was checked by manifestPrefix;
+			// skip it and read the prefix in its place.
+			if _, err := module.Seek(int64(len(wasmHeader)), io.SeekStart); err != nil {
+				return nil, fmt.Errorf("rewind module: %w", err)
+			}
+			r = io.MultiReader(bytes.NewReader(prefix), module)
+		}
+		cur = pooledStreamSource(r)
 		return cur, nil
 	}
 	defer func() {
@@ -132,6 +168,28 @@ func SignStream(w io.Writer, module io.ReadSeeker, signer crypto.Signer, chain [
 		}
 	}()
 	return signCore(open, mk, opts, w)
+}
+
+// manifestPrefix checks that module (read from its start) is a module
+// without a signature section as its first section and returns the module
+// header followed by m's manifest section. A manifest already present is
+// found by the signing scan (two manifests are malformed).
+func manifestPrefix(module io.ReadSeeker, m *Manifest) ([]byte, error) {
+	enc, err := MarshalManifest(m)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := module.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("rewind module: %w", err)
+	}
+	sr, err := newSectionReader(newStreamSource(io.LimitReader(module, 1<<20)), false)
+	if err != nil {
+		return nil, fmt.Errorf("add manifest: %w", err)
+	}
+	if s, err := sr.Next(); err == nil && s.ID == 0 && s.Name == SignatureSectionName {
+		return nil, fmt.Errorf("add manifest: %w: the module is already signed; add the manifest before signing", ErrManifest)
+	}
+	return append(bytes.Clone(wasmHeader[:]), encodeCustomSection(ManifestSectionName, enc)...), nil
 }
 
 func signBytes(module []byte, mk recordMaker, opts *SignOptions) ([]byte, error) {
@@ -163,7 +221,7 @@ func signCore(open func() (source, error), mk recordMaker, opts *SignOptions, w 
 	data := &sigData{}
 	if sc.sig != nil {
 		if opts.detached() {
-			return errors.New("sign: module carries an embedded signature section; detached signing needs an unsigned module")
+			return fmt.Errorf("sign: %w: module carries an embedded signature section; detached signing needs an unsigned module", ErrCannotSign)
 		}
 		if data, err = decodeSigData(sc.sig); err != nil {
 			return fmt.Errorf("sign: existing signature section: %w", err)
@@ -292,32 +350,4 @@ func parseECDSASignature(sig []byte, size int) (r, s *big.Int, err error) {
 		return new(big.Int).SetBytes(sig[:size]), new(big.Int).SetBytes(sig[size:]), nil
 	}
 	return nil, nil, fmt.Errorf("digest signer returned a %d-byte signature that is neither ASN.1 nor raw r||s", len(sig))
-}
-
-// ParseEd25519PublicKey reads an Ed25519 public key in the forms wasmsign2
-// uses: 32 raw bytes, wasmsign2's key file (0x01 followed by the 32 bytes),
-// DER SubjectPublicKeyInfo or a PEM "PUBLIC KEY" block.
-func ParseEd25519PublicKey(b []byte) (ed25519.PublicKey, error) {
-	switch {
-	case len(b) == ed25519.PublicKeySize:
-		return ed25519.PublicKey(bytes.Clone(b)), nil
-	case len(b) == ed25519.PublicKeySize+1 && b[0] == AlgEd25519:
-		return ed25519.PublicKey(bytes.Clone(b[1:])), nil
-	}
-	der := b
-	if blk, _ := pem.Decode(b); blk != nil {
-		if blk.Type != "PUBLIC KEY" {
-			return nil, fmt.Errorf("ed25519 public key: unexpected PEM block %q", blk.Type)
-		}
-		der = blk.Bytes
-	}
-	k, err := x509.ParsePKIXPublicKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("ed25519 public key: %w", err)
-	}
-	pub, ok := k.(ed25519.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("ed25519 public key: got %T", k)
-	}
-	return pub, nil
 }

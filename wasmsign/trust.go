@@ -117,7 +117,7 @@ func LoadTrustBundle(pemBytes []byte) (*TrustPolicy, error) {
 // chainResult is the cached outcome of checking one embedded chain.
 type chainResult struct {
 	leaf    *x509.Certificate
-	serial  string              // leaf serial, lower-case hex
+	serial  string              // leaf serial, FormatSerial
 	subject string              // leaf subject
 	keyID   []byte              // default key id of the leaf key (nil if not P-256)
 	path    []*x509.Certificate // verified path, leaf to pinned root
@@ -304,8 +304,8 @@ func (v *Verifier) checkRevocation(cert, issuer *x509.Certificate) (missing bool
 		}
 		for _, rc := range crl.RevokedCertificateEntries {
 			if rc.SerialNumber != nil && rc.SerialNumber.Cmp(cert.SerialNumber) == 0 {
-				return false, fmt.Errorf("%w: serial %x (%s) on the CRL of %s since %s", ErrRevoked,
-					cert.SerialNumber, cert.Subject, issuer.Subject, rc.RevocationTime.UTC().Format(time.RFC3339))
+				return false, fmt.Errorf("%w: serial %s (%s) on the CRL of %s since %s", ErrRevoked,
+					FormatSerial(cert.SerialNumber), cert.Subject, issuer.Subject, rc.RevocationTime.UTC().Format(time.RFC3339))
 			}
 		}
 		if newest == nil || crl.ThisUpdate.After(newest.ThisUpdate) {

@@ -2,6 +2,7 @@ package wasmsign
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -46,15 +47,19 @@ const (
 type Result struct {
 	// File is the path of the module (batch and file verification).
 	File string `json:"file"`
-	// SignerSerial is the leaf certificate serial number in lower-case hex
-	// (for Ed25519 records: the key id in hex).
+	// SignerSerial is the leaf certificate serial number as openssl prints
+	// it, upper-case hex (FormatSerial); for Ed25519 records the key id in
+	// upper-case hex.
 	SignerSerial string `json:"signer_serial"`
 	// DeviceSerial is the leaf subject's serialNumber attribute.
 	DeviceSerial string `json:"device_serial"`
 	// Status is valid, invalid or error.
 	Status Status `json:"result"`
-	// Reason says why the module is not valid.
+	// Reason says why the module is not valid (a sentence for a person).
 	Reason string `json:"reason,omitempty"`
+	// ReasonCode is the stable code of the outcome (ReasonOK when valid,
+	// see ReasonCode and docs/reason-codes.md) for scripts.
+	ReasonCode string `json:"reason_code"`
 	// Signer is the leaf subject.
 	Signer string `json:"signer,omitempty"`
 	// Algorithm is the record kind that was checked.
@@ -88,8 +93,9 @@ type Result struct {
 func (r *Result) fail(err error) (*Result, error) {
 	r.Err = err
 	r.Reason = err.Error()
+	r.ReasonCode = ReasonCode(err)
 	r.Status = StatusError
-	for _, s := range []error{ErrMalformed, ErrNotSigned, ErrHashMismatch, ErrNoSignature, ErrBadSignature,
+	for _, s := range []error{ErrMalformed, ErrRecordsDropped, ErrNotSigned, ErrHashMismatch, ErrNoSignature, ErrBadSignature,
 		ErrUntrusted, ErrExpired, ErrKeyUsage, ErrRevoked, ErrCRLStale, ErrCRLMissing, ErrCRLSignature, ErrManifest} {
 		if errors.Is(err, s) {
 			r.Status = StatusInvalid
@@ -294,6 +300,11 @@ func (v *Verifier) verify(src source, detached []byte) (*Result, error) {
 		return res.fail(ErrHashMismatch)
 	}
 	if len(recs) == 0 {
+		if ed, _ := candidates(data, hashes, AlgEd25519); len(ed) > 0 {
+			return res.fail(fmt.Errorf("%w: %w: the module carries no certificate-chain record, only wasmsign2 signatures; "+
+				"if it was signed with wsc sign before wasmsign2 sign, wasmsign2 removed wsc's record: "+
+				"sign with wasmsign2 first, then wsc sign (or verify it with --ed25519-pub)", ErrNoSignature, ErrOnlyEd25519))
+		}
 		return res.fail(fmt.Errorf("%w: no ECDSA P-256 certificate-chain record for this module", ErrNoSignature))
 	}
 	digest := sha256.Sum256(message(hashes))
@@ -303,7 +314,7 @@ func (v *Verifier) verify(src source, detached []byte) (*Result, error) {
 		r := *res
 		err := v.checkRecord(rec, digest[:], &r)
 		if err == nil {
-			r.Status = StatusValid
+			r.Status, r.ReasonCode = StatusValid, ReasonOK
 			return &r, nil
 		}
 		if first == nil {
@@ -393,7 +404,7 @@ func (v *Verifier) chain(der [][]byte) *chainResult {
 		}
 		leaf := certs[0]
 		e.res.leaf = leaf
-		e.res.serial = fmt.Sprintf("%x", leaf.SerialNumber)
+		e.res.serial = FormatSerial(leaf.SerialNumber)
 		e.res.subject = leaf.Subject.String()
 		e.res.keyID, _ = KeyID(leaf.PublicKey)
 		e.res.path, e.res.noCRL, e.res.err = v.verifyChain(certs)
@@ -423,7 +434,7 @@ func verifyEd25519(src source, detached []byte, pub ed25519.PublicKey) (*Result,
 	if err != nil {
 		return res.fail(fmt.Errorf("%w: %v", ErrPolicy, err))
 	}
-	res.SignerSerial = hex.EncodeToString(id)
+	res.SignerSerial = strings.ToUpper(hex.EncodeToString(id))
 	data, hashes, err := load(src, detached)
 	if err != nil {
 		return res.fail(err)
@@ -440,7 +451,7 @@ func verifyEd25519(src source, detached []byte, pub ed25519.PublicKey) (*Result,
 		}
 		tried = true
 		if ed25519.Verify(pub, msg, rec.sig) {
-			res.Status = StatusValid
+			res.Status, res.ReasonCode = StatusValid, ReasonOK
 			return res, nil
 		}
 	}
@@ -448,4 +459,40 @@ func verifyEd25519(src source, detached []byte, pub ed25519.PublicKey) (*Result,
 		return res.fail(fmt.Errorf("%w: no Ed25519 record for key id %x", ErrNoSignature, id))
 	}
 	return res.fail(fmt.Errorf("%w: Ed25519", ErrBadSignature))
+}
+
+// VerifyEd25519File verifies the module stored at path with an Ed25519
+// public key (embedded signature), streaming it.
+func VerifyEd25519File(path string, pub ed25519.PublicKey) (*Result, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		res := &Result{Status: StatusInvalid, VerifiedAt: time.Now(), Algorithm: AlgorithmEd25519, File: path}
+		return res.fail(fmt.Errorf("open module: %w", err))
+	}
+	defer f.Close()
+	res, err := VerifyEd25519Reader(f, nil, pub)
+	res.File = path
+	return res, err
+}
+
+// BatchVerifyEd25519 verifies the modules under paths (ExpandPaths) with an
+// Ed25519 public key, one result per module in path order. It stops early
+// only when ctx is done.
+func BatchVerifyEd25519(ctx context.Context, paths []string, pub ed25519.PublicKey, progress func(done, total int)) ([]Result, error) {
+	files, err := ExpandPaths(paths)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]Result, 0, len(files))
+	for i, f := range files {
+		if err := ctx.Err(); err != nil {
+			return results, err
+		}
+		res, _ := VerifyEd25519File(f, pub)
+		results = append(results, *res)
+		if progress != nil {
+			progress(i+1, len(files))
+		}
+	}
+	return results, nil
 }

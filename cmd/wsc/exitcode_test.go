@@ -45,7 +45,7 @@ func TestExitCodesFromCobra(t *testing.T) {
 		{"unknown flag", []string{"verify", "--bogus", "x.wasm"}, exitUsage, "unknown flag: --bogus"},
 		{"bad flag value", []string{"verify", "--trust", "b.pem", "--workers", "many", "x.wasm"}, exitUsage, "invalid argument"},
 		{"missing argument", []string{"verify", "--trust", "b.pem"}, exitUsage, "requires at least 1 arg"},
-		{"missing required flag", []string{"verify", "x.wasm"}, exitUsage, `required flag(s) "trust" not set`},
+		{"missing required flag", []string{"verify", "x.wasm"}, exitUsage, "--trust BUNDLE (certificate chains) or --ed25519-pub KEY"},
 		{"extra argument", []string{"version", "extra"}, exitUsage, "extra"},
 		{"help", []string{"--help"}, exitOK, "Exit codes"},
 		{"group without subcommand shows help", []string{"ca"}, exitOK, "Usage:"},

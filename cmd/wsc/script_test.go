@@ -57,7 +57,7 @@ func TestMain(m *testing.M) {
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		Cmds: withSignScriptCmds(map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"wsc-exit": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) < 1 {
 					ts.Fatalf("usage: wsc-exit N ARGS...")
@@ -141,7 +141,7 @@ func TestScripts(t *testing.T) {
 					}
 				}
 			},
-		},
+		}),
 	})
 }
 

@@ -41,7 +41,7 @@ func verified(t *testing.T, w, h int) (Model, qaFixture) {
 func TestVerifiesFolder(t *testing.T) {
 	m, _ := verified(t, 100, 30)
 	v := m.View()
-	mustContain(t, v, "Total 5", "Valid 2", "Invalid 3", "Pending 0", "Elapsed 0.00 s", "line-a/fw-0001.wasm", "5f3a01",
+	mustContain(t, v, "Total 5", "Valid 2", "Invalid 3", "Pending 0", "Elapsed 0.00 s", "line-a/fw-0001.wasm", "5F3A01",
 		"TPM-00A1B2C3D4E5F601", "module content does not mat")
 	if lipgloss.Height(v) > 30 {
 		t.Fatalf("view is %d lines on a 30-line terminal", lipgloss.Height(v))

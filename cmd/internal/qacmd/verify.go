@@ -42,11 +42,12 @@ type Options struct {
 func VerifyCmd(o Options) *cobra.Command {
 	var (
 		trustPath, junit, at, recordDB, verifier string
+		edPubPath, detachedPath                  string
 		asJSON, allowMissingCRL                  bool
 		workers                                  int
 	)
 	cmd := &cobra.Command{
-		Use:   "verify --trust BUNDLE [--json | --junit FILE] PATH...",
+		Use:   "verify (--trust BUNDLE | --ed25519-pub KEY) [--detached SIG] [--json | --junit FILE] PATH...",
 		Short: "Verify signed firmware (files and folders, recursively) against the trust bundle",
 		Long: `verify checks every .wasm module under PATH against the trust bundle (roots, intermediates, CRLs):
 the hash list must equal a signed set exactly, the chain must end at a pinned root with code-signing
@@ -54,7 +55,14 @@ usage, and every CA on the path (intermediates and root) must have a CRL in the 
 at the verification time (thisUpdate <= t <= nextUpdate) and signed by that CA; a missing, stale or
 forged CRL fails closed. --allow-missing-crl accepts a CA without any CRL (never a stale or forged one)
 and the report marks every result that relied on it. Times are checked now, unless --at is given,
-which the report shows. Exit status 1 when any module fails.`,
+which the report shows. Exit status 1 when any module fails, 2 for a bad command line or bundle.
+
+--ed25519-pub KEY verifies wasmsign2 (Ed25519) signatures with KEY instead, in any of wasmsign2's
+public key formats (its key file, DER, PEM, OpenSSH line). --detached SIG verifies one MODULE against
+a detached signature (what 'wsc sign --detached' and 'wasmsign2 sign -S' write).
+
+--json prints one report object; each result carries a stable reason_code beside the human reason
+(docs/reason-codes.md) and signer_serial as openssl prints serials (upper-case hex).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if recordDB != "" && o.Record == nil {
@@ -63,9 +71,9 @@ which the report shows. Exit status 1 when any module fails.`,
 				}
 				return o.Delegate()
 			}
-			policy, err := LoadPolicy(trustPath, at, allowMissingCRL)
+			mode, err := loadVerifyMode(trustPath, edPubPath, detachedPath, at, allowMissingCRL, args)
 			if err != nil {
-				return cli.UsageError(err)
+				return err
 			}
 			// A path that does not exist is a mistake on the command line
 			// (exit 2), not a module that failed verification (exit 1).
@@ -88,7 +96,7 @@ which the report shows. Exit status 1 when any module fails.`,
 					}
 				}
 			}
-			results, err := wasmsign.BatchVerify(cmd.Context(), args, policy, workers, prog)
+			results, err := mode.verify(cmd.Context(), args, workers, prog)
 			if errors.Is(err, fs.ErrNotExist) {
 				return cli.UsageError(err)
 			}
@@ -96,6 +104,12 @@ which the report shows. Exit status 1 when any module fails.`,
 				return cli.InternalError(err)
 			}
 			if len(results) == 0 {
+				if asJSON {
+					// A script reading stdout gets an empty report, not nothing.
+					if err := wasmsign.NewReport(results).WriteJSON(out); err != nil {
+						return cli.InternalError(err)
+					}
+				}
 				return cli.Usagef("no .wasm module found under the given paths")
 			}
 			rep := wasmsign.NewReport(results)
@@ -150,7 +164,8 @@ which the report shows. Exit status 1 when any module fails.`,
 	cli.DeprecatedAlias(cmd.Flags(), "db", "record-db")
 	cmd.Flags().StringVar(&verifier, "verifier", "qa", "who verified (recorded with --db)")
 	cmd.Flags().BoolVar(&allowMissingCRL, "allow-missing-crl", false, allowMissingCRLUsage)
-	_ = cmd.MarkFlagRequired("trust")
+	cmd.Flags().StringVar(&edPubPath, "ed25519-pub", "", "verify wasmsign2 (Ed25519) signatures with this public key instead of --trust")
+	cmd.Flags().StringVar(&detachedPath, "detached", "", "detached signature of the one MODULE (from 'wsc sign --detached' or 'wasmsign2 sign -S')")
 	return cmd
 }
 
