@@ -105,6 +105,18 @@ type MeasuredBootPolicy struct {
 // key whose public area carries another one or allows password use; the
 // result's AuthPolicy is the digest to record in the ledger.
 func ProvisionBoundSigningKey(ctx context.Context, c *proto.Client, iss Issuer, iakPublic, nonce []byte, req ca.IssueRequest, lock bool, mb *MeasuredBoot) (*SigningKeyResult, error) {
+	return provisionSigningKey(ctx, c, iakPublic, nonce, req, lock, mb, func(csrDER []byte, _ *x509.CertificateRequest, req ca.IssueRequest) ([]*x509.Certificate, error) {
+		return iss.Issue(ctx, csrDER, req)
+	})
+}
+
+// signingIssueFunc issues (or re-delivers) the signing key's certificate
+// for a CSR whose key the IAK certified.
+type signingIssueFunc func(csrDER []byte, csr *x509.CertificateRequest, req ca.IssueRequest) ([]*x509.Certificate, error)
+
+// provisionSigningKey is ProvisionBoundSigningKey with the issuance left
+// to issue (the station's sequence records an intent first).
+func provisionSigningKey(ctx context.Context, c *proto.Client, iakPublic, nonce []byte, req ca.IssueRequest, lock bool, mb *MeasuredBoot, issue signingIssueFunc) (*SigningKeyResult, error) {
 	creq := proto.CreateSigningKeyRequest{Nonce: nonce}
 	var wantPolicy []byte
 	if mb != nil {
@@ -148,7 +160,7 @@ func ProvisionBoundSigningKey(ctx context.Context, c *proto.Client, iss Issuer, 
 		return nil, fmt.Errorf("%w: the certified signing key does not carry the profile's authorization policy; reset the device's signing key (rework)", ErrSigningKey)
 	}
 	req.ExtKeyUsages = LDevIDExtKeyUsages
-	chain, err := iss.Issue(ctx, resp.CSR, req)
+	chain, err := issue(resp.CSR, cert.CSR, req)
 	if err != nil {
 		return nil, fmt.Errorf("%w: issue: %w", ErrSigningKey, err)
 	}

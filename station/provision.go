@@ -94,6 +94,9 @@ type Config struct {
 	// FaultInstalled, FaultReadBack, FaultEOL. Fault-injection tests kill
 	// the station there; production leaves it nil.
 	FaultPoint func(point string)
+	// Trust is the work order's signing-key and firmware-trust policy
+	// (issue 15; the zero value is the IEEE 802.1AR default).
+	Trust TrustConfig
 }
 
 // The named points of the sequence (Config.FaultPoint), in order.
@@ -204,6 +207,8 @@ type Result struct {
 	Duration time.Duration
 	Steps    map[Step]time.Duration
 	Wire     proto.Stats
+	// SigningChain is the code-signing key's chain (nil: the device signs with its IDevID).
+	SigningChain []*x509.Certificate
 }
 
 // StepError is a failed step with an instruction for the operator.
@@ -237,6 +242,9 @@ type Job struct {
 type Rework struct {
 	// Supervisor is the signed-in supervisor's id (recorded in the ledger).
 	Supervisor string
+	// ChipReset: the RMA desk cleared the TPM, so the owner authorisation
+	// sealed for it earlier no longer holds (recorded in the ledger).
+	ChipReset bool
 }
 
 // async is work the station does while the device works.
@@ -272,6 +280,7 @@ type run struct {
 	steps         map[Step]time.Duration
 	step          Step
 	start         time.Time
+	trust         trustRun // issue 15: signing key (eoltrust.go)
 }
 
 func (r *run) emit(state State, detail string, err error) {
@@ -337,7 +346,7 @@ func (p *Provisioner) Provision(ctx context.Context, job Job) (res *Result, err 
 		// A certificate signed for this run but never confirmed is not left
 		// live unnoticed (afterFailure); the run's error says what became
 		// of it.
-		if note := r.afterFailure(ctx, err); note != "" {
+		if note := r.afterFailures(ctx, err); note != "" {
 			err = withNote(err, note)
 		}
 	} else {
@@ -435,6 +444,7 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	r.proof = proof.Name()
+	r.trust.signing = r.wantsSigningKey(hello, r.proof)
 	// A secure element gets a compressible certificate: whole-year
 	// validity. A profile that cannot give one is refused here, before the
 	// chip makes a key.
@@ -519,7 +529,7 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 			// the certificate leaves the authority (exactly once, and one
 			// durable commit rather than two).
 			req := ca.IssueRequest{DeviceSerial: r.serial, Validity: cfg.Validity, Profile: cfg.Profile, Proof: proof.Name(),
-				Model: hello.Model, Backend: hello.Backend, WorkOrder: cfg.WorkOrder, IntentID: intent, RunID: r.runID}
+				Model: hello.Model, Backend: hello.Backend, WorkOrder: cfg.WorkOrder, IntentID: intent, RunID: r.runID, ExtKeyUsages: r.idevidEKUs()}
 			if cfg.NamesFor != nil {
 				req.Names = cfg.NamesFor(r.serial)
 			}
@@ -613,16 +623,24 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 	if err != nil {
 		return nil, err
 	}
+	if err := r.signingKeyStep(ctx, hello, proven); err != nil {
+		return nil, err
+	}
+	res.SigningChain = r.trust.chain
 	err = r.do(ctx, StepEOL, func() error {
 		// End-of-line check: the device signs a WebAssembly module with its
-		// hardware key and the station verifies it as QA will.
-		if err := r.endOfLine(ctx, c, nonce, res.Chain); err != nil {
+		// hardware key (its signing key when it has one) and the station
+		// verifies it as QA will.
+		if err := r.eolCheck(ctx, c, nonce, res.Chain); err != nil {
 			return err
 		}
 		r.fault(FaultEOL)
 		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := r.anchorsStep(ctx, hello); err != nil {
 		return nil, err
 	}
 	if cfg.Lock {
@@ -632,6 +650,9 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 		if err != nil {
 			return nil, err
 		}
+	}
+	if err := r.confirmSigningKey(ctx); err != nil {
+		return nil, &StepError{Step: StepDone, Instruction: instruction(StepDone, err, r.job.Slot), Err: err}
 	}
 	return res, nil
 }
