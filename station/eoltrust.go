@@ -161,8 +161,7 @@ func (r *run) signingKeyStep(ctx context.Context, hello *proto.HelloResponse, pr
 			return err
 		}
 		r.trust.chain = res.Chain
-		r.fault(FaultSigningKey)
-		return nil
+		return r.faultErr(FaultSigningKey)
 	})
 }
 
@@ -276,8 +275,7 @@ func (r *run) anchorsStep(ctx context.Context, hello *proto.HelloResponse) error
 			"counter_base": res.CounterBase, "locked": true}); err != nil {
 			return fmt.Errorf("record anchors: %w", err)
 		}
-		r.fault(FaultAnchors)
-		return nil
+		return r.faultErr(FaultAnchors)
 	})
 }
 
@@ -295,22 +293,6 @@ func (r *run) ownerAuth(ctx context.Context) error {
 	}
 	if pol.Escrow == nil && !pol.None {
 		return fmt.Errorf("%w: the work order installs firmware trust but station.yaml has no owner_auth (escrow_public_key or policy: none)", ErrOwnerAuth)
-	}
-	recs, err := st.OwnerAuths(ctx, r.serial)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrOwnerAuth, err)
-	}
-	for _, rec := range recs {
-		if rec.Policy != db.OwnerAuthSealed || !bytes.Equal(rec.ChipID, r.chipID) {
-			continue
-		}
-		if r.job.Rework != nil && r.job.Rework.ChipReset {
-			if err := r.p.cfg.Store.Audit(ctx, "owner_auth.chip-reset", r.job.Rework.Supervisor, map[string]any{"device": r.serial, "run": r.runID, "record": rec.ID}); err != nil {
-				return fmt.Errorf("%w: record the chip reset: %w", ErrOwnerAuth, err)
-			}
-			break
-		}
-		return fmt.Errorf("%w: %w (record %d): take the device to the RMA desk: unseal it there (wsc owner-auth unseal), clear the TPM, then rework it on the line with the chip reset recorded", ErrOwnerAuth, ErrOwnerAuthSealed, rec.ID)
 	}
 	binding := OwnerAuthBinding{Serial: r.serial, ChipID: r.chipID, WorkOrder: r.p.cfg.WorkOrder}
 	if pol.None {
@@ -334,12 +316,45 @@ func (r *run) ownerAuth(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: record the sealed value: %w", ErrOwnerAuth, err)
 	}
-	r.fault(FaultOwnerAuthSealed)
+	if err := r.faultErr(FaultOwnerAuthSealed); err != nil {
+		return err
+	}
 	if err := r.client.Call(ctx, proto.MsgSetOwnerAuth, proto.SetOwnerAuthRequest{NewAuth: auth}, &proto.SetOwnerAuthResponse{}); err != nil {
 		return fmt.Errorf("%w: set on the chip: %w", ErrOwnerAuth, err)
 	}
 	if err := st.MarkOwnerAuthSet(ctx, id); err != nil {
 		return fmt.Errorf("%w: record that it is set: %w", ErrOwnerAuth, err)
+	}
+	return nil
+}
+
+// ownerAuthGate runs before anything is issued or written: a chip whose
+// owner authorisation this station sealed and set earlier refuses every
+// owner-authorised NV write of this run, and the station cannot open the
+// sealed value — only the RMA desk can, with the escrow private key. The
+// run is refused with that instruction, unless a supervisor's rework says
+// the RMA desk reset the chip (recorded in the ledger).
+func (r *run) ownerAuthGate(ctx context.Context) error {
+	st, ok := r.p.cfg.Store.(ownerAuthStore)
+	if !ok || r.proof != ca.ProofTPM {
+		return nil
+	}
+	recs, err := st.OwnerAuths(ctx, r.serial)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrOwnerAuth, err)
+	}
+	for i := len(recs) - 1; i >= 0; i-- {
+		rec := recs[i]
+		if rec.Policy != db.OwnerAuthSealed || !bytes.Equal(rec.ChipID, r.chipID) {
+			continue
+		}
+		if r.job.Rework != nil && r.job.Rework.ChipReset {
+			if err := r.p.cfg.Store.Audit(ctx, "owner_auth.chip-reset", r.job.Rework.Supervisor, map[string]any{"device": r.serial, "run": r.runID, "record": rec.ID}); err != nil {
+				return fmt.Errorf("%w: record the chip reset: %w", ErrOwnerAuth, err)
+			}
+			return nil
+		}
+		return fmt.Errorf("%w: %w (record %d): take the device to the RMA desk: unseal it there (wsc owner-auth unseal), clear the TPM, then rework it on the line with the chip reset recorded", ErrOwnerAuth, ErrOwnerAuthSealed, rec.ID)
 	}
 	return nil
 }
@@ -416,4 +431,14 @@ func trustInstruction(err error, slot int) string {
 		return fmt.Sprintf("The device on slot %d did not take its code-signing key or firmware trust anchors as sent: its certificates were revoked. Put it in the red bin and call the shift lead.", slot)
 	}
 	return ""
+}
+
+// faultErr is fault for the issue-15 points: a test's FaultInject may
+// fail the run there.
+func (r *run) faultErr(point string) error {
+	r.fault(point)
+	if f := r.p.cfg.FaultInject; f != nil {
+		return f(point)
+	}
+	return nil
 }

@@ -94,6 +94,9 @@ type Config struct {
 	// FaultInstalled, FaultReadBack, FaultEOL. Fault-injection tests kill
 	// the station there; production leaves it nil.
 	FaultPoint func(point string)
+	// FaultInject, when set, may fail the run at the issue-15 points
+	// (TrustFaultPoints) with the error it returns; tests only.
+	FaultInject func(point string) error
 	// Trust is the work order's signing-key and firmware-trust policy
 	// (issue 15; the zero value is the IEEE 802.1AR default).
 	Trust TrustConfig
@@ -505,6 +508,9 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 			return err
 		}
 		if err := r.rework(ctx, proof.Name(), proven.ChipID); err != nil {
+			return err
+		}
+		if err := r.ownerAuthGate(ctx); err != nil {
 			return err
 		}
 		keyDER := csr.RawSubjectPublicKeyInfo
