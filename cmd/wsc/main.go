@@ -43,7 +43,7 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.AddCommand(demoCmd(), simCmd(), dbCmd(), stationCmd(), provisionCmd(), auditCmd(), operatorCmd(), caCmd(), signCmd(), verifyCmd(), qaCmd(), versionCmd(), redbinCmd(), plantCmd(), policyCmd())
+	root.AddCommand(demoCmd(), simCmd(), dbCmd(), stationCmd(), provisionCmd(), auditCmd(), operatorCmd(), caCmd(), signCmd(), verifyCmd(), qaCmd(), versionCmd(), redbinCmd(), plantCmd(), policyCmd(), ownerAuthCmd())
 	root.AddCommand(&cobra.Command{
 		Use:   "exit-codes",
 		Short: "What each exit code of wsc means (0 ok, 1 check failed, 2 usage, 3 internal)",
