@@ -556,9 +556,20 @@ func (s *Store) GetCertificate(ctx context.Context, serialHex string) (*Certific
 	return c, nil
 }
 
-// Certificates returns all certificates of a device, oldest first.
+// Certificates returns all identity certificates (role idevid) of a
+// device, oldest first.
 func (s *Store) Certificates(ctx context.Context, deviceSerial string) ([]Certificate, error) {
-	rows, err := s.rdb.QueryContext(ctx, certSelect+" WHERE d.serial = ? ORDER BY c.id", deviceSerial)
+	return s.certificatesOfRole(ctx, deviceSerial, RoleIDevID)
+}
+
+// SigningCertificates returns all code-signing certificates (role ldevid)
+// of a device, oldest first.
+func (s *Store) SigningCertificates(ctx context.Context, deviceSerial string) ([]Certificate, error) {
+	return s.certificatesOfRole(ctx, deviceSerial, RoleLDevID)
+}
+
+func (s *Store) certificatesOfRole(ctx context.Context, deviceSerial, role string) ([]Certificate, error) {
+	rows, err := s.rdb.QueryContext(ctx, certSelect+" WHERE d.serial = ? AND c.role = ? ORDER BY c.id", deviceSerial, role)
 	if err != nil {
 		return nil, fmt.Errorf("certificates of %s: %w", deviceSerial, mapErr(err))
 	}

@@ -359,22 +359,13 @@ func (r *run) ownerAuthGate(ctx context.Context) error {
 	return nil
 }
 
-// signingConfirmer is what confirming the signing certificate needs.
-type signingConfirmer interface {
-	MarkConfirmed(ctx context.Context, certSerialHex string) error
-}
-
 // confirmSigningKey confirms the signing certificate once the whole
 // sequence passed (the identity certificate is confirmed with the run).
 func (r *run) confirmSigningKey(ctx context.Context) error {
 	if r.trust.issued == "" {
 		return nil
 	}
-	st, ok := r.p.cfg.Store.(signingConfirmer)
-	if !ok {
-		return fmt.Errorf("%w: the station database cannot confirm certificates", ErrSigningKey)
-	}
-	if err := st.MarkConfirmed(context.WithoutCancel(ctx), r.trust.issued); err != nil {
+	if err := r.p.cfg.Store.MarkConfirmed(context.WithoutCancel(ctx), r.trust.issued); err != nil {
 		return fmt.Errorf("%w: confirm signing certificate %s: %w", ErrSigningKey, r.trust.issued, err)
 	}
 	r.p.pending.remove(r.trust.issued)

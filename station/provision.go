@@ -40,6 +40,7 @@ type Store interface {
 	CompleteIssue(ctx context.Context, intentID int64, c db.Certificate) error
 	MarkDelivered(ctx context.Context, certSerialHex string) error
 	ConfirmAndFinish(ctx context.Context, certSerialHex string, runID int64, steps map[string]time.Duration) error
+	MarkConfirmed(ctx context.Context, certSerialHex string) error
 
 	// Identity, red bin and revocation of unconfirmed certificates.
 	ActiveRedBin(ctx context.Context, chipID []byte) (*db.RedBinEntry, error)
