@@ -311,3 +311,55 @@ func testenvTools(t *testing.T, tools ...string) {
 		}
 	}
 }
+
+// BenchmarkEOLExtraSLB9670 is the whole provisioning sequence of one
+// fresh TPM device on the SLB9670 latency profile with its cable paced at
+// 115200 baud (as BenchmarkBenchThroughput), without the issue-15 steps
+// (signing_key off, no firmware trust) and with all of them (signing key,
+// EOL check with it, owner authorisation sealed and set, counter, anchors
+// written, locked and read back). The difference of the two is the extra
+// end-of-line work per device. A fresh device per iteration: the anchors
+// are locked for good.
+func BenchmarkEOLExtraSLB9670(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("issue15=%v", on), func(b *testing.B) {
+			var total time.Duration
+			n := 0
+			for b.Loop() {
+				b.StopTimer()
+				l := newTestLineOpts(b, sim.BenchConfig{N: 1, LatencyProfile: "slb9670", Baud: 115200})
+				cfg := l.prov.cfg
+				if on {
+					pubPath, _, err := GenerateEscrowKey(b.TempDir(), []byte("bench escrow passphrase"))
+					if err != nil {
+						b.Fatal(err)
+					}
+					pub, err := LoadEscrowPublicKey(pubPath)
+					if err != nil {
+						b.Fatal(err)
+					}
+					cfg.Trust = TrustConfig{Firmware: &FirmwareTrust{PolicyVersion: 1, DeviceClass: "gw-1", Roots: l.ca.Roots()}, OwnerAuth: OwnerAuthPolicy{Escrow: pub}}
+				} else {
+					cfg.Trust = TrustConfig{SigningKey: SigningKeyOff}
+				}
+				p, err := NewProvisioner(cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				d := l.bench.Devices[0]
+				b.StartTimer()
+				t0 := time.Now()
+				res, err := p.Provision(context.Background(), Job{Slot: 1, Port: d.Port})
+				if err != nil {
+					b.Fatal(err)
+				}
+				total += time.Since(t0)
+				n++
+				if on != (res.SigningChain != nil) {
+					b.Fatalf("signing chain present: %v", res.SigningChain != nil)
+				}
+			}
+			b.ReportMetric(float64(total.Milliseconds())/float64(n), "ms/device")
+		})
+	}
+}
