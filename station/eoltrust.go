@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
@@ -359,17 +360,32 @@ func (r *run) ownerAuthGate(ctx context.Context) error {
 	return nil
 }
 
-// confirmSigningKey confirms the signing certificate once the whole
-// sequence passed (the identity certificate is confirmed with the run).
-func (r *run) confirmSigningKey(ctx context.Context) error {
-	if r.trust.issued == "" {
-		return nil
+// allConfirmer confirms several certificates and closes the run in one
+// durable commit (db.Store).
+type allConfirmer interface {
+	ConfirmAllAndFinish(ctx context.Context, certSerialHexes []string, runID int64, steps map[string]time.Duration) error
+}
+
+// confirmAndFinish closes a good run: the identity certificate and, when
+// the run delivered one, the signing certificate are confirmed with the
+// run's result — in one commit when the store can, so that the signing
+// certificate costs the run no extra durable commit.
+func (r *run) confirmAndFinish(ctx context.Context, idSerial string, steps map[string]time.Duration) error {
+	st := r.p.cfg.Store
+	sn := r.trust.issued
+	if sn == "" {
+		return st.ConfirmAndFinish(ctx, idSerial, r.runID, steps)
 	}
-	if err := r.p.cfg.Store.MarkConfirmed(context.WithoutCancel(ctx), r.trust.issued); err != nil {
-		return fmt.Errorf("%w: confirm signing certificate %s: %w", ErrSigningKey, r.trust.issued, err)
+	var err error
+	if ac, ok := st.(allConfirmer); ok {
+		err = ac.ConfirmAllAndFinish(ctx, []string{idSerial, sn}, r.runID, steps)
+	} else if err = st.MarkConfirmed(ctx, sn); err == nil {
+		err = st.ConfirmAndFinish(ctx, idSerial, r.runID, steps)
 	}
-	r.p.pending.remove(r.trust.issued)
-	return nil
+	if err == nil {
+		r.p.pending.remove(sn)
+	}
+	return err
 }
 
 // trustDefinitive: a signing-key, anchors or owner-authorisation failure

@@ -373,7 +373,7 @@ func (p *Provisioner) Provision(ctx context.Context, job Job) (res *Result, err 
 		if err == nil {
 			// Read-back and end-of-line passed: the certificate is
 			// confirmed and the run closed in one durable commit.
-			ferr = p.cfg.Store.ConfirmAndFinish(bg, res.CertSerial, r.runID, steps)
+			ferr = r.confirmAndFinish(bg, res.CertSerial, steps)
 		} else {
 			ferr = p.cfg.Store.FinishRun(bg, r.runID, "failed", err.Error(), steps)
 		}
@@ -657,9 +657,6 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 		if err != nil {
 			return nil, err
 		}
-	}
-	if err := r.confirmSigningKey(ctx); err != nil {
-		return nil, &StepError{Step: StepDone, Instruction: instruction(StepDone, err, r.job.Slot), Err: err}
 	}
 	return res, nil
 }
