@@ -3,11 +3,17 @@ package station
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"time"
@@ -92,7 +98,7 @@ var subStepOf = map[Step]Step{StepSigningKey: StepReadBack, StepAnchors: StepEOL
 // order. They are not in FaultPoints: they are reached only when the
 // device and the work order ask for them.
 const (
-	FaultSigningKey      = "after-signing-key"       // signing certificate issued, recorded and installed; end of line not run
+	FaultSigningKey      = "after-signing-key"       // signing certificate issued, recorded and installed; end-of-line module signed, not verified
 	FaultOwnerAuthSealed = "after-owner-auth-sealed" // owner authorisation sealed and recorded, not set on the chip
 	FaultAnchors         = "after-anchors"           // anchors written, locked and read back; certificates not confirmed
 )
@@ -110,10 +116,16 @@ const (
 type trustRun struct {
 	// signing: this device gets an LDevID (decided at Hello).
 	signing bool
-	// issued is the signing certificate this run signed or re-delivered.
+	// ev is the created and checked signing key; issuing its issuance,
+	// which runs while the device signs the end-of-line module.
+	ev      *signingEvidence
+	issuing *async
+	// issued is the signing certificate this run signed or re-delivered
+	// (set by the issuance; read after settleSigning).
 	issued string
-	// chain is the signing key's chain once installed.
-	chain []*x509.Certificate
+	// issuedChain is what the CA returned; chain the signing key's chain
+	// once installed.
+	issuedChain, chain []*x509.Certificate
 }
 
 // wantsSigningKey decides, from the work order and the Hello, whether the
@@ -157,13 +169,33 @@ func (r *run) signingKeyStep(ctx context.Context, hello *proto.HelloResponse, pr
 		if cfg.NamesFor != nil {
 			req.Names = cfg.NamesFor(r.serial)
 		}
-		res, err := provisionSigningKey(ctx, r.client, proven.Keys.IAKPublic, nonce, req, cfg.Lock, nil, r.issueSigning(ctx))
+		ev, err := createSigningKey(ctx, r.client, proven.Keys.IAKPublic, nonce, req, nil)
 		if err != nil {
 			return err
 		}
-		r.trust.chain = res.Chain
-		return r.faultErr(FaultSigningKey)
+		// The CA certifies the key (two durable records and a signature,
+		// ≈ 1.5 ms) while the device signs the end-of-line module with it
+		// (eolCheck): the station's own time stays off the device's path.
+		if ev.placeholder, err = placeholderChain(ev.csr.PublicKey); err != nil {
+			return fmt.Errorf("%w: %w", ErrSigningKey, err)
+		}
+		r.trust.ev = ev
+		issue := r.issueSigning(ctx)
+		r.trust.issuing = goAsync(func() error {
+			chain, err := ev.issue(issue)
+			r.trust.issuedChain = chain
+			return err
+		})
+		return nil
 	})
+}
+
+// settleSigning waits for the signing key's issuance (nil when none runs).
+func (r *run) settleSigning() error {
+	if r.trust.issuing == nil {
+		return nil
+	}
+	return r.trust.issuing.wait()
 }
 
 // issueSigning records the intent (role ldevid) and has the CA sign, or
@@ -212,22 +244,50 @@ func (r *run) issueSigning(ctx context.Context) signingIssueFunc {
 // the device has one (its chain must carry codeSigning), else with the
 // IDevID (endOfLine).
 func (r *run) eolCheck(ctx context.Context, c *proto.Client, nonce []byte, idChain []*x509.Certificate) error {
-	if r.trust.chain == nil {
+	if r.trust.ev == nil {
 		return r.endOfLine(ctx, c, nonce, idChain)
 	}
 	pol, err := r.p.eolPolicy()
 	if err != nil {
+		_ = r.settleSigning()
 		return err
 	}
-	signed, err := wasmsign.SignDigestFunc(eolModule(nonce), func(d []byte) ([]byte, error) {
+	// The device signs while the CA certifies its key: the signature is
+	// taken under a throwaway certificate of the same key (the signed
+	// message does not cover the chain) and embedded again under the
+	// issued chain, checked against its key by wasmsign.
+	module := eolModule(nonce)
+	var digest, sig []byte
+	_, err = wasmsign.SignDigestFunc(module, func(d []byte) ([]byte, error) {
 		var resp proto.SignDigestResponse
 		if err := c.Call(ctx, proto.MsgSignWithSigningKey, proto.SignDigestRequest{Digest: d}, &resp); err != nil {
 			return nil, err
 		}
+		digest, sig = bytes.Clone(d), resp.Signature
 		return resp.Signature, nil
-	}, r.trust.chain, nil)
+	}, r.trust.ev.placeholder, nil)
+	if serr := r.settleSigning(); serr != nil {
+		return serr
+	}
 	if err != nil {
 		return fmt.Errorf("%w: sign test module with the signing key: %w", ErrEndOfLine, err)
+	}
+	inst, err := r.trust.ev.install(ctx, c, r.trust.issuedChain, r.p.cfg.Lock)
+	if err != nil {
+		return err
+	}
+	r.trust.chain = inst.Chain
+	if err := r.faultErr(FaultSigningKey); err != nil {
+		return err
+	}
+	signed, err := wasmsign.SignDigestFunc(module, func(d []byte) ([]byte, error) {
+		if !bytes.Equal(d, digest) {
+			return nil, errors.New("the module's signed message changed")
+		}
+		return sig, nil
+	}, r.trust.chain, nil)
+	if err != nil {
+		return fmt.Errorf("%w: embed the signing key's chain: %w", ErrEndOfLine, err)
 	}
 	// wasmsign requires codeSigning on the leaf: the LDevID chain is
 	// verified as QA verifies firmware.
@@ -402,6 +462,7 @@ func trustDefinitive(err error) bool {
 // afterFailures is afterFailure for both certificates a run may have
 // signed: the identity certificate, then the signing certificate.
 func (r *run) afterFailures(ctx context.Context, runErr error) string {
+	_ = r.settleSigning() // its error is the run's, or the run failed before
 	note := r.afterFailure(ctx, runErr)
 	sn := r.trust.issued
 	if sn == "" || sn == r.issued {
@@ -448,4 +509,26 @@ func (r *run) faultErr(point string) error {
 		return f(point)
 	}
 	return nil
+}
+
+// placeholderChain is a one-certificate chain holding pub, issued by a
+// throwaway key: wasmsign takes the device's signature under it before
+// the CA's certificate exists. It is never stored, sent or trusted: the
+// module that is verified carries the issued chain.
+func placeholderChain(pub crypto.PublicKey) ([]*x509.Certificate, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "wsc placeholder"},
+		NotBefore: time.Unix(0, 0), NotAfter: time.Unix(1, 0)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, k)
+	if err != nil {
+		return nil, fmt.Errorf("placeholder certificate: %w", err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return []*x509.Certificate{c}, nil
 }

@@ -633,7 +633,6 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 	if err := r.signingKeyStep(ctx, hello, proven); err != nil {
 		return nil, err
 	}
-	res.SigningChain = r.trust.chain
 	err = r.do(ctx, StepEOL, func() error {
 		// End-of-line check: the device signs a WebAssembly module with its
 		// hardware key (its signing key when it has one) and the station
@@ -650,6 +649,7 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 	if err := r.anchorsStep(ctx, hello); err != nil {
 		return nil, err
 	}
+	res.SigningChain = r.trust.chain
 	if cfg.Lock {
 		err = r.do(ctx, StepLock, func() error {
 			return c.Lock(ctx)
