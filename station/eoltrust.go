@@ -3,17 +3,11 @@ package station
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"time"
@@ -176,9 +170,6 @@ func (r *run) signingKeyStep(ctx context.Context, hello *proto.HelloResponse, pr
 		// The CA certifies the key (two durable records and a signature,
 		// ≈ 1.5 ms) while the device signs the end-of-line module with it
 		// (eolCheck): the station's own time stays off the device's path.
-		if ev.placeholder, err = placeholderChain(ev.csr.PublicKey); err != nil {
-			return fmt.Errorf("%w: %w", ErrSigningKey, err)
-		}
 		r.trust.ev = ev
 		issue := r.issueSigning(ctx)
 		r.trust.issuing = goAsync(func() error {
@@ -252,26 +243,29 @@ func (r *run) eolCheck(ctx context.Context, c *proto.Client, nonce []byte, idCha
 		_ = r.settleSigning()
 		return err
 	}
-	// The device signs while the CA certifies its key: the signature is
-	// taken under a throwaway certificate of the same key (the signed
-	// message does not cover the chain) and embedded again under the
-	// issued chain, checked against its key by wasmsign.
+	// The device signs while the CA certifies its key. The signed message
+	// does not cover the chain: wasmsign hands over its digest (taken here
+	// under the identity chain and stopped there), the device signs it,
+	// and the signature is embedded under the issued chain below, where
+	// wasmsign checks it against the signing key.
 	module := eolModule(nonce)
-	var digest, sig []byte
-	_, err = wasmsign.SignDigestFunc(module, func(d []byte) ([]byte, error) {
-		var resp proto.SignDigestResponse
-		if err := c.Call(ctx, proto.MsgSignWithSigningKey, proto.SignDigestRequest{Digest: d}, &resp); err != nil {
-			return nil, err
-		}
-		digest, sig = bytes.Clone(d), resp.Signature
-		return resp.Signature, nil
-	}, r.trust.ev.placeholder, nil)
+	var digest []byte
+	if _, err := wasmsign.SignDigestFunc(module, func(d []byte) ([]byte, error) {
+		digest = bytes.Clone(d)
+		return nil, errDigestTaken
+	}, idChain, nil); !errors.Is(err, errDigestTaken) {
+		_ = r.settleSigning()
+		return fmt.Errorf("%w: digest of the test module: %w", ErrEndOfLine, err)
+	}
+	var resp proto.SignDigestResponse
+	err = c.Call(ctx, proto.MsgSignWithSigningKey, proto.SignDigestRequest{Digest: digest}, &resp)
 	if serr := r.settleSigning(); serr != nil {
 		return serr
 	}
 	if err != nil {
 		return fmt.Errorf("%w: sign test module with the signing key: %w", ErrEndOfLine, err)
 	}
+	sig := resp.Signature
 	inst, err := r.trust.ev.install(ctx, c, r.trust.issuedChain, r.p.cfg.Lock)
 	if err != nil {
 		return err
@@ -511,24 +505,5 @@ func (r *run) faultErr(point string) error {
 	return nil
 }
 
-// placeholderChain is a one-certificate chain holding pub, issued by a
-// throwaway key: wasmsign takes the device's signature under it before
-// the CA's certificate exists. It is never stored, sent or trusted: the
-// module that is verified carries the issued chain.
-func placeholderChain(pub crypto.PublicKey) ([]*x509.Certificate, error) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "wsc placeholder"},
-		NotBefore: time.Unix(0, 0), NotAfter: time.Unix(1, 0)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, k)
-	if err != nil {
-		return nil, fmt.Errorf("placeholder certificate: %w", err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	return []*x509.Certificate{c}, nil
-}
+// errDigestTaken stops wasmsign once it handed over the digest to sign.
+var errDigestTaken = errors.New("digest taken")

@@ -135,9 +135,6 @@ type signingEvidence struct {
 	csr        *x509.CertificateRequest
 	req        ca.IssueRequest
 	wantPolicy []byte
-	// placeholder is a throwaway one-certificate chain of the key
-	// (placeholderChain), for signing before the CA has certified it.
-	placeholder []*x509.Certificate
 }
 
 // createSigningKey has the device create (or reuse) its signing key and
