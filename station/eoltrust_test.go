@@ -138,6 +138,27 @@ func TestProvisionTrustSigningKeyOwnerAuth(t *testing.T) {
 		t.Fatal("the EOL module is not signed by the LDevID")
 	}
 
+	// The ledger: the signing certificate, the sealed and set owner
+	// authorisation, the anchors' digest and policy version.
+	entries, err := l.store.AuditEntries(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, e := range entries {
+		switch {
+		case e.Kind == "cert.issue" && strings.Contains(string(e.Detail), `"role":"ldevid"`):
+			kinds["cert.issue ldevid"]++
+		case e.Kind == "trust.anchors" && strings.Contains(string(e.Detail), `"policy_version":3`) && strings.Contains(string(e.Detail), `"anchors_sha256"`):
+			kinds[e.Kind]++
+		case strings.HasPrefix(e.Kind, "owner_auth."):
+			kinds[e.Kind]++
+		}
+	}
+	if kinds["cert.issue ldevid"] != 1 || kinds["trust.anchors"] != 1 || kinds["owner_auth.seal"] != 1 || kinds["owner_auth.set"] != 1 {
+		t.Fatalf("ledger rows %v", kinds)
+	}
+
 	// The sealed owner authorisation.
 	recs, err := l.store.OwnerAuths(ctx, d.Serial)
 	if err != nil || len(recs) != 1 || recs[0].Policy != db.OwnerAuthSealed || recs[0].State != db.OwnerAuthSet {
@@ -285,15 +306,33 @@ func TestTrustFaultPoints(t *testing.T) {
 
 // TestSESignsWithIDevID: with the same work order an ATECC608 device gets
 // no signing key; its IDevID keeps the profile's codeSigning and signs the
-// end-of-line module.
+// end-of-line module; its firmware trust anchors go into the chip's data
+// zone and are recorded, with no owner authorisation (a secure element
+// has none).
 func TestSESignsWithIDevID(t *testing.T) {
 	ctx := context.Background()
 	l := newTestLineOpts(t, sim.BenchConfig{N: 1, Mix: []string{"se"}})
-	p, _ := trustProvisioner(t, l, func(c *Config) { c.Trust.Firmware = nil })
+	p, _ := trustProvisioner(t, l, nil)
 	d := l.bench.Devices[0]
 	res, err := p.Provision(ctx, Job{Slot: 1, Port: d.Port})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if recs, err := l.store.OwnerAuths(ctx, d.Serial); err != nil || len(recs) != 0 {
+		t.Fatalf("SE owner authorisation records: %d, %v", len(recs), err)
+	}
+	entries, err := l.store.AuditEntries(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchorsRows := 0
+	for _, e := range entries {
+		if e.Kind == "trust.anchors" && strings.Contains(string(e.Detail), `"device":"`+d.Serial+`"`) && strings.Contains(string(e.Detail), `"policy_version":3`) {
+			anchorsRows++
+		}
+	}
+	if anchorsRows != 1 {
+		t.Fatalf("%d trust.anchors ledger rows for the SE, want 1", anchorsRows)
 	}
 	if res.SigningChain != nil || !slices.Contains(res.Chain[0].ExtKeyUsage, x509.ExtKeyUsageCodeSigning) {
 		t.Fatalf("SE: signing chain %v, IDevID EKUs %v", res.SigningChain != nil, res.Chain[0].ExtKeyUsage)
