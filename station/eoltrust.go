@@ -131,10 +131,13 @@ func (r *run) wantsSigningKey(hello *proto.HelloResponse, proof string) bool {
 
 // idevidEKUs is the identity certificate's EKU set: clientAuth only when
 // the device gets a signing key; otherwise the profile's (nil). A secure
-// element keeps the profile's codeSigning on its IDevID: the ATECC608 has
-// no attestation key to certify a second key with, and a second slot key
-// without that proof would be a weaker signing identity than the one its
-// certificate already binds — it signs firmware with its IDevID.
+// element keeps the profile's codeSigning on its IDevID and signs firmware
+// with it: its storage layout holds one device certificate (compressed,
+// slot 10, rebuilt from the maker's template) and its agent offers no
+// second certified key (no "signing-key" capability). A second key would
+// need another private-key slot, its own in-chip attestation and a second
+// compressed certificate; until then the one attested key signs, and the
+// certificate that names it must say so.
 func (r *run) idevidEKUs() []x509.ExtKeyUsage {
 	if r.trust.signing {
 		return IDevIDExtKeyUsages
@@ -142,9 +145,12 @@ func (r *run) idevidEKUs() []x509.ExtKeyUsage {
 	return nil
 }
 
-// signingKeyStep gives a TPM device its code-signing key: after the
-// identity chain was read back, with a fresh nonce; the certificate is
-// recorded as a certificate of role ldevid, linked to the device and run.
+// signingKeyStep gives a TPM device its code-signing key, after the
+// identity chain was read back: the device creates it and certifies it
+// with its IAK over a fresh nonce, the station checks that evidence, and
+// the CA's certificate (recorded as a certificate of role ldevid, linked
+// to the device and run) is issued while the device signs the end-of-line
+// module with the key; eolCheck installs the chain.
 func (r *run) signingKeyStep(ctx context.Context, hello *proto.HelloResponse, proven *Proven) error {
 	if !r.trust.signing {
 		return nil
