@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -201,10 +202,25 @@ func (s *Store) FinishRun(ctx context.Context, runID int64, result, errMsg strin
 // and uses its certificate (MarkConfirmed) and that its run succeeded
 // (FinishRun with RunOK): the last two records of a good provisioning.
 func (s *Store) ConfirmAndFinish(ctx context.Context, certSerialHex string, runID int64, steps map[string]time.Duration) error {
-	serial := NormalizeSerial(certSerialHex)
-	return s.withTx(ctx, fmt.Sprintf("confirm %s and finish run %d", serial, runID), func(tx *sql.Tx) error {
-		if err := s.markConfirmedTx(ctx, tx, serial); err != nil {
-			return err
+	return s.ConfirmAllAndFinish(ctx, []string{certSerialHex}, runID, steps)
+}
+
+// ConfirmAllAndFinish is ConfirmAndFinish for a run that delivered
+// several certificates (the identity certificate and the code-signing
+// certificate): all are confirmed and the run closed in one durable commit.
+func (s *Store) ConfirmAllAndFinish(ctx context.Context, certSerialHexes []string, runID int64, steps map[string]time.Duration) error {
+	if len(certSerialHexes) == 0 {
+		return fmt.Errorf("confirm and finish run %d: no certificate", runID)
+	}
+	serials := make([]string, len(certSerialHexes))
+	for i, c := range certSerialHexes {
+		serials[i] = NormalizeSerial(c)
+	}
+	return s.withTx(ctx, fmt.Sprintf("confirm %s and finish run %d", strings.Join(serials, ", "), runID), func(tx *sql.Tx) error {
+		for _, serial := range serials {
+			if err := s.markConfirmedTx(ctx, tx, serial); err != nil {
+				return err
+			}
 		}
 		return s.finishRunTx(ctx, tx, runID, RunOK, "", steps)
 	})

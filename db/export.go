@@ -63,7 +63,7 @@ func DisplaySerial(s string) string {
 func (s *Store) Export(ctx context.Context, f ExportFilter) ([]ExportRecord, error) {
 	// Splice the export's extra columns into certSelect's SELECT list.
 	q := strings.Replace(certSelect, "\n\tFROM", ", d.backend, d.status, d.work_order, COALESCE(d.provisioned_at, c.issued_at)\n\tFROM", 1) +
-		` WHERE c.id = (SELECT c2.id FROM certificates c2 WHERE c2.device_id = c.device_id
+		` WHERE c.id = (SELECT c2.id FROM certificates c2 WHERE c2.device_id = c.device_id AND c2.role = 'idevid'
 			ORDER BY c2.revoked_at IS NULL DESC, c2.issued_at DESC, c2.id DESC LIMIT 1)`
 	var args []any
 	if !f.Since.IsZero() {

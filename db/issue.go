@@ -79,6 +79,29 @@ type IssueIntent struct {
 	// is bound to it in the same transaction (ledger "device.bind"), and a
 	// device bound to another chip gives ErrDeviceMismatch.
 	ChipID []byte
+	// Role is the certificate's role: RoleIDevID (empty means it) or
+	// RoleLDevID. A device holds one live certificate per role; a new
+	// certificate supersedes only the live one of its own role.
+	Role string
+}
+
+// Certificate roles (issue_intents.role, certificates.role).
+const (
+	// RoleIDevID is the device identity certificate (clientAuth).
+	RoleIDevID = "idevid"
+	// RoleLDevID is the device's code-signing certificate (IEEE 802.1AR
+	// LDevID, codeSigning).
+	RoleLDevID = "ldevid"
+)
+
+func roleOf(r string) (string, error) {
+	switch r {
+	case "", RoleIDevID:
+		return RoleIDevID, nil
+	case RoleLDevID:
+		return RoleLDevID, nil
+	}
+	return "", fmt.Errorf("unknown certificate role %q", r)
 }
 
 // Certificate is a recorded device certificate.
@@ -122,6 +145,10 @@ func (s *Store) BeginIssue(ctx context.Context, in IssueIntent) (intentID int64,
 	}
 	if _, err := x509.ParsePKIXPublicKey(in.KeyPublicDER); err != nil {
 		return 0, nil, fmt.Errorf("begin issue for %s: public key: %w", in.DeviceSerial, err)
+	}
+	role, err := roleOf(in.Role)
+	if err != nil {
+		return 0, nil, fmt.Errorf("begin issue for %s: %w", in.DeviceSerial, err)
 	}
 	kh := KeyHash(in.KeyPublicDER)
 	err = s.withTxRelaxed(ctx, "begin issue for "+in.DeviceSerial, func(tx *sql.Tx) error {
@@ -212,28 +239,34 @@ func (s *Store) BeginIssue(ctx context.Context, in IssueIntent) (intentID int64,
 				return err
 			}
 		}
-		// A newer key abandons the device's older pending intents.
+		// A newer key abandons the device's older pending intents of its role.
 		if _, err := tx.ExecContext(ctx, `UPDATE issue_intents SET state = 'abandoned', closed_at = ?
-			WHERE device_id = ? AND state = 'pending'`, now, devID); err != nil {
+			WHERE device_id = ? AND state = 'pending' AND role = ?`, now, devID, role); err != nil {
 			return err
 		}
 		var run any
 		if in.RunID != 0 {
 			run = in.RunID
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO issue_intents (device_id, key_hash, key_der, work_order, run_id, proof, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, devID, kh, in.KeyPublicDER, nullString(in.WorkOrder), run, in.Proof, now)
+		res, err := tx.ExecContext(ctx, `INSERT INTO issue_intents (device_id, key_hash, key_der, work_order, run_id, proof, created_at, role)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, devID, kh, in.KeyPublicDER, nullString(in.WorkOrder), run, in.Proof, now, role)
 		if err != nil {
 			return err
 		}
 		if intentID, err = res.LastInsertId(); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE devices SET status = ?, updated_at = ? WHERE id = ?`, DeviceIssuing, now, devID); err != nil {
-			return err
+		if role == RoleIDevID {
+			if _, err := tx.ExecContext(ctx, `UPDATE devices SET status = ?, updated_at = ? WHERE id = ?`, DeviceIssuing, now, devID); err != nil {
+				return err
+			}
 		}
-		return s.appendAudit(ctx, tx, "issue.intent", s.actor, map[string]any{
-			"device": in.DeviceSerial, "intent": intentID, "key": hex.EncodeToString(kh), "work_order": in.WorkOrder, "run": in.RunID, "proof": in.Proof})
+		detail := map[string]any{
+			"device": in.DeviceSerial, "intent": intentID, "key": hex.EncodeToString(kh), "work_order": in.WorkOrder, "run": in.RunID, "proof": in.Proof}
+		if role != RoleIDevID {
+			detail["role"] = role
+		}
+		return s.appendAudit(ctx, tx, "issue.intent", s.actor, detail)
 	})
 	if err != nil {
 		return 0, nil, err
@@ -273,10 +306,10 @@ func (s *Store) CompleteIssue(ctx context.Context, intentID int64, c Certificate
 		var ikh, ider []byte
 		var wo sql.NullString
 		var run sql.NullInt64
-		var proof string
-		err := tx.QueryRowContext(ctx, `SELECT i.device_id, d.serial, i.state, i.key_hash, i.key_der, i.work_order, i.run_id, i.proof
+		var proof, role string
+		err := tx.QueryRowContext(ctx, `SELECT i.device_id, d.serial, i.state, i.key_hash, i.key_der, i.work_order, i.run_id, i.proof, i.role
 			FROM issue_intents i JOIN devices d ON d.id = i.device_id WHERE i.id = ?`, intentID).
-			Scan(&devID, &devSerial, &state, &ikh, &ider, &wo, &run, &proof)
+			Scan(&devID, &devSerial, &state, &ikh, &ider, &wo, &run, &proof, &role)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("intent: %w", ErrNotFound)
 		}
@@ -314,10 +347,10 @@ func (s *Store) CompleteIssue(ctx context.Context, intentID int64, c Certificate
 		if err != nil {
 			return err
 		}
-		// Supersede the previous live certificate (at most one, by the partial unique index).
+		// Supersede the previous live certificate of this role (at most one, by the partial unique index).
 		var oldSerial string
 		var oldIssuer []byte
-		err = tx.QueryRowContext(ctx, "SELECT serial_hex, issuer_key_id FROM certificates WHERE device_id = ? AND revoked_at IS NULL", devID).
+		err = tx.QueryRowContext(ctx, "SELECT serial_hex, issuer_key_id FROM certificates WHERE device_id = ? AND role = ? AND revoked_at IS NULL", devID, role).
 			Scan(&oldSerial, &oldIssuer)
 		switch {
 		case err == nil:
@@ -344,16 +377,18 @@ func (s *Store) CompleteIssue(ctx context.Context, intentID int64, c Certificate
 			chainID = id
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO certificates (serial_hex, device_id, key_id, intent_id, issuer_key_id, der,
-			chain_id, not_before, not_after, status, issued_at, proof) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			chain_id, not_before, not_after, status, issued_at, proof, role) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			serial, devID, keyID, intentID, issuerKeyID, c.DER, chainID, leaf.NotBefore.UnixNano(), leaf.NotAfter.UnixNano(),
-			CertIssued, now, proof); err != nil {
+			CertIssued, now, proof, role); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, "UPDATE issue_intents SET state = 'completed', closed_at = ? WHERE id = ?", now, intentID); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, "UPDATE devices SET status = ?, updated_at = ? WHERE id = ?", DeviceIssued, now, devID); err != nil {
-			return err
+		if role == RoleIDevID {
+			if _, err := tx.ExecContext(ctx, "UPDATE devices SET status = ?, updated_at = ? WHERE id = ?", DeviceIssued, now, devID); err != nil {
+				return err
+			}
 		}
 		refs, err := s.refRows(ctx, tx, "keys", strings.ToUpper(hex.EncodeToString(keyHash)))
 		if err != nil {
@@ -363,9 +398,13 @@ func (s *Store) CompleteIssue(ctx context.Context, intentID int64, c Certificate
 		if err != nil {
 			return err
 		}
-		return s.appendAudit(ctx, tx, "cert.issue", s.actor, map[string]any{
+		detail := map[string]any{
 			"serial": serial, "device": devSerial, "issuer": hex.EncodeToString(issuerKeyID), "key": hex.EncodeToString(keyHash),
-			"intent": intentID, "work_order": wo.String, "run": run.Int64, "proof": proof}, append(refs, crefs...)...)
+			"intent": intentID, "work_order": wo.String, "run": run.Int64, "proof": proof}
+		if role != RoleIDevID {
+			detail["role"] = role
+		}
+		return s.appendAudit(ctx, tx, "cert.issue", s.actor, detail, append(refs, crefs...)...)
 	})
 }
 
@@ -490,9 +529,19 @@ func scanCertificate(r rowScanner) (*Certificate, error) {
 
 // LiveCertificate returns the device's certificate that is not revoked, or ErrNotFound.
 func (s *Store) LiveCertificate(ctx context.Context, deviceSerial string) (*Certificate, error) {
-	c, err := scanCertificate(s.rdb.QueryRowContext(ctx, certSelect+" WHERE d.serial = ? AND c.revoked_at IS NULL", deviceSerial))
+	c, err := scanCertificate(s.rdb.QueryRowContext(ctx, certSelect+" WHERE d.serial = ? AND c.role = 'idevid' AND c.revoked_at IS NULL", deviceSerial))
 	if err != nil {
 		return nil, fmt.Errorf("live certificate of %s: %w", deviceSerial, mapErr(err))
+	}
+	return c, nil
+}
+
+// LiveSigningCertificate returns the device's code-signing (LDevID)
+// certificate that is not revoked, or ErrNotFound.
+func (s *Store) LiveSigningCertificate(ctx context.Context, deviceSerial string) (*Certificate, error) {
+	c, err := scanCertificate(s.rdb.QueryRowContext(ctx, certSelect+" WHERE d.serial = ? AND c.role = 'ldevid' AND c.revoked_at IS NULL", deviceSerial))
+	if err != nil {
+		return nil, fmt.Errorf("live signing certificate of %s: %w", deviceSerial, mapErr(err))
 	}
 	return c, nil
 }
@@ -507,9 +556,20 @@ func (s *Store) GetCertificate(ctx context.Context, serialHex string) (*Certific
 	return c, nil
 }
 
-// Certificates returns all certificates of a device, oldest first.
+// Certificates returns all identity certificates (role idevid) of a
+// device, oldest first.
 func (s *Store) Certificates(ctx context.Context, deviceSerial string) ([]Certificate, error) {
-	rows, err := s.rdb.QueryContext(ctx, certSelect+" WHERE d.serial = ? ORDER BY c.id", deviceSerial)
+	return s.certificatesOfRole(ctx, deviceSerial, RoleIDevID)
+}
+
+// SigningCertificates returns all code-signing certificates (role ldevid)
+// of a device, oldest first.
+func (s *Store) SigningCertificates(ctx context.Context, deviceSerial string) ([]Certificate, error) {
+	return s.certificatesOfRole(ctx, deviceSerial, RoleLDevID)
+}
+
+func (s *Store) certificatesOfRole(ctx context.Context, deviceSerial, role string) ([]Certificate, error) {
+	rows, err := s.rdb.QueryContext(ctx, certSelect+" WHERE d.serial = ? AND c.role = ? ORDER BY c.id", deviceSerial, role)
 	if err != nil {
 		return nil, fmt.Errorf("certificates of %s: %w", deviceSerial, mapErr(err))
 	}

@@ -207,25 +207,43 @@ func (s *Store) Rebind(ctx context.Context, serial string, chipID []byte, proof,
 		if err != nil {
 			return err
 		}
-		var certSerial string
-		var issuer []byte
-		err = tx.QueryRowContext(ctx, "SELECT serial_hex, issuer_key_id FROM certificates WHERE device_id = ? AND revoked_at IS NULL", devID).
-			Scan(&certSerial, &issuer)
-		switch {
-		case err == nil:
-			if err := revokeTx(ctx, tx, certSerial, issuer, ReasonSuperseded, now); err != nil {
+		// Every live certificate of the old chip's keys (identity and, since
+		// migration 0006, code-signing) is superseded.
+		type live struct {
+			serial string
+			issuer []byte
+		}
+		var lives []live
+		rows, err := tx.QueryContext(ctx, "SELECT serial_hex, issuer_key_id FROM certificates WHERE device_id = ? AND revoked_at IS NULL ORDER BY id", devID)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var l live
+			if err := rows.Scan(&l.serial, &l.issuer); err != nil {
+				rows.Close()
 				return err
 			}
-			refs, err := s.revocationRefs(ctx, tx, certSerial, true)
+			lives = append(lives, l)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, l := range lives {
+			if err := revokeTx(ctx, tx, l.serial, l.issuer, ReasonSuperseded, now); err != nil {
+				return err
+			}
+			refs, err := s.revocationRefs(ctx, tx, l.serial, true)
 			if err != nil {
 				return err
 			}
 			if err := s.appendAudit(ctx, tx, "cert.revoke", supervisor, map[string]any{
-				"serial": certSerial, "device": serial, "reason": ReasonName(ReasonSuperseded), "rework": true}, refs...); err != nil {
+				"serial": l.serial, "device": serial, "reason": ReasonName(ReasonSuperseded), "rework": true}, refs...); err != nil {
 				return err
 			}
-		case !errors.Is(err, sql.ErrNoRows):
-			return err
 		}
 		if _, err := tx.ExecContext(ctx, "UPDATE devices SET ek_pub_hash = ?, proof = ?, updated_at = ? WHERE id = ?",
 			chipID, proof, now, devID); err != nil {

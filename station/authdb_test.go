@@ -54,25 +54,32 @@ func TestIssuanceThroughAuthDB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	issues := 0
+	issues, signing := 0, 0
 	for _, e := range entries {
 		if e.Kind != "cert.issue" {
 			continue
 		}
-		issues++
 		var det struct {
-			Run    int64 `json:"run"`
-			Intent int64 `json:"intent"`
+			Run    int64  `json:"run"`
+			Intent int64  `json:"intent"`
+			Role   string `json:"role"`
 		}
 		if err := json.Unmarshal(e.Detail, &det); err != nil {
 			t.Fatal(err)
+		}
+		// The TPM device also gets its code-signing certificate (issue 15),
+		// recorded the same way with role ldevid.
+		if det.Role == db.RoleLDevID {
+			signing++
+		} else {
+			issues++
 		}
 		if det.Run == 0 || det.Intent == 0 {
 			t.Errorf("issuance not tied to the station's run and intent: %s", e.Detail)
 		}
 	}
-	if issues != 1 {
-		t.Fatalf("%d cert.issue audit rows, want 1", issues)
+	if issues != 1 || signing != 1 {
+		t.Fatalf("%d identity and %d signing cert.issue audit rows, want 1 each", issues, signing)
 	}
 
 	// A second run on the same key re-delivers: still one certificate.

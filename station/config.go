@@ -69,6 +69,8 @@ type FileConfig struct {
 	Audit AuditConfig `yaml:"audit"`
 	// Plant is the plant registry the station syncs its records to (optional; docs/plant.md).
 	Plant PlantConfig `yaml:"plant"`
+	// OwnerAuth says where TPM owner authorisations are sealed to (trustconfig.go).
+	OwnerAuth OwnerAuthConfig `yaml:"owner_auth,omitempty"`
 }
 
 // PlantConfig names the plant registry: a PostgreSQL connection string with the station's
@@ -164,6 +166,10 @@ type WorkOrder struct {
 	// accepts, in order of preference — tpm, atecc608, unattested. Default
 	// [tpm]; unattested only when listed.
 	Proofs []string `yaml:"proofs"`
+	// SigningKey is auto (default: TPM devices get a code-signing LDevID)
+	// or off; FirmwareTrust, when set, is written into the chip (trustconfig.go).
+	SigningKey    string               `yaml:"signing_key,omitempty"`
+	FirmwareTrust *FirmwareTrustConfig `yaml:"firmware_trust,omitempty"`
 }
 
 // LoadConfig reads and checks a station configuration file.
@@ -221,6 +227,7 @@ func makeAbsolute(c *FileConfig, base string) {
 		abs(&c.Discover.Globs[i])
 	}
 	abs(&c.Audit.Witness)
+	makeTrustAbsolute(c, abs)
 }
 
 // checkWorkOrder checks one work order (key prefix: work_order or
@@ -285,6 +292,7 @@ func (c *FileConfig) check() error {
 		}
 		ids[c.WorkOrders[i].ID] = true
 	}
+	errs = append(errs, c.checkTrust()...)
 	if len(c.Slots) == 0 && c.Discover.Empty() {
 		errs = append(errs, keyed("slots", errors.New("slots: list at least one slot, or say where to discover them (discover: usb/globs)")))
 	}

@@ -23,6 +23,9 @@ var (
 
 // instruction is the sentence the operator screen shows for a failure.
 func instruction(s Step, err error, slot int) string {
+	if t := trustInstruction(err, slot); t != "" {
+		return t
+	}
 	switch {
 	case errors.Is(err, ErrSerialInvalid):
 		return fmt.Sprintf("The device on slot %d reports a serial the station does not accept: put it in the red bin and call the shift lead (its firmware or label data is wrong). Nothing was recorded.", slot)

@@ -29,6 +29,9 @@ var Steps = []Step{StepConnect, StepHello, StepEK, StepKeys, StepAttest, StepAct
 
 // Index returns the position of s in Steps, or -1.
 func (s Step) Index() int {
+	if p, ok := subStepOf[s]; ok {
+		s = p
+	}
 	for i, x := range Steps {
 		if x == s {
 			return i

@@ -149,7 +149,7 @@ func (r *run) recordAttestFailure(ctx context.Context, err error) {
 // will never hold this certificate as issued: the chain it stored or read
 // back differs, or its end-of-line signature failed.
 func definitive(err error) bool {
-	return errors.Is(err, ErrReadBack) || errors.Is(err, ErrEndOfLine) || errors.Is(err, ErrDelivery)
+	return errors.Is(err, ErrReadBack) || errors.Is(err, ErrEndOfLine) || errors.Is(err, ErrDelivery) || trustDefinitive(err)
 }
 
 // afterFailure deals with a certificate a failed run signed or delivered

@@ -105,6 +105,41 @@ type MeasuredBootPolicy struct {
 // key whose public area carries another one or allows password use; the
 // result's AuthPolicy is the digest to record in the ledger.
 func ProvisionBoundSigningKey(ctx context.Context, c *proto.Client, iss Issuer, iakPublic, nonce []byte, req ca.IssueRequest, lock bool, mb *MeasuredBoot) (*SigningKeyResult, error) {
+	return provisionSigningKey(ctx, c, iakPublic, nonce, req, lock, mb, func(csrDER []byte, _ *x509.CertificateRequest, req ca.IssueRequest) ([]*x509.Certificate, error) {
+		return iss.Issue(ctx, csrDER, req)
+	})
+}
+
+// signingIssueFunc issues (or re-delivers) the signing key's certificate
+// for a CSR whose key the IAK certified.
+type signingIssueFunc func(csrDER []byte, csr *x509.CertificateRequest, req ca.IssueRequest) ([]*x509.Certificate, error)
+
+// provisionSigningKey is ProvisionBoundSigningKey with the issuance left
+// to issue (the station's sequence records an intent first).
+func provisionSigningKey(ctx context.Context, c *proto.Client, iakPublic, nonce []byte, req ca.IssueRequest, lock bool, mb *MeasuredBoot, issue signingIssueFunc) (*SigningKeyResult, error) {
+	ev, err := createSigningKey(ctx, c, iakPublic, nonce, req, mb)
+	if err != nil {
+		return nil, err
+	}
+	chain, err := ev.issue(issue)
+	if err != nil {
+		return nil, err
+	}
+	return ev.install(ctx, c, chain, lock)
+}
+
+// signingEvidence is a signing key the device created and the IAK
+// certified, checked by the station, not yet certified by the CA.
+type signingEvidence struct {
+	resp       proto.CreateSigningKeyResponse
+	csr        *x509.CertificateRequest
+	req        ca.IssueRequest
+	wantPolicy []byte
+}
+
+// createSigningKey has the device create (or reuse) its signing key and
+// certify it with the IAK over nonce, and checks that evidence.
+func createSigningKey(ctx context.Context, c *proto.Client, iakPublic, nonce []byte, req ca.IssueRequest, mb *MeasuredBoot) (*signingEvidence, error) {
 	creq := proto.CreateSigningKeyRequest{Nonce: nonce}
 	var wantPolicy []byte
 	if mb != nil {
@@ -148,16 +183,27 @@ func ProvisionBoundSigningKey(ctx context.Context, c *proto.Client, iss Issuer, 
 		return nil, fmt.Errorf("%w: the certified signing key does not carry the profile's authorization policy; reset the device's signing key (rework)", ErrSigningKey)
 	}
 	req.ExtKeyUsages = LDevIDExtKeyUsages
-	chain, err := iss.Issue(ctx, resp.CSR, req)
+	return &signingEvidence{resp: resp, csr: cert.CSR, req: req, wantPolicy: wantPolicy}, nil
+}
+
+// issue has the CA certify the checked key (codeSigning only) and checks
+// that the certificate holds it.
+func (ev *signingEvidence) issue(issue signingIssueFunc) ([]*x509.Certificate, error) {
+	chain, err := issue(ev.resp.CSR, ev.csr, ev.req)
 	if err != nil {
 		return nil, fmt.Errorf("%w: issue: %w", ErrSigningKey, err)
 	}
 	if len(chain) == 0 {
 		return nil, fmt.Errorf("%w: the CA returned no certificate", ErrSigningKey)
 	}
-	if k, ok := chain[0].PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(cert.CSR.PublicKey) {
+	if k, ok := chain[0].PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(ev.csr.PublicKey) {
 		return nil, fmt.Errorf("%w: the issued certificate does not hold the signing key", ErrSigningKey)
 	}
+	return chain, nil
+}
+
+// install writes the chain into the device and compares its SHA-256.
+func (ev *signingEvidence) install(ctx context.Context, c *proto.Client, chain []*x509.Certificate, lock bool) (*SigningKeyResult, error) {
 	der := make([][]byte, len(chain))
 	h := sha256.New()
 	for i, x := range chain {
@@ -171,5 +217,5 @@ func ProvisionBoundSigningKey(ctx context.Context, c *proto.Client, iss Issuer, 
 	if !bytes.Equal(inst.SHA256, h.Sum(nil)) {
 		return nil, fmt.Errorf("%w: the device stored another chain than the station sent", ErrSigningKey)
 	}
-	return &SigningKeyResult{Chain: chain, NVIndices: inst.NVIndices, Created: resp.Created, AuthPolicy: wantPolicy}, nil
+	return &SigningKeyResult{Chain: chain, NVIndices: inst.NVIndices, Created: ev.resp.Created, AuthPolicy: ev.wantPolicy}, nil
 }

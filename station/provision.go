@@ -40,6 +40,7 @@ type Store interface {
 	CompleteIssue(ctx context.Context, intentID int64, c db.Certificate) error
 	MarkDelivered(ctx context.Context, certSerialHex string) error
 	ConfirmAndFinish(ctx context.Context, certSerialHex string, runID int64, steps map[string]time.Duration) error
+	MarkConfirmed(ctx context.Context, certSerialHex string) error
 
 	// Identity, red bin and revocation of unconfirmed certificates.
 	ActiveRedBin(ctx context.Context, chipID []byte) (*db.RedBinEntry, error)
@@ -94,6 +95,12 @@ type Config struct {
 	// FaultInstalled, FaultReadBack, FaultEOL. Fault-injection tests kill
 	// the station there; production leaves it nil.
 	FaultPoint func(point string)
+	// FaultInject, when set, may fail the run at the issue-15 points
+	// (TrustFaultPoints) with the error it returns; tests only.
+	FaultInject func(point string) error
+	// Trust is the work order's signing-key and firmware-trust policy
+	// (issue 15; the zero value is the IEEE 802.1AR default).
+	Trust TrustConfig
 }
 
 // The named points of the sequence (Config.FaultPoint), in order.
@@ -204,6 +211,8 @@ type Result struct {
 	Duration time.Duration
 	Steps    map[Step]time.Duration
 	Wire     proto.Stats
+	// SigningChain is the code-signing key's chain (nil: the device signs with its IDevID).
+	SigningChain []*x509.Certificate
 }
 
 // StepError is a failed step with an instruction for the operator.
@@ -237,6 +246,9 @@ type Job struct {
 type Rework struct {
 	// Supervisor is the signed-in supervisor's id (recorded in the ledger).
 	Supervisor string
+	// ChipReset: the RMA desk cleared the TPM, so the owner authorisation
+	// sealed for it earlier no longer holds (recorded in the ledger).
+	ChipReset bool
 }
 
 // async is work the station does while the device works.
@@ -272,6 +284,7 @@ type run struct {
 	steps         map[Step]time.Duration
 	step          Step
 	start         time.Time
+	trust         trustRun // issue 15: signing key (eoltrust.go)
 }
 
 func (r *run) emit(state State, detail string, err error) {
@@ -337,7 +350,7 @@ func (p *Provisioner) Provision(ctx context.Context, job Job) (res *Result, err 
 		// A certificate signed for this run but never confirmed is not left
 		// live unnoticed (afterFailure); the run's error says what became
 		// of it.
-		if note := r.afterFailure(ctx, err); note != "" {
+		if note := r.afterFailures(ctx, err); note != "" {
 			err = withNote(err, note)
 		}
 	} else {
@@ -360,7 +373,7 @@ func (p *Provisioner) Provision(ctx context.Context, job Job) (res *Result, err 
 		if err == nil {
 			// Read-back and end-of-line passed: the certificate is
 			// confirmed and the run closed in one durable commit.
-			ferr = p.cfg.Store.ConfirmAndFinish(bg, res.CertSerial, r.runID, steps)
+			ferr = r.confirmAndFinish(bg, res.CertSerial, steps)
 		} else {
 			result := db.RunFailed
 			if errors.Is(err, db.ErrQuotaExceeded) || errors.Is(err, ca.ErrQuotaExceeded) {
@@ -441,6 +454,7 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	r.proof = proof.Name()
+	r.trust.signing = r.wantsSigningKey(hello, r.proof)
 	// A secure element gets a compressible certificate: whole-year
 	// validity. A profile that cannot give one is refused here, before the
 	// chip makes a key.
@@ -503,6 +517,9 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 		if err := r.rework(ctx, proof.Name(), proven.ChipID); err != nil {
 			return err
 		}
+		if err := r.ownerAuthGate(ctx); err != nil {
+			return err
+		}
 		keyDER := csr.RawSubjectPublicKeyInfo
 		intent, existing, err := cfg.Store.BeginIssue(ctx, db.IssueIntent{DeviceSerial: r.serial, KeyPublicDER: keyDER, WorkOrder: cfg.WorkOrder,
 			RunID: r.runID, Proof: proof.Name(), ChipID: proven.ChipID})
@@ -525,7 +542,7 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 			// the certificate leaves the authority (exactly once, and one
 			// durable commit rather than two).
 			req := ca.IssueRequest{DeviceSerial: r.serial, Validity: cfg.Validity, Profile: cfg.Profile, Proof: proof.Name(),
-				Model: hello.Model, Backend: hello.Backend, WorkOrder: cfg.WorkOrder, IntentID: intent, RunID: r.runID}
+				Model: hello.Model, Backend: hello.Backend, WorkOrder: cfg.WorkOrder, IntentID: intent, RunID: r.runID, ExtKeyUsages: r.idevidEKUs()}
 			if cfg.NamesFor != nil {
 				req.Names = cfg.NamesFor(r.serial)
 			}
@@ -619,10 +636,14 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 	if err != nil {
 		return nil, err
 	}
+	if err := r.signingKeyStep(ctx, hello, proven); err != nil {
+		return nil, err
+	}
 	err = r.do(ctx, StepEOL, func() error {
 		// End-of-line check: the device signs a WebAssembly module with its
-		// hardware key and the station verifies it as QA will.
-		if err := r.endOfLine(ctx, c, nonce, res.Chain); err != nil {
+		// hardware key (its signing key when it has one) and the station
+		// verifies it as QA will.
+		if err := r.eolCheck(ctx, c, nonce, res.Chain); err != nil {
 			return err
 		}
 		r.fault(FaultEOL)
@@ -631,6 +652,10 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 	if err != nil {
 		return nil, err
 	}
+	if err := r.anchorsStep(ctx, hello); err != nil {
+		return nil, err
+	}
+	res.SigningChain = r.trust.chain
 	if cfg.Lock {
 		err = r.do(ctx, StepLock, func() error {
 			return c.Lock(ctx)

@@ -44,6 +44,10 @@ const (
 	ReasonDiskFull           = "disk-full"            // db.ErrDiskFull: the station's disk is full
 	ReasonStorage            = "storage-error"        // db.ErrBusy, db.ErrCorrupt, db.ErrReadOnly: the station database failed
 	ReasonCancelled          = "cancelled"            // context.Canceled, DeadlineExceeded: the run was stopped
+	ReasonOwnerAuthSealed    = "owner-auth-sealed"    // ErrOwnerAuthSealed: the TPM holds an owner authorisation sealed earlier (RMA desk)
+	ReasonOwnerAuth          = "owner-auth-failed"    // ErrOwnerAuth: the owner authorisation could not be sealed, recorded or set (certificates revoked)
+	ReasonSigningKey         = "signing-key-failed"   // ErrSigningKey: the code-signing key was not proven, certified or installed (certificates revoked)
+	ReasonAnchors            = "trust-anchors-failed" // ErrAnchors: the firmware trust anchors were not written, read back equal or locked (certificates revoked)
 	ReasonInternal           = "internal"             // anything else: a bug or an unclassified failure (the reason says what)
 )
 
@@ -81,6 +85,10 @@ var reasonTable = []struct {
 	{ReasonDiskFull, []error{db.ErrDiskFull}},
 	{ReasonStorage, []error{db.ErrBusy, db.ErrCorrupt, db.ErrReadOnly, db.ErrSchemaTooNew}},
 	{ReasonCancelled, []error{context.Canceled, context.DeadlineExceeded}},
+	{ReasonOwnerAuthSealed, []error{ErrOwnerAuthSealed}},
+	{ReasonOwnerAuth, []error{ErrOwnerAuth}},
+	{ReasonSigningKey, []error{ErrSigningKey}},
+	{ReasonAnchors, []error{ErrAnchors}},
 }
 
 // ReasonCodes lists every code ReasonCode returns, in documentation order

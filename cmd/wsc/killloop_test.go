@@ -133,7 +133,7 @@ func checkInvariants(t *testing.T, path string, pub crypto.PublicKey) (unfinishe
 		t.Fatal(err)
 	}
 	if err := raw.QueryRow(`SELECT count(*) FROM (SELECT device_id FROM certificates WHERE revoked_at IS NULL
-		GROUP BY device_id HAVING count(*) > 1)`).Scan(&doubleLive); err != nil {
+		GROUP BY device_id, role HAVING count(*) > 1)`).Scan(&doubleLive); err != nil {
 		t.Fatal(err)
 	}
 	if err := raw.QueryRow(`SELECT count(*) FROM runs WHERE result IS NULL`).Scan(&unfinished); err != nil {

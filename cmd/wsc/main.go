@@ -39,7 +39,7 @@ func run(args []string) int {
 // (TestFrontCommandList).
 func rootCmd() *cobra.Command {
 	root := cli.Root()
-	root.AddCommand(demoCmd(), simCmd(), dbCmd(), stationCmd(), provisionCmd(), auditCmd(), operatorCmd(), caCmd(), signCmd(), verifyCmd(), qaCmd(), versionCmd(), redbinCmd(), plantCmd(), policyCmd())
+	root.AddCommand(demoCmd(), simCmd(), dbCmd(), stationCmd(), provisionCmd(), auditCmd(), operatorCmd(), caCmd(), signCmd(), verifyCmd(), qaCmd(), versionCmd(), redbinCmd(), plantCmd(), policyCmd(), ownerAuthCmd())
 	cli.Finish(root)
 	return root
 }

@@ -75,7 +75,9 @@ func TestQARevocationAndAudit(t *testing.T) {
 	}
 	dbPath := filepath.Join(ws, "station.db")
 	pass := demoPassFile(t, ws)
-	serial, err := exec.Command("sqlite3", dbPath, "SELECT c.serial_hex FROM certificates c JOIN devices d ON d.id = c.device_id WHERE d.serial = 'SIM-0002'").Output()
+	// The certificate that signed the device's firmware: its code-signing
+	// certificate (role ldevid) when it has one (issue 15), else its only one.
+	serial, err := exec.Command("sqlite3", dbPath, "SELECT c.serial_hex FROM certificates c JOIN devices d ON d.id = c.device_id WHERE d.serial = 'SIM-0002' ORDER BY c.role = 'ldevid' DESC LIMIT 1").Output()
 	if err != nil || len(bytes.TrimSpace(serial)) == 0 {
 		t.Fatalf("certificate of SIM-0002: %v %q", err, serial)
 	}

@@ -103,6 +103,9 @@ func openLine(ctx context.Context, path string) (_ *line, err error) {
 	if pcfg.Proofs, err = cfg.ProofPolicy(); err != nil {
 		return nil, err
 	}
+	if pcfg.Trust, err = cfg.TrustConfig(); err != nil {
+		return nil, err
+	}
 	l.prov, err = station.NewProvisioner(pcfg)
 	if err != nil {
 		return nil, err

@@ -40,6 +40,9 @@ func (l *line) provisionerFor(ctx context.Context, id string) (*station.Provisio
 	if pcfg.Proofs, err = cfg.ProofPolicy(); err != nil {
 		return nil, err
 	}
+	if pcfg.Trust, err = cfg.TrustConfig(); err != nil {
+		return nil, err
+	}
 	return station.NewProvisioner(pcfg)
 }
 

@@ -139,10 +139,15 @@ func (d *Device) writeChain(chain [][]byte) ([]uint32, error) {
 		}
 	}
 
-	// Content first (stream offsets chainHeaderSize..total), header last.
-	stream := append(make([]byte, chainHeaderSize, total), content...)
+	// Content first, header last. The header travels in the last write
+	// together with as much of the first index's content as fits one
+	// TPM_PT_NV_BUFFER_MAX command (one NV_Write less per chain than a
+	// separate header write; the last command is still the one that makes
+	// the chain valid, and the TPM executes it atomically).
+	stream := append(append(make([]byte, 0, total), header...), content...)
+	last := min(d.nvBufferMax, d.nvIndexMax, total)
 	for i := range n {
-		lo := max(i*d.nvIndexMax, chainHeaderSize)
+		lo := max(i*d.nvIndexMax, last)
 		hi := min((i+1)*d.nvIndexMax, total)
 		if lo >= hi {
 			continue
@@ -151,7 +156,7 @@ func (d *Device) writeChain(chain [][]byte) ([]uint32, error) {
 			return nil, fmt.Errorf("write chain: %w", err)
 		}
 	}
-	if err := d.writeNV(indices[0], 0, header); err != nil {
+	if err := d.writeNV(indices[0], 0, stream[:last]); err != nil {
 		return nil, fmt.Errorf("write chain header: %w", err)
 	}
 
@@ -276,6 +281,13 @@ func (d *Device) lockChain() error {
 	if err != nil {
 		return fmt.Errorf("lock chain: %w", err)
 	}
+	return d.lockIndices(indices)
+}
+
+// lockIndices write-locks the given chain indices (d.mu held); a locked
+// one is left alone. A caller that just wrote (and hashed) the chain
+// passes the indices writeChain returned, without reading it all back.
+func (d *Device) lockIndices(indices []uint32) error {
 	for _, idx := range indices {
 		pub, name, err := d.nvPublic(idx)
 		if err != nil {

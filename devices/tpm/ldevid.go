@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
@@ -157,10 +158,33 @@ func (d *Device) WriteSigningChain(chain [][]byte, lock bool) ([]uint32, error) 
 	d.chainBase = d.cfg.LDevIDNVBase
 	defer func() { d.chainBase = 0 }()
 	idx, err := d.writeChain(chain)
+	if errors.Is(err, tpm2.TPMRCNVLocked) {
+		// A locked chain is kept if it is the same one (a resumed end of
+		// line re-delivers the certificate the key already has).
+		if cur, cidx, rerr := d.readChain(); rerr == nil && chainsEqual(cur, chain) {
+			return cidx, nil
+		}
+		return nil, err
+	}
 	if err != nil || !lock {
 		return idx, err
 	}
-	return idx, d.lockChain()
+	// The chain was just written from these bytes and the station compares
+	// their SHA-256; locking needs only the indices (no read-back: three
+	// NV reads less on a real chip).
+	return idx, d.lockIndices(idx)
+}
+
+func chainsEqual(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // ReadSigningChain reads the code-signing key's chain (ErrNoChain when

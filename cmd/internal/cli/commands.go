@@ -21,6 +21,7 @@ var StationCommands = []Command{
 	{Name: "db", Short: "Read the station database"},
 	{Name: "demo", Short: "Provision simulated TPM (and secure-element) devices end to end with a fresh private CA"},
 	{Name: "operator", Short: "Manage the operators allowed to run the station"},
+	{Name: "owner-auth", Short: "The escrow key TPM owner authorisations are sealed to, and unsealing one at the RMA desk"},
 	{Name: "plant", Short: "The plant registry on PostgreSQL: set-up, sync, checks, revocation, bundle, reports"},
 	{Name: "policy", Short: "Signed PCR policies for code-signing keys bound to measured boot"},
 	{Name: "provision", Short: "Provision the one device on --port, headless, and exit (0 = provisioned)"},

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/station"
+)
+
+func ownerAuthCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "owner-auth",
+		Short: "The escrow key TPM owner authorisations are sealed to, and unsealing one at the RMA desk",
+		Long: `At end of line the station sets a random owner authorisation on each TPM that gets firmware trust
+anchors, sealed BEFORE it is set (HPKE: DHKEM(X25519), HKDF-SHA256, AES-256-GCM, bound to the device
+serial, chip and work order) to an escrow public key (station.yaml owner_auth.escrow_public_key). The
+station never knows it again; security staff open it offline with the escrow private key for an RMA
+or a rework. docs/owner-auth.md.`,
+	}
+	cmd.AddCommand(ownerAuthKeygenCmd(), ownerAuthUnsealCmd())
+	return cmd
+}
+
+func ownerAuthKeygenCmd() *cobra.Command {
+	var out, passSource string
+	var generate bool
+	cmd := &cobra.Command{
+		Use:   "keygen -o DIR",
+		Short: "Create the escrow key pair (public key for the stations, encrypted private key for security staff)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return usagef("-o DIR is required")
+			}
+			w := cmd.OutOrStdout()
+			pass, err := newSecret(w, passSource, generate, "escrow key")
+			if err != nil {
+				return usageError(err)
+			}
+			defer clear(pass)
+			pub, priv, err := station.GenerateEscrowKey(out, pass)
+			if err != nil {
+				if errors.Is(err, os.ErrExist) {
+					return usageError(err)
+				}
+				return internalError(err)
+			}
+			fmt.Fprintf(w, "escrow public key:  %s (station.yaml: owner_auth: {escrow_public_key: %s})\n", pub, pub)
+			fmt.Fprintf(w, "escrow private key: %s (encrypted PKCS#8: keep it offline with security staff, never on a station)\n", priv)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "folder for the key pair (created; existing keys are never overwritten)")
+	cmd.Flags().StringVar(&passSource, "passphrase-source", "prompt", "where the new private key passphrase comes from: "+secretSources)
+	cmd.Flags().BoolVar(&generate, "generate-passphrase", false, "generate a diceware passphrase and show it once instead of reading one")
+	return cmd
+}
+
+func ownerAuthUnsealCmd() *cobra.Command {
+	var serial, dbPath, keyPath, passSource, actor string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "unseal --serial S --db DB --key FILE",
+		Short: "Open a device's sealed owner authorisation (RMA desk; the unseal is written to the ledger)",
+		Long: `unseal prints the owner authorisation of the device's TPM as tpm2-tools takes it (hex:…), e.g. for
+tpm2_clear -c o -P hex:… before a rework. The ledger records who unsealed which record (never the
+value). Run it offline, at the RMA desk, on a copy of the station database or the station itself.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if serial == "" || dbPath == "" || keyPath == "" {
+				return usagef("--serial, --db and --key are required")
+			}
+			if actor == "" {
+				return usagef("--actor is required: the ledger records who unsealed the owner authorisation")
+			}
+			pass, err := ca.ReadPassphraseFor(passSource, "escrow key")
+			if err != nil {
+				return usagef("escrow key passphrase (--passphrase-source): %w", err)
+			}
+			k, err := station.LoadEscrowPrivateKey(keyPath, pass)
+			clear(pass)
+			if err != nil {
+				return usageError(err)
+			}
+			st, err := db.Open(dbPath, db.WithActor(actor))
+			if err != nil {
+				return internalError(err)
+			}
+			defer st.Close()
+			auth, rec, err := station.UnsealRecorded(cmd.Context(), st, serial, actor, k)
+			if err != nil {
+				if errors.Is(err, station.ErrUnseal) {
+					return failed(err)
+				}
+				return internalError(err)
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				return json.NewEncoder(w).Encode(map[string]any{"serial": serial, "record": rec.ID, "state": rec.State, "chip": fmt.Sprintf("%x", rec.ChipID),
+					"work_order": rec.WorkOrder, "owner_auth": auth.Hex()})
+			}
+			fmt.Fprintf(w, "%s (record %d, %s)\n", auth.Hex(), rec.ID, rec.State)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&serial, "serial", "", "device serial")
+	cmd.Flags().StringVar(&dbPath, "db", "", "station database (SQLite)")
+	cmd.Flags().StringVar(&keyPath, "key", "", "escrow private key (owner-auth-escrow.key.pem)")
+	cmd.Flags().StringVar(&passSource, "passphrase-source", "prompt", "where the escrow key passphrase comes from: "+secretSources)
+	cmd.Flags().StringVar(&actor, "actor", os.Getenv("USER"), "who unseals (recorded in the ledger)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

@@ -1,0 +1,515 @@
+package station
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/wsc-project/wsc/ca"
+	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/devices/proto"
+	"github.com/wsc-project/wsc/wasmsign"
+)
+
+// The end-of-line steps of issue 15, run inside the one provisioning
+// sequence (provision.go calls them): the device's code-signing key
+// (LDevID), the end-of-line check signed with it, and the firmware trust
+// anchors with the sealed owner authorisation.
+
+// Signing-key policies (TrustConfig.SigningKey).
+const (
+	// SigningKeyAuto is the IEEE 802.1AR default: a TPM device that
+	// announces the "signing-key" capability gets a separate code-signing
+	// key (LDevID, codeSigning only) and its identity certificate keeps
+	// clientAuth only. Other devices sign with their IDevID.
+	SigningKeyAuto = "auto"
+	// SigningKeyOff: every device signs with its IDevID (the profile's EKUs).
+	SigningKeyOff = "off"
+)
+
+// TrustConfig is what a work order says about signing keys and firmware
+// trust. The zero value is the 802.1AR default with no firmware trust.
+type TrustConfig struct {
+	// SigningKey is SigningKeyAuto ("" means it) or SigningKeyOff.
+	SigningKey string
+	// Firmware, when set, is written into devices that announce the
+	// "trust-anchors" capability, write-locked, after the end-of-line
+	// check.
+	Firmware *FirmwareTrust
+	// OwnerAuth is how a TPM's owner authorisation is set before the
+	// anchors are locked with it (required with Firmware for TPMs).
+	OwnerAuth OwnerAuthPolicy
+}
+
+// Check refuses a configuration the sequence cannot honour.
+func (t TrustConfig) Check() error {
+	switch t.SigningKey {
+	case "", SigningKeyAuto, SigningKeyOff:
+	default:
+		return fmt.Errorf("signing_key %q: want auto or off", t.SigningKey)
+	}
+	if t.OwnerAuth.Escrow != nil && t.OwnerAuth.None {
+		return errors.New("owner_auth: give either escrow_public_key or policy: none, not both")
+	}
+	if t.Firmware != nil {
+		if len(t.Firmware.Roots) == 0 || len(t.Firmware.Roots) > 8 {
+			return fmt.Errorf("firmware_trust: %d roots, want 1 to 8", len(t.Firmware.Roots))
+		}
+		if t.Firmware.DeviceClass == "" {
+			return errors.New("firmware_trust: device_class is empty")
+		}
+		if _, err := t.Firmware.Policy(0); err != nil {
+			return err
+		}
+		if t.OwnerAuth.Escrow == nil && !t.OwnerAuth.None {
+			return errors.New("firmware_trust needs owner_auth: an escrow_public_key (the owner authorisation is sealed to it) or an explicit policy: none")
+		}
+	}
+	return nil
+}
+
+// The issue-15 steps; on the operator's progress bar they count as the
+// step they belong to (subStepOf).
+const (
+	// StepSigningKey creates, certifies and installs the code-signing key.
+	StepSigningKey Step = "signing-key"
+	// StepAnchors seals and sets the owner authorisation and writes,
+	// locks and reads back the firmware trust anchors.
+	StepAnchors Step = "anchors"
+)
+
+// subStepOf maps the issue-15 steps to the step of Steps they show as.
+var subStepOf = map[Step]Step{StepSigningKey: StepReadBack, StepAnchors: StepEOL}
+
+// The named fault points of the issue-15 steps (Config.FaultPoint), in
+// order. They are not in FaultPoints: they are reached only when the
+// device and the work order ask for them.
+const (
+	FaultSigningKey      = "after-signing-key"       // signing certificate issued, recorded and installed; end-of-line module signed, not verified
+	FaultOwnerAuthSealed = "after-owner-auth-sealed" // owner authorisation sealed and recorded, not set on the chip
+	FaultAnchors         = "after-anchors"           // anchors written, locked and read back; certificates not confirmed
+)
+
+// TrustFaultPoints lists the issue-15 fault points in order.
+var TrustFaultPoints = []string{FaultSigningKey, FaultOwnerAuthSealed, FaultAnchors}
+
+// Hello capabilities of the issue-15 steps.
+const (
+	capSigningKey   = "signing-key"
+	capTrustAnchors = "trust-anchors"
+)
+
+// trustRun is a run's issue-15 state.
+type trustRun struct {
+	// signing: this device gets an LDevID (decided at Hello).
+	signing bool
+	// ev is the created and checked signing key; issuing its issuance,
+	// which runs while the device signs the end-of-line module.
+	ev      *signingEvidence
+	issuing *async
+	// issued is the signing certificate this run signed or re-delivered
+	// (set by the issuance; read after settleSigning).
+	issued string
+	// issuedChain is what the CA returned; chain the signing key's chain
+	// once installed.
+	issuedChain, chain []*x509.Certificate
+}
+
+// wantsSigningKey decides, from the work order and the Hello, whether the
+// device gets a separate code-signing key. Only a TPM device proven by its
+// EK and IAK can have one: the LDevID is certified by the same IAK.
+func (r *run) wantsSigningKey(hello *proto.HelloResponse, proof string) bool {
+	return r.p.cfg.Trust.SigningKey != SigningKeyOff && proof == ca.ProofTPM && hasCap(hello.Capabilities, capSigningKey)
+}
+
+// idevidEKUs is the identity certificate's EKU set: clientAuth only when
+// the device gets a signing key; otherwise the profile's (nil). A secure
+// element keeps the profile's codeSigning on its IDevID and signs firmware
+// with it: its storage layout holds one device certificate (compressed,
+// slot 10, rebuilt from the maker's template) and its agent offers no
+// second certified key (no "signing-key" capability). A second key would
+// need another private-key slot, its own in-chip attestation and a second
+// compressed certificate; until then the one attested key signs, and the
+// certificate that names it must say so.
+func (r *run) idevidEKUs() []x509.ExtKeyUsage {
+	if r.trust.signing {
+		return IDevIDExtKeyUsages
+	}
+	return nil
+}
+
+// signingKeyStep gives a TPM device its code-signing key, after the
+// identity chain was read back: the device creates it and certifies it
+// with its IAK over a fresh nonce, the station checks that evidence, and
+// the CA's certificate (recorded as a certificate of role ldevid, linked
+// to the device and run) is issued while the device signs the end-of-line
+// module with the key; eolCheck installs the chain.
+func (r *run) signingKeyStep(ctx context.Context, hello *proto.HelloResponse, proven *Proven) error {
+	if !r.trust.signing {
+		return nil
+	}
+	cfg := r.p.cfg
+	return r.do(ctx, StepSigningKey, func() error {
+		if proven.Keys == nil || len(proven.Keys.IAKPublic) == 0 {
+			return fmt.Errorf("%w: the device proved no attestation key to certify its signing key with", ErrSigningKey)
+		}
+		nonce, err := newNonce()
+		if err != nil {
+			return err
+		}
+		req := ca.IssueRequest{DeviceSerial: r.serial, Validity: cfg.Validity, Profile: cfg.Profile, Proof: r.proof,
+			Model: hello.Model, Backend: hello.Backend, WorkOrder: cfg.WorkOrder, RunID: r.runID}
+		if cfg.NamesFor != nil {
+			req.Names = cfg.NamesFor(r.serial)
+		}
+		ev, err := createSigningKey(ctx, r.client, proven.Keys.IAKPublic, nonce, req, nil)
+		if err != nil {
+			return err
+		}
+		// The CA certifies the key (two durable records and a signature,
+		// ≈ 1.5 ms) while the device signs the end-of-line module with it
+		// (eolCheck): the station's own time stays off the device's path.
+		r.trust.ev = ev
+		issue := r.issueSigning(ctx)
+		r.trust.issuing = goAsync(func() error {
+			chain, err := ev.issue(issue)
+			r.trust.issuedChain = chain
+			return err
+		})
+		return nil
+	})
+}
+
+// settleSigning waits for the signing key's issuance (nil when none runs).
+func (r *run) settleSigning() error {
+	if r.trust.issuing == nil {
+		return nil
+	}
+	return r.trust.issuing.wait()
+}
+
+// issueSigning records the intent (role ldevid) and has the CA sign, or
+// re-delivers the certificate the key already has.
+func (r *run) issueSigning(ctx context.Context) signingIssueFunc {
+	cfg := r.p.cfg
+	return func(csrDER []byte, csr *x509.CertificateRequest, req ca.IssueRequest) ([]*x509.Certificate, error) {
+		intent, existing, err := cfg.Store.BeginIssue(ctx, db.IssueIntent{DeviceSerial: r.serial, KeyPublicDER: csr.RawSubjectPublicKeyInfo,
+			WorkOrder: cfg.WorkOrder, RunID: r.runID, Proof: r.proof, ChipID: r.chipID, Role: db.RoleLDevID})
+		if err != nil {
+			return nil, fmt.Errorf("record signing-key intent: %w", err)
+		}
+		if existing != nil {
+			chain, err := parseChain(existing)
+			if err != nil {
+				return nil, err
+			}
+			r.trust.issued = SerialHex(chain[0])
+			return chain, nil
+		}
+		req.IntentID = intent
+		chain, err := cfg.Issuer.Issue(ctx, csrDER, req)
+		if err != nil {
+			return nil, err
+		}
+		if len(chain) == 0 {
+			return nil, errors.New("the CA returned no certificate")
+		}
+		leaf := chain[0]
+		r.trust.issued = SerialHex(leaf)
+		if !r.p.caRecords {
+			raw := make([][]byte, len(chain))
+			for i, c := range chain {
+				raw[i] = c.Raw
+			}
+			if err := cfg.Store.CompleteIssue(ctx, intent, db.Certificate{SerialHex: r.trust.issued, DeviceSerial: r.serial, IssuerKeyID: leaf.AuthorityKeyId,
+				DER: leaf.Raw, Chain: raw, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}); err != nil {
+				return nil, fmt.Errorf("record signing certificate: %w", err)
+			}
+		}
+		return chain, nil
+	}
+}
+
+// eolCheck is the end-of-line signature check: with the signing key when
+// the device has one (its chain must carry codeSigning), else with the
+// IDevID (endOfLine).
+func (r *run) eolCheck(ctx context.Context, c *proto.Client, nonce []byte, idChain []*x509.Certificate) error {
+	if r.trust.ev == nil {
+		return r.endOfLine(ctx, c, nonce, idChain)
+	}
+	pol, err := r.p.eolPolicy()
+	if err != nil {
+		_ = r.settleSigning()
+		return err
+	}
+	// The device signs while the CA certifies its key. The signed message
+	// does not cover the chain: wasmsign hands over its digest (taken here
+	// under the identity chain and stopped there), the device signs it,
+	// and the signature is embedded under the issued chain below, where
+	// wasmsign checks it against the signing key.
+	module := eolModule(nonce)
+	var digest []byte
+	if _, err := wasmsign.SignDigestFunc(module, func(d []byte) ([]byte, error) {
+		digest = bytes.Clone(d)
+		return nil, errDigestTaken
+	}, idChain, nil); !errors.Is(err, errDigestTaken) {
+		_ = r.settleSigning()
+		return fmt.Errorf("%w: digest of the test module: %w", ErrEndOfLine, err)
+	}
+	var resp proto.SignDigestResponse
+	err = c.Call(ctx, proto.MsgSignWithSigningKey, proto.SignDigestRequest{Digest: digest}, &resp)
+	if serr := r.settleSigning(); serr != nil {
+		return serr
+	}
+	if err != nil {
+		return fmt.Errorf("%w: sign test module with the signing key: %w", ErrEndOfLine, err)
+	}
+	sig := resp.Signature
+	inst, err := r.trust.ev.install(ctx, c, r.trust.issuedChain, r.p.cfg.Lock)
+	if err != nil {
+		return err
+	}
+	r.trust.chain = inst.Chain
+	if err := r.faultErr(FaultSigningKey); err != nil {
+		return err
+	}
+	signed, err := wasmsign.SignDigestFunc(module, func(d []byte) ([]byte, error) {
+		if !bytes.Equal(d, digest) {
+			return nil, errors.New("the module's signed message changed")
+		}
+		return sig, nil
+	}, r.trust.chain, nil)
+	if err != nil {
+		return fmt.Errorf("%w: embed the signing key's chain: %w", ErrEndOfLine, err)
+	}
+	// wasmsign requires codeSigning on the leaf: the LDevID chain is
+	// verified as QA verifies firmware.
+	res, err := wasmsign.Verify(signed, pol)
+	if err != nil {
+		return fmt.Errorf("%w: verify test module signed with the signing key: %w", ErrEndOfLine, err)
+	}
+	if res.DeviceSerial != r.serial {
+		return fmt.Errorf("%w: module signed by %q, expected %q", ErrEndOfLine, res.DeviceSerial, r.serial)
+	}
+	if dir := r.p.cfg.EOLModuleDir; dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, r.serial+".wasm"), signed, 0o644); err != nil {
+			return fmt.Errorf("keep signed test module: %w", err)
+		}
+	}
+	return nil
+}
+
+// anchorsStep installs the work order's firmware trust into a device that
+// announced "trust-anchors", in the same agent session: for a TPM it first
+// seals the new owner authorisation to the escrow key and records it, then
+// sets it (or records the explicit policy none); then the anchors are
+// written, locked and read back, and their digest and policy version go
+// to the ledger.
+func (r *run) anchorsStep(ctx context.Context, hello *proto.HelloResponse) error {
+	ft := r.p.cfg.Trust.Firmware
+	if ft == nil || !hasCap(hello.Capabilities, capTrustAnchors) {
+		return nil
+	}
+	return r.do(ctx, StepAnchors, func() error {
+		if r.proof == ca.ProofTPM {
+			if err := r.ownerAuth(ctx); err != nil {
+				return err
+			}
+		}
+		res, err := InstallFirmwareTrust(ctx, r.client, ft, nil)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(res.Anchors)
+		if err := r.p.cfg.Store.Audit(ctx, "trust.anchors", r.p.currentOperator(), map[string]any{"device": r.serial, "run": r.runID,
+			"anchors_sha256": hex.EncodeToString(sum[:]), "policy_version": ft.PolicyVersion, "device_class": ft.DeviceClass,
+			"counter_base": res.CounterBase, "locked": true}); err != nil {
+			return fmt.Errorf("record anchors: %w", err)
+		}
+		return r.faultErr(FaultAnchors)
+	})
+}
+
+// ownerAuth seals, records, then sets a new owner authorisation, or
+// records the policy none. A device whose TPM already holds an owner
+// authorisation this station sealed (an earlier run, a rework) is refused:
+// the station cannot open it, only the RMA desk with the escrow key can —
+// unless a supervisor's rework says the chip was reset (TPM2_Clear) at
+// the RMA desk, which is recorded.
+func (r *run) ownerAuth(ctx context.Context) error {
+	pol := r.p.cfg.Trust.OwnerAuth
+	st, ok := r.p.cfg.Store.(ownerAuthStore)
+	if !ok {
+		return fmt.Errorf("%w: the station database cannot record owner authorisations; upgrade it", ErrOwnerAuth)
+	}
+	if pol.Escrow == nil && !pol.None {
+		return fmt.Errorf("%w: the work order installs firmware trust but station.yaml has no owner_auth (escrow_public_key or policy: none)", ErrOwnerAuth)
+	}
+	binding := OwnerAuthBinding{Serial: r.serial, ChipID: r.chipID, WorkOrder: r.p.cfg.WorkOrder}
+	if pol.None {
+		if _, err := st.RecordOwnerAuth(ctx, db.OwnerAuthRecord{DeviceSerial: r.serial, RunID: r.runID, ChipID: r.chipID,
+			WorkOrder: binding.WorkOrder, Policy: db.OwnerAuthNone}); err != nil {
+			return fmt.Errorf("%w: record policy none: %w", ErrOwnerAuth, err)
+		}
+		return nil
+	}
+	raw, err := NewOwnerAuth()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrOwnerAuth, err)
+	}
+	auth := OwnerAuth(raw)
+	sealed, err := SealOwnerAuth(pol.Escrow, auth, binding)
+	if err != nil {
+		return err
+	}
+	id, err := st.RecordOwnerAuth(ctx, db.OwnerAuthRecord{DeviceSerial: r.serial, RunID: r.runID, ChipID: r.chipID, WorkOrder: binding.WorkOrder,
+		Policy: db.OwnerAuthSealed, EscrowKeyID: sealed.EscrowKeyID, Suite: sealed.Suite, Enc: sealed.Enc, Sealed: sealed.Sealed})
+	if err != nil {
+		return fmt.Errorf("%w: record the sealed value: %w", ErrOwnerAuth, err)
+	}
+	if err := r.faultErr(FaultOwnerAuthSealed); err != nil {
+		return err
+	}
+	if err := r.client.Call(ctx, proto.MsgSetOwnerAuth, proto.SetOwnerAuthRequest{NewAuth: auth}, &proto.SetOwnerAuthResponse{}); err != nil {
+		return fmt.Errorf("%w: set on the chip: %w", ErrOwnerAuth, err)
+	}
+	if err := st.MarkOwnerAuthSet(ctx, id); err != nil {
+		return fmt.Errorf("%w: record that it is set: %w", ErrOwnerAuth, err)
+	}
+	return nil
+}
+
+// ownerAuthGate runs before anything is issued or written: a chip whose
+// owner authorisation this station sealed and set earlier refuses every
+// owner-authorised NV write of this run, and the station cannot open the
+// sealed value — only the RMA desk can, with the escrow private key. The
+// run is refused with that instruction, unless a supervisor's rework says
+// the RMA desk reset the chip (recorded in the ledger).
+func (r *run) ownerAuthGate(ctx context.Context) error {
+	st, ok := r.p.cfg.Store.(ownerAuthStore)
+	if !ok || r.proof != ca.ProofTPM {
+		return nil
+	}
+	recs, err := st.OwnerAuths(ctx, r.serial)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrOwnerAuth, err)
+	}
+	for i := len(recs) - 1; i >= 0; i-- {
+		rec := recs[i]
+		if rec.Policy != db.OwnerAuthSealed || !bytes.Equal(rec.ChipID, r.chipID) {
+			continue
+		}
+		if r.job.Rework != nil && r.job.Rework.ChipReset {
+			if err := r.p.cfg.Store.Audit(ctx, "owner_auth.chip-reset", r.job.Rework.Supervisor, map[string]any{"device": r.serial, "run": r.runID, "record": rec.ID}); err != nil {
+				return fmt.Errorf("%w: record the chip reset: %w", ErrOwnerAuth, err)
+			}
+			return nil
+		}
+		return fmt.Errorf("%w: %w (record %d): take the device to the RMA desk: unseal it there (wsc owner-auth unseal), clear the TPM, then rework it on the line with the chip reset recorded", ErrOwnerAuth, ErrOwnerAuthSealed, rec.ID)
+	}
+	return nil
+}
+
+// allConfirmer confirms several certificates and closes the run in one
+// durable commit (db.Store).
+type allConfirmer interface {
+	ConfirmAllAndFinish(ctx context.Context, certSerialHexes []string, runID int64, steps map[string]time.Duration) error
+}
+
+// confirmAndFinish closes a good run: the identity certificate and, when
+// the run delivered one, the signing certificate are confirmed with the
+// run's result — in one commit when the store can, so that the signing
+// certificate costs the run no extra durable commit.
+func (r *run) confirmAndFinish(ctx context.Context, idSerial string, steps map[string]time.Duration) error {
+	st := r.p.cfg.Store
+	sn := r.trust.issued
+	if sn == "" {
+		return st.ConfirmAndFinish(ctx, idSerial, r.runID, steps)
+	}
+	var err error
+	if ac, ok := st.(allConfirmer); ok {
+		err = ac.ConfirmAllAndFinish(ctx, []string{idSerial, sn}, r.runID, steps)
+	} else if err = st.MarkConfirmed(ctx, sn); err == nil {
+		err = st.ConfirmAndFinish(ctx, idSerial, r.runID, steps)
+	}
+	if err == nil {
+		r.p.pending.remove(sn)
+	}
+	return err
+}
+
+// trustDefinitive: a signing-key, anchors or owner-authorisation failure
+// that is the device's answer, not the line's (a timeout or a pulled cable
+// is retried; a device that refuses or breaks its evidence is not).
+func trustDefinitive(err error) bool {
+	if !errors.Is(err, ErrSigningKey) && !errors.Is(err, ErrAnchors) && !errors.Is(err, ErrOwnerAuth) {
+		return false
+	}
+	return !errors.Is(err, proto.ErrTimeout) && !errors.Is(err, proto.ErrClosed) && !errors.Is(err, context.Canceled) &&
+		!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrOwnerAuthSealed)
+}
+
+// afterFailures is afterFailure for both certificates a run may have
+// signed: the identity certificate, then the signing certificate.
+func (r *run) afterFailures(ctx context.Context, runErr error) string {
+	_ = r.settleSigning() // its error is the run's, or the run failed before
+	note := r.afterFailure(ctx, runErr)
+	sn := r.trust.issued
+	if sn == "" || sn == r.issued {
+		return note
+	}
+	var more string
+	if !definitive(runErr) {
+		r.p.pending.add(sn)
+		more = fmt.Sprintf("signing certificate %s is issued but not confirmed: retry this device to deliver it again", sn)
+	} else if revoked, err := r.p.cfg.Store.RevokeUnconfirmed(context.WithoutCancel(ctx), sn, runErr.Error()); err != nil {
+		more = fmt.Sprintf("signing certificate %s could not be revoked (%v): call the shift lead", sn, err)
+	} else if revoked {
+		more = fmt.Sprintf("signing certificate %s revoked (cessationOfOperation)", sn)
+	} else {
+		more = fmt.Sprintf("signing certificate %s was already confirmed or revoked", sn)
+	}
+	if note == "" {
+		return more
+	}
+	return note + "; " + more
+}
+
+// trustInstruction is the operator's sentence for the issue-15 failures
+// ("" for other errors, and for a line fault that a reseat may cure).
+func trustInstruction(err error, slot int) string {
+	switch {
+	case errors.Is(err, ErrOwnerAuthSealed):
+		return fmt.Sprintf("The TPM of the device on slot %d holds an owner authorisation this station sealed earlier: take it to the RMA desk (wsc owner-auth unseal, clear the TPM), then rework it with the chip reset. Do not retry on the line.", slot)
+	case !trustDefinitive(err):
+		return ""
+	case errors.Is(err, ErrOwnerAuth):
+		return fmt.Sprintf("The owner authorisation of the device on slot %d could not be sealed, recorded or set: its certificates were revoked. Put it aside and call the shift lead (check station.yaml owner_auth).", slot)
+	case errors.Is(err, ErrSigningKey), errors.Is(err, ErrAnchors):
+		return fmt.Sprintf("The device on slot %d did not take its code-signing key or firmware trust anchors as sent: its certificates were revoked. Put it in the red bin and call the shift lead.", slot)
+	}
+	return ""
+}
+
+// faultErr is fault for the issue-15 points: a test's FaultInject may
+// fail the run there.
+func (r *run) faultErr(point string) error {
+	r.fault(point)
+	if f := r.p.cfg.FaultInject; f != nil {
+		return f(point)
+	}
+	return nil
+}
+
+// errDigestTaken stops wasmsign once it handed over the digest to sign.
+var errDigestTaken = errors.New("digest taken")
