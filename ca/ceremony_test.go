@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 	"io"
 	"os"
 	"os/exec"
@@ -178,9 +179,7 @@ func bundleOf(t *testing.T, m *machines) *Bundle {
 // each step, and checks every chain and every CRL with openssl
 // (-crl_check_all) for verifiers trusting only the old and only the new root.
 func TestTwoMachineCeremony(t *testing.T) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Fatal("openssl is required (scripts/deps installs it)")
-	}
+	testenv.NeedTools(t, "openssl")
 	m := newMachines(t)
 	ctx := m.ctx
 	// Root machine: the root only.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,6 +78,7 @@ func TestProfileValidity(t *testing.T) {
 }
 
 func TestInspect(t *testing.T) {
+	testenv.NeedTools(t, "openssl")
 	c, dir := newTestCA(t, WithRevocationStore(newMemRevocations()))
 	defer c.Close()
 	crl, err := c.CRL(context.Background(), nil)

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 	"math/big"
 	"net"
 	"strings"
@@ -29,6 +30,7 @@ import (
 // other anchors is refused as locked, and the result never prints the
 // owner authorization.
 func TestInstallFirmwareTrust(t *testing.T) {
+	testenv.NeedTools(t, "swtpm", "swtpm_setup", "swtpm_localca")
 	ctx := context.Background()
 	sw, err := sim.StartSWTPM(ctx, t.TempDir())
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -344,11 +345,7 @@ func TestSESignsWithIDevID(t *testing.T) {
 
 func testenvTools(t *testing.T, tools ...string) {
 	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not installed: run scripts/deps (tpm2-tools)", tool)
-		}
-	}
+	testenv.NeedTools(t, tools...)
 }
 
 // BenchmarkEOLExtraSLB9670 is the whole provisioning sequence of one

@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 	"net"
 	"path/filepath"
 	"slices"
@@ -115,6 +116,7 @@ func ldevidDevice(t testing.TB) (*tpm.Device, *agent.TPMBackend, *proto.Client) 
 // ldevidDeviceProfile is ldevidDevice with a chip latency profile.
 func ldevidDeviceProfile(t testing.TB, profile string) (*tpm.Device, *agent.TPMBackend, *proto.Client) {
 	t.Helper()
+	testenv.NeedTools(t, "swtpm", "swtpm_setup", "swtpm_localca")
 	ctx := context.Background()
 	sw, err := sim.StartSWTPM(ctx, t.TempDir())
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,6 +70,7 @@ func auditWorkspace(t *testing.T, wsc string) (dir, dbPath, fp string) {
 }
 
 func TestAuditVerifyCLI(t *testing.T) {
+	testenv.NeedTools(t, "sqlite3")
 	wsc, _ := buildBinaries(t)
 	dir, dbPath, fp := auditWorkspace(t, wsc)
 	run := func(args ...string) (string, int) {

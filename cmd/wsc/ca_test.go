@@ -659,9 +659,7 @@ func TestGuidedCeremony(t *testing.T) {
 // the station's setup (its install step waits while the root machine signs
 // in another terminal), then a rotation; each run leaves its transcript.
 func TestGuidedCeremonyInTmux(t *testing.T) {
-	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Fatal("tmux is required (scripts/deps installs it)")
-	}
+	testenv.NeedTools(t, "tmux")
 	wsc, _ := buildBinaries(t)
 	work := t.TempDir()
 	rootDir, stDir, media := filepath.Join(work, "root"), filepath.Join(work, "station"), filepath.Join(work, "usb")
@@ -753,9 +751,7 @@ func TestGuidedCeremonyInTmux(t *testing.T) {
 // prompt names the key, a new passphrase is asked twice, entries that
 // differ are refused and nothing is created; matching ones create the root.
 func TestInitPromptsTwice(t *testing.T) {
-	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Fatal("tmux is required (scripts/deps installs it)")
-	}
+	testenv.NeedTools(t, "tmux")
 	wsc, _ := buildBinaries(t)
 	work := t.TempDir()
 	for i, second := range []string{"not the same passphrase at all", rootPassword} {

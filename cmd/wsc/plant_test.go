@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 // registry's copy, the plant check passes, a plant revocation request is recorded, the report
 // prints as CSV; after the station's database is rewritten, `wsc audit verify --plant` fails.
 func TestPlantCLI(t *testing.T) {
+	testenv.NeedTools(t, "swtpm", "swtpm_setup", "swtpm_localca")
 	wsc, agent := buildBinaries(t)
 	ws := t.TempDir()
 	if b, err := exec.Command(wsc, "demo", "--devices", "2", "--workspace", ws, "--headless", "--agent", agent).CombinedOutput(); err != nil {
