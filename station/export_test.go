@@ -7,9 +7,10 @@ import (
 
 // NewLineForTest gives external test packages (station_test: benchmarks of
 // the operator view against the real station) a line of n simulated TPM
-// devices on ptys with its provisioner, CA and database (newTestLine).
-func NewLineForTest(tb testing.TB, n int) (*Provisioner, []string) {
-	l := newTestLine(tb, n, "")
+// devices on ptys with its provisioner, CA and database (newTestLine), their
+// TPMs as slow as the named chip profile ("" for plain swtpm).
+func NewLineForTest(tb testing.TB, n int, profile string) (*Provisioner, []string) {
+	l := newTestLine(tb, n, profile)
 	var ports []string
 	for _, d := range l.bench.Devices {
 		ports = append(ports, d.Port)

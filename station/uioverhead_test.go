@@ -19,50 +19,58 @@ import (
 // statistics panel shown ("t"). "view=none" is the same line without a view,
 // side by side in one run. Issue 13's target: ≤ 5 ms p50 with the panel on.
 func BenchmarkProvisionOverheadStatsPanel(b *testing.B) {
-	for _, withView := range []bool{false, true} {
-		name := "view=none"
-		if withView {
-			name = "view=stats-panel"
-		}
-		b.Run(name, func(b *testing.B) {
-			prov, ports := station.NewLineForTest(b, 1)
-			bench, err := station.NewBench(station.BenchConfig{Provisioner: prov, Slots: []station.SlotSpec{{Slot: 1, Port: ports[0]}}})
-			if err != nil {
-				b.Fatal(err)
+	for _, profile := range []string{"", "slb9670"} {
+		for _, withView := range []bool{false, true} {
+			name := "chip=swtpm"
+			if profile != "" {
+				name = "chip=" + profile
 			}
-			var events func(station.Event)
-			nEvents := 0
+			name += "/view=none"
 			if withView {
-				m := ui.NewBenchModel(ui.BenchOptions{Control: bench, WorkOrder: "WO-1", Station: "bench", Operator: "op"})
-				p := tea.NewProgram(m, tea.WithInput(nil), tea.WithOutput(io.Discard), tea.WithoutSignalHandler())
-				final := make(chan tea.Model, 1)
-				go func() { fm, _ := p.Run(); final <- fm }()
-				defer func() {
-					p.Quit()
-					// The figures count only if the panel was on.
-					if fm, ok := (<-final).(ui.BenchModel); !ok || !strings.Contains(fm.View(), "Statistics this shift") {
-						b.Fatal("the statistics panel was not shown")
-					}
-				}()
-				p.Send(tea.WindowSizeMsg{Width: 120, Height: 40})
-				p.Send(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("t")})
-				feed := ui.NewFeed(p.Send)
-				defer feed.Close()
-				events = func(e station.Event) { nEvents++; feed.Event(e) }
+				name = strings.Replace(name, "view=none", "view=stats-panel", 1)
 			}
-			var overhead []time.Duration
-			for b.Loop() {
-				b.StopTimer()
-				station.ResetDeviceForTest(b, ports[0])
-				b.StartTimer()
-				res, err := prov.Provision(context.Background(), station.Job{Slot: 1, Port: ports[0], Events: events})
-				if err != nil {
-					b.Fatal(err)
-				}
-				overhead = append(overhead, res.Duration-res.Wire.InCall)
-			}
-			b.ReportMetric(float64(station.P50ForTest(overhead).Microseconds())/1000, "overhead-p50-ms")
-			b.ReportMetric(float64(nEvents)/float64(len(overhead)), "events/device")
-		})
+			b.Run(name, func(b *testing.B) { benchOverheadWithView(b, profile, withView) })
+		}
 	}
+}
+
+func benchOverheadWithView(b *testing.B, profile string, withView bool) {
+	prov, ports := station.NewLineForTest(b, 1, profile)
+	bench, err := station.NewBench(station.BenchConfig{Provisioner: prov, Slots: []station.SlotSpec{{Slot: 1, Port: ports[0]}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var events func(station.Event)
+	nEvents := 0
+	if withView {
+		m := ui.NewBenchModel(ui.BenchOptions{Control: bench, WorkOrder: "WO-1", Station: "bench", Operator: "op"})
+		p := tea.NewProgram(m, tea.WithInput(nil), tea.WithOutput(io.Discard), tea.WithoutSignalHandler())
+		final := make(chan tea.Model, 1)
+		go func() { fm, _ := p.Run(); final <- fm }()
+		defer func() {
+			p.Quit()
+			// The figures count only if the panel was on.
+			if fm, ok := (<-final).(ui.BenchModel); !ok || !strings.Contains(fm.View(), "Statistics this shift") {
+				b.Fatal("the statistics panel was not shown")
+			}
+		}()
+		p.Send(tea.WindowSizeMsg{Width: 120, Height: 40})
+		p.Send(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("t")})
+		feed := ui.NewFeed(p.Send)
+		defer feed.Close()
+		events = func(e station.Event) { nEvents++; feed.Event(e) }
+	}
+	var overhead []time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		station.ResetDeviceForTest(b, ports[0])
+		b.StartTimer()
+		res, err := prov.Provision(context.Background(), station.Job{Slot: 1, Port: ports[0], Events: events})
+		if err != nil {
+			b.Fatal(err)
+		}
+		overhead = append(overhead, res.Duration-res.Wire.InCall)
+	}
+	b.ReportMetric(float64(station.P50ForTest(overhead).Microseconds())/1000, "overhead-p50-ms")
+	b.ReportMetric(float64(nEvents)/float64(len(overhead)), "events/device")
 }
