@@ -3,9 +3,12 @@ package station
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
 )
 
@@ -26,8 +29,21 @@ func (s *countingStore) CompleteIssue(ctx context.Context, id int64, c db.Certif
 // second time; revocation and the CRL see it.
 func TestIssuanceThroughAuthDB(t *testing.T) {
 	l := newTestLine(t, 1, "")
-	if !l.prov.caRecords {
-		t.Fatal("the provisioner does not know that the CA records issuance")
+	// A CA that does not record what it signs is refused: there is one
+	// issuance path.
+	dir := t.TempDir()
+	if err := ca.Init(filepath.Join(dir, "ca"), []byte("test passphrase"), ca.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	bare, err := ca.Open(filepath.Join(dir, "ca"), []byte("test passphrase"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	pc := l.prov.cfg
+	pc.Issuer = bare
+	if _, err := NewProvisioner(pc); err == nil || !strings.Contains(err.Error(), "ca.WithStore") {
+		t.Fatalf("a provisioner on a CA that records nothing: %v", err)
 	}
 	cs := &countingStore{Store: l.store}
 	l.prov.cfg.Store = cs

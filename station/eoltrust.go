@@ -223,16 +223,8 @@ func (r *run) issueSigning(ctx context.Context) signingIssueFunc {
 		}
 		leaf := chain[0]
 		r.trust.issued = SerialHex(leaf)
-		if !r.p.caRecords {
-			raw := make([][]byte, len(chain))
-			for i, c := range chain {
-				raw[i] = c.Raw
-			}
-			if err := cfg.Store.CompleteIssue(ctx, intent, db.Certificate{SerialHex: r.trust.issued, DeviceSerial: r.serial, IssuerKeyID: leaf.AuthorityKeyId,
-				DER: leaf.Raw, Chain: raw, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}); err != nil {
-				return nil, fmt.Errorf("record signing certificate: %w", err)
-			}
-		}
+		// The CA completed the intent inside its signature (one issuance
+		// path: NewProvisioner accepts only a recording issuer).
 		return chain, nil
 	}
 }

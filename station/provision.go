@@ -126,11 +126,6 @@ func (r *run) fault(point string) {
 type Provisioner struct {
 	cfg Config
 
-	// caRecords: the issuer records every certificate it signs in the
-	// station database itself (ca.CA opened with ca.WithStore(CAStore(db))),
-	// completing the station's issue intent inside its signature.
-	caRecords bool
-
 	// proofs is the proof policy (cfg.Proofs, or the default [tpm]).
 	proofs []Proof
 	// pending holds certificates of failed runs not yet confirmed.
@@ -191,8 +186,14 @@ func NewProvisioner(cfg Config) (*Provisioner, error) {
 	if len(proofs) == 0 {
 		return nil, errors.New("station: the proof policy accepts no proof")
 	}
-	rec, ok := cfg.Issuer.(IssuanceRecorder)
-	return &Provisioner{cfg: cfg, operator: cfg.Operator, proofs: proofs, caRecords: ok && rec.RecordsIssuance()}, nil
+	// One issuance path: intent (station) → signature and record (the CA,
+	// inside ca.Issue) → delivery. An issuer that does not record what it
+	// signs in the station database would leave certificates the ledger
+	// never saw: refused.
+	if rec, ok := cfg.Issuer.(IssuanceRecorder); !ok || !rec.RecordsIssuance() {
+		return nil, errors.New("station: the CA does not record what it issues in the station database: open it with ca.WithStore(station.CAStore(store))")
+	}
+	return &Provisioner{cfg: cfg, operator: cfg.Operator, proofs: proofs}, nil
 }
 
 // Result is what a successful provisioning produced.
@@ -561,12 +562,6 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 			leaf := chain[0]
 			res.CertSerial = SerialHex(leaf)
 			r.issued = res.CertSerial
-			if !r.p.caRecords {
-				if err := cfg.Store.CompleteIssue(ctx, intent, db.Certificate{SerialHex: res.CertSerial, DeviceSerial: r.serial, IssuerKeyID: leaf.AuthorityKeyId,
-					DER: leaf.Raw, Chain: chainDER, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}); err != nil {
-					return fmt.Errorf("record certificate: %w", err)
-				}
-			}
 			r.fault(FaultSigned)
 		}
 		installDER = chainDER
