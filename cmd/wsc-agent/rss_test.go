@@ -6,14 +6,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"crypto/x509"
 	"github.com/wsc-project/wsc/devices/agent"
@@ -108,30 +107,8 @@ func TestVerifyLargeModulePeakRSS(t *testing.T) {
 		cmd := exec.Command(bin, args...)
 		var outb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &outb, &outb
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		// getrusage's maxrss of a child counts the memory of the process it
-		// was forked from (the high-water mark of the address space exec
-		// replaced: here the test binary, much larger under -race). VmHWM
-		// in /proc/PID/status is the agent's own address space only; it
-		// only grows, so the last value read before exit is its peak (read
-		// every 5 ms; the stream reaches its steady state early).
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		var rss int64
-		var err error
-	poll:
-		for {
-			if v := vmHWM(cmd.Process.Pid); v > rss {
-				rss = v
-			}
-			select {
-			case err = <-done:
-				break poll
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
+		// The agent's own peak (VmHWM; see testenv.RunPeakRSS).
+		rss, err := testenv.RunPeakRSS(cmd)
 		b := outb.Bytes()
 		if err != nil || !strings.Contains(string(b), "accepted") {
 			t.Fatalf("wsc-agent %s: %v\n%s", args[0], err, b)
@@ -157,23 +134,4 @@ func leb(v uint32) []byte {
 		}
 		return append(b, c)
 	}
-}
-
-// vmHWM returns the peak resident set of process pid's own address space
-// (VmHWM in /proc/PID/status), in bytes; 0 when it cannot be read.
-func vmHWM(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0
-			}
-			return kb << 10
-		}
-	}
-	return 0
 }

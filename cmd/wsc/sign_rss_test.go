@@ -4,7 +4,7 @@ package main
 
 import (
 	"bytes"
-	"fmt"
+	"github.com/wsc-project/wsc/devices/sim/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // TestSignLargeModulePeakRSS: `wsc sign` streams the module. Signing a
@@ -61,29 +60,9 @@ func TestSignLargeModulePeakRSS(t *testing.T) {
 		"--trust", filepath.Join(pki, "bundle.pem"), "--passphrase-source", "file:"+filepath.Join(dir, "pass"), in, "-o", out)
 	var outb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &outb, &outb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// getrusage's ru_maxrss of a child counts the address space exec
-	// replaced (os/exec clones the test binary's memory before exec, and
-	// Linux carries that high-water mark over), so it is logged but not
-	// judged. VmHWM in /proc/PID/status is wsc's own peak; it only grows,
-	// so the largest value read before exit is its peak (read every 5 ms;
-	// the stream is at its steady state within the first megabytes).
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var hwm int64
-poll:
-	for {
-		if v := vmHWMOf(cmd.Process.Pid); v > hwm {
-			hwm = v
-		}
-		select {
-		case err = <-done:
-			break poll
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	// wsc's own peak (VmHWM), not getrusage's (see testenv.RunPeakRSS),
+	// which is logged for comparison only.
+	hwm, err := testenv.RunPeakRSS(cmd)
 	if err != nil {
 		t.Fatalf("wsc sign of a 300 MiB module: %v\n%s", err, outb.Bytes())
 	}
@@ -111,23 +90,4 @@ poll:
 	if err != nil || !strings.Contains(string(b), "1 valid") {
 		t.Fatalf("wsc verify of the signed 300 MiB module: %v\n%s", err, b)
 	}
-}
-
-// vmHWMOf returns the peak resident set of process pid's own address
-// space (VmHWM in /proc/PID/status), in bytes; 0 when it cannot be read.
-func vmHWMOf(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0
-			}
-			return kb << 10
-		}
-	}
-	return 0
 }

@@ -24,6 +24,23 @@ func (l *cutLine) Write(p []byte) (int, error) {
 	return l.ReadWriter.Write(p)
 }
 
+// cuttableLine starts a fake agent whose operations take delay, behind a real
+// pty whose agent-to-station direction can be cut, and a client that has
+// said Hello (so it knows the agent sends keepalives).
+func cuttableLine(tb testing.TB, delay time.Duration) (*Client, *cutLine, *fakeDevice) {
+	tb.Helper()
+	dev := newFakeDevice()
+	dev.delay, dev.fastHello = delay, true
+	m, s := openPty(tb)
+	line := &cutLine{ReadWriter: s}
+	startServer(tb, line, dev)
+	c := newClientOn(tb, m)
+	if _, err := c.Hello(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	return c, line, dev
+}
+
 // TestKeepaliveLongOperation: an operation longer than KeepaliveTimeout
 // succeeds on the first attempt because the agent keeps saying it is busy.
 func TestKeepaliveLongOperation(t *testing.T) {
@@ -56,16 +73,8 @@ func TestKeepaliveLongOperation(t *testing.T) {
 // silence (a lost request would be answered then) and gives up when the
 // silence reaches KeepaliveTimeout, with attempts to spare.
 func TestKeepaliveDetectsPulledCable(t *testing.T) {
-	dev := newFakeDevice()
-	dev.delay, dev.fastHello = 5*time.Second, true
-	m, s := openPty(t)
-	line := &cutLine{ReadWriter: s}
-	startServer(t, line, dev)
-	c := newClientOn(t, m)
+	c, line, _ := cuttableLine(t, 5*time.Second)
 	ctx := context.Background()
-	if _, err := c.Hello(ctx); err != nil {
-		t.Fatal(err)
-	}
 	line.cut.Store(true)
 	start := time.Now()
 	_, err := c.CreateKeys(ctx, CreateKeysRequest{Nonce: make([]byte, 32)})
@@ -88,16 +97,8 @@ func TestKeepaliveDetectsPulledCable(t *testing.T) {
 // comes back before KeepaliveTimeout of silence: the call succeeds and the
 // operation ran once (the agent replays its answer to the repeated request).
 func TestKeepaliveQuietThenBack(t *testing.T) {
-	dev := newFakeDevice()
-	dev.delay, dev.fastHello = 4*time.Second, true
-	m, s := openPty(t)
-	line := &cutLine{ReadWriter: s}
-	startServer(t, line, dev)
-	c := newClientOn(t, m)
+	c, line, dev := cuttableLine(t, 4*time.Second)
 	ctx := context.Background()
-	if _, err := c.Hello(ctx); err != nil {
-		t.Fatal(err)
-	}
 	line.cut.Store(true)
 	done := make(chan error, 1)
 	go func() {
@@ -138,17 +139,10 @@ func TestNoKeepaliveWithoutCapability(t *testing.T) {
 // pulled in the middle of a long request, to give up on it (the operator's
 // spinner turns into the reseat instruction then). Default retries.
 func BenchmarkPulledCableNoticed(b *testing.B) {
-	dev := newFakeDevice()
-	dev.delay, dev.fastHello = KeepaliveTimeout+2*time.Second, true // longer than the silence; short enough for clean-up
 	for b.Loop() {
 		b.StopTimer()
-		m, s := openPty(b)
-		line := &cutLine{ReadWriter: s}
-		startServer(b, line, dev)
-		c := newClientOn(b, m)
-		if _, err := c.Hello(context.Background()); err != nil {
-			b.Fatal(err)
-		}
+		// An operation longer than the silence; short enough for clean-up.
+		c, line, _ := cuttableLine(b, KeepaliveTimeout+2*time.Second)
 		line.cut.Store(true)
 		b.StartTimer()
 		if _, err := c.CreateKeys(context.Background(), CreateKeysRequest{Nonce: make([]byte, 32)}); !errors.Is(err, ErrTimeout) {
