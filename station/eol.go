@@ -71,9 +71,16 @@ func (r *run) endOfLine(ctx context.Context, c *proto.Client, nonce []byte, chai
 	if err != nil {
 		return fmt.Errorf("%w: sign test module: %w", ErrEndOfLine, err)
 	}
+	return r.checkEOLModule(signed, pol, "signed test module")
+}
+
+// checkEOLModule verifies the end-of-line module the device signed as QA
+// verifies firmware (what names the key in the error) and that it names this
+// device, then keeps it in the configured folder.
+func (r *run) checkEOLModule(signed []byte, pol *wasmsign.TrustPolicy, what string) error {
 	res, err := wasmsign.Verify(signed, pol)
 	if err != nil {
-		return fmt.Errorf("%w: verify signed test module: %w", ErrEndOfLine, err)
+		return fmt.Errorf("%w: verify %s: %w", ErrEndOfLine, what, err)
 	}
 	if res.DeviceSerial != r.serial {
 		return fmt.Errorf("%w: module signed by %q, expected %q", ErrEndOfLine, res.DeviceSerial, r.serial)

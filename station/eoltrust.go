@@ -8,8 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/wsc-project/wsc/ca"
@@ -283,22 +281,7 @@ func (r *run) eolCheck(ctx context.Context, c *proto.Client, nonce []byte, idCha
 	}
 	// wasmsign requires codeSigning on the leaf: the LDevID chain is
 	// verified as QA verifies firmware.
-	res, err := wasmsign.Verify(signed, pol)
-	if err != nil {
-		return fmt.Errorf("%w: verify test module signed with the signing key: %w", ErrEndOfLine, err)
-	}
-	if res.DeviceSerial != r.serial {
-		return fmt.Errorf("%w: module signed by %q, expected %q", ErrEndOfLine, res.DeviceSerial, r.serial)
-	}
-	if dir := r.p.cfg.EOLModuleDir; dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dir, r.serial+".wasm"), signed, 0o644); err != nil {
-			return fmt.Errorf("keep signed test module: %w", err)
-		}
-	}
-	return nil
+	return r.checkEOLModule(signed, pol, "test module signed with the signing key")
 }
 
 // anchorsStep installs the work order's firmware trust into a device that
