@@ -11,7 +11,7 @@ type StationStatus struct {
 	ID           string    `json:"id"`
 	Head         int64     `json:"head"`          // last witnessed ledger row
 	LastReceived time.Time `json:"last_received"` // zero if never synced
-	Devices      int64     `json:"devices"`       // confirmed certificates, all time
+	Devices      int64     `json:"devices"`       // devices with a confirmed certificate, all time (a device's identity and signing certificates, or a re-provisioning, count once)
 	DevicesToday int64     `json:"devices_today"` // successful runs finished in the day
 	Alarms       int64     `json:"alarms"`
 }
@@ -56,7 +56,7 @@ func (r *Registry) Overview(ctx context.Context, day time.Time) (*Overview, erro
 	rows, err := r.pool.Query(ctx, `SELECT s.id,
 			COALESCE((SELECT max(seq) FROM ledger l WHERE l.station_id = s.id), 0),
 			(SELECT max(received_at) FROM ledger l WHERE l.station_id = s.id),
-			(SELECT count(*) FROM confirmations c WHERE c.station_id = s.id),
+			(SELECT count(DISTINCT c.device_serial) FROM confirmations c WHERE c.station_id = s.id),
 			(SELECT count(*) FROM runs u WHERE u.station_id = s.id AND u.result = 'ok' AND u.finished_at >= $1 AND u.finished_at < $2),
 			(SELECT count(*) FROM alarms a WHERE a.station_id = s.id)
 		FROM stations s ORDER BY s.id`, from, to)

@@ -2,9 +2,15 @@ package plant
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
-	"github.com/wsc-project/wsc/db"
+	"fmt"
 	"testing"
+	"time"
+
+	"github.com/wsc-project/wsc/db"
 )
 
 func TestSyncWitnessesLedgerExactlyOnce(t *testing.T) {
@@ -101,6 +107,29 @@ func TestSyncWitnessesLedgerExactlyOnce(t *testing.T) {
 	head, _, _ := a.store.AuditHead(ctx)
 	if got := p.count(t, "SELECT count(*) FROM ledger WHERE station_id = $1", a.id); got != head {
 		t.Fatalf("after more work: %d rows, want %d", got, head)
+	}
+	// A device re-provisioned with a new key holds two confirmed
+	// certificates (as a device with identity and signing certificates
+	// does): the dashboard counts devices, so it counts it once.
+	first := fmt.Sprintf("%s-D%06d", a.id, 1)
+	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err := a.provisionWith(ctx, first, db.KeyHash([]byte("ek:"+first)), k2, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.syncer().SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.count(t, "SELECT count(*) FROM confirmations WHERE station_id = $1 AND device_serial = $2", a.id, first); got != 2 {
+		t.Fatalf("%s: %d confirmations, want 2", first, got)
+	}
+	ov, err := a.reg.Overview(ctx, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range ov.Stations {
+		if st.ID == a.id && st.Devices != int64(a.n) {
+			t.Fatalf("dashboard: %d devices at %s, want %d", st.Devices, a.id, a.n)
+		}
 	}
 }
 
