@@ -358,6 +358,35 @@ func TestAttestationSwtpm(t *testing.T) {
 			}
 		}
 	})
+	t.Run("prepared credential activates once", func(t *testing.T) {
+		// The encapsulation is made before the IAK's Name is known (the
+		// station does it while the device creates its keys); the TPM
+		// activates what Make finishes, and the seed is never used twice.
+		for _, ek := range []tpmKey{f.ekECC, f.ekRSA} {
+			p, err := PrepareCredential(ek.pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			secret := nonce(t)
+			blob, enc, err := p.Make(d.iak.name.Buffer, secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := f.activate(t, ek, d.iak, blob, enc)
+			if err != nil {
+				t.Fatalf("ActivateCredential: %v", err)
+			}
+			if err := CheckActivation(secret, got); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := p.Make(d.iak.name.Buffer, nonce(t)); err == nil {
+				t.Fatal("a prepared credential made a second credential with the same seed")
+			}
+		}
+		if _, err := PrepareCredential([]byte{0, 1, 2}); err == nil {
+			t.Fatal("prepared a credential for a malformed EK")
+		}
+	})
 	t.Run("activation bound to another name fails", func(t *testing.T) {
 		blob, enc, err := MakeCredential(f.ekECC.pub, d.idevid.name.Buffer, nonce(t))
 		if err != nil {

@@ -78,6 +78,14 @@ func (r *run) endOfLine(ctx context.Context, c *proto.Client, nonce []byte, chai
 // verifies firmware (what names the key in the error) and that it names this
 // device, then keeps it in the configured folder.
 func (r *run) checkEOLModule(signed []byte, pol *wasmsign.TrustPolicy, what string) error {
+	if err := r.verifyEOLModule(signed, pol, what); err != nil {
+		return err
+	}
+	return r.keepEOLModule(signed)
+}
+
+// verifyEOLModule is checkEOLModule's verification.
+func (r *run) verifyEOLModule(signed []byte, pol *wasmsign.TrustPolicy, what string) error {
 	res, err := wasmsign.Verify(signed, pol)
 	if err != nil {
 		return fmt.Errorf("%w: verify %s: %w", ErrEndOfLine, what, err)
@@ -85,6 +93,12 @@ func (r *run) checkEOLModule(signed []byte, pol *wasmsign.TrustPolicy, what stri
 	if res.DeviceSerial != r.serial {
 		return fmt.Errorf("%w: module signed by %q, expected %q", ErrEndOfLine, res.DeviceSerial, r.serial)
 	}
+	return nil
+}
+
+// keepEOLModule keeps a verified end-of-line module in the configured
+// folder.
+func (r *run) keepEOLModule(signed []byte) error {
 	if dir := r.p.cfg.EOLModuleDir; dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err

@@ -167,16 +167,23 @@ func (r *run) signingKeyStep(ctx context.Context, hello *proto.HelloResponse, pr
 		if cfg.NamesFor != nil {
 			req.Names = cfg.NamesFor(r.serial)
 		}
-		ev, err := createSigningKey(ctx, r.client, proven.Keys.IAKPublic, nonce, req, nil)
+		sr, err := requestSigningKey(ctx, r.client, nonce, req, nil)
 		if err != nil {
 			return err
 		}
-		// The CA certifies the key (two durable records and a signature,
-		// ≈ 1.5 ms) while the device signs the end-of-line module with it
-		// (eolCheck): the station's own time stays off the device's path.
-		r.trust.ev = ev
+		// The station checks the device's evidence and the CA certifies
+		// the key (two durable records and a signature, ≈ 2 ms) while the
+		// device signs the end-of-line module with it (eolCheck): the
+		// station's own time stays off the device's path. Nothing the
+		// device signs is used before both are done (settleSigning).
+		iak := proven.Keys.IAKPublic
 		issue := r.issueSigning(ctx)
 		r.trust.issuing = goAsync(func() error {
+			ev, err := sr.check(iak)
+			if err != nil {
+				return err
+			}
+			r.trust.ev = ev
 			chain, err := ev.issue(issue)
 			r.trust.issuedChain = chain
 			return err
@@ -231,7 +238,7 @@ func (r *run) issueSigning(ctx context.Context) signingIssueFunc {
 // the device has one (its chain must carry codeSigning), else with the
 // IDevID (endOfLine).
 func (r *run) eolCheck(ctx context.Context, c *proto.Client, nonce []byte, idChain []*x509.Certificate) error {
-	if r.trust.ev == nil {
+	if r.trust.issuing == nil {
 		return r.endOfLine(ctx, c, nonce, idChain)
 	}
 	pol, err := r.p.eolPolicy()
@@ -262,7 +269,21 @@ func (r *run) eolCheck(ctx context.Context, c *proto.Client, nonce []byte, idCha
 		return fmt.Errorf("%w: sign test module with the signing key: %w", ErrEndOfLine, err)
 	}
 	sig := resp.Signature
+	signed, err := wasmsign.SignDigestFunc(module, func(d []byte) ([]byte, error) {
+		if !bytes.Equal(d, digest) {
+			return nil, errors.New("the module's signed message changed")
+		}
+		return sig, nil
+	}, r.trust.issuedChain, nil)
+	if err != nil {
+		return fmt.Errorf("%w: embed the signing key's chain: %w", ErrEndOfLine, err)
+	}
+	// wasmsign requires codeSigning on the leaf: the LDevID chain is
+	// verified as QA verifies firmware, while the device stores it (the
+	// chain it stored is compared with the one verified, by its SHA-256).
+	verified := goAsync(func() error { return r.verifyEOLModule(signed, pol, "test module signed with the signing key") })
 	inst, err := r.trust.ev.install(ctx, c, r.trust.issuedChain, r.p.cfg.Lock)
+	verr := verified.wait()
 	if err != nil {
 		return err
 	}
@@ -270,18 +291,10 @@ func (r *run) eolCheck(ctx context.Context, c *proto.Client, nonce []byte, idCha
 	if err := r.faultErr(FaultSigningKey); err != nil {
 		return err
 	}
-	signed, err := wasmsign.SignDigestFunc(module, func(d []byte) ([]byte, error) {
-		if !bytes.Equal(d, digest) {
-			return nil, errors.New("the module's signed message changed")
-		}
-		return sig, nil
-	}, r.trust.chain, nil)
-	if err != nil {
-		return fmt.Errorf("%w: embed the signing key's chain: %w", ErrEndOfLine, err)
+	if verr != nil {
+		return verr
 	}
-	// wasmsign requires codeSigning on the leaf: the LDevID chain is
-	// verified as QA verifies firmware.
-	return r.checkEOLModule(signed, pol, "test module signed with the signing key")
+	return r.keepEOLModule(signed)
 }
 
 // anchorsStep installs the work order's firmware trust into a device that

@@ -140,6 +140,26 @@ type signingEvidence struct {
 // createSigningKey has the device create (or reuse) its signing key and
 // certify it with the IAK over nonce, and checks that evidence.
 func createSigningKey(ctx context.Context, c *proto.Client, iakPublic, nonce []byte, req ca.IssueRequest, mb *MeasuredBoot) (*signingEvidence, error) {
+	sr, err := requestSigningKey(ctx, c, nonce, req, mb)
+	if err != nil {
+		return nil, err
+	}
+	return sr.check(iakPublic)
+}
+
+// signingRequest is the device's answer to CreateSigningKey, not checked
+// yet.
+type signingRequest struct {
+	resp       proto.CreateSigningKeyResponse
+	nonce      []byte
+	req        ca.IssueRequest
+	wantPolicy []byte
+}
+
+// requestSigningKey has the device create (or reuse) its signing key and
+// certify it with the IAK over nonce; nothing it answered is trusted until
+// check.
+func requestSigningKey(ctx context.Context, c *proto.Client, nonce []byte, req ca.IssueRequest, mb *MeasuredBoot) (*signingRequest, error) {
 	creq := proto.CreateSigningKeyRequest{Nonce: nonce}
 	var wantPolicy []byte
 	if mb != nil {
@@ -165,6 +185,14 @@ func createSigningKey(ctx context.Context, c *proto.Client, iakPublic, nonce []b
 	if err := c.Call(ctx, proto.MsgCreateSigningKey, creq, &resp); err != nil {
 		return nil, fmt.Errorf("%w: create: %w", ErrSigningKey, err)
 	}
+	return &signingRequest{resp: resp, nonce: nonce, req: req, wantPolicy: wantPolicy}, nil
+}
+
+// check verifies the device's evidence for its signing key: certified by
+// the IAK proven for this device (iakPublic) over the nonce, not the IAK
+// itself, carrying the profile's authorization policy.
+func (sr *signingRequest) check(iakPublic []byte) (*signingEvidence, error) {
+	resp, nonce, req, wantPolicy := sr.resp, sr.nonce, sr.req, sr.wantPolicy
 	if !bytes.Equal(resp.IAKPublic, iakPublic) {
 		return nil, fmt.Errorf("%w: the signing key is certified by another attestation key than the one proven for this device; quarantine the device", ErrSigningKey)
 	}

@@ -187,7 +187,8 @@ func (*TPMProof) Accepts(h *proto.HelloResponse) bool {
 func (tp *TPMProof) Prove(ctx context.Context, pr *ProofRun) (*Proven, error) {
 	c := pr.Client
 	var ek *proto.GetEKResponse
-	var ekCheck *async
+	var ekCheck, credPrep *async
+	var cred *ca.PreparedCredential
 	var chipID []byte
 	err := pr.Step(StepEK, func() error {
 		var err error
@@ -202,6 +203,13 @@ func (tp *TPMProof) Prove(ctx context.Context, pr *ProofRun) (*Proven, error) {
 		// The red bin and the binding (database reads) and the EK chain are
 		// checked while the device creates its keys; nothing is issued
 		// before both have passed.
+		// The costly half of the credential (the encapsulation to the EK)
+		// is made now too: only the IAK's Name is missing.
+		credPrep = goAsync(func() error {
+			var err error
+			cred, err = ca.PrepareCredential(ek.EKPublic)
+			return err
+		})
 		ekCheck = goAsync(func() error {
 			if err := pr.Identify(chipID); err != nil {
 				return err
@@ -219,6 +227,7 @@ func (tp *TPMProof) Prove(ctx context.Context, pr *ProofRun) (*Proven, error) {
 	keys, csr, err := createKeys(ctx, pr)
 	if err != nil {
 		_ = ekCheck.wait()
+		_ = credPrep.wait()
 		return nil, err
 	}
 	// The EK chain and the Certify evidence are checked while the device
@@ -244,7 +253,11 @@ func (tp *TPMProof) Prove(ctx context.Context, pr *ProofRun) (*Proven, error) {
 			_ = evidenceCheck.wait()
 			return fmt.Errorf("%w: %v", ErrAttestation, err)
 		}
-		blob, enc, err := ca.MakeCredential(ek.EKPublic, name, secret)
+		if err := credPrep.wait(); err != nil {
+			_ = evidenceCheck.wait()
+			return fmt.Errorf("%w: make credential: %v", ErrAttestation, err)
+		}
+		blob, enc, err := cred.Make(name, secret)
 		if err != nil {
 			_ = evidenceCheck.wait()
 			return fmt.Errorf("%w: make credential: %v", ErrAttestation, err)

@@ -607,13 +607,14 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 	if err != nil {
 		return nil, err
 	}
-	// Delivery is recorded while the device reads its chain back.
+	// Delivery is recorded while the device reads its chain back; the
+	// read-back is judged once it is recorded.
 	delivered := goAsync(func() error { return cfg.Store.MarkDelivered(ctx, res.CertSerial) })
 	err = r.do(ctx, StepReadBack, func() error {
-		if err := delivered.wait(); err != nil {
-			return fmt.Errorf("record delivery: %w", err)
-		}
 		got, err := c.ReadChain(ctx)
+		if derr := delivered.wait(); derr != nil {
+			return fmt.Errorf("record delivery: %w", derr)
+		}
 		if err != nil {
 			return err
 		}
