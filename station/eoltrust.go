@@ -118,6 +118,40 @@ type trustRun struct {
 	// issuedChain is what the CA returned; chain the signing key's chain
 	// once installed.
 	issuedChain, chain []*x509.Certificate
+	// aheadNonce is the keys' nonce when the device was asked to make its
+	// signing key ahead (certified over it); nil: a fresh nonce.
+	aheadNonce []byte
+}
+
+// capSigningKeyAhead is the Hello capability of an agent that makes its
+// signing key in the background after CreateKeys.
+const capSigningKeyAhead = "signing-key-ahead"
+
+// capCounterAhead is the Hello capability of an agent that sets up its
+// anti-rollback counter in the background after CreateKeys.
+const capCounterAhead = "counter-ahead"
+
+// signingKeyAhead returns how the keys request asks a device that can for
+// its signing key ahead (nil when it does not get one or cannot): the chip
+// creates and certifies it over the keys' nonce while the line carries the
+// credential activation and the identity chain, and signingKeyStep
+// collects it. The evidence is checked exactly as for a key made on
+// request.
+func (r *run) signingKeyAhead(hello *proto.HelloResponse, nonce []byte) func(*proto.CreateKeysRequest) {
+	key := r.trust.signing && hasCap(hello.Capabilities, capSigningKeyAhead)
+	// The counter's first value goes into the anchors: a device that will
+	// get them sets its counter up while the line is busy too.
+	counter := r.p.cfg.Trust.Firmware != nil && r.proof == ca.ProofTPM && hasCap(hello.Capabilities, capTrustAnchors) &&
+		hasCap(hello.Capabilities, capCounterAhead)
+	if !key && !counter {
+		return nil
+	}
+	return func(req *proto.CreateKeysRequest) {
+		req.SigningKeyAhead, req.CounterAhead = key, counter
+		if key {
+			r.trust.aheadNonce = nonce
+		}
+	}
 }
 
 // wantsSigningKey decides, from the work order and the Hello, whether the
@@ -158,9 +192,12 @@ func (r *run) signingKeyStep(ctx context.Context, hello *proto.HelloResponse, pr
 		if proven.Keys == nil || len(proven.Keys.IAKPublic) == 0 {
 			return fmt.Errorf("%w: the device proved no attestation key to certify its signing key with", ErrSigningKey)
 		}
-		nonce, err := newNonce()
-		if err != nil {
-			return err
+		nonce := r.trust.aheadNonce
+		if nonce == nil {
+			var err error
+			if nonce, err = newNonce(); err != nil {
+				return err
+			}
 		}
 		req := ca.IssueRequest{DeviceSerial: r.serial, Validity: cfg.Validity, Profile: cfg.Profile, Proof: r.proof,
 			Model: hello.Model, Backend: hello.Backend, WorkOrder: cfg.WorkOrder, RunID: r.runID}
@@ -176,10 +213,10 @@ func (r *run) signingKeyStep(ctx context.Context, hello *proto.HelloResponse, pr
 		// device signs the end-of-line module with it (eolCheck): the
 		// station's own time stays off the device's path. Nothing the
 		// device signs is used before both are done (settleSigning).
-		iak := proven.Keys.IAKPublic
+		iak, idevid := proven.Keys.IAKPublic, proven.CSR.PublicKey
 		issue := r.issueSigning(ctx)
 		r.trust.issuing = goAsync(func() error {
-			ev, err := sr.check(iak)
+			ev, err := sr.check(iak, idevid)
 			if err != nil {
 				return err
 			}

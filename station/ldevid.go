@@ -144,7 +144,7 @@ func createSigningKey(ctx context.Context, c *proto.Client, iakPublic, nonce []b
 	if err != nil {
 		return nil, err
 	}
-	return sr.check(iakPublic)
+	return sr.check(iakPublic, nil)
 }
 
 // signingRequest is the device's answer to CreateSigningKey, not checked
@@ -189,9 +189,11 @@ func requestSigningKey(ctx context.Context, c *proto.Client, nonce []byte, req c
 }
 
 // check verifies the device's evidence for its signing key: certified by
-// the IAK proven for this device (iakPublic) over the nonce, not the IAK
-// itself, carrying the profile's authorization policy.
-func (sr *signingRequest) check(iakPublic []byte) (*signingEvidence, error) {
+// the IAK proven for this device (iakPublic) over the nonce, neither the
+// IAK itself nor the identity key (idevid, when known: the keys request
+// may have used the same nonce, and the IAK certifies whatever the agent
+// asks it to), carrying the profile's authorization policy.
+func (sr *signingRequest) check(iakPublic []byte, idevid crypto.PublicKey) (*signingEvidence, error) {
 	resp, nonce, req, wantPolicy := sr.resp, sr.nonce, sr.req, sr.wantPolicy
 	if !bytes.Equal(resp.IAKPublic, iakPublic) {
 		return nil, fmt.Errorf("%w: the signing key is certified by another attestation key than the one proven for this device; quarantine the device", ErrSigningKey)
@@ -209,6 +211,9 @@ func (sr *signingRequest) check(iakPublic []byte) (*signingEvidence, error) {
 	lp := cert.IDevID.Public
 	if !bytes.Equal(lp.AuthPolicy.Buffer, wantPolicy) || bool(lp.ObjectAttributes.UserWithAuth) != (wantPolicy == nil) {
 		return nil, fmt.Errorf("%w: the certified signing key does not carry the profile's authorization policy; reset the device's signing key (rework)", ErrSigningKey)
+	}
+	if k, ok := cert.CSR.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); idevid != nil && (!ok || k.Equal(idevid)) {
+		return nil, fmt.Errorf("%w: the signing key is the identity key; an 802.1AR device signs firmware with a key of its own: quarantine the device", ErrSigningKey)
 	}
 	req.ExtKeyUsages = LDevIDExtKeyUsages
 	return &signingEvidence{resp: resp, csr: cert.CSR, req: req, wantPolicy: wantPolicy}, nil

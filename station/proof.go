@@ -51,6 +51,9 @@ type ProofRun struct {
 	// bound to, is refused here. The identity is only claimed at that
 	// point; the proof still has to prove it.
 	Identify func(chipID []byte) error
+	// Prepare, when set, adds to the keys request what the rest of the
+	// sequence asks ahead (the code-signing key made in the background).
+	Prepare func(*proto.CreateKeysRequest)
 }
 
 // Proven is what a passed proof vouches for.
@@ -127,7 +130,11 @@ func createKeys(ctx context.Context, pr *ProofRun) (*proto.CreateKeysResponse, *
 	var keys *proto.CreateKeysResponse
 	err := pr.Step(StepKeys, func() error {
 		var err error
-		keys, err = pr.Client.CreateKeys(ctx, proto.CreateKeysRequest{Nonce: pr.Nonce, Subject: pr.Serial})
+		req := proto.CreateKeysRequest{Nonce: pr.Nonce, Subject: pr.Serial}
+		if pr.Prepare != nil {
+			pr.Prepare(&req)
+		}
+		keys, err = pr.Client.CreateKeys(ctx, req)
 		return err
 	})
 	if err != nil {

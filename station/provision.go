@@ -498,6 +498,7 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 	pr := &ProofRun{Client: c, Hello: hello, Serial: r.serial, Nonce: nonce,
 		Step:     func(s Step, f func() error) error { return r.do(ctx, s, f) },
 		Identify: func(chipID []byte) error { return r.identify(ctx, chipID) },
+		Prepare:  r.signingKeyAhead(hello, nonce),
 	}
 	proven, err := proof.Prove(ctx, pr)
 	if err != nil {

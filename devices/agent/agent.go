@@ -90,6 +90,9 @@ func NewHandler(b Backend, log *slog.Logger) *Handler {
 // errors with a sentence the station can show; no key material is logged.
 func (h *Handler) Handle(ctx context.Context, t proto.MsgType, payload []byte) (any, error) {
 	h.log.Debug("request", "type", t.String(), "bytes", len(payload))
+	if f, ok := h.b.(interface{ foreground() func() }); ok {
+		defer f.foreground()()
+	}
 	if resp, ok, err := h.handleTrust(ctx, t, payload); ok {
 		return resp, err
 	}
@@ -119,6 +122,14 @@ func (h *Handler) Handle(ctx context.Context, t proto.MsgType, payload []byte) (
 		}
 		if _, ok := h.b.(SigningKeyStore); ok {
 			caps = append(caps, "signing-key")
+			if _, ok := h.b.(Preparer); ok {
+				caps = append(caps, "signing-key-ahead")
+			}
+		}
+		if _, ok := h.b.(TrustStore); ok {
+			if _, ok := h.b.(Preparer); ok {
+				caps = append(caps, "counter-ahead")
+			}
 		}
 		return &proto.HelloResponse{Version: v, Backend: id.Backend, Serial: id.Serial, Model: id.Model, Firmware: id.Firmware, Capabilities: caps}, nil
 	case proto.MsgGetEK:
@@ -139,11 +150,31 @@ func (h *Handler) Handle(ctx context.Context, t proto.MsgType, payload []byte) (
 		if len(req.Nonce) < 16 || len(req.Nonce) > 64 {
 			return nil, &proto.Error{Code: proto.ErrBadRequest, Message: fmt.Sprintf("nonce must be 16 to 64 bytes, got %d", len(req.Nonce))}
 		}
+		var prep Preparer
+		ahead := Ahead{SigningKey: req.SigningKeyAhead, Nonce: req.Nonce, PolicyRef: req.PolicyRef, Counter: req.CounterAhead}
+		if ahead.SigningKey || ahead.Counter {
+			p, ok := h.b.(Preparer)
+			_, signs := h.b.(SigningKeyStore)
+			_, trusts := h.b.(TrustStore)
+			if !ok || (ahead.SigningKey && !signs) || (ahead.Counter && !trusts) {
+				return nil, &proto.Error{Code: proto.ErrUnsupported, Message: "this device cannot make that work ahead"}
+			}
+			var perr *proto.Error
+			if ahead.Fleet, perr = parseFleetKey(req.FleetKey, req.PolicyRef); perr != nil {
+				return nil, perr
+			}
+			prep = p
+		}
 		ev, err := h.b.CreateKeys(ctx, req.Nonce, req.Subject)
 		if err != nil {
 			return nil, deviceErr("create keys", err)
 		}
 		h.log.Info("keys ready", "created", ev.Created)
+		if prep != nil {
+			// The chip works while the answer travels and the station
+			// checks it (CreateSigningKey and SetupCounter collect it).
+			prep.PrepareAhead(ahead)
+		}
 		return &proto.CreateKeysResponse{IAKPublic: ev.IAKPublic, IDevIDPublic: ev.IDevIDPublic, CertifyInfo: ev.CertifyInfo,
 			CertifySignature: ev.CertifySignature, CSR: ev.CSR, Created: ev.Created, SEAttestation: ev.SEAttestation}, nil
 	case proto.MsgActivateCredential:

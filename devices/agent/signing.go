@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -49,14 +50,9 @@ func (h *Handler) handleSigning(ctx context.Context, t proto.MsgType, payload []
 		if len(req.Nonce) < 16 || len(req.Nonce) > 64 {
 			return nil, true, &proto.Error{Code: proto.ErrBadRequest, Message: fmt.Sprintf("nonce must be 16 to 64 bytes, got %d", len(req.Nonce))}
 		}
-		var fleet *ecdsa.PublicKey
-		if len(req.FleetKey) != 0 {
-			k, err := x509.ParsePKIXPublicKey(req.FleetKey)
-			fk, ok := k.(*ecdsa.PublicKey)
-			if err != nil || !ok || len(req.PolicyRef) > 32 {
-				return nil, true, &proto.Error{Code: proto.ErrBadRequest, Message: "fleet key must be an ECDSA P-256 public key (PKIX DER) and the policy reference at most 32 bytes"}
-			}
-			fleet = fk
+		fleet, perr := parseFleetKey(req.FleetKey, req.PolicyRef)
+		if perr != nil {
+			return nil, true, perr
 		}
 		ev, err := s.CreateSigningKey(ctx, req.Nonce, fleet, req.PolicyRef)
 		if err != nil {
@@ -94,8 +90,39 @@ func (h *Handler) handleSigning(ctx context.Context, t proto.MsgType, payload []
 	return &proto.InstallChainResponse{SHA256: chainDigest(req.Chain), NVIndices: idx}, true, nil
 }
 
-// CreateSigningKey implements SigningKeyStore.
+// parseFleetKey reads a request's measured-boot binding: none (nil), or an
+// ECDSA P-256 fleet key (PKIX DER) with a policy reference of at most 32
+// bytes.
+func parseFleetKey(der, policyRef []byte) (*ecdsa.PublicKey, *proto.Error) {
+	if len(der) == 0 {
+		if len(policyRef) != 0 {
+			return nil, &proto.Error{Code: proto.ErrBadRequest, Message: "a policy reference without a fleet key"}
+		}
+		return nil, nil
+	}
+	k, err := x509.ParsePKIXPublicKey(der)
+	fk, ok := k.(*ecdsa.PublicKey)
+	if err != nil || !ok || fk.Curve != elliptic.P256() || len(policyRef) > 32 {
+		return nil, &proto.Error{Code: proto.ErrBadRequest, Message: "fleet key must be an ECDSA P-256 public key (PKIX DER) and the policy reference at most 32 bytes"}
+	}
+	return fk, nil
+}
+
+// CreateSigningKey implements SigningKeyStore. A key made ahead for the
+// same nonce and binding is handed over; otherwise the key is created (or
+// reused) and certified now.
 func (b *TPMBackend) CreateSigningKey(_ context.Context, nonce []byte, fleet *ecdsa.PublicKey, policyRef []byte) (*SigningKeyEvidence, error) {
+	if ev := b.takeAheadKey(nonce, fleet, policyRef); ev != nil {
+		return ev, nil
+	}
+	return b.createSigningKey(nonce, fleet, policyRef, func() {})
+}
+
+// createSigningKey makes the key (one TPM operation: the key generation),
+// then certifies it and has it sign its CSR (two more), calling between
+// before the second and the third (where a key made ahead lets requests go
+// first).
+func (b *TPMBackend) createSigningKey(nonce []byte, fleet *ecdsa.PublicKey, policyRef []byte, between func()) (*SigningKeyEvidence, error) {
 	var authPolicy []byte
 	if fleet != nil {
 		var err error
@@ -103,10 +130,17 @@ func (b *TPMBackend) CreateSigningKey(_ context.Context, nonce []byte, fleet *ec
 			return nil, err
 		}
 	}
+	created, err := b.dev.EnsureSigningKey(authPolicy)
+	if err != nil {
+		return nil, err
+	}
+	between()
 	ev, err := b.dev.CreateSigningKeyWithPolicy(nonce, authPolicy)
 	if err != nil {
 		return nil, err
 	}
+	ev.Created = ev.Created || created
+	between()
 	subject := pkix.Name{SerialNumber: b.serial}
 	var csr []byte
 	if fleet == nil {
@@ -123,16 +157,19 @@ func (b *TPMBackend) CreateSigningKey(_ context.Context, nonce []byte, fleet *ec
 
 // InstallSigningChain implements SigningKeyStore.
 func (b *TPMBackend) InstallSigningChain(_ context.Context, chain [][]byte, lock bool) ([]uint32, error) {
+	b.waitAheadKey()
 	return b.dev.WriteSigningChain(chain, lock)
 }
 
 // ReadSigningChain implements SigningKeyStore.
 func (b *TPMBackend) ReadSigningChain(context.Context) ([][]byte, error) {
+	b.waitAheadKey()
 	return b.dev.ReadSigningChain()
 }
 
 // SignDigestWithSigningKey implements SigningKeyStore.
 func (b *TPMBackend) SignDigestWithSigningKey(_ context.Context, digest []byte) ([]byte, error) {
+	b.waitAheadKey()
 	return b.dev.SignDigestLDevID(digest)
 }
 
@@ -144,5 +181,6 @@ type PolicySigner interface {
 
 // SignDigestWithPolicy implements PolicySigner.
 func (b *TPMBackend) SignDigestWithPolicy(_ context.Context, digest []byte, p *tpm.SignedPCRPolicy) ([]byte, error) {
+	b.waitAheadKey()
 	return b.dev.SignDigestLDevIDWithPolicy(digest, p)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509/pkix"
 	"fmt"
+	"sync"
 
 	"github.com/wsc-project/wsc/devices/tpm"
 )
@@ -15,6 +16,11 @@ type TPMBackend struct {
 	dev    *tpm.Device
 	serial string
 	model  string
+
+	aheadMu sync.Mutex
+	ahead   *aheadJob  // what is being made ahead (PrepareAhead)
+	fg      int        // requests being served (foreground)
+	fgCond  *sync.Cond // signalled when fg drops or a key made ahead is wanted
 }
 
 // NewTPMBackend wraps an open TPM. serial is the device serial to report; when
@@ -90,4 +96,7 @@ func (b *TPMBackend) SignDigest(_ context.Context, digest []byte) ([]byte, error
 func (b *TPMBackend) Lock(context.Context) error { return b.dev.LockChain() }
 
 // Reset implements Resetter: the TPM's device keys and chain are removed.
-func (b *TPMBackend) Reset(context.Context) error { return b.dev.Reset() }
+func (b *TPMBackend) Reset(context.Context) error {
+	b.resetAhead()
+	return b.dev.Reset()
+}

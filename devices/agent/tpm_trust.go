@@ -27,13 +27,14 @@ func (b *TPMBackend) ReadAnchors(context.Context) ([]byte, bool, error) { return
 // LockAnchors implements TrustStore.
 func (b *TPMBackend) LockAnchors(context.Context) error { return b.dev.LockAnchors() }
 
-// SetupCounter implements TrustStore.
-func (b *TPMBackend) SetupCounter(context.Context) (uint64, error) { return b.dev.SetupCounter() }
-
 // Counter implements TrustStore.
-func (b *TPMBackend) Counter(context.Context) (uint64, error) { return b.dev.Counter() }
+func (b *TPMBackend) Counter(context.Context) (uint64, error) {
+	b.waitAhead()
+	return b.dev.Counter()
+}
 
 // IncrementCounter implements TrustStore.
 func (b *TPMBackend) IncrementCounter(context.Context) (uint64, error) {
+	b.waitAhead()
 	return b.dev.IncrementCounter()
 }

@@ -176,6 +176,20 @@ type GetEKResponse struct {
 type CreateKeysRequest struct {
 	Nonce   []byte `cbor:"1,keyasint,omitempty"`
 	Subject string `cbor:"2,keyasint,omitempty"` // CN hint, informational only: the CA never copies names from a CSR
+	// SigningKeyAhead (only to a device whose Hello lists
+	// "signing-key-ahead") asks it to make its code-signing key in the
+	// background once it has answered: created and certified by the IAK
+	// over this Nonce, with the measured-boot binding FleetKey/PolicyRef
+	// (as in CreateSigningKeyRequest). CreateSigningKey with the same
+	// Nonce and binding collects it; the chip works while the line
+	// carries other frames.
+	SigningKeyAhead bool   `cbor:"3,keyasint,omitempty"`
+	FleetKey        []byte `cbor:"4,keyasint,omitempty"`
+	PolicyRef       []byte `cbor:"5,keyasint,omitempty"`
+	// CounterAhead (only to a device whose Hello lists "counter-ahead")
+	// asks it to set up its anti-rollback counter in the background too;
+	// SetupCounter collects the value.
+	CounterAhead bool `cbor:"6,keyasint,omitempty"`
 }
 
 // CreateKeysResponse carries the attestation evidence and the CSR.

@@ -55,40 +55,9 @@ func (d *Device) CreateSigningKeyWithPolicy(nonce, authPolicy []byte) (*SigningE
 	if !ok {
 		return nil, fmt.Errorf("create signing key: %w", ErrNoKeys)
 	}
-	created := false
-	ld, ok, err := d.persistedKey(d.cfg.LDevIDHandle, false)
+	ld, created, err := d.ensureSigningKey(authPolicy)
 	if err != nil {
-		return nil, fmt.Errorf("create signing key: ldevid: %w", err)
-	}
-	if ok {
-		pub, err := ld.public.Contents()
-		if err != nil {
-			return nil, fmt.Errorf("create signing key: ldevid: %w", err)
-		}
-		if !bytes.Equal(pub.AuthPolicy.Buffer, authPolicy) || bool(pub.ObjectAttributes.UserWithAuth) != (len(authPolicy) == 0) {
-			return nil, fmt.Errorf("create signing key: the existing key at %#x has another authorization policy: %w", d.cfg.LDevIDHandle, ErrHandleInUse)
-		}
-	}
-	if !ok {
-		srk, err := d.srk()
-		if err != nil {
-			return nil, fmt.Errorf("create signing key: %w", err)
-		}
-		tmpl := eccSigningTemplate(false)
-		if len(authPolicy) > 0 {
-			if len(authPolicy) != 32 {
-				return nil, fmt.Errorf("create signing key: %w: auth policy of %d bytes, want a SHA-256 digest", ErrPolicy, len(authPolicy))
-			}
-			tmpl.AuthPolicy = tpm2.TPM2BDigest{Buffer: authPolicy}
-			tmpl.ObjectAttributes.UserWithAuth = false
-		}
-		if err := d.createPersisted(srk, tmpl, d.cfg.LDevIDHandle); err != nil {
-			return nil, fmt.Errorf("create signing key: %w", err)
-		}
-		created = true
-		if ld, _, err = d.persistedKey(d.cfg.LDevIDHandle, false); err != nil {
-			return nil, fmt.Errorf("create signing key: ldevid: %w", err)
-		}
+		return nil, err
 	}
 	cert, err := tpm2.Certify{
 		ObjectHandle:   ld.auth(),
@@ -101,6 +70,60 @@ func (d *Device) CreateSigningKeyWithPolicy(nonce, authPolicy []byte) (*SigningE
 	}
 	return &SigningEvidence{IAKPublic: tpm2.Marshal(iak.public), LDevIDPublic: tpm2.Marshal(ld.public),
 		CertifyInfo: tpm2.Marshal(cert.CertifyInfo), CertifySignature: tpm2.Marshal(cert.Signature), Created: created}, nil
+}
+
+// EnsureSigningKey creates the LDevID with authPolicy (nil: password use)
+// if absent, without certifying it, and reports whether it created it. It
+// is CreateSigningKeyWithPolicy's key generation on its own: an agent makes
+// the key (the chip's longest operation) while the line is busy, and
+// certifies it in a second call, so that a request arriving in between
+// waits for one operation, not for both.
+func (d *Device) EnsureSigningKey(authPolicy []byte) (created bool, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := d.transport(); err != nil {
+		return false, err
+	}
+	_, created, err = d.ensureSigningKey(authPolicy)
+	return created, err
+}
+
+// ensureSigningKey returns the LDevID, created with authPolicy if absent
+// (d.mu held).
+func (d *Device) ensureSigningKey(authPolicy []byte) (key, bool, error) {
+	ld, ok, err := d.persistedKey(d.cfg.LDevIDHandle, false)
+	if err != nil {
+		return key{}, false, fmt.Errorf("create signing key: ldevid: %w", err)
+	}
+	if ok {
+		pub, err := ld.public.Contents()
+		if err != nil {
+			return key{}, false, fmt.Errorf("create signing key: ldevid: %w", err)
+		}
+		if !bytes.Equal(pub.AuthPolicy.Buffer, authPolicy) || bool(pub.ObjectAttributes.UserWithAuth) != (len(authPolicy) == 0) {
+			return key{}, false, fmt.Errorf("create signing key: the existing key at %#x has another authorization policy: %w", d.cfg.LDevIDHandle, ErrHandleInUse)
+		}
+		return ld, false, nil
+	}
+	srk, err := d.srk()
+	if err != nil {
+		return key{}, false, fmt.Errorf("create signing key: %w", err)
+	}
+	tmpl := eccSigningTemplate(false)
+	if len(authPolicy) > 0 {
+		if len(authPolicy) != 32 {
+			return key{}, false, fmt.Errorf("create signing key: %w: auth policy of %d bytes, want a SHA-256 digest", ErrPolicy, len(authPolicy))
+		}
+		tmpl.AuthPolicy = tpm2.TPM2BDigest{Buffer: authPolicy}
+		tmpl.ObjectAttributes.UserWithAuth = false
+	}
+	if err := d.createPersisted(srk, tmpl, d.cfg.LDevIDHandle); err != nil {
+		return key{}, false, fmt.Errorf("create signing key: %w", err)
+	}
+	if ld, _, err = d.persistedKey(d.cfg.LDevIDHandle, false); err != nil {
+		return key{}, false, fmt.Errorf("create signing key: ldevid: %w", err)
+	}
+	return ld, true, nil
 }
 
 // SignDigestLDevID signs a SHA-256 digest with the code-signing key.

@@ -163,10 +163,21 @@ func (d *Device) LockAnchors() error {
 // before), and returns its value. Defining needs the owner authorization;
 // an existing counter is reused.
 func (d *Device) SetupCounter() (uint64, error) {
+	if err := d.PrepareCounter(); err != nil {
+		return 0, err
+	}
+	return d.Counter()
+}
+
+// PrepareCounter is SetupCounter without the final read: the counter is
+// defined if absent and incremented once if it never was, so that Counter
+// can read it. An agent does the two in separate calls, letting other
+// requests use the TPM in between.
+func (d *Device) PrepareCounter() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, err := d.transport(); err != nil {
-		return 0, err
+		return err
 	}
 	idx := d.cfg.CounterIndex
 	pub, _, err := d.nvPublic(idx)
@@ -186,22 +197,22 @@ func (d *Device) SetupCounter() (uint64, error) {
 				DataSize: 8,
 			}),
 		}).Execute(d.tpm); err != nil {
-			return 0, fmt.Errorf("setup counter: nv define %#x: %w", idx, err)
+			return fmt.Errorf("setup counter: nv define %#x: %w", idx, err)
 		}
 		pub, _, err = d.nvPublic(idx)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("setup counter: %w", err)
+		return fmt.Errorf("setup counter: %w", err)
 	}
 	if pub.Attributes.NT != tpm2.TPMNTCounter || pub.DataSize != 8 {
-		return 0, fmt.Errorf("setup counter: nv %#x is not a counter index: %w", idx, ErrHandleInUse)
+		return fmt.Errorf("setup counter: nv %#x is not a counter index: %w", idx, ErrHandleInUse)
 	}
 	if !pub.Attributes.Written {
 		if err := d.incrementCounter(); err != nil {
-			return 0, fmt.Errorf("setup counter: %w", err)
+			return fmt.Errorf("setup counter: %w", err)
 		}
 	}
-	return d.readCounter()
+	return nil
 }
 
 // Counter returns the anti-rollback counter's value.
