@@ -120,6 +120,9 @@ func (h *Handler) Handle(ctx context.Context, t proto.MsgType, payload []byte) (
 		if _, ok := h.b.(SigningKeyStore); ok {
 			caps = append(caps, "signing-key")
 		}
+		if _, ok := h.b.(OwnerPolicySigner); ok {
+			caps = append(caps, proto.CapSigningKeyPolicy)
+		}
 		return &proto.HelloResponse{Version: v, Backend: id.Backend, Serial: id.Serial, Model: id.Model, Firmware: id.Firmware, Capabilities: caps}, nil
 	case proto.MsgGetEK:
 		a, ok := h.b.(Attester)
