@@ -367,3 +367,93 @@ func TestMeasuredBootOwnerBranchOverProtocol(t *testing.T) {
 		t.Fatal("a bound key signed with its password")
 	}
 }
+
+// TestMeasuredBootConfig: work_order.measured_boot is read into the
+// provisioner's TrustConfig (PCRs sorted) and refused, by LoadConfig and
+// by CheckConfig with the line of the key concerned, for a fleet key file
+// that is not a PEM public key, a P-384 fleet key, a policy_ref of more
+// than 32 bytes or none, a PCR out of range or listed twice, and with
+// signing_key off.
+func TestMeasuredBootConfig(t *testing.T) {
+	dir := t.TempDir()
+	writeKey := func(name string, c elliptic.Curve) {
+		k, _ := ecdsa.GenerateKey(c, rand.Reader)
+		der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeKey("fleet.pem", elliptic.P256())
+	writeKey("fleet384.pem", elliptic.P384())
+	if err := os.WriteFile(filepath.Join(dir, "not.pem"), []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := "station: s\ndatabase: d.db\nca: {dir: ca, passphrase: env:X}\naudit: {key_fingerprints: [abababababababababababababababababababababababababababababababab]}\ntpm_vendor_roots: [v.pem]\nslots: [{slot: 1, port: /dev/ttyUSB0}]\n"
+	mk := func(signingKey, key, ref string, pcrs ...int) string {
+		y := base + "work_order:\n  id: W\n  quantity: 1\n"
+		if signingKey != "" {
+			y += "  signing_key: " + signingKey + "\n"
+		}
+		y += "  measured_boot:\n    fleet_public_key: " + key + "\n    policy_ref: \"" + ref + "\"\n    pcrs:\n"
+		for _, p := range pcrs {
+			y += fmt.Sprintf("      - %d\n", p)
+		}
+		return y
+	}
+	long := strings.Repeat("x", 33)
+	for _, tc := range []struct {
+		name, yaml, wantErr, wantKey, lineOf string
+	}{
+		{"ok", mk("", "fleet.pem", "gw-line", 7, 0, 2, 4), "", "", ""},
+		{"ok auto", mk("auto", "fleet.pem", strings.Repeat("y", 32), 23), "", "", ""},
+		{"bad pem", mk("", "not.pem", "gw-line", 7), "not a PEM PUBLIC KEY", "work_order.measured_boot.fleet_public_key", "fleet_public_key:"},
+		{"p384", mk("", "fleet384.pem", "gw-line", 7), "not an ECDSA P-256 key", "work_order.measured_boot.fleet_public_key", "fleet_public_key:"},
+		{"missing key file", mk("", "absent.pem", "gw-line", 7), "no such file", "work_order.measured_boot.fleet_public_key", "fleet_public_key:"},
+		{"long ref", mk("", "fleet.pem", long, 7), "33 bytes, at most 32", "work_order.measured_boot.policy_ref", "policy_ref:"},
+		{"empty ref", mk("", "fleet.pem", "", 7), "policy_ref is empty", "work_order.measured_boot.policy_ref", "policy_ref:"},
+		{"pcr 24", mk("", "fleet.pem", "gw-line", 0, 24), "PCR 24 is out of range", "work_order.measured_boot.pcrs[1]", "- 24"},
+		{"pcr -1", mk("", "fleet.pem", "gw-line", -1), "PCR -1 is out of range", "work_order.measured_boot.pcrs[0]", "- -1"},
+		{"pcr twice", mk("", "fleet.pem", "gw-line", 0, 2, 2), "PCR 2 is listed twice", "work_order.measured_boot.pcrs[2]", "- 2\n      - 2"},
+		{"no pcrs", mk("", "fleet.pem", "gw-line"), "pcrs: list the PCRs", "work_order.measured_boot.pcrs", "pcrs:"},
+		{"signing_key off", mk("off", "fleet.pem", "gw-line", 7), "signing_key is off", "work_order.measured_boot", "measured_boot:"},
+	} {
+		p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml")
+		if err := os.WriteFile(p, []byte(tc.yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := LoadConfig(p)
+		if tc.wantErr == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+				continue
+			}
+			tr, err := cfg.TrustConfig()
+			if err != nil || tr.MeasuredBoot == nil {
+				t.Errorf("%s: TrustConfig: %v", tc.name, err)
+				continue
+			}
+			if tc.name == "ok" && (!slices.Equal(tr.MeasuredBoot.PCRs, []int{0, 2, 4, 7}) || string(tr.MeasuredBoot.PolicyRef) != "gw-line" || tr.MeasuredBoot.FleetKey.Curve != elliptic.P256()) {
+				t.Errorf("ok: %+v", tr.MeasuredBoot)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("%s: LoadConfig err = %v, want %q", tc.name, err, tc.wantErr)
+		}
+		_, errs := CheckConfig(p)
+		var got *ConfigError
+		for _, e := range errs {
+			if strings.Contains(e.Key, "measured_boot") {
+				got = e
+			}
+		}
+		// The line of lineOf's last list item (or of lineOf).
+		wantLine := strings.Count(tc.yaml[:strings.Index(tc.yaml, tc.lineOf)+strings.LastIndex(tc.lineOf, "- ")+1], "\n") + 1
+		if got == nil || got.Key != tc.wantKey || got.Line != wantLine || !strings.Contains(got.Error(), tc.wantErr) {
+			t.Errorf("%s: CheckConfig %+v, want key %s line %d", tc.name, got, tc.wantKey, wantLine)
+		}
+	}
+	if err := (TrustConfig{SigningKey: SigningKeyOff, MeasuredBoot: &MeasuredBoot{FleetKey: &p256(t).PublicKey, PolicyRef: []byte("l"), PCRs: []int{7}}}).Check(); err == nil {
+		t.Error("TrustConfig.Check accepted measured_boot with signing_key off")
+	}
+}
