@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/devices/agent"
@@ -455,5 +456,73 @@ func TestMeasuredBootConfig(t *testing.T) {
 	}
 	if err := (TrustConfig{SigningKey: SigningKeyOff, MeasuredBoot: &MeasuredBoot{FleetKey: &p256(t).PublicKey, PolicyRef: []byte("l"), PCRs: []int{7}}}).Check(); err == nil {
 		t.Error("TrustConfig.Check accepted measured_boot with signing_key off")
+	}
+}
+
+// TestMeasuredBootRefusesSE: a secure element cannot bind a key to PCRs;
+// under a work order with measured_boot it is refused at Hello, before
+// its chip makes a key, and nothing is issued.
+func TestMeasuredBootRefusesSE(t *testing.T) {
+	ctx := context.Background()
+	l := newTestLineOpts(t, sim.BenchConfig{N: 1, Mix: []string{"se"}})
+	cfg := l.prov.cfg
+	cfg.Trust = TrustConfig{MeasuredBoot: &MeasuredBoot{FleetKey: &p256(t).PublicKey, PolicyRef: []byte("gw-line"), PCRs: []int{7}}}
+	p, err := NewProvisioner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := l.bench.Devices[0]
+	_, err = p.Provision(ctx, Job{Slot: 1, Port: d.Port})
+	var se *StepError
+	if !errors.Is(err, ErrMeasuredBootUnsupported) || !errors.As(err, &se) || se.Step != StepHello || !strings.Contains(err.Error(), "only a TPM") {
+		t.Fatalf("SE under measured_boot: %v", err)
+	}
+	if c, err := l.store.LiveCertificate(ctx, d.Serial); err == nil {
+		t.Fatalf("a certificate was recorded: %s", c.SerialHex)
+	}
+}
+
+// BenchmarkMeasuredBootSLB9670 is what measured_boot adds to one device's
+// whole sequence on the SLB9670 latency profile over a 115200-baud pty
+// (signing key on, no firmware trust): the CSR and the end-of-line
+// signature go through a policy session (PolicySecret + PolicyOR) and the
+// ledger gets signing_key.policy (off the device's path). One op = one
+// device, fresh swtpm each (set up outside the timer).
+func BenchmarkMeasuredBootSLB9670(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("measured_boot=%v", on), func(b *testing.B) {
+			var total time.Duration
+			n := 0
+			for b.Loop() {
+				b.StopTimer()
+				l := newTestLineOpts(b, sim.BenchConfig{N: 1, LatencyProfile: "slb9670", Baud: 115200})
+				cfg := l.prov.cfg
+				if on {
+					k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+					cfg.Trust = TrustConfig{MeasuredBoot: &MeasuredBoot{FleetKey: &k.PublicKey, PolicyRef: []byte("gw-line"), PCRs: []int{0, 2, 4, 7}}}
+				}
+				p, err := NewProvisioner(cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				d := l.bench.Devices[0]
+				b.StartTimer()
+				t0 := time.Now()
+				res, err := p.Provision(context.Background(), Job{Slot: 1, Port: d.Port})
+				if err != nil {
+					b.Fatal(err)
+				}
+				total += time.Since(t0)
+				n++
+				bound := false
+				for _, e := range res.SigningChain[0].Extensions {
+					bound = bound || e.Id.Equal(MeasuredBootOID(nil))
+				}
+				if bound != on {
+					b.Fatalf("measured-boot extension present: %v", bound)
+				}
+			}
+			b.ReportMetric(float64(total.Milliseconds())/float64(n), "ms/device")
+		})
 	}
 }
