@@ -141,7 +141,7 @@ type trustRun struct {
 
 // ErrMeasuredBootUnsupported: the work order binds code-signing keys to
 // measured boot and the device cannot have such a key (not a TPM, or an
-// agent without the "signing-key" and "signing-key-policy" capabilities).
+// agent without the "signing-key" or the "signing-key-policy" capability).
 // It is refused at Hello, before it makes any key; the error also wraps
 // ErrNoProof (reason code no-proof).
 var ErrMeasuredBootUnsupported = errors.New("the device cannot bind a signing key to measured boot")
@@ -149,8 +149,9 @@ var ErrMeasuredBootUnsupported = errors.New("the device cannot bind a signing ke
 // measuredBootGate refuses, right after Hello and before the device makes
 // any key, a device that cannot honour the work order's measured-boot
 // binding: its firmware would otherwise be signed by a key that is not
-// bound (fail closed).
-func (r *run) measuredBootGate(hello *proto.HelloResponse) error {
+// bound (fail closed). The refusal goes to the ledger (attest.fail), as
+// any device that cannot give what the work order demands.
+func (r *run) measuredBootGate(ctx context.Context, hello *proto.HelloResponse) error {
 	if r.p.cfg.Trust.MeasuredBoot == nil {
 		return nil
 	}
@@ -165,7 +166,9 @@ func (r *run) measuredBootGate(hello *proto.HelloResponse) error {
 	default:
 		return nil
 	}
-	return &StepError{Step: StepHello, Err: fmt.Errorf("%w: %w: this work order binds code-signing keys to measured boot; %s", ErrNoProof, ErrMeasuredBootUnsupported, why),
+	err := fmt.Errorf("%w: %w: this work order binds code-signing keys to measured boot; %s", ErrNoProof, ErrMeasuredBootUnsupported, why)
+	r.recordAttestFailure(ctx, err)
+	return &StepError{Step: StepHello, Err: err,
 		Instruction: fmt.Sprintf("The device on slot %d cannot bind its code-signing key to measured boot, which this work order requires: update its agent (a wsc-agent that announces signing-key-policy) or ask the shift lead for the right work order, then retry. No key was made.", r.job.Slot)}
 }
 

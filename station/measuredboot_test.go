@@ -250,9 +250,9 @@ type olderAgent struct {
 
 // TestMeasuredBootRefusesAgentWithoutPolicy: under a work order with
 // measured_boot, a TPM device whose agent lacks signing-key-policy is
-// refused at Hello with an instruction, before it makes any key: no
-// certificate is recorded and tpm2_getcap shows none of the device keys
-// in the chip. The same chip with a current agent then provisions.
+// refused at Hello with an instruction, before it makes any key: the
+// refusal is in the ledger (attest.fail), no certificate is recorded and
+// tpm2_getcap shows none of the device keys in the chip. The same chip with a current agent then provisions.
 func TestMeasuredBootRefusesAgentWithoutPolicy(t *testing.T) {
 	testenvTools(t, "tpm2_getcap")
 	ctx := context.Background()
@@ -287,6 +287,19 @@ func TestMeasuredBootRefusesAgentWithoutPolicy(t *testing.T) {
 	}
 	if c, err := l.store.LiveSigningCertificate(ctx, d.Serial); err == nil {
 		t.Fatalf("a signing certificate was recorded: %s", c.SerialHex)
+	}
+	entries, err := l.store.AuditEntries(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusals := 0
+	for _, e := range entries {
+		if e.Kind == "attest.fail" && strings.Contains(string(e.Detail), "signing-key-policy") && strings.Contains(string(e.Detail), d.Serial) {
+			refusals++
+		}
+	}
+	if refusals != 1 {
+		t.Fatalf("%d attest.fail ledger rows for the refusal, want 1", refusals)
 	}
 	closeDev()
 	tcti := swtpmTCTI(t, d)

@@ -456,7 +456,7 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 	}
 	r.proof = proof.Name()
 	r.trust.signing = r.wantsSigningKey(hello, r.proof)
-	if err := r.measuredBootGate(hello); err != nil {
+	if err := r.measuredBootGate(ctx, hello); err != nil {
 		return nil, err
 	}
 	// A secure element gets a compressible certificate: whole-year
