@@ -301,6 +301,15 @@ func TestMeasuredBootRefusesAgentWithoutPolicy(t *testing.T) {
 	if refusals != 1 {
 		t.Fatalf("%d attest.fail ledger rows for the refusal, want 1", refusals)
 	}
+	// That agent does not announce the capability and refuses the message.
+	oc := dial(t, port)
+	if h, err := oc.Hello(ctx); err != nil || slices.Contains(h.Capabilities, proto.CapSigningKeyPolicy) || !slices.Contains(h.Capabilities, "signing-key") {
+		t.Fatalf("older agent's hello %+v, %v", h, err)
+	}
+	digest := sha256.Sum256([]byte("m"))
+	if err := signWithOwnerPolicy(ctx, oc, digest[:], cfg.Trust.MeasuredBoot, &proto.SignDigestResponse{}); !errors.Is(err, proto.ErrUnsupported) {
+		t.Fatalf("older agent answered SignWithOwnerPolicy: %v", err)
+	}
 	closeDev()
 	tcti := swtpmTCTI(t, d)
 	out, err := tpm2Run(t, tcti, "tpm2_getcap", "handles-persistent")
