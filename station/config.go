@@ -170,6 +170,9 @@ type WorkOrder struct {
 	// or off; FirmwareTrust, when set, is written into the chip (trustconfig.go).
 	SigningKey    string               `yaml:"signing_key,omitempty"`
 	FirmwareTrust *FirmwareTrustConfig `yaml:"firmware_trust,omitempty"`
+	// MeasuredBoot, when set, binds TPM code-signing keys to measured boot
+	// (trustconfig.go); it needs signing_key auto.
+	MeasuredBoot *MeasuredBootConfig `yaml:"measured_boot,omitempty"`
 }
 
 // LoadConfig reads and checks a station configuration file.

@@ -5,14 +5,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/devices/proto"
+	"github.com/wsc-project/wsc/devices/tpm"
 	"github.com/wsc-project/wsc/wasmsign"
 )
 
@@ -44,6 +48,10 @@ type TrustConfig struct {
 	// OwnerAuth is how a TPM's owner authorisation is set before the
 	// anchors are locked with it (required with Firmware for TPMs).
 	OwnerAuth OwnerAuthPolicy
+	// MeasuredBoot, when set, binds every device's code-signing key to
+	// measured boot (needs SigningKey auto): a device that cannot have
+	// such a key is refused at Hello, before it makes any key.
+	MeasuredBoot *MeasuredBoot
 }
 
 // Check refuses a configuration the sequence cannot honour.
@@ -52,6 +60,14 @@ func (t TrustConfig) Check() error {
 	case "", SigningKeyAuto, SigningKeyOff:
 	default:
 		return fmt.Errorf("signing_key %q: want auto or off", t.SigningKey)
+	}
+	if t.MeasuredBoot != nil {
+		if t.SigningKey == SigningKeyOff {
+			return errors.New("measured_boot binds the code-signing key, but signing_key is off: remove measured_boot or set signing_key: auto")
+		}
+		if err := t.MeasuredBoot.Check(); err != nil {
+			return fmt.Errorf("measured_boot: %w", err)
+		}
 	}
 	if t.OwnerAuth.Escrow != nil && t.OwnerAuth.None {
 		return errors.New("owner_auth: give either escrow_public_key or policy: none, not both")
@@ -121,6 +137,9 @@ type trustRun struct {
 	// aheadNonce is the keys' nonce when the device was asked to make its
 	// signing key ahead (certified over it); nil: a fresh nonce.
 	aheadNonce []byte
+	// mb is the measured-boot binding of the signing key (nil: none); the
+	// end-of-line module is then signed through the owner branch.
+	mb *MeasuredBoot
 }
 
 // capSigningKeyAhead is the Hello capability of an agent that makes its
@@ -146,11 +165,109 @@ func (r *run) signingKeyAhead(hello *proto.HelloResponse, nonce []byte) func(*pr
 	if !key && !counter {
 		return nil
 	}
+	var fleet, ref []byte
+	if mb := r.measuredBoot(); key && mb != nil {
+		// The key made ahead carries the binding (its policy is part of
+		// what the IAK certifies).
+		der, err := x509.MarshalPKIXPublicKey(mb.FleetKey)
+		if err != nil {
+			key = false // made on request instead, where the error is reported
+		}
+		fleet, ref = der, mb.PolicyRef
+	}
+	if !key && !counter {
+		return nil
+	}
 	return func(req *proto.CreateKeysRequest) {
 		req.SigningKeyAhead, req.CounterAhead = key, counter
 		if key {
+			req.FleetKey, req.PolicyRef = fleet, ref
 			r.trust.aheadNonce = nonce
 		}
+	}
+}
+
+// ErrMeasuredBootUnsupported: the work order binds code-signing keys to
+// measured boot and the device cannot have such a key (not a TPM, or an
+// agent without the "signing-key" or the "signing-key-policy" capability).
+// It is refused at Hello, before it makes any key; the error also wraps
+// ErrNoProof (reason code no-proof).
+var ErrMeasuredBootUnsupported = errors.New("the device cannot bind a signing key to measured boot")
+
+// measuredBootGate refuses, right after Hello and before the device makes
+// any key, a device that cannot honour the work order's measured-boot
+// binding: its firmware would otherwise be signed by a key that is not
+// bound (fail closed). The refusal goes to the ledger (attest.fail), as
+// any device that cannot give what the work order demands.
+func (r *run) measuredBootGate(ctx context.Context, hello *proto.HelloResponse) error {
+	if r.p.cfg.Trust.MeasuredBoot == nil {
+		return nil
+	}
+	var why string
+	switch {
+	case r.proof != ca.ProofTPM:
+		why = fmt.Sprintf("its proof is %s, and only a TPM binds a key to its PCRs", r.proof)
+	case !hasCap(hello.Capabilities, capSigningKey):
+		why = "its agent has no separate code-signing key (no signing-key capability)"
+	case !hasCap(hello.Capabilities, proto.CapSigningKeyPolicy):
+		why = "its agent cannot bind the signing key or sign through the owner branch (no signing-key-policy capability)"
+	default:
+		return nil
+	}
+	err := fmt.Errorf("%w: %w: this work order binds code-signing keys to measured boot; %s", ErrNoProof, ErrMeasuredBootUnsupported, why)
+	r.recordAttestFailure(ctx, err)
+	return &StepError{Step: StepHello, Err: err,
+		Instruction: fmt.Sprintf("The device on slot %d cannot bind its code-signing key to measured boot, which this work order requires: update its agent (a wsc-agent that announces signing-key-policy) or ask the shift lead for the right work order, then retry. No key was made.", r.job.Slot)}
+}
+
+// measuredBoot is the work order's binding with the profile's OID arc
+// (nil when the work order has none).
+func (r *run) measuredBoot() *MeasuredBoot {
+	mb := r.p.cfg.Trust.MeasuredBoot
+	if mb == nil {
+		return nil
+	}
+	out := *mb
+	if p := r.p.cfg.Profile; p != nil && p.OIDArc != "" && len(out.OIDArc) == 0 {
+		out.OIDArc = parseArc(p.OIDArc)
+	}
+	return &out
+}
+
+// parseArc parses a dotted OID (nil if it is not one; a loaded profile's
+// arc always is).
+func parseArc(s string) asn1.ObjectIdentifier {
+	var oid asn1.ObjectIdentifier
+	for _, f := range strings.Split(s, ".") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 {
+			return nil
+		}
+		oid = append(oid, n)
+	}
+	return oid
+}
+
+// recordSigningPolicy wraps the signing key's issuance: once the
+// certificate is issued (or re-delivered), the binding — policy digest,
+// fleet key Name, policy reference, PCR selection, the extension's OID —
+// goes to the ledger with the certificate's serial (signing_key.policy).
+func (r *run) recordSigningPolicy(ctx context.Context, mb *MeasuredBoot, policy []byte, issue signingIssueFunc) signingIssueFunc {
+	return func(csrDER []byte, csr *x509.CertificateRequest, req ca.IssueRequest) ([]*x509.Certificate, error) {
+		chain, err := issue(csrDER, csr, req)
+		if err != nil {
+			return nil, err
+		}
+		name, err := tpm.FleetKeyName(mb.FleetKey)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.p.cfg.Store.Audit(ctx, "signing_key.policy", r.p.currentOperator(), map[string]any{"device": r.serial, "run": r.runID,
+			"certificate": SerialHex(chain[0]), "policy_digest": hex.EncodeToString(policy), "fleet_key_name": hex.EncodeToString(name),
+			"policy_ref": string(mb.PolicyRef), "pcrs": mb.PCRs, "extension": MeasuredBootOID(mb.OIDArc).String()}); err != nil {
+			return nil, fmt.Errorf("record the signing key's measured-boot policy: %w", err)
+		}
+		return chain, nil
 	}
 }
 
@@ -204,10 +321,12 @@ func (r *run) signingKeyStep(ctx context.Context, hello *proto.HelloResponse, pr
 		if cfg.NamesFor != nil {
 			req.Names = cfg.NamesFor(r.serial)
 		}
-		sr, err := requestSigningKey(ctx, r.client, nonce, req, nil)
+		mb := r.measuredBoot()
+		sr, err := requestSigningKey(ctx, r.client, nonce, req, mb)
 		if err != nil {
 			return err
 		}
+		r.trust.mb = mb
 		// The station checks the device's evidence and the CA certifies
 		// the key (two durable records and a signature, ≈ 2 ms) while the
 		// device signs the end-of-line module with it (eolCheck): the
@@ -215,6 +334,9 @@ func (r *run) signingKeyStep(ctx context.Context, hello *proto.HelloResponse, pr
 		// device signs is used before both are done (settleSigning).
 		iak, idevid := proven.Keys.IAKPublic, proven.CSR.PublicKey
 		issue := r.issueSigning(ctx)
+		if mb != nil {
+			issue = r.recordSigningPolicy(ctx, mb, sr.wantPolicy, issue)
+		}
 		r.trust.issuing = goAsync(func() error {
 			ev, err := sr.check(iak, idevid)
 			if err != nil {
@@ -298,7 +420,14 @@ func (r *run) eolCheck(ctx context.Context, c *proto.Client, nonce []byte, idCha
 		return fmt.Errorf("%w: digest of the test module: %w", ErrEndOfLine, err)
 	}
 	var resp proto.SignDigestResponse
-	err = c.Call(ctx, proto.MsgSignWithSigningKey, proto.SignDigestRequest{Digest: digest}, &resp)
+	if mb := r.trust.mb; mb != nil {
+		// A key bound to measured boot refuses password use: it signs
+		// through PolicySecret(owner), with the owner authorisation the
+		// agent holds (the chip's, before anchorsStep seals a new one).
+		err = signWithOwnerPolicy(ctx, c, digest, mb, &resp)
+	} else {
+		err = c.Call(ctx, proto.MsgSignWithSigningKey, proto.SignDigestRequest{Digest: digest}, &resp)
+	}
 	if serr := r.settleSigning(); serr != nil {
 		return serr
 	}
@@ -332,6 +461,16 @@ func (r *run) eolCheck(ctx context.Context, c *proto.Client, nonce []byte, idCha
 		return verr
 	}
 	return r.keepEOLModule(signed)
+}
+
+// signWithOwnerPolicy has a signing key bound to mb sign digest through
+// its owner branch (MsgSignWithOwnerPolicy).
+func signWithOwnerPolicy(ctx context.Context, c *proto.Client, digest []byte, mb *MeasuredBoot, resp *proto.SignDigestResponse) error {
+	der, err := x509.MarshalPKIXPublicKey(mb.FleetKey)
+	if err != nil {
+		return fmt.Errorf("fleet key: %w", err)
+	}
+	return c.Call(ctx, proto.MsgSignWithOwnerPolicy, proto.SignWithOwnerPolicyRequest{Digest: digest, FleetKey: der, PolicyRef: mb.PolicyRef}, resp)
 }
 
 // anchorsStep installs the work order's firmware trust into a device that

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -72,6 +73,37 @@ type MeasuredBoot struct {
 	PCRs []int
 	// OIDArc is the profile's OID arc (nil: ca.DefaultOIDArc).
 	OIDArc asn1.ObjectIdentifier
+}
+
+// Check refuses a binding the TPM or the certificate cannot carry: the
+// fleet key must be ECDSA P-256, the policy reference 1 to 32 bytes
+// (TPM2_PolicyAuthorize's policyRef names the product line; an empty one
+// would accept the fleet key's approvals for any line), and the PCRs a
+// non-empty selection of distinct PCRs 0..23 of the SHA-256 bank.
+func (m *MeasuredBoot) Check() error {
+	if m.FleetKey == nil || m.FleetKey.Curve != elliptic.P256() {
+		return errors.New("fleet_public_key: the fleet policy key must be ECDSA P-256")
+	}
+	if len(m.PolicyRef) == 0 {
+		return errors.New("policy_ref is empty: name the product line (1 to 32 bytes) the fleet key approves PCR policies for")
+	}
+	if len(m.PolicyRef) > 32 {
+		return fmt.Errorf("policy_ref: %d bytes, at most 32 (the TPM's policy reference)", len(m.PolicyRef))
+	}
+	if len(m.PCRs) == 0 {
+		return errors.New("pcrs: list the PCRs (0 to 23, SHA-256 bank) that release PCR policies cover")
+	}
+	seen := map[int]bool{}
+	for _, p := range m.PCRs {
+		if p < 0 || p > 23 {
+			return fmt.Errorf("pcrs: PCR %d is out of range 0..23", p)
+		}
+		if seen[p] {
+			return fmt.Errorf("pcrs: PCR %d is listed twice", p)
+		}
+		seen[p] = true
+	}
+	return nil
 }
 
 // MeasuredBootOID is the extension a bound signing key's certificate

@@ -456,6 +456,9 @@ func (r *run) sequence(ctx context.Context) (*Result, error) {
 	}
 	r.proof = proof.Name()
 	r.trust.signing = r.wantsSigningKey(hello, r.proof)
+	if err := r.measuredBootGate(ctx, hello); err != nil {
+		return nil, err
+	}
 	// A secure element gets a compressible certificate: whole-year
 	// validity. A profile that cannot give one is refused here, before the
 	// chip makes a key.

@@ -1,11 +1,15 @@
 package station
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 )
 
 // FirmwareTrustConfig is a work order's firmware_trust (station.yaml,
@@ -24,6 +28,61 @@ type FirmwareTrustConfig struct {
 	DeviceClass   string   `yaml:"device_class"`
 }
 
+// MeasuredBootConfig is a work order's measured_boot (station.yaml,
+// docs/station-config.md): the TPM code-signing key (LDevID) is bound to
+// measured boot — it signs only under a PCR policy the fleet policy key
+// signed for PolicyRef (`wsc policy sign`), or through the owner's
+// authorisation (used once, at end of line).
+//
+//	measured_boot:
+//	  fleet_public_key: fleet-policy.pub.pem  # PEM PUBLIC KEY, ECDSA P-256
+//	  policy_ref: gw-line                     # the product line, 1 to 32 bytes
+//	  pcrs: [0, 2, 4, 7]                      # SHA-256 bank, 0..23, each once
+type MeasuredBootConfig struct {
+	FleetPublicKey string `yaml:"fleet_public_key"`
+	PolicyRef      string `yaml:"policy_ref"`
+	PCRs           []int  `yaml:"pcrs"`
+}
+
+// load reads the fleet key and checks the binding.
+func (m *MeasuredBootConfig) load() (*MeasuredBoot, error) {
+	if m.FleetPublicKey == "" {
+		return nil, errors.New("fleet_public_key is required (the PEM public key of the fleet policy key that signs PCR policies)")
+	}
+	k, err := LoadFleetPublicKey(m.FleetPublicKey)
+	if err != nil {
+		return nil, err
+	}
+	mb := &MeasuredBoot{FleetKey: k, PolicyRef: []byte(m.PolicyRef), PCRs: slices.Clone(m.PCRs)}
+	slices.Sort(mb.PCRs)
+	if err := mb.Check(); err != nil {
+		return nil, err
+	}
+	return mb, nil
+}
+
+// LoadFleetPublicKey reads a fleet policy public key: a PEM PUBLIC KEY
+// (PKIX) holding an ECDSA P-256 key.
+func LoadFleetPublicKey(path string) (*ecdsa.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("fleet_public_key: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "PUBLIC KEY" {
+		return nil, fmt.Errorf("fleet_public_key: %s is not a PEM PUBLIC KEY; export the fleet policy key's public half (openssl pkey -pubout)", path)
+	}
+	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("fleet_public_key: %s: %w", path, err)
+	}
+	pub, ok := k.(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("fleet_public_key: %s is not an ECDSA P-256 key (the TPM checks the fleet key's signatures with P-256)", path)
+	}
+	return pub, nil
+}
+
 // OwnerAuthConfig is station.yaml's owner_auth: where the TPM owner
 // authorisation the station sets is sealed to, or the explicit policy
 // none (the owner hierarchy is left as it is; recorded in the ledger).
@@ -39,6 +98,9 @@ type OwnerAuthConfig struct {
 func makeTrustAbsolute(c *FileConfig, abs func(*string)) {
 	abs(&c.OwnerAuth.EscrowPublicKey)
 	for _, w := range append([]*WorkOrder{&c.WorkOrder}, workOrderPtrs(c.WorkOrders)...) {
+		if w.MeasuredBoot != nil {
+			abs(&w.MeasuredBoot.FleetPublicKey)
+		}
 		if w.FirmwareTrust == nil {
 			continue
 		}
@@ -85,6 +147,14 @@ func (c *FileConfig) checkTrust() []error {
 		default:
 			errs = append(errs, keyed(prefix+".signing_key", fmt.Errorf("%s.signing_key: %q is neither auto nor off", prefix, w.SigningKey)))
 		}
+		if mb := w.MeasuredBoot; mb != nil {
+			if w.SigningKey == SigningKeyOff {
+				errs = append(errs, keyed(prefix+".measured_boot", fmt.Errorf("%s.measured_boot binds the code-signing key, but signing_key is off: remove measured_boot or set signing_key: auto", prefix)))
+			}
+			if _, err := mb.load(); err != nil {
+				errs = append(errs, keyed(measuredBootKey(prefix, mb, err), fmt.Errorf("%s.measured_boot: %w", prefix, err)))
+			}
+		}
 		if w.FirmwareTrust == nil {
 			continue
 		}
@@ -96,6 +166,26 @@ func (c *FileConfig) checkTrust() []error {
 		}
 	}
 	return errs
+}
+
+// measuredBootKey is the key a measured_boot error is about (for its
+// line in --check-config).
+func measuredBootKey(prefix string, m *MeasuredBootConfig, err error) string {
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "fleet_public_key"):
+		return prefix + ".measured_boot.fleet_public_key"
+	case strings.Contains(msg, "policy reference"), strings.Contains(msg, "policy_ref"):
+		return prefix + ".measured_boot.policy_ref"
+	case strings.Contains(msg, "pcrs"):
+		for i, p := range m.PCRs {
+			if p < 0 || p > 23 || slices.Index(m.PCRs, p) < i {
+				return fmt.Sprintf("%s.measured_boot.pcrs[%d]", prefix, i)
+			}
+		}
+		return prefix + ".measured_boot.pcrs"
+	}
+	return prefix + ".measured_boot"
 }
 
 // load reads the roots and CRLs and checks the result.
@@ -169,6 +259,13 @@ func (c *FileConfig) TrustConfig() (TrustConfig, error) {
 			return TrustConfig{}, fmt.Errorf("work order %s: firmware_trust: %w", c.WorkOrder.ID, err)
 		}
 		t.Firmware = ft
+	}
+	if m := c.WorkOrder.MeasuredBoot; m != nil {
+		mb, err := m.load()
+		if err != nil {
+			return TrustConfig{}, fmt.Errorf("work order %s: measured_boot: %w", c.WorkOrder.ID, err)
+		}
+		t.MeasuredBoot = mb
 	}
 	if err := t.Check(); err != nil {
 		return TrustConfig{}, fmt.Errorf("work order %s: %w", c.WorkOrder.ID, err)

@@ -131,6 +131,9 @@ func (h *Handler) Handle(ctx context.Context, t proto.MsgType, payload []byte) (
 				caps = append(caps, "counter-ahead")
 			}
 		}
+		if _, ok := h.b.(OwnerPolicySigner); ok {
+			caps = append(caps, proto.CapSigningKeyPolicy)
+		}
 		return &proto.HelloResponse{Version: v, Backend: id.Backend, Serial: id.Serial, Model: id.Model, Firmware: id.Firmware, Capabilities: caps}, nil
 	case proto.MsgGetEK:
 		a, ok := h.b.(Attester)
@@ -159,9 +162,9 @@ func (h *Handler) Handle(ctx context.Context, t proto.MsgType, payload []byte) (
 			if !ok || (ahead.SigningKey && !signs) || (ahead.Counter && !trusts) {
 				return nil, &proto.Error{Code: proto.ErrUnsupported, Message: "this device cannot make that work ahead"}
 			}
-			var perr *proto.Error
-			if ahead.Fleet, perr = parseFleetKey(req.FleetKey, req.PolicyRef); perr != nil {
-				return nil, perr
+			var err error
+			if ahead.Fleet, err = parseFleetKey(req.FleetKey, req.PolicyRef); err != nil {
+				return nil, &proto.Error{Code: proto.ErrBadRequest, Message: err.Error()}
 			}
 			prep = p
 		}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 
 	"github.com/wsc-project/wsc/devices/proto"
@@ -35,6 +36,10 @@ type SigningKeyStore interface {
 }
 
 func (h *Handler) handleSigning(ctx context.Context, t proto.MsgType, payload []byte) (resp any, ok bool, err error) {
+	if t == proto.MsgSignWithOwnerPolicy {
+		resp, err := h.signWithOwnerPolicy(ctx, payload)
+		return resp, true, err
+	}
 	if t != proto.MsgCreateSigningKey && t != proto.MsgInstallSigningChain && t != proto.MsgSignWithSigningKey {
 		return nil, false, nil
 	}
@@ -50,9 +55,9 @@ func (h *Handler) handleSigning(ctx context.Context, t proto.MsgType, payload []
 		if len(req.Nonce) < 16 || len(req.Nonce) > 64 {
 			return nil, true, &proto.Error{Code: proto.ErrBadRequest, Message: fmt.Sprintf("nonce must be 16 to 64 bytes, got %d", len(req.Nonce))}
 		}
-		fleet, perr := parseFleetKey(req.FleetKey, req.PolicyRef)
-		if perr != nil {
-			return nil, true, perr
+		fleet, err := parseFleetKey(req.FleetKey, req.PolicyRef)
+		if err != nil {
+			return nil, true, &proto.Error{Code: proto.ErrBadRequest, Message: err.Error()}
 		}
 		ev, err := s.CreateSigningKey(ctx, req.Nonce, fleet, req.PolicyRef)
 		if err != nil {
@@ -90,22 +95,60 @@ func (h *Handler) handleSigning(ctx context.Context, t proto.MsgType, payload []
 	return &proto.InstallChainResponse{SHA256: chainDigest(req.Chain), NVIndices: idx}, true, nil
 }
 
-// parseFleetKey reads a request's measured-boot binding: none (nil), or an
-// ECDSA P-256 fleet key (PKIX DER) with a policy reference of at most 32
-// bytes.
-func parseFleetKey(der, policyRef []byte) (*ecdsa.PublicKey, *proto.Error) {
+// OwnerPolicySigner is the optional capability of backends whose
+// code-signing key may be bound to measured boot and that sign with it
+// through the PolicySecret(owner) branch, with the owner authorisation the
+// backend holds for its chip (never one sent by the station). An agent
+// whose backend has it announces proto.CapSigningKeyPolicy.
+type OwnerPolicySigner interface {
+	SignDigestWithOwnerPolicy(ctx context.Context, digest []byte, fleet *ecdsa.PublicKey, policyRef []byte) ([]byte, error)
+}
+
+// signWithOwnerPolicy answers MsgSignWithOwnerPolicy.
+func (h *Handler) signWithOwnerPolicy(ctx context.Context, payload []byte) (any, error) {
+	s, ok := h.b.(OwnerPolicySigner)
+	if !ok {
+		return nil, &proto.Error{Code: proto.ErrUnsupported, Message: "this device cannot sign with a signing key bound to measured boot"}
+	}
+	var req proto.SignWithOwnerPolicyRequest
+	if err := proto.Unmarshal(payload, &req); err != nil {
+		return nil, badRequest(err)
+	}
+	if len(req.Digest) != sha256.Size {
+		return nil, &proto.Error{Code: proto.ErrBadRequest, Message: fmt.Sprintf("digest must be %d bytes, got %d", sha256.Size, len(req.Digest))}
+	}
+	fleet, err := parseFleetKey(req.FleetKey, req.PolicyRef)
+	if err != nil || fleet == nil {
+		return nil, &proto.Error{Code: proto.ErrBadRequest, Message: "fleet key must be an ECDSA P-256 public key (PKIX DER) and the policy reference at most 32 bytes"}
+	}
+	sig, err := s.SignDigestWithOwnerPolicy(ctx, req.Digest, fleet, req.PolicyRef)
+	if err != nil {
+		return nil, deviceErr("sign with the owner policy", err)
+	}
+	return &proto.SignDigestResponse{Signature: sig}, nil
+}
+
+// parseFleetKey parses a fleet policy key (PKIX DER, ECDSA P-256) and
+// checks the policy reference's length; nil for an empty key.
+func parseFleetKey(der, policyRef []byte) (*ecdsa.PublicKey, error) {
 	if len(der) == 0 {
 		if len(policyRef) != 0 {
-			return nil, &proto.Error{Code: proto.ErrBadRequest, Message: "a policy reference without a fleet key"}
+			return nil, errors.New("a policy reference without a fleet key")
 		}
 		return nil, nil
 	}
 	k, err := x509.ParsePKIXPublicKey(der)
 	fk, ok := k.(*ecdsa.PublicKey)
 	if err != nil || !ok || fk.Curve != elliptic.P256() || len(policyRef) > 32 {
-		return nil, &proto.Error{Code: proto.ErrBadRequest, Message: "fleet key must be an ECDSA P-256 public key (PKIX DER) and the policy reference at most 32 bytes"}
+		return nil, errors.New("fleet key must be an ECDSA P-256 public key (PKIX DER) and the policy reference at most 32 bytes")
 	}
 	return fk, nil
+}
+
+// SignDigestWithOwnerPolicy implements OwnerPolicySigner.
+func (b *TPMBackend) SignDigestWithOwnerPolicy(_ context.Context, digest []byte, fleet *ecdsa.PublicKey, policyRef []byte) ([]byte, error) {
+	b.waitAheadKey()
+	return b.dev.SignDigestLDevIDOwnerPolicy(digest, fleet, policyRef)
 }
 
 // CreateSigningKey implements SigningKeyStore. A key made ahead for the

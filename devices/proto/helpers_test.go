@@ -211,6 +211,12 @@ func (d *fakeDevice) Handle(ctx context.Context, t MsgType, payload []byte) (any
 		return InstallChainResponse{SHA256: x.chainHash, NVIndices: []uint32{0x01500020}}, nil
 	case MsgSignWithSigningKey:
 		return SignDigestResponse{Signature: x.sig}, nil
+	case MsgSignWithOwnerPolicy:
+		var req SignWithOwnerPolicyRequest
+		if err := Unmarshal(payload, &req); err != nil || len(req.Digest) != 32 || len(req.FleetKey) == 0 {
+			return nil, Errorf(ErrBadRequest, "sign with owner policy: digest, fleet key and policy reference required")
+		}
+		return SignDigestResponse{Signature: x.sig}, nil
 	}
 	return nil, Errorf(ErrUnsupported, "no handler for %s", t)
 }

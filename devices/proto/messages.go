@@ -40,6 +40,7 @@ const (
 	MsgCreateSigningKey    MsgType = 0x0E // CreateSigningKeyRequest / CreateSigningKeyResponse
 	MsgInstallSigningChain MsgType = 0x0F // InstallChainRequest / InstallChainResponse (the signing key's chain)
 	MsgSignWithSigningKey  MsgType = 0x10 // SignDigestRequest / SignDigestResponse (the signing key; not one bound to measured boot)
+	MsgSignWithOwnerPolicy MsgType = 0x11 // SignWithOwnerPolicyRequest / SignDigestResponse (a signing key bound to measured boot, owner branch)
 	MsgBusy                MsgType = 0x7E // BusyResponse: the request with this id is still running
 	MsgError               MsgType = 0x7F // ErrorResponse, in reply to any request
 )
@@ -49,6 +50,13 @@ const (
 // after KeepaliveTimeout of silence instead of waiting out the whole
 // operation's timeout, which is sized for the slowest real chip.
 const CapKeepalive = "keepalive"
+
+// CapSigningKeyPolicy is the Hello capability of an agent that binds its
+// code-signing key to measured boot (CreateSigningKeyRequest.FleetKey) and
+// signs with such a key through its PolicySecret(owner) branch
+// (MsgSignWithOwnerPolicy). A station whose work order binds signing keys
+// refuses an agent without it before the device makes a key.
+const CapSigningKeyPolicy = "signing-key-policy"
 
 // Keepalive timing: the agent reports a running request every
 // KeepaliveInterval; the station gives up on an attempt after
@@ -75,6 +83,7 @@ var msgNames = map[MsgType]string{
 	MsgCreateSigningKey:    "CreateSigningKey",
 	MsgInstallSigningChain: "InstallSigningChain",
 	MsgSignWithSigningKey:  "SignWithSigningKey",
+	MsgSignWithOwnerPolicy: "SignWithOwnerPolicy",
 	MsgBusy:                "Busy",
 	MsgError:               "Error",
 }
@@ -97,7 +106,7 @@ func (t MsgType) Known() bool {
 func MsgTypes() []MsgType {
 	return []MsgType{MsgHello, MsgGetEK, MsgCreateKeys, MsgActivateCredential, MsgInstallChain,
 		MsgReadChain, MsgSignDigest, MsgLock, MsgReset, MsgSetOwnerAuth, MsgWriteAnchors, MsgReadAnchors, MsgSetupCounter,
-		MsgCreateSigningKey, MsgInstallSigningChain, MsgSignWithSigningKey}
+		MsgCreateSigningKey, MsgInstallSigningChain, MsgSignWithSigningKey, MsgSignWithOwnerPolicy}
 }
 
 // DefaultTimeout returns how long the station waits for one attempt of a
@@ -138,6 +147,8 @@ func DefaultTimeout(t MsgType) time.Duration {
 		return 15 * time.Second // as InstallChain
 	case MsgSignWithSigningKey:
 		return 2 * time.Second // as SignDigest
+	case MsgSignWithOwnerPolicy:
+		return 3 * time.Second // policy session + PolicySecret + PolicyOR + ECDSA sign (25–190 ms) + flush
 	default:
 		return 5 * time.Second
 	}
@@ -353,6 +364,21 @@ type CreateSigningKeyRequest struct {
 	PolicyRef []byte `cbor:"3,keyasint,omitempty"`
 }
 
+// SignWithOwnerPolicyRequest asks a code-signing key bound to measured
+// boot to sign Digest (SHA-256) through its PolicySecret(owner) branch: the
+// agent opens a policy session, satisfies PolicySecret with the owner
+// authorisation it holds for the chip in this session (the value it was
+// started with — empty on a factory-fresh TPM — or the one SetOwnerAuth
+// last set), then PolicyOR over the two branches of FleetKey and
+// PolicyRef, and signs. The owner authorisation never travels in this
+// message. FleetKey (PKIX DER, ECDSA P-256) and PolicyRef (at most 32
+// bytes) must be the key's binding, or the TPM refuses (policy check).
+type SignWithOwnerPolicyRequest struct {
+	Digest    []byte `cbor:"1,keyasint,omitempty"`
+	FleetKey  []byte `cbor:"2,keyasint,omitempty"`
+	PolicyRef []byte `cbor:"3,keyasint,omitempty"`
+}
+
 // CreateSigningKeyResponse carries the signing key's evidence.
 type CreateSigningKeyResponse struct {
 	IAKPublic        []byte `cbor:"1,keyasint,omitempty"` // TPM2B_PUBLIC
@@ -394,6 +420,7 @@ var requestTypes = map[MsgType]reflect.Type{
 	MsgCreateSigningKey:    reflect.TypeFor[CreateSigningKeyRequest](),
 	MsgInstallSigningChain: reflect.TypeFor[InstallChainRequest](),
 	MsgSignWithSigningKey:  reflect.TypeFor[SignDigestRequest](),
+	MsgSignWithOwnerPolicy: reflect.TypeFor[SignWithOwnerPolicyRequest](),
 }
 
 var responseTypes = map[MsgType]reflect.Type{
@@ -413,6 +440,7 @@ var responseTypes = map[MsgType]reflect.Type{
 	MsgCreateSigningKey:    reflect.TypeFor[CreateSigningKeyResponse](),
 	MsgInstallSigningChain: reflect.TypeFor[InstallChainResponse](),
 	MsgSignWithSigningKey:  reflect.TypeFor[SignDigestResponse](),
+	MsgSignWithOwnerPolicy: reflect.TypeFor[SignDigestResponse](),
 	MsgBusy:                reflect.TypeFor[BusyResponse](),
 	MsgError:               reflect.TypeFor[ErrorResponse](),
 }

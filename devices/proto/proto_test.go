@@ -139,6 +139,10 @@ func TestRoundTripEveryMessageType(t *testing.T) {
 	if err := c.Call(ctx, MsgSignWithSigningKey, SignDigestRequest{Digest: x.digest}, &sks); err != nil || !bytes.Equal(sks.Signature, x.sig) {
 		t.Fatalf("SignWithSigningKey: %v", err)
 	}
+	var sop SignDigestResponse
+	if err := c.Call(ctx, MsgSignWithOwnerPolicy, SignWithOwnerPolicyRequest{Digest: x.digest, FleetKey: x.iak, PolicyRef: []byte("line")}, &sop); err != nil || !bytes.Equal(sop.Signature, x.sig) {
+		t.Fatalf("SignWithOwnerPolicy: %v", err)
+	}
 
 	for _, mt := range MsgTypes() {
 		if dev.count(mt) < 1 {

@@ -303,6 +303,40 @@ func (d *Device) SignDigestLDevIDWithPolicy(digest []byte, p *SignedPCRPolicy) (
 	return asn1ECDSA(sig.SignatureR.Buffer, sig.SignatureS.Buffer)
 }
 
+// SignDigestLDevIDOwnerPolicy signs digest (SHA-256) with a code-signing
+// key bound to measured boot through its PolicySecret(owner) branch, with
+// the owner authorization this Device holds (Config.OwnerAuth, or the value
+// ChangeOwnerAuth last set). The station uses it once, at end of line,
+// before it seals and sets a new owner authorization; in the field the key
+// signs with a fleet-signed PCR policy (SignDigestLDevIDWithPolicy). A key
+// not bound to fleet and policyRef is refused with ErrPolicy before the
+// TPM is asked; a wrong owner authorization is the TPM's refusal.
+func (d *Device) SignDigestLDevIDOwnerPolicy(digest []byte, fleet *ecdsa.PublicKey, policyRef []byte) ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := d.transport(); err != nil {
+		return nil, err
+	}
+	if len(digest) != sha256.Size {
+		return nil, fmt.Errorf("sign with the owner policy: digest of %d bytes, want %d", len(digest), sha256.Size)
+	}
+	want, err := SigningKeyAuthPolicy(fleet, policyRef)
+	if err != nil {
+		return nil, err
+	}
+	ld, ok, err := d.persistedKey(d.cfg.LDevIDHandle, false)
+	if err != nil {
+		return nil, fmt.Errorf("sign with the owner policy: ldevid: %w", err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("sign with the owner policy: %w", ErrNoKeys)
+	}
+	if lp, err := ld.public.Contents(); err != nil || !bytes.Equal(lp.AuthPolicy.Buffer, want) {
+		return nil, fmt.Errorf("sign with the owner policy: %w: the signing key is not bound to this fleet key and product line", ErrPolicy)
+	}
+	return d.signDigestOwnerPolicy(digest, fleet, policyRef)
+}
+
 // signDigestOwnerPolicy signs with the policy-bound signing key through
 // the PolicySecret(owner) branch (the owner authorization this Device was
 // configured or updated with).
