@@ -162,9 +162,6 @@ func (r *run) signingKeyAhead(hello *proto.HelloResponse, nonce []byte) func(*pr
 	// get them sets its counter up while the line is busy too.
 	counter := r.p.cfg.Trust.Firmware != nil && r.proof == ca.ProofTPM && hasCap(hello.Capabilities, capTrustAnchors) &&
 		hasCap(hello.Capabilities, capCounterAhead)
-	if !key && !counter {
-		return nil
-	}
 	var fleet, ref []byte
 	if mb := r.measuredBoot(); key && mb != nil {
 		// The key made ahead carries the binding (its policy is part of
