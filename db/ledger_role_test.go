@@ -236,6 +236,20 @@ func TestOwnerAuthLifecycle(t *testing.T) {
 	if abandon != 1 || set != 1 {
 		t.Fatalf("abandon %d set %d", abandon, set)
 	}
+	// The run's end names both records with their final state.
+	if err := s.FinishRun(ctx, run, RunFailed, "anchors refused", nil); err != nil {
+		t.Fatal(err)
+	}
+	es, _ = s.AuditEntries(ctx, 0, 0)
+	last := es[len(es)-1]
+	if last.Kind != "owner_auth.run-end" || !strings.Contains(string(last.Detail), `"records":[{"record":1,"state":"abandoned"},{"record":2,"state":"set"}]`) ||
+		!strings.Contains(string(last.Detail), `"result":"failed"`) {
+		t.Fatalf("run end %s %s", last.Kind, last.Detail)
+	}
+	recs, _ = s.OwnerAuths(ctx, "DEV-L1")
+	if recs[0].RunResult != RunFailed {
+		t.Fatalf("run result %q", recs[0].RunResult)
+	}
 	if _, err := s.VerifyAudit(ctx, AuditVerifyOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -62,6 +62,9 @@ type OwnerAuthRecord struct {
 	AbandonedAt *time.Time
 	// AbandonReason says why a record was abandoned.
 	AbandonReason string
+	// RunResult is the result of the run that wrote the record ("" while
+	// it runs, or when the record names no run).
+	RunResult string
 }
 
 // RecordOwnerAuth records a sealed owner authorisation (state pending) or
@@ -187,10 +190,50 @@ func (s *Store) MarkOwnerAuthAbandoned(ctx context.Context, id int64, reason str
 	return s.settleOwnerAuth(ctx, id, OwnerAuthAbandoned, reason)
 }
 
+// noteRunOwnerAuths is the run's end for the owner authorisation records
+// it wrote: in the transaction that closes the run, a ledger row
+// "owner_auth.run-end" names the run, its result and each record with its
+// state then (and vouches for the rows as they stand), so that a failed
+// run's record reads "abandoned" or "pending, maybe set", never ambiguously.
+// A run that wrote none costs one indexed lookup.
+func (s *Store) noteRunOwnerAuths(ctx context.Context, tx *sql.Tx, runID int64, result string) error {
+	rows, err := tx.QueryContext(ctx, "SELECT id, state FROM owner_auths WHERE run_id = ? ORDER BY id", runID)
+	if err != nil {
+		return fmt.Errorf("owner authorisations of run %d: %w", runID, err)
+	}
+	var keys []string
+	var recs []map[string]any
+	for rows.Next() {
+		var id int64
+		var state string
+		if err := rows.Scan(&id, &state); err != nil {
+			rows.Close()
+			return err
+		}
+		keys = append(keys, fmt.Sprint(id))
+		recs = append(recs, map[string]any{"record": id, "state": state})
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	refs, err := s.refRows(ctx, tx, "owner_auths", keys...)
+	if err != nil {
+		return err
+	}
+	return s.appendAudit(ctx, tx, "owner_auth.run-end", s.actor, map[string]any{"run": runID, "result": result, "records": recs}, refs...)
+}
+
 // OwnerAuths returns a device's owner authorisation records, oldest first.
 func (s *Store) OwnerAuths(ctx context.Context, deviceSerial string) ([]OwnerAuthRecord, error) {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT o.id, d.serial, o.run_id, o.chip_id, o.work_order, o.policy, o.escrow_key_id, o.suite, o.enc, o.sealed,
-		o.state, o.created_at, o.set_at, o.abandoned_at, o.abandon_reason FROM owner_auths o JOIN devices d ON d.id = o.device_id WHERE d.serial = ? ORDER BY o.id`, deviceSerial)
+		o.state, o.created_at, o.set_at, o.abandoned_at, o.abandon_reason, r.result FROM owner_auths o JOIN devices d ON d.id = o.device_id
+		LEFT JOIN runs r ON r.id = o.run_id WHERE d.serial = ? ORDER BY o.id`, deviceSerial)
 	if err != nil {
 		return nil, fmt.Errorf("owner authorisations of %s: %w", deviceSerial, mapErr(err))
 	}
@@ -199,12 +242,13 @@ func (s *Store) OwnerAuths(ctx context.Context, deviceSerial string) ([]OwnerAut
 	for rows.Next() {
 		var r OwnerAuthRecord
 		var run, setAt, abandonedAt sql.NullInt64
+		var runResult sql.NullString
 		var created int64
 		if err := rows.Scan(&r.ID, &r.DeviceSerial, &run, &r.ChipID, &r.WorkOrder, &r.Policy, &r.EscrowKeyID, &r.Suite, &r.Enc, &r.Sealed,
-			&r.State, &created, &setAt, &abandonedAt, &r.AbandonReason); err != nil {
+			&r.State, &created, &setAt, &abandonedAt, &r.AbandonReason, &runResult); err != nil {
 			return nil, fmt.Errorf("owner authorisations of %s: %w", deviceSerial, mapErr(err))
 		}
-		r.RunID, r.CreatedAt, r.SetAt, r.AbandonedAt = run.Int64, fromNanos(created), nullNanos(setAt), nullNanos(abandonedAt)
+		r.RunID, r.CreatedAt, r.SetAt, r.AbandonedAt, r.RunResult = run.Int64, fromNanos(created), nullNanos(setAt), nullNanos(abandonedAt), runResult.String
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {

@@ -36,6 +36,8 @@ INSERT INTO owner_auths_new (id, device_id, run_id, chip_id, work_order, policy,
 DROP TABLE owner_auths;
 ALTER TABLE owner_auths_new RENAME TO owner_auths;
 CREATE INDEX owner_auths_device ON owner_auths (device_id, id);
+-- The run's end names the records it wrote (db/ownerauth.go noteRunOwnerAuths).
+CREATE INDEX owner_auths_run ON owner_auths (run_id) WHERE run_id IS NOT NULL;
 
 -- Defence in depth (the ledger's hash is the proof): the store never changes a
 -- certificate's role once recorded.
