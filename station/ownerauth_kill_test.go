@@ -1,0 +1,99 @@
+package station
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/wsc-project/wsc/db"
+)
+
+// TestKillAroundOwnerAuth kills a station process (SIGKILL) between
+// "sealed recorded" and the set command (FaultOwnerAuthSealed) and right
+// after the chip took the value (FaultOwnerAuthSet), twice per point, on
+// seeded, shuffled devices (one fresh TPM per cycle). After every kill the
+// database passes integrity_check, the ledger verifies, the record is
+// pending (maybe set: the station cannot know which), and the next run of
+// that device is refused before anything is issued with the RMA desk's
+// instruction — the chip is treated as set (fail closed). The kills per
+// point are counted.
+func TestKillAroundOwnerAuth(t *testing.T) {
+	seed := uint64(20261130)
+	t.Logf("seed %d", seed)
+	ctx := context.Background()
+	points := []string{FaultOwnerAuthSealed, FaultOwnerAuthSet}
+	var plan []string
+	for range 2 {
+		plan = append(plan, points...)
+	}
+	rand.New(rand.NewPCG(seed, 2)).Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
+	l := newTestLine(t, len(plan), "")
+	p, _ := trustProvisioner(t, l, nil)
+	pubPath, _, err := GenerateEscrowKey(t.TempDir(), []byte("escrow test passphrase"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits := map[string]int{}
+	for i, point := range plan {
+		d := l.bench.Devices[i]
+		marker := filepath.Join(t.TempDir(), "marker")
+		job, _ := json.Marshal(killJob{CADir: filepath.Join(l.dir, "ca"), DB: filepath.Join(l.dir, "station.db"),
+			VendorRoot: l.bench.VendorRoot, VendorIssuer: l.bench.VendorIssuer, Port: d.Port, Point: point, Marker: marker,
+			EscrowPub: pubPath, EOLDir: t.TempDir()})
+		cmd := exec.Command(self, "-test.run=^$")
+		cmd.Env = append(os.Environ(), killChildEnv+"="+string(job))
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("seed %d cycle %d (%s on %s): child was not killed: %v\n%s", seed, i, point, d.Serial, err, out)
+		}
+		if got, err := os.ReadFile(marker); err != nil || string(got) != point {
+			t.Fatalf("seed %d cycle %d: killed at %q, planned %q (%v)", seed, i, got, point, err)
+		}
+		hits[point]++
+
+		if err := l.store.IntegrityCheck(ctx); err != nil {
+			t.Fatalf("seed %d cycle %d (%s): %v", seed, i, point, err)
+		}
+		if _, err := l.store.VerifyAudit(ctx, db.AuditVerifyOptions{}); err != nil {
+			t.Fatalf("seed %d cycle %d (%s): ledger: %v", seed, i, point, err)
+		}
+		recs, err := l.store.OwnerAuths(ctx, d.Serial)
+		if err != nil || len(recs) != 1 || recs[0].State != db.OwnerAuthPending || !recs[0].OwnerAuthMaybeSet() || recs[0].RunID == 0 || recs[0].RunResult != "" {
+			t.Fatalf("seed %d cycle %d (%s): records after the kill %+v, %v", seed, i, point, recs, err)
+		}
+		before, _ := l.store.Certificates(ctx, d.Serial)
+		_, err = p.Provision(ctx, Job{Slot: 1, Port: d.Port})
+		if !errors.Is(err, ErrOwnerAuthSealed) || ReasonCode(err) != ReasonOwnerAuthSealed {
+			t.Fatalf("seed %d cycle %d (%s): the run after the kill: %v (%s), want the RMA refusal", seed, i, point, err, ReasonCode(err))
+		}
+		var se *StepError
+		if !errors.As(err, &se) || !strings.Contains(se.Instruction, "RMA desk") || !strings.Contains(err.Error(), "maybe set") {
+			t.Fatalf("seed %d cycle %d (%s): no RMA instruction: %v", seed, i, point, err)
+		}
+		after, _ := l.store.Certificates(ctx, d.Serial)
+		if len(after) != len(before) {
+			t.Errorf("seed %d cycle %d (%s): the refused run issued a certificate (%d → %d)", seed, i, point, len(before), len(after))
+		}
+		if recs, _ := l.store.OwnerAuths(ctx, d.Serial); len(recs) != 1 || recs[0].State != db.OwnerAuthPending {
+			t.Errorf("seed %d cycle %d (%s): records after the refused run %+v", seed, i, point, recs)
+		}
+	}
+	t.Logf("seed %d: kills per point: %v", seed, hits)
+	for _, pt := range points {
+		if hits[pt] != 2 {
+			t.Errorf("seed %d: %d kills at %s, want 2", seed, hits[pt], pt)
+		}
+	}
+}
