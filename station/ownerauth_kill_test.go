@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/wsc-project/wsc/db"
 )
@@ -95,5 +96,80 @@ func TestKillAroundOwnerAuth(t *testing.T) {
 		if hits[pt] != 2 {
 			t.Errorf("seed %d: %d kills at %s, want 2", seed, hits[pt], pt)
 		}
+	}
+}
+
+// TestBenchReworkChipReset: on the bench, a device whose owner
+// authorisation the station sealed and set fails (RMA instruction); the
+// RMA desk unseals the value, resets the owner authorisation with it and
+// clears the TPM (tpm2-tools); Bench.Rework with ChipReset (the operator
+// screen's ctrl+e) runs the failed slot again and it passes, with
+// owner_auth.chip-reset by the supervisor in the ledger. A rework of a slot
+// that did not fail, or without a label, is refused.
+func TestBenchReworkChipReset(t *testing.T) {
+	testenvTools(t, "tpm2_changeauth", "tpm2_clear")
+	ctx := context.Background()
+	l := newTestLine(t, 1, "")
+	p, escrow := trustProvisioner(t, l, nil)
+	d := l.bench.Devices[0]
+	if _, err := p.Provision(ctx, Job{Slot: 1, Port: d.Port}); err != nil {
+		t.Fatal(err)
+	}
+	log := newEventLog()
+	bench, err := NewBench(BenchConfig{Provisioner: p, Slots: slotsOf(l.bench), Running: true, Events: log.add, Poll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bench.Rework(1, d.Serial, Rework{Supervisor: "sam", ChipReset: true}); err == nil {
+		t.Fatal("rework of a slot that did not fail")
+	}
+	bctx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- bench.Run(bctx) }()
+	defer func() { cancel(); <-done }()
+	fail := log.waitFor(t, "refused: owner authorisation sealed", 60*time.Second, func(e Event) bool { return e.Slot == 1 && e.State == StateFailed })
+	if !errors.Is(fail.Err, ErrOwnerAuthSealed) {
+		t.Fatalf("slot 1 failed with %v", fail.Err)
+	}
+	if err := bench.Rework(1, "", Rework{Supervisor: "sam"}); err == nil {
+		t.Fatal("rework without a label")
+	}
+	// The RMA desk, with the bench stopped so that the device coming back
+	// does not start a run by itself.
+	bench.SetRunning(false)
+	auth, _, err := UnsealRecorded(ctx, l.store, d.Serial, "rma", escrow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcti := swtpmTCTI(t, d)
+	if b, err := tpm2Run(t, tcti, "tpm2_changeauth", "-c", "o", "-p", auth.Hex()); err != nil {
+		t.Fatalf("tpm2_changeauth with the unsealed owner authorisation: %v\n%s", err, b)
+	}
+	if b, err := tpm2Run(t, tcti, "tpm2_clear"); err != nil {
+		t.Fatalf("tpm2_clear: %v\n%s", err, b)
+	}
+	if err := d.StartAgent(); err != nil {
+		t.Fatal(err)
+	}
+	if err := bench.Rework(1, d.Serial, Rework{Supervisor: "sam", ChipReset: true}); err != nil {
+		t.Fatal(err)
+	}
+	pass := log.waitFor(t, "slot 1 passes after the rework", 60*time.Second, func(e Event) bool { return e.Slot == 1 && e.State == StatePassed })
+	if pass.Result == nil || pass.Result.Serial != d.Serial {
+		t.Fatalf("result %+v", pass.Result)
+	}
+	es, err := l.store.AuditEntries(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resets := 0
+	for _, e := range es {
+		if e.Kind == "owner_auth.chip-reset" && e.Actor == "sam" {
+			resets++
+		}
+	}
+	recs, _ := l.store.OwnerAuths(ctx, d.Serial)
+	if resets != 1 || len(recs) != 2 || recs[1].State != db.OwnerAuthSet {
+		t.Fatalf("chip resets %d, records %+v", resets, recs)
 	}
 }

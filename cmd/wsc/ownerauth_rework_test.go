@@ -183,3 +183,46 @@ func tpm2Tool(t *testing.T, tcti string, args ...string) (string, error) {
 	b, err := cmd.CombinedOutput()
 	return string(b), err
 }
+
+// reworkRecorder stands for the bench behind the operator screen's rework
+// (the bench's own rework is tested in station, TestBenchReworkChipReset).
+type reworkRecorder struct{ got []string }
+
+func (r *reworkRecorder) Rework(slot int, label string, rw station.Rework) error {
+	r.got = append(r.got, fmt.Sprintf("%d %s %s %v", slot, label, rw.Supervisor, rw.ChipReset))
+	return nil
+}
+
+// TestReworkDeskChecksSupervisor: the operator screen's rework checks the
+// PIN (a wrong one never appears in the error) and the supervisor role
+// against the real station database before the bench runs anything.
+func TestReworkDeskChecksSupervisor(t *testing.T) {
+	ctx := context.Background()
+	st, err := db.Open(filepath.Join(t.TempDir(), "station.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, op := range []struct{ id, role, pin string }{{"ana", "operator", "2468"}, {"sam", "supervisor", "1357"}} {
+		if err := st.UpsertOperator(ctx, db.Operator{ID: op.id, Name: op.id, Role: op.role}, op.pin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := &reworkRecorder{}
+	d := reworkDesk{ctx: ctx, store: st, bench: rec}
+	if err := d.Rework(3, "SN-1", "sam", "9999", true); err == nil || strings.Contains(err.Error(), "9999") {
+		t.Fatalf("wrong PIN: %v", err)
+	}
+	if err := d.Rework(3, "SN-1", "ana", "2468", true); err == nil || !strings.Contains(err.Error(), "only a supervisor") {
+		t.Fatalf("operator: %v", err)
+	}
+	if len(rec.got) != 0 {
+		t.Fatalf("the bench ran %v", rec.got)
+	}
+	if err := d.Rework(3, "SN-1", "sam", "1357", true); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.got) != 1 || rec.got[0] != "3 SN-1 sam true" {
+		t.Fatalf("bench got %v", rec.got)
+	}
+}
