@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -171,5 +172,61 @@ func TestBenchReworkChipReset(t *testing.T) {
 	recs, _ := l.store.OwnerAuths(ctx, d.Serial)
 	if resets != 1 || len(recs) != 2 || recs[1].State != db.OwnerAuthSet {
 		t.Fatalf("chip resets %d, records %+v", resets, recs)
+	}
+}
+
+// TestAbandonedOwnerAuthNotRMA: a run that stops after the sealed record
+// but before the set command is sent (a failure injected at
+// FaultOwnerAuthSealed) marks the record abandoned — the chip provably
+// kept its empty owner authorisation — and its run's end names it; once a
+// supervisor released the chip from the red bin (the failure was
+// definitive), the next run is not sent to the RMA desk: it passes and
+// sets a new value.
+func TestAbandonedOwnerAuthNotRMA(t *testing.T) {
+	ctx := context.Background()
+	l := newTestLine(t, 1, "")
+	armed := true
+	p, _ := trustProvisioner(t, l, func(c *Config) {
+		c.FaultInject = func(point string) error {
+			if point == FaultOwnerAuthSealed && armed {
+				armed = false
+				return fmt.Errorf("%w: injected at %s", ErrOwnerAuth, point)
+			}
+			return nil
+		}
+	})
+	d := l.bench.Devices[0]
+	if _, err := p.Provision(ctx, Job{Slot: 1, Port: d.Port}); !errors.Is(err, ErrOwnerAuth) || errors.Is(err, ErrOwnerAuthSealed) {
+		t.Fatalf("first run: %v", err)
+	}
+	recs, _ := l.store.OwnerAuths(ctx, d.Serial)
+	if len(recs) != 1 || recs[0].State != db.OwnerAuthAbandoned || recs[0].OwnerAuthMaybeSet() || recs[0].RunResult != db.RunFailed ||
+		!strings.Contains(recs[0].AbandonReason, "before the set command was sent") {
+		t.Fatalf("records after the first run %+v", recs)
+	}
+	es, _ := l.store.AuditEntries(ctx, 0, 0)
+	runEnd := 0
+	for _, e := range es {
+		if e.Kind == "owner_auth.run-end" && strings.Contains(string(e.Detail), `"state":"abandoned"`) && strings.Contains(string(e.Detail), fmt.Sprintf(`"run":%d`, recs[0].RunID)) {
+			runEnd++
+		}
+	}
+	if runEnd != 1 {
+		t.Fatalf("%d run-end rows naming the abandoned record", runEnd)
+	}
+	// The failure was definitive: the chip went to the red bin. A
+	// supervisor releases it; the owner authorisation gate does not stop it.
+	if err := l.store.ReleaseRedBin(ctx, recs[0].ChipID, "sam", "owner authorisation never reached the chip"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Provision(ctx, Job{Slot: 1, Port: d.Port}); err != nil {
+		t.Fatalf("the run after an abandoned record: %v", err)
+	}
+	recs, _ = l.store.OwnerAuths(ctx, d.Serial)
+	if len(recs) != 2 || recs[1].State != db.OwnerAuthSet || recs[1].RunResult != db.RunOK {
+		t.Fatalf("records %+v", recs)
+	}
+	if _, err := l.store.VerifyAudit(ctx, db.AuditVerifyOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
