@@ -144,7 +144,7 @@ func TestMigrateSession3(t *testing.T) {
 		t.Fatalf("ledger kinds after the migration %v", kinds)
 	}
 	recs, err := s.OwnerAuths(ctx, "S3-0002")
-	if err != nil || len(recs) != 1 || recs[0].State != OwnerAuthPending || !recs[0].OwnerAuthMaybeSet() {
+	if err != nil || len(recs) != 1 || recs[0].State != OwnerAuthPending || !recs[0].MaybeSet() {
 		t.Fatalf("owner authorisation of S3-0002 after migration: %+v %v", recs, err)
 	}
 	var ldevid string
@@ -210,14 +210,14 @@ func TestOwnerAuthLifecycle(t *testing.T) {
 	}
 	recs, _ := s.OwnerAuths(ctx, "DEV-L1")
 	if len(recs) != 2 || recs[0].State != OwnerAuthAbandoned || recs[0].AbandonedAt == nil || recs[0].AbandonReason != "the agent refused the set command" ||
-		recs[0].OwnerAuthMaybeSet() || recs[1].State != OwnerAuthPending || !recs[1].OwnerAuthMaybeSet() || recs[1].RunID != run {
+		recs[0].MaybeSet() || recs[1].State != OwnerAuthPending || !recs[1].MaybeSet() || recs[1].RunID != run {
 		t.Fatalf("records %+v", recs)
 	}
 	if err := s.MarkOwnerAuthSet(ctx, b); err != nil {
 		t.Fatal(err)
 	}
 	recs, _ = s.OwnerAuths(ctx, "DEV-L1")
-	if recs[1].State != OwnerAuthSet || recs[1].SetAt == nil || recs[1].SetAt.Before(recs[1].CreatedAt.Add(-time.Second)) || !recs[1].OwnerAuthMaybeSet() {
+	if recs[1].State != OwnerAuthSet || recs[1].SetAt == nil || recs[1].SetAt.Before(recs[1].CreatedAt.Add(-time.Second)) || !recs[1].MaybeSet() {
 		t.Fatalf("record %+v", recs[1])
 	}
 	es, _ := s.AuditEntries(ctx, 0, 0)

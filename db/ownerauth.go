@@ -26,16 +26,17 @@ const (
 	// OwnerAuthSet: the chip took the value.
 	OwnerAuthSet = "set"
 	// OwnerAuthAbandoned: the run failed before the value reached the chip
-	// (the set command was never sent, or the chip answered that it refused
-	// it): the chip provably kept its previous owner authorisation.
+	// (the set command was never sent, or the agent refused the request
+	// before any TPM command ran): the chip provably kept its previous owner
+	// authorisation.
 	OwnerAuthAbandoned = "abandoned"
 	// OwnerAuthStateNone is the state of a policy-none record.
 	OwnerAuthStateNone = "none"
 )
 
-// OwnerAuthMaybeSet reports whether a record's chip may hold its sealed
+// MaybeSet reports whether a record's chip may hold its sealed
 // value: a sealed record that is set, or pending (maybe set).
-func (r OwnerAuthRecord) OwnerAuthMaybeSet() bool {
+func (r OwnerAuthRecord) MaybeSet() bool {
 	return r.Policy == OwnerAuthSealed && (r.State == OwnerAuthSet || r.State == OwnerAuthPending)
 }
 
@@ -183,9 +184,9 @@ func (s *Store) MarkOwnerAuthSet(ctx context.Context, id int64) error {
 
 // MarkOwnerAuthAbandoned records that the sealed owner authorisation of
 // record id never reached the chip (pending → abandoned). Call it only when
-// that is certain: the set command was not sent, or the chip answered that
-// it refused it. After a timeout or a lost line the chip may hold the
-// value: the record stays pending.
+// that is certain: the set command was not sent, or the agent refused the
+// request before any TPM command ran. After a timeout, a lost line or a
+// device error the chip may hold the value: the record stays pending.
 func (s *Store) MarkOwnerAuthAbandoned(ctx context.Context, id int64, reason string) error {
 	return s.settleOwnerAuth(ctx, id, OwnerAuthAbandoned, reason)
 }

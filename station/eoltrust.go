@@ -354,8 +354,9 @@ func (r *run) ownerAuth(ctx context.Context) error {
 	}
 	// From here the record is pending: "maybe set". It becomes abandoned only
 	// when the chip provably kept its previous value (the set command was
-	// never sent, or the agent answered that the chip refused it); a timeout
-	// or a lost line after sending leaves it pending, and the gate of the
+	// never sent, or the agent refused the request before any TPM command
+	// ran); a timeout, a lost line or a device error after sending leaves it
+	// pending, and the gate of the
 	// next run treats the chip as set (RMA desk).
 	abandon := func(cause error, reason string) error {
 		if aerr := st.MarkOwnerAuthAbandoned(context.WithoutCancel(ctx), id, reason); aerr != nil {
@@ -372,12 +373,14 @@ func (r *run) ownerAuth(ctx context.Context) error {
 	if err := r.client.Call(ctx, proto.MsgSetOwnerAuth, proto.SetOwnerAuthRequest{NewAuth: auth}, &proto.SetOwnerAuthResponse{}); err != nil {
 		err = fmt.Errorf("%w: set on the chip: %w", ErrOwnerAuth, err)
 		var pe *proto.Error
-		if errors.As(err, &pe) {
-			// The agent answered: its one TPM command failed, so the chip
-			// kept its previous owner authorisation.
+		if errors.As(err, &pe) && refusedBeforeChip(pe.Code) {
+			// The agent refused the request itself (malformed, unsupported):
+			// no TPM command ran, the chip kept its previous value. A device
+			// error is not proof: a retry of a request whose first answer was
+			// lost may fail on a chip the first attempt changed.
 			return abandon(err, "the device refused the set command: "+pe.Message)
 		}
-		return fmt.Errorf("%w (record %d stays pending: the chip may hold it)", err, id)
+		return fmt.Errorf("%w (record %d stays pending, maybe set: the chip may hold it)", err, id)
 	}
 	r.fault(FaultOwnerAuthSet)
 	if err := st.MarkOwnerAuthSet(ctx, id); err != nil {
@@ -406,7 +409,7 @@ func (r *run) ownerAuthGate(ctx context.Context) error {
 		// A pending record counts as set: the run that wrote it may have sent
 		// the value before it stopped (fail closed). An abandoned one never
 		// reached the chip.
-		if !rec.OwnerAuthMaybeSet() || !bytes.Equal(rec.ChipID, r.chipID) {
+		if !rec.MaybeSet() || !bytes.Equal(rec.ChipID, r.chipID) {
 			continue
 		}
 		if r.job.Rework != nil && r.job.Rework.ChipReset {

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 
 	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/devices/proto"
 	"go.step.sm/crypto/pemutil"
 )
 
@@ -294,6 +295,17 @@ type OwnerAuthPolicy struct {
 // still pending, and the next run must treat the chip as set.
 const FaultOwnerAuthSet = "after-owner-auth-set"
 
+// refusedBeforeChip reports whether an agent's error reply to
+// SetOwnerAuth proves that no TPM command ran: the request was refused as
+// malformed, unsupported, too large or of an unknown version.
+func refusedBeforeChip(c proto.ErrorCode) bool {
+	switch c {
+	case proto.ErrBadRequest, proto.ErrUnsupported, proto.ErrTooLarge, proto.ErrVersion:
+		return true
+	}
+	return false
+}
+
 // ownerAuthStateText says what a record's state means for the chip.
 func ownerAuthStateText(state string) string {
 	switch state {
@@ -334,7 +346,7 @@ func UnsealRecorded(ctx context.Context, st *db.Store, serial, actor string, k *
 	// nothing else, e.g. to check a record).
 	var rec *db.OwnerAuthRecord
 	for i := len(recs) - 1; i >= 0 && rec == nil; i-- {
-		if recs[i].OwnerAuthMaybeSet() {
+		if recs[i].MaybeSet() {
 			rec = &recs[i]
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/devices/proto"
 )
 
 // TestKillAroundOwnerAuth kills a station process (SIGKILL) between
@@ -72,7 +73,7 @@ func TestKillAroundOwnerAuth(t *testing.T) {
 			t.Fatalf("seed %d cycle %d (%s): ledger: %v", seed, i, point, err)
 		}
 		recs, err := l.store.OwnerAuths(ctx, d.Serial)
-		if err != nil || len(recs) != 1 || recs[0].State != db.OwnerAuthPending || !recs[0].OwnerAuthMaybeSet() || recs[0].RunID == 0 || recs[0].RunResult != "" {
+		if err != nil || len(recs) != 1 || recs[0].State != db.OwnerAuthPending || !recs[0].MaybeSet() || recs[0].RunID == 0 || recs[0].RunResult != "" {
 			t.Fatalf("seed %d cycle %d (%s): records after the kill %+v, %v", seed, i, point, recs, err)
 		}
 		before, _ := l.store.Certificates(ctx, d.Serial)
@@ -200,7 +201,7 @@ func TestAbandonedOwnerAuthNotRMA(t *testing.T) {
 		t.Fatalf("first run: %v", err)
 	}
 	recs, _ := l.store.OwnerAuths(ctx, d.Serial)
-	if len(recs) != 1 || recs[0].State != db.OwnerAuthAbandoned || recs[0].OwnerAuthMaybeSet() || recs[0].RunResult != db.RunFailed ||
+	if len(recs) != 1 || recs[0].State != db.OwnerAuthAbandoned || recs[0].MaybeSet() || recs[0].RunResult != db.RunFailed ||
 		!strings.Contains(recs[0].AbandonReason, "before the set command was sent") {
 		t.Fatalf("records after the first run %+v", recs)
 	}
@@ -228,5 +229,19 @@ func TestAbandonedOwnerAuthNotRMA(t *testing.T) {
 	}
 	if _, err := l.store.VerifyAudit(ctx, db.AuditVerifyOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRefusedBeforeChip: only an agent's refusal of the request itself
+// proves the chip kept its value; a device error, busy, locked or internal
+// error leaves the record pending (maybe set).
+func TestRefusedBeforeChip(t *testing.T) {
+	for code, want := range map[proto.ErrorCode]bool{
+		proto.ErrBadRequest: true, proto.ErrUnsupported: true, proto.ErrTooLarge: true, proto.ErrVersion: true,
+		proto.ErrDevice: false, proto.ErrBusy: false, proto.ErrInternal: false, proto.ErrLocked: false, proto.ErrNotProvisioned: false,
+	} {
+		if got := refusedBeforeChip(code); got != want {
+			t.Errorf("%v: refused before the chip %v, want %v", code, got, want)
+		}
 	}
 }

@@ -167,7 +167,7 @@ on the chip: the run stopped after it may have sent the value, so the line treat
 			rows := make([]ownerAuthRow, len(recs))
 			for i, r := range recs {
 				rows[i] = ownerAuthRow{Record: r.ID, Serial: r.DeviceSerial, Run: r.RunID, RunResult: r.RunResult, Chip: fmt.Sprintf("%x", r.ChipID),
-					WorkOrder: r.WorkOrder, Policy: r.Policy, State: r.State, MaybeSet: r.OwnerAuthMaybeSet(), Meaning: station.OwnerAuthStateText(r.State),
+					WorkOrder: r.WorkOrder, Policy: r.Policy, State: r.State, MaybeSet: r.MaybeSet(), Meaning: station.OwnerAuthStateText(r.State),
 					CreatedAt: r.CreatedAt.UTC().Format(time.RFC3339), AbandonReason: r.AbandonReason}
 				if r.SetAt != nil {
 					rows[i].SetAt = r.SetAt.UTC().Format(time.RFC3339)

@@ -3,8 +3,8 @@
 -- The owner authorisation record gets an explicit lifecycle: 'pending' (sealed and recorded
 -- durably BEFORE the station asks the chip to take it: from then on the chip may hold it, and
 -- the gate treats it as set) → 'set' (the chip confirmed it) or → 'abandoned' (the run failed
--- before the set command was sent, or the chip answered that it refused it: the chip provably
--- kept its previous owner authorisation). A timeout after the command was sent stays
+-- before the set command was sent, or the agent refused the request before any TPM command ran:
+-- the chip provably kept its previous owner authorisation). A timeout after the command was sent stays
 -- 'pending' ("maybe set"). abandoned_at and abandon_reason say when and why. SQLite cannot
 -- change a CHECK constraint in place, so owner_auths is rebuilt (nothing references it).
 -- The rows become covered by the ledger (db/ledger.go): the Go hook vouches for the rows
