@@ -356,8 +356,8 @@ func (r *run) ownerAuth(ctx context.Context) error {
 	// when the chip provably kept its previous value (the set command was
 	// never sent, or the agent refused the request before any TPM command
 	// ran); a timeout, a lost line or a device error after sending leaves it
-	// pending, and the gate of the
-	// next run treats the chip as set (RMA desk).
+	// pending, and the gate of the next run treats the chip as set (RMA
+	// desk).
 	abandon := func(cause error, reason string) error {
 		if aerr := st.MarkOwnerAuthAbandoned(context.WithoutCancel(ctx), id, reason); aerr != nil {
 			return fmt.Errorf("%w: %w (and recording record %d abandoned failed: %w)", ErrOwnerAuth, cause, id, aerr)
