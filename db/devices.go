@@ -240,6 +240,9 @@ func (s *Store) finishRunTx(ctx context.Context, tx *sql.Tx, runID int64, result
 		WHERE id = ? AND result IS NULL`, result, errMsg, string(dj), now, runID); err != nil {
 		return err
 	}
+	if err := s.noteRunOwnerAuths(ctx, tx, runID, result); err != nil {
+		return err
+	}
 	if result == RunFailed {
 		_, err := tx.ExecContext(ctx, `UPDATE devices SET status = ?, updated_at = ?
 			WHERE id = (SELECT device_id FROM runs WHERE id = ?) AND provisioned_at IS NULL`, DeviceFailed, now, runID)

@@ -6,8 +6,10 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 )
 
@@ -31,6 +33,15 @@ type coveredTable struct {
 	sel    string
 	keyCol string
 	keyArg func(key string) (any, error)
+	// optTail is the number of trailing columns of sel that are hashed only when they are
+	// not NULL: a column added to the hash later is selected as NULL for the values every
+	// existing row has, so that those rows keep the hash the ledger recorded for them.
+	optTail int
+	// since is the migration from which the ledger covers the table (0: from 0003).
+	since int
+	// legacySel replaces sel in migration hooks that run before the schema has the
+	// optional tail's columns (the hashes are the same: the tail is NULL there).
+	legacySel string
 }
 
 // intKey selects a row of an INTEGER PRIMARY KEY table by its decimal key.
@@ -50,10 +61,8 @@ var coveredTables = []coveredTable{
 		sel: `SELECT serial, id, serial, ek_pub_hash, backend, proof FROM devices`, keyCol: "serial"},
 	{name: "keys", noun: "device key", what: "public key and owning device",
 		sel: `SELECT hex(pub_hash), id, device_id, pub_hash, public_der FROM keys`, keyCol: "pub_hash", keyArg: hexKey},
-	{name: "certificates", noun: "certificate", what: "DER, chain, device, key, proof, validity and status",
-		sel: `SELECT c.serial_hex, c.id, c.device_id, c.key_id, c.intent_id, c.issuer_key_id, c.der, ch.der, c.not_before,
-			c.not_after, c.status, c.issued_at, c.delivered_at, c.confirmed_at, c.revoked_at, c.revoke_reason, c.proof
-			FROM certificates c LEFT JOIN chains ch ON ch.id = c.chain_id`, keyCol: "c.serial_hex"},
+	{name: "certificates", noun: "certificate", what: "DER, chain, device, key, proof, validity, status and role",
+		sel: certificatesSel(`, NULLIF(c.role, 'idevid')`), keyCol: "c.serial_hex", optTail: 1, legacySel: certificatesSel("")},
 	{name: "revocations", noun: "revocation", what: "serial, issuer, reason and time",
 		sel: `SELECT serial_hex, serial_hex, issuer_key_id, reason, revoked_at FROM revocations`, keyCol: "serial_hex"},
 	{name: "red_bin", noun: "red-bin entry", what: "chip identity, reason, certificate and release",
@@ -61,6 +70,150 @@ var coveredTables = []coveredTable{
 			release_note FROM red_bin`, keyCol: "id", keyArg: intKey},
 	{name: "verifications", noun: "QA verdict", what: "device, certificate, verifier, result and detail",
 		sel: `SELECT CAST(id AS TEXT), id, device_id, cert_serial, verifier, result, detail, created_at FROM verifications`, keyCol: "id", keyArg: intKey},
+	// The state decides whether the line gate sends a device to the RMA desk: an edited
+	// 'abandoned' must show.
+	{name: "owner_auths", noun: "owner authorisation record", what: "device, run, chip, policy, sealed value and state",
+		sel: `SELECT CAST(o.id AS TEXT), o.id, d.serial, o.run_id, o.chip_id, o.work_order, o.policy, o.escrow_key_id, o.suite, o.enc, o.sealed,
+			o.state, o.created_at, o.set_at, o.abandoned_at, o.abandon_reason FROM owner_auths o JOIN devices d ON d.id = o.device_id`,
+		keyCol: "o.id", keyArg: intKey, since: 7},
+}
+
+// certificatesSel selects the hashed columns of certificates, then tail.
+//
+// The role (migration 0006: 'idevid', the identity certificate, or 'ldevid', the
+// code-signing certificate) is hashed since migration 0007, as NULLIF(role, 'idevid') in the
+// optional tail: an idevid row hashes exactly as before, so every row written by the first
+// release (commit 16acf11, no roles: all idevid) and every idevid row of later databases
+// still verifies, while flipping a row's role either way with the sqlite3 CLI changes its
+// hash. ldevid rows exist only in databases written by the unreleased session-3 code (after
+// 0006, before 0007); their references hash without the role. Migration 0007 re-vouches for
+// each of them with the role included — only when the row still matches its last reference,
+// so that a row edited before the migration still shows as edited (hook in migrate.go,
+// coverCertificateRoles). A role flipped before 0007 cannot be told from a genuine one.
+func certificatesSel(tail string) string {
+	return `SELECT c.serial_hex, c.id, c.device_id, c.key_id, c.intent_id, c.issuer_key_id, c.der, ch.der, c.not_before,
+			c.not_after, c.status, c.issued_at, c.delivered_at, c.confirmed_at, c.revoked_at, c.revoke_reason, c.proof` + tail + `
+			FROM certificates c LEFT JOIN chains ch ON ch.id = c.chain_id`
+}
+
+// legacyCoveredTables is coveredTables as the migration hook of 0003 sees them: the tables
+// covered since then, without the columns later migrations added (certificate roles).
+func legacyCoveredTables() []coveredTable {
+	var out []coveredTable
+	for _, t := range coveredTables {
+		if t.since != 0 {
+			continue
+		}
+		if t.legacySel != "" {
+			t.sel, t.optTail, t.legacySel = t.legacySel, 0, ""
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// coveredSince returns the tables the ledger covers from migration v on.
+func coveredSince(v int) []coveredTable {
+	var out []coveredTable
+	for _, t := range coveredTables {
+		if t.since == v {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// coverCertificateRoles is migration 0007's hook: the certificate role joins the row hash
+// (see certificatesSel), owner_auths joins the covered tables. Every ldevid certificate row
+// whose last ledger reference matches its hash without the role is vouched for again with
+// the role ("ledger.role-covered"); a row that no longer matches its reference is left
+// alone, so that VerifyAudit still reports it edited. The owner_auths rows present are
+// vouched for as they stand ("ledger.baseline"). It returns the number of rows re-vouched.
+func (s *Store) coverCertificateRoles(ctx context.Context, tx *sql.Tx) (int, error) {
+	legacy := coveredTable{name: "certificates", sel: certificatesSel("")}
+	rows, err := tx.QueryContext(ctx, legacy.sel+" WHERE c.role <> 'idevid'")
+	if err != nil {
+		return 0, fmt.Errorf("certificate roles: %w", err)
+	}
+	cols, err := rows.Columns()
+	if err != nil {
+		rows.Close()
+		return 0, err
+	}
+	old := map[string]string{}
+	for rows.Next() {
+		k, h, err := scanCovered(legacy, rows, len(cols))
+		if err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("certificate roles: %w", err)
+		}
+		old[k] = hex.EncodeToString(h)
+	}
+	if err := rows.Close(); err != nil {
+		return 0, err
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if _, err := s.baselineLedger(ctx, tx, coveredSince(7)); err != nil {
+		return 0, err
+	}
+	if len(old) == 0 {
+		return 0, nil
+	}
+	last, err := lastRefs(ctx, tx, "certificates", old)
+	if err != nil {
+		return 0, err
+	}
+	var keys []string
+	for k, h := range old {
+		if last[k] == h {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	sort.Strings(keys)
+	refs, err := s.refRows(ctx, tx, "certificates", keys...)
+	if err != nil {
+		return 0, err
+	}
+	for i := 0; i < len(refs); i += baselineChunk {
+		chunk := refs[i:min(i+baselineChunk, len(refs))]
+		if err := s.appendAudit(ctx, tx, "ledger.role-covered", s.actor, map[string]any{"table": "certificates"}, chunk...); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
+}
+
+// lastRefs returns the hash of the last ledger reference of each of the given rows of table.
+func lastRefs(ctx context.Context, tx *sql.Tx, table string, want map[string]string) (map[string]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT detail FROM audit WHERE instr(detail, '"rows"') > 0 ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger references of %s: %w", table, err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var d []byte
+		if err := rows.Scan(&d); err != nil {
+			return nil, err
+		}
+		var v struct {
+			Rows []rowRef `json:"rows"`
+		}
+		if err := json.Unmarshal(d, &v); err != nil {
+			return nil, fmt.Errorf("ledger references of %s: unreadable detail: %w", table, err)
+		}
+		for _, r := range v.Rows {
+			if _, ok := want[r.Key]; ok && r.Table == table {
+				out[r.Key] = r.Hash
+			}
+		}
+	}
+	return out, rows.Err()
 }
 
 func coveredTableByName(name string) (coveredTable, bool) {
@@ -140,7 +293,11 @@ func scanCovered(t coveredTable, r interface{ Scan(...any) error }, ncols int) (
 	default:
 		return "", nil, fmt.Errorf("%s: key of type %T", t.name, vals[0])
 	}
-	h, err := rowHash(t.name, vals[1:])
+	cols := vals[1:]
+	for i := 0; i < t.optTail && len(cols) > 0 && cols[len(cols)-1] == nil; i++ {
+		cols = cols[:len(cols)-1]
+	}
+	h, err := rowHash(t.name, cols)
 	return key, h, err
 }
 

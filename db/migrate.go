@@ -60,7 +60,12 @@ var migrationHooks = map[int]func(s *Store, ctx context.Context, tx *sql.Tx) err
 	3: func(s *Store, ctx context.Context, tx *sql.Tx) error {
 		// The rows written by an earlier release were never referenced by the ledger:
 		// vouch for them as they stand now (see docs/threat-model.md for what that means).
-		_, err := s.baselineLedger(ctx, tx, coveredTables)
+		// The schema is that of 0003 here: the tables as they were (no certificate role yet).
+		_, err := s.baselineLedger(ctx, tx, legacyCoveredTables())
+		return err
+	},
+	7: func(s *Store, ctx context.Context, tx *sql.Tx) error {
+		_, err := s.coverCertificateRoles(ctx, tx)
 		return err
 	},
 }

@@ -18,12 +18,27 @@ const (
 	// hierarchy as it was.
 	OwnerAuthNone = "none"
 
-	// OwnerAuthPending: sealed and recorded, not yet confirmed set on the
-	// chip (a crash here leaves the chip with its old or this value).
+	// OwnerAuthPending: sealed and recorded, not confirmed set on the chip:
+	// "maybe set". From the moment it is recorded the station may have sent
+	// it, so a crash or a timeout leaves the chip with its old value or this
+	// one, and the line gate treats the chip as set (RMA desk).
 	OwnerAuthPending = "pending"
 	// OwnerAuthSet: the chip took the value.
 	OwnerAuthSet = "set"
+	// OwnerAuthAbandoned: the run failed before the value reached the chip
+	// (the set command was never sent, or the agent refused the request
+	// before any TPM command ran): the chip provably kept its previous owner
+	// authorisation.
+	OwnerAuthAbandoned = "abandoned"
+	// OwnerAuthStateNone is the state of a policy-none record.
+	OwnerAuthStateNone = "none"
 )
+
+// MaybeSet reports whether a record's chip may hold its sealed
+// value: a sealed record that is set, or pending (maybe set).
+func (r OwnerAuthRecord) MaybeSet() bool {
+	return r.Policy == OwnerAuthSealed && (r.State == OwnerAuthSet || r.State == OwnerAuthPending)
+}
 
 // OwnerAuthRecord is a recorded owner authorisation of a device's TPM. It
 // holds no secret: Sealed opens only with the escrow private key.
@@ -40,9 +55,17 @@ type OwnerAuthRecord struct {
 	// key and ciphertext.
 	Suite       string
 	Enc, Sealed []byte
-	State       string // OwnerAuthPending, OwnerAuthSet, or "none"
+	// State is OwnerAuthPending, OwnerAuthSet, OwnerAuthAbandoned or
+	// OwnerAuthStateNone.
+	State       string
 	CreatedAt   time.Time
 	SetAt       *time.Time
+	AbandonedAt *time.Time
+	// AbandonReason says why a record was abandoned.
+	AbandonReason string
+	// RunResult is the result of the run that wrote the record ("" while
+	// it runs, or when the record names no run).
+	RunResult string
 }
 
 // RecordOwnerAuth records a sealed owner authorisation (state pending) or
@@ -61,7 +84,7 @@ func (s *Store) RecordOwnerAuth(ctx context.Context, r OwnerAuthRecord) (int64, 
 		if len(r.Sealed) != 0 || len(r.Enc) != 0 {
 			return 0, fmt.Errorf("record owner authorisation of %s: policy none carries no ciphertext", r.DeviceSerial)
 		}
-		state = "none"
+		state = OwnerAuthStateNone
 	default:
 		return 0, fmt.Errorf("record owner authorisation of %s: unknown policy %q", r.DeviceSerial, r.Policy)
 	}
@@ -104,7 +127,11 @@ func (s *Store) RecordOwnerAuth(ctx context.Context, r OwnerAuthRecord) (int64, 
 			detail["enc"] = hex.EncodeToString(r.Enc)
 			detail["sealed"] = hex.EncodeToString(r.Sealed)
 		}
-		return s.appendAudit(ctx, tx, kind, s.actor, detail)
+		refs, err := s.refRows(ctx, tx, "owner_auths", fmt.Sprint(id))
+		if err != nil {
+			return err
+		}
+		return s.appendAudit(ctx, tx, kind, s.actor, detail, refs...)
 	})
 	if err != nil {
 		return 0, err
@@ -112,32 +139,102 @@ func (s *Store) RecordOwnerAuth(ctx context.Context, r OwnerAuthRecord) (int64, 
 	return id, nil
 }
 
-// MarkOwnerAuthSet records that the chip took the sealed owner
-// authorisation of record id.
-func (s *Store) MarkOwnerAuthSet(ctx context.Context, id int64) error {
-	return s.withTx(ctx, fmt.Sprintf("owner authorisation %d set", id), func(tx *sql.Tx) error {
-		var serial, state string
-		err := tx.QueryRowContext(ctx, `SELECT d.serial, o.state FROM owner_auths o JOIN devices d ON d.id = o.device_id WHERE o.id = ?`, id).Scan(&serial, &state)
+// settleOwnerAuth moves a pending record to set or abandoned, with its
+// ledger row, in one durable transaction.
+func (s *Store) settleOwnerAuth(ctx context.Context, id int64, state, reason string) error {
+	return s.withTx(ctx, fmt.Sprintf("owner authorisation %d %s", id, state), func(tx *sql.Tx) error {
+		var serial, cur string
+		var run sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT d.serial, o.state, o.run_id FROM owner_auths o JOIN devices d ON d.id = o.device_id WHERE o.id = ?`, id).Scan(&serial, &cur, &run)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("owner authorisation %d: %w", id, ErrNotFound)
 		}
 		if err != nil {
 			return err
 		}
-		if state != OwnerAuthPending {
-			return fmt.Errorf("owner authorisation %d of %s is %s, not pending", id, serial, state)
+		if cur != OwnerAuthPending {
+			return fmt.Errorf("owner authorisation %d of %s is %s, not pending: %w", id, serial, cur, ErrConstraint)
 		}
-		if _, err := tx.ExecContext(ctx, "UPDATE owner_auths SET state = ?, set_at = ? WHERE id = ?", OwnerAuthSet, s.nowNanos(), id); err != nil {
+		now := s.nowNanos()
+		detail := map[string]any{"device": serial, "record": id, "run": run.Int64}
+		kind := "owner_auth.set"
+		if state == OwnerAuthSet {
+			_, err = tx.ExecContext(ctx, "UPDATE owner_auths SET state = ?, set_at = ? WHERE id = ?", OwnerAuthSet, now, id)
+		} else {
+			kind = "owner_auth.abandon"
+			detail["reason"] = reason
+			_, err = tx.ExecContext(ctx, "UPDATE owner_auths SET state = ?, abandoned_at = ?, abandon_reason = ? WHERE id = ?", OwnerAuthAbandoned, now, reason, id)
+		}
+		if err != nil {
 			return err
 		}
-		return s.appendAudit(ctx, tx, "owner_auth.set", s.actor, map[string]any{"device": serial, "record": id})
+		refs, err := s.refRows(ctx, tx, "owner_auths", fmt.Sprint(id))
+		if err != nil {
+			return err
+		}
+		return s.appendAudit(ctx, tx, kind, s.actor, detail, refs...)
 	})
+}
+
+// MarkOwnerAuthSet records that the chip took the sealed owner
+// authorisation of record id (pending → set).
+func (s *Store) MarkOwnerAuthSet(ctx context.Context, id int64) error {
+	return s.settleOwnerAuth(ctx, id, OwnerAuthSet, "")
+}
+
+// MarkOwnerAuthAbandoned records that the sealed owner authorisation of
+// record id never reached the chip (pending → abandoned). Call it only when
+// that is certain: the set command was not sent, or the agent refused the
+// request before any TPM command ran. After a timeout, a lost line or a
+// device error the chip may hold the value: the record stays pending.
+func (s *Store) MarkOwnerAuthAbandoned(ctx context.Context, id int64, reason string) error {
+	return s.settleOwnerAuth(ctx, id, OwnerAuthAbandoned, reason)
+}
+
+// noteRunOwnerAuths is the run's end for the owner authorisation records
+// it wrote: in the transaction that closes the run, a ledger row
+// "owner_auth.run-end" names the run, its result and each record with its
+// state then (and vouches for the rows as they stand), so that a failed
+// run's record reads "abandoned" or "pending, maybe set", never ambiguously.
+// A run that wrote none costs one indexed lookup.
+func (s *Store) noteRunOwnerAuths(ctx context.Context, tx *sql.Tx, runID int64, result string) error {
+	rows, err := tx.QueryContext(ctx, "SELECT id, state FROM owner_auths WHERE run_id = ? ORDER BY id", runID)
+	if err != nil {
+		return fmt.Errorf("owner authorisations of run %d: %w", runID, err)
+	}
+	var keys []string
+	var recs []map[string]any
+	for rows.Next() {
+		var id int64
+		var state string
+		if err := rows.Scan(&id, &state); err != nil {
+			rows.Close()
+			return err
+		}
+		keys = append(keys, fmt.Sprint(id))
+		recs = append(recs, map[string]any{"record": id, "state": state})
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	refs, err := s.refRows(ctx, tx, "owner_auths", keys...)
+	if err != nil {
+		return err
+	}
+	return s.appendAudit(ctx, tx, "owner_auth.run-end", s.actor, map[string]any{"run": runID, "result": result, "records": recs}, refs...)
 }
 
 // OwnerAuths returns a device's owner authorisation records, oldest first.
 func (s *Store) OwnerAuths(ctx context.Context, deviceSerial string) ([]OwnerAuthRecord, error) {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT o.id, d.serial, o.run_id, o.chip_id, o.work_order, o.policy, o.escrow_key_id, o.suite, o.enc, o.sealed,
-		o.state, o.created_at, o.set_at FROM owner_auths o JOIN devices d ON d.id = o.device_id WHERE d.serial = ? ORDER BY o.id`, deviceSerial)
+		o.state, o.created_at, o.set_at, o.abandoned_at, o.abandon_reason, r.result FROM owner_auths o JOIN devices d ON d.id = o.device_id
+		LEFT JOIN runs r ON r.id = o.run_id WHERE d.serial = ? ORDER BY o.id`, deviceSerial)
 	if err != nil {
 		return nil, fmt.Errorf("owner authorisations of %s: %w", deviceSerial, mapErr(err))
 	}
@@ -145,13 +242,14 @@ func (s *Store) OwnerAuths(ctx context.Context, deviceSerial string) ([]OwnerAut
 	var out []OwnerAuthRecord
 	for rows.Next() {
 		var r OwnerAuthRecord
-		var run, setAt sql.NullInt64
+		var run, setAt, abandonedAt sql.NullInt64
+		var runResult sql.NullString
 		var created int64
 		if err := rows.Scan(&r.ID, &r.DeviceSerial, &run, &r.ChipID, &r.WorkOrder, &r.Policy, &r.EscrowKeyID, &r.Suite, &r.Enc, &r.Sealed,
-			&r.State, &created, &setAt); err != nil {
+			&r.State, &created, &setAt, &abandonedAt, &r.AbandonReason, &runResult); err != nil {
 			return nil, fmt.Errorf("owner authorisations of %s: %w", deviceSerial, mapErr(err))
 		}
-		r.RunID, r.CreatedAt, r.SetAt = run.Int64, fromNanos(created), nullNanos(setAt)
+		r.RunID, r.CreatedAt, r.SetAt, r.AbandonedAt, r.RunResult = run.Int64, fromNanos(created), nullNanos(setAt), nullNanos(abandonedAt), runResult.String
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {

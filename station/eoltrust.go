@@ -538,12 +538,37 @@ func (r *run) ownerAuth(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: record the sealed value: %w", ErrOwnerAuth, err)
 	}
+	// From here the record is pending: "maybe set". It becomes abandoned only
+	// when the chip provably kept its previous value (the set command was
+	// never sent, or the agent refused the request before any TPM command
+	// ran); a timeout, a lost line or a device error after sending leaves it
+	// pending, and the gate of the next run treats the chip as set (RMA
+	// desk).
+	abandon := func(cause error, reason string) error {
+		if aerr := st.MarkOwnerAuthAbandoned(context.WithoutCancel(ctx), id, reason); aerr != nil {
+			return fmt.Errorf("%w: %w (and recording record %d abandoned failed: %w)", ErrOwnerAuth, cause, id, aerr)
+		}
+		return cause
+	}
 	if err := r.faultErr(FaultOwnerAuthSealed); err != nil {
-		return err
+		return abandon(err, "the run stopped before the set command was sent: "+err.Error())
+	}
+	if err := ctx.Err(); err != nil {
+		return abandon(fmt.Errorf("%w: set on the chip: %w", ErrOwnerAuth, err), "the run was cancelled before the set command was sent")
 	}
 	if err := r.client.Call(ctx, proto.MsgSetOwnerAuth, proto.SetOwnerAuthRequest{NewAuth: auth}, &proto.SetOwnerAuthResponse{}); err != nil {
-		return fmt.Errorf("%w: set on the chip: %w", ErrOwnerAuth, err)
+		err = fmt.Errorf("%w: set on the chip: %w", ErrOwnerAuth, err)
+		var pe *proto.Error
+		if errors.As(err, &pe) && refusedBeforeChip(pe.Code) {
+			// The agent refused the request itself (malformed, unsupported):
+			// no TPM command ran, the chip kept its previous value. A device
+			// error is not proof: a retry of a request whose first answer was
+			// lost may fail on a chip the first attempt changed.
+			return abandon(err, "the device refused the set command: "+pe.Message)
+		}
+		return fmt.Errorf("%w (record %d stays pending, maybe set: the chip may hold it)", err, id)
 	}
+	r.fault(FaultOwnerAuthSet)
 	if err := st.MarkOwnerAuthSet(ctx, id); err != nil {
 		return fmt.Errorf("%w: record that it is set: %w", ErrOwnerAuth, err)
 	}
@@ -567,7 +592,10 @@ func (r *run) ownerAuthGate(ctx context.Context) error {
 	}
 	for i := len(recs) - 1; i >= 0; i-- {
 		rec := recs[i]
-		if rec.Policy != db.OwnerAuthSealed || !bytes.Equal(rec.ChipID, r.chipID) {
+		// A pending record counts as set: the run that wrote it may have sent
+		// the value before it stopped (fail closed). An abandoned one never
+		// reached the chip.
+		if !rec.MaybeSet() || !bytes.Equal(rec.ChipID, r.chipID) {
 			continue
 		}
 		if r.job.Rework != nil && r.job.Rework.ChipReset {
@@ -576,7 +604,7 @@ func (r *run) ownerAuthGate(ctx context.Context) error {
 			}
 			return nil
 		}
-		return fmt.Errorf("%w: %w (record %d): take the device to the RMA desk: unseal it there (wsc owner-auth unseal), clear the TPM, then rework it on the line with the chip reset recorded", ErrOwnerAuth, ErrOwnerAuthSealed, rec.ID)
+		return fmt.Errorf("%w: %w (record %d, %s): take the device to the RMA desk: unseal it there (wsc owner-auth unseal), clear the TPM, then rework it on the line with the chip reset recorded (wsc provision --rework --chip-reset)", ErrOwnerAuth, ErrOwnerAuthSealed, rec.ID, ownerAuthStateText(rec.State))
 	}
 	return nil
 }

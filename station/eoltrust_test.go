@@ -289,7 +289,7 @@ func TestTrustFaultPoints(t *testing.T) {
 				t.Errorf("%s: owner authorisation recorded before the anchors step", d.Serial)
 			}
 		case FaultOwnerAuthSealed:
-			if len(recs) != 1 || recs[0].State != db.OwnerAuthPending {
+			if len(recs) != 1 || recs[0].State != db.OwnerAuthAbandoned {
 				t.Errorf("%s: sealed-not-set record %+v", d.Serial, recs)
 			}
 		case FaultAnchors:

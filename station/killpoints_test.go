@@ -22,6 +22,9 @@ const killChildEnv = "WSC_KILL_CHILD"
 
 type killJob struct {
 	CADir, DB, VendorRoot, VendorIssuer, Port, Point, Marker string
+	// EscrowPub, when set, gives the run the issue-15 work order: firmware
+	// trust under the CA's roots, owner authorisation sealed to this key.
+	EscrowPub, EOLDir string
 }
 
 // killChild provisions one device and SIGKILLs itself at the named point,
@@ -54,8 +57,17 @@ func killChild() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	var trust TrustConfig
+	if j.EscrowPub != "" {
+		pub, err := LoadEscrowPublicKey(j.EscrowPub)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		trust = TrustConfig{Firmware: &FirmwareTrust{PolicyVersion: 3, DeviceClass: "gw-1", Roots: c.Roots()}, OwnerAuth: OwnerAuthPolicy{Escrow: pub}}
+	}
 	p, err := NewProvisioner(Config{Issuer: c, Store: store, Station: "kill", Operator: "op", WorkOrder: "WO-1",
-		VendorRoots: roots, VendorIntermediates: inter,
+		VendorRoots: roots, VendorIntermediates: inter, Trust: trust, EOLModuleDir: j.EOLDir,
 		FaultPoint: func(point string) {
 			if point != j.Point {
 				return

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 
 	"github.com/wsc-project/wsc/db"
+	"github.com/wsc-project/wsc/devices/proto"
 	"go.step.sm/crypto/pemutil"
 )
 
@@ -289,11 +290,46 @@ type OwnerAuthPolicy struct {
 	None bool
 }
 
+// FaultOwnerAuthSet is the kill point right after the chip took the new
+// owner authorisation, before the station records it set: the record is
+// still pending, and the next run must treat the chip as set.
+const FaultOwnerAuthSet = "after-owner-auth-set"
+
+// refusedBeforeChip reports whether an agent's error reply to
+// SetOwnerAuth proves that no TPM command ran: the request was refused as
+// malformed, unsupported, too large or of an unknown version.
+func refusedBeforeChip(c proto.ErrorCode) bool {
+	switch c {
+	case proto.ErrBadRequest, proto.ErrUnsupported, proto.ErrTooLarge, proto.ErrVersion:
+		return true
+	}
+	return false
+}
+
+// ownerAuthStateText says what a record's state means for the chip.
+func ownerAuthStateText(state string) string {
+	switch state {
+	case db.OwnerAuthPending:
+		return "sealed, maybe set: the run stopped after recording it"
+	case db.OwnerAuthSet:
+		return "set on the chip"
+	case db.OwnerAuthAbandoned:
+		return "abandoned: never reached the chip"
+	case db.OwnerAuthStateNone:
+		return "policy none: owner hierarchy left as it was"
+	}
+	return state
+}
+
+// OwnerAuthStateText is ownerAuthStateText for the command line.
+func OwnerAuthStateText(state string) string { return ownerAuthStateText(state) }
+
 // ownerAuthStore is what the owner-auth step needs from the database
 // beyond Store (db.Store has it).
 type ownerAuthStore interface {
 	RecordOwnerAuth(ctx context.Context, r db.OwnerAuthRecord) (int64, error)
 	MarkOwnerAuthSet(ctx context.Context, id int64) error
+	MarkOwnerAuthAbandoned(ctx context.Context, id int64, reason string) error
 	OwnerAuths(ctx context.Context, deviceSerial string) ([]db.OwnerAuthRecord, error)
 }
 
@@ -305,11 +341,18 @@ func UnsealRecorded(ctx context.Context, st *db.Store, serial, actor string, k *
 	if err != nil {
 		return nil, nil, err
 	}
+	// The value the chip may hold is the newest set or pending one; an
+	// abandoned record never reached the chip (opened only when there is
+	// nothing else, e.g. to check a record).
 	var rec *db.OwnerAuthRecord
-	for i := len(recs) - 1; i >= 0; i-- {
+	for i := len(recs) - 1; i >= 0 && rec == nil; i-- {
+		if recs[i].MaybeSet() {
+			rec = &recs[i]
+		}
+	}
+	for i := len(recs) - 1; i >= 0 && rec == nil; i-- {
 		if recs[i].Policy == db.OwnerAuthSealed {
 			rec = &recs[i]
-			break
 		}
 	}
 	if rec == nil {

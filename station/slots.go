@@ -76,6 +76,8 @@ type slot struct {
 	status SlotStatus
 	wake   chan struct{}
 	retry  bool
+	// rework is a supervisor's rework for the slot's next run (Bench.Rework).
+	rework *Rework
 	// absent is set when a failed slot's device stopped answering; it is
 	// only touched by the slot's own goroutine.
 	absent bool
@@ -271,6 +273,30 @@ func (b *Bench) Retry(n int) error {
 	return nil
 }
 
+// Rework runs the failed device on slot n again under a supervisor's
+// rework, against its scanned label (the operator screen's rework; the
+// caller has checked the supervisor's PIN and role). rw.ChipReset is the
+// supervisor's statement that the RMA desk cleared the chip's TPM; the run
+// records it. The rework applies to the slot's next run only, and is
+// dropped when the device is pulled.
+func (b *Bench) Rework(n int, label string, rw Rework) error {
+	if label == "" || rw.Supervisor == "" {
+		return errors.New("a rework needs the device's scanned label and the supervisor")
+	}
+	s, err := b.slot(n)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s.status.State != StateFailed {
+		return fmt.Errorf("slot %d is %s, not failed: nothing to rework", n, s.status.State)
+	}
+	s.status.Label, s.rework, s.retry = label, &rw, true
+	poke(s.wake)
+	return nil
+}
+
 // Quarantine sends the device on slot n to the red bin at the operator's
 // request. When the station knows the device's chip, the red bin is
 // recorded against the chip (it sticks: the chip is refused until a
@@ -409,7 +435,15 @@ func (b *Bench) runSlot(ctx context.Context, s *slot) {
 				serial, present = b.probeSerial(ctx, port)
 			}
 			if !present {
+				// A pulled device takes its rework with it: the next device
+				// on the slot needs its own (unless the rework came in while
+				// this probe ran: it asked for the retry too).
 				s.absent = true
+				b.mu.Lock()
+				if !s.retry {
+					s.rework = nil
+				}
+				b.mu.Unlock()
 			} else if (s.absent || replaced(status, serial)) && running {
 				b.provision(ctx, s, port)
 				continue
@@ -439,6 +473,7 @@ func (b *Bench) setIdle(s *slot) {
 	b.mu.Lock()
 	prev := s.status
 	s.status = SlotStatus{Slot: prev.Slot, Port: prev.Port, State: StateIdle}
+	s.rework = nil
 	b.mu.Unlock()
 	b.emit(Event{Time: time.Now(), Slot: prev.Slot, Port: prev.Port, State: StateIdle, Detail: "device removed"})
 }
@@ -488,7 +523,8 @@ func replaced(st SlotStatus, serial string) bool {
 
 func (b *Bench) provision(ctx context.Context, s *slot, port string) {
 	b.mu.Lock()
-	label := s.status.Label
+	label, rework := s.status.Label, s.rework
+	s.rework = nil
 	s.status.State, s.status.Started, s.status.Err, s.status.Instruction = StateRunning, time.Now(), nil, ""
 	s.status.Attempts++
 	s.absent = false
@@ -517,7 +553,7 @@ func (b *Bench) provision(ctx context.Context, s *slot, port string) {
 		b.mu.Unlock()
 		b.emit(e)
 	}
-	res, err := b.provisioner().Provision(ctx, Job{Slot: s.spec.Slot, Port: port, Label: label, Events: events})
+	res, err := b.provisioner().Provision(ctx, Job{Slot: s.spec.Slot, Port: port, Label: label, Events: events, Rework: rework})
 	var labelErr error
 	if err == nil && b.cfg.AfterPass != nil {
 		labelErr = b.cfg.AfterPass(context.WithoutCancel(ctx), res)

@@ -72,6 +72,10 @@ type BenchOptions struct {
 	// RedBins, when set, lets a supervisor release red-binned chips on
 	// screen (ctrl+r).
 	RedBins RedBinDesk
+	// Rework, when set, lets a supervisor run a failed slot's device again
+	// under a rework (ctrl+e), with the chip-reset statement when the RMA
+	// desk cleared its TPM.
+	Rework ReworkDesk
 	// ExpectedStep, when set, is the chip profile's expected time of a
 	// step; running cards show the step's elapsed time against it. Without
 	// it the view learns the times from the shift's passed runs (median).
@@ -199,9 +203,12 @@ type BenchModel struct {
 	showStats bool
 	desk      RedBinDesk
 	release   releaseForm
-	woList    []string
-	switcher  WorkOrderSwitcher
-	woPick    woForm
+	// reworkDesk and rework are the supervised rework (rework.go).
+	reworkDesk ReworkDesk
+	rework     reworkForm
+	woList     []string
+	switcher   WorkOrderSwitcher
+	woPick     woForm
 	// expectedOpt is BenchOptions.ExpectedStep, asked once per step when
 	// the model is built (View does no I/O and calls no callback).
 	expectedOpt map[station.Step]time.Duration
@@ -228,6 +235,7 @@ func NewBenchModel(opts BenchOptions) BenchModel {
 	}
 	m.plantFn = opts.Plant
 	m.desk, m.release = opts.RedBins, newReleaseForm()
+	m.reworkDesk, m.rework = opts.Rework, newReworkForm()
 	m.woList, m.switcher, m.woPick = opts.WorkOrders, opts.Switcher, newWOForm()
 	if opts.Keys != nil {
 		m.keys = *opts.Keys
@@ -343,6 +351,8 @@ func (m BenchModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			f.fields[2].Reset()
 			cmd = m.redBinsCmd()
 		}
+	case ReworkMsg:
+		m.reworkDone(msg)
 	case WorkOrderSwitchMsg:
 		m.woPick.pending = false
 		if msg.Err != nil {
@@ -451,6 +461,9 @@ func (m BenchModel) key(k tea.KeyMsg) (BenchModel, tea.Cmd) {
 	if m.release.open {
 		return m.releaseKey(k)
 	}
+	if m.rework.open {
+		return m.reworkKey(k)
+	}
 	if m.woPick.open {
 		return m.woKey(k)
 	}
@@ -511,6 +524,8 @@ func (m BenchModel) key(k tea.KeyMsg) (BenchModel, tea.Cmd) {
 		m.release.open = true
 		m.release.setFocus(0)
 		return m, m.redBinsCmd()
+	case key.Matches(k, m.keys.Rework):
+		return m.openRework()
 	case key.Matches(k, m.keys.Esc):
 		m.showHelp, m.notice = false, ""
 	case k.Type == tea.KeyRunes && len(k.Runes) == 1 && unicode.IsPrint(k.Runes[0]):
@@ -987,6 +1002,8 @@ func (m BenchModel) View() string {
 		grid = strings.Join(m.woLines(m.width, m.grid.height), "\n")
 	case m.release.open:
 		grid = strings.Join(m.releaseLines(m.width, m.grid.height), "\n")
+	case m.rework.open:
+		grid = strings.Join(m.reworkLines(m.width, m.grid.height), "\n")
 	case m.showStats:
 		grid = strings.Join(m.statsLines(m.width, m.grid.height), "\n")
 	}

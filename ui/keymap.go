@@ -63,6 +63,8 @@ type KeyMap struct {
 	Release key.Binding
 	// WorkOrder opens the supervisor's work-order picker.
 	WorkOrder key.Binding
+	// Rework opens the supervisor's rework of the selected failed slot.
+	Rework key.Binding
 }
 
 // DefaultKeyMap returns the operator bench bindings.
@@ -87,6 +89,7 @@ func DefaultKeyMap() KeyMap {
 		WorkOrder:  key.NewBinding(key.WithKeys("w"), key.WithHelp("w", "choose work order (supervisor)")),
 		Release:    key.NewBinding(key.WithKeys("ctrl+r"), key.WithHelp("ctrl+r", "red-bin release (supervisor)")),
 		Ack:        key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "red bin done (acknowledge)")),
+		Rework:     key.NewBinding(key.WithKeys("ctrl+e"), key.WithHelp("ctrl+e", "rework failed slot (supervisor)")),
 	}
 }
 
@@ -105,7 +108,7 @@ func brief(b key.Binding, desc string) key.Binding {
 // FullHelp is the help shown with ?, grouped by column.
 func (k KeyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
-		{k.StartStop, k.WorkOrder, k.Retry, k.Quarantine, k.Ack, k.Release, k.Stats, k.Help, k.Quit},
+		{k.StartStop, k.WorkOrder, k.Retry, k.Quarantine, k.Ack, k.Release, k.Rework, k.Stats, k.Help, k.Quit},
 		{k.Left, k.Right, k.Up, k.Down, k.Slot},
 		{k.Scan, k.Enter, k.Esc},
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/wsc-project/wsc/ca"
@@ -22,7 +23,7 @@ serial, chip and work order) to an escrow public key (station.yaml owner_auth.es
 station never knows it again; security staff open it offline with the escrow private key for an RMA
 or a rework. docs/owner-auth.md.`,
 	}
-	cmd.AddCommand(ownerAuthKeygenCmd(), ownerAuthUnsealCmd())
+	cmd.AddCommand(ownerAuthKeygenCmd(), ownerAuthUnsealCmd(), ownerAuthListCmd())
 	return cmd
 }
 
@@ -113,6 +114,91 @@ value). Run it offline, at the RMA desk, on a copy of the station database or th
 	cmd.Flags().StringVar(&keyPath, "key", "", "escrow private key (owner-auth-escrow.key.pem)")
 	cmd.Flags().StringVar(&passSource, "passphrase-source", "prompt", "where the escrow key passphrase comes from: "+secretSources)
 	cmd.Flags().StringVar(&actor, "actor", os.Getenv("USER"), "who unseals (recorded in the ledger)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// ownerAuthRow is one record in `wsc owner-auth list --json` (no secret:
+// the sealed blob stays in the database).
+type ownerAuthRow struct {
+	Record        int64  `json:"record"`
+	Serial        string `json:"serial"`
+	Run           int64  `json:"run,omitempty"`
+	RunResult     string `json:"run_result,omitempty"`
+	Chip          string `json:"chip"`
+	WorkOrder     string `json:"work_order"`
+	Policy        string `json:"policy"`
+	State         string `json:"state"`
+	MaybeSet      bool   `json:"maybe_set"`
+	Meaning       string `json:"meaning"`
+	CreatedAt     string `json:"created_at"`
+	SetAt         string `json:"set_at,omitempty"`
+	AbandonedAt   string `json:"abandoned_at,omitempty"`
+	AbandonReason string `json:"abandon_reason,omitempty"`
+}
+
+func ownerAuthListCmd() *cobra.Command {
+	var serial, dbPath string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list --serial S --db DB",
+		Short: "A device's owner authorisation records: state (pending = maybe set, set, abandoned, none) and the run that wrote each",
+		Long: `list shows, oldest first, every owner authorisation the station recorded for a device: the run that
+wrote it and that run's result, and its state. pending means sealed and recorded but not confirmed
+on the chip: the run stopped after it may have sent the value, so the line treats the chip as set
+(RMA desk). abandoned means the value provably never reached the chip. No secret is shown.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if serial == "" || dbPath == "" {
+				return usagef("--serial and --db are required")
+			}
+			st, err := db.Open(dbPath, db.WithReadOnly())
+			if err != nil {
+				return internalError(err)
+			}
+			defer st.Close()
+			recs, err := st.OwnerAuths(cmd.Context(), serial)
+			if err != nil {
+				return internalError(err)
+			}
+			if len(recs) == 0 {
+				return failed(fmt.Errorf("%s has no owner authorisation recorded in %s", serial, dbPath))
+			}
+			rows := make([]ownerAuthRow, len(recs))
+			for i, r := range recs {
+				rows[i] = ownerAuthRow{Record: r.ID, Serial: r.DeviceSerial, Run: r.RunID, RunResult: r.RunResult, Chip: fmt.Sprintf("%x", r.ChipID),
+					WorkOrder: r.WorkOrder, Policy: r.Policy, State: r.State, MaybeSet: r.MaybeSet(), Meaning: station.OwnerAuthStateText(r.State),
+					CreatedAt: r.CreatedAt.UTC().Format(time.RFC3339), AbandonReason: r.AbandonReason}
+				if r.SetAt != nil {
+					rows[i].SetAt = r.SetAt.UTC().Format(time.RFC3339)
+				}
+				if r.AbandonedAt != nil {
+					rows[i].AbandonedAt = r.AbandonedAt.UTC().Format(time.RFC3339)
+				}
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				return json.NewEncoder(w).Encode(rows)
+			}
+			for _, r := range rows {
+				run := "no run"
+				if r.Run != 0 {
+					res := r.RunResult
+					if res == "" {
+						res = "did not finish"
+					}
+					run = fmt.Sprintf("run %d (%s)", r.Run, res)
+				}
+				fmt.Fprintf(w, "record %d  %-9s  %s  chip %.16s  %s  %s\n", r.Record, r.State, run, r.Chip, r.CreatedAt, r.Meaning)
+				if r.AbandonReason != "" {
+					fmt.Fprintf(w, "           why abandoned: %s\n", r.AbandonReason)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&serial, "serial", "", "device serial")
+	cmd.Flags().StringVar(&dbPath, "db", "", "station database (SQLite), opened read-only")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

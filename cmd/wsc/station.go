@@ -224,11 +224,17 @@ func runHeadless(ctx context.Context, l *line, out io.Writer) error {
 
 func provisionCmd() *cobra.Command {
 	var cfgPath, port, label, operator, pinSource string
-	var rework, asJSON bool
+	var rework, chipReset, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "provision",
 		Short: "Provision the one device on --port, headless, and exit (0 = provisioned)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if chipReset && !rework {
+				return usagef("--chip-reset is part of a supervised rework: add --rework (with --label and a supervisor as --operator)")
+			}
+			if chipReset && !rework {
+				return usagef("--chip-reset is part of a supervised rework: add --rework (with --label and a supervisor as --operator)")
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			l, err := openLine(ctx, cfgPath)
@@ -256,7 +262,11 @@ func provisionCmd() *cobra.Command {
 				if !supervisorRoles[who.Role] {
 					return usagef("%s has role %q: only a supervisor (or security) authorises a rework", operator, who.Role)
 				}
-				job.Rework = &station.Rework{Supervisor: operator}
+				// --chip-reset: the supervisor states that the RMA desk cleared
+				// this chip's TPM, so the owner authorisation sealed for it
+				// earlier no longer holds; the run records it in the ledger
+				// (owner_auth.chip-reset, by this supervisor).
+				job.Rework = &station.Rework{Supervisor: operator, ChipReset: chipReset}
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -298,6 +308,7 @@ func provisionCmd() *cobra.Command {
 	cmd.Flags().StringVar(&pinSource, "pin-source", "prompt", "where the operator's PIN comes from: "+secretSources)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as one JSON object on stdout (snake_case, reason_code from docs/reason-codes.md); event lines go to stderr")
 	cmd.Flags().BoolVar(&rework, "rework", false, "re-bind the serial to this device's chip (a board whose chip was replaced): needs --label and a supervisor as --operator; the old chip's certificate is superseded")
+	cmd.Flags().BoolVar(&chipReset, "chip-reset", false, "with --rework: the RMA desk cleared this chip's TPM (owner authorisation reset; wsc owner-auth unseal, tpm2_clear); recorded in the ledger as the supervisor's statement")
 	_ = cmd.MarkFlagRequired("port")
 	return cmd
 }

@@ -86,6 +86,37 @@ func (d redBinDesk) Release(chip []byte, supervisor, pin, note string) error {
 	return nil
 }
 
+// reworkBench is what the operator screen's rework needs from the bench
+// (*station.Bench has it).
+type reworkBench interface {
+	Rework(slot int, label string, rw station.Rework) error
+}
+
+// reworkDesk is the supervisor's rework on the operator screen: the same
+// checks as wsc provision --rework (PIN, supervisor role, the scanned
+// label), then the failed slot runs again under the rework; chipReset is
+// recorded by the run (owner_auth.chip-reset, by this supervisor).
+type reworkDesk struct {
+	ctx   context.Context
+	store *db.Store
+	bench reworkBench
+}
+
+// Rework checks the supervisor and runs the slot again under the rework.
+func (d reworkDesk) Rework(slot int, label, supervisor, pin string, chipReset bool) error {
+	op, err := d.store.VerifyOperator(d.ctx, supervisor, pin)
+	if err != nil {
+		if errors.Is(err, db.ErrBadPIN) || errors.Is(err, db.ErrNotFound) {
+			return errors.New("unknown supervisor or wrong PIN")
+		}
+		return err
+	}
+	if !supervisorRoles[op.Role] {
+		return fmt.Errorf("%s has role %q: only a supervisor (or security) authorises a rework", op.ID, op.Role)
+	}
+	return d.bench.Rework(slot, label, station.Rework{Supervisor: op.ID, ChipReset: chipReset})
+}
+
 // runStationTUI runs the operator view: login, then the bench. The work
 // order starts stopped; the operator starts it with s.
 func runStationTUI(ctx context.Context, l *line) error {
@@ -112,7 +143,7 @@ func runStationTUI(ctx context.Context, l *line) error {
 		return err
 	}
 	opts := ui.BenchOptions{Control: bench, Auth: operatorAuth{ctx: ctx, store: l.store},
-		RedBins: redBinDesk{ctx: ctx, store: l.store}, WorkOrders: l.cfg.WorkOrderIDs(), Switcher: woSwitcher{ctx: ctx, l: l, bench: bench},
+		RedBins: redBinDesk{ctx: ctx, store: l.store}, Rework: reworkDesk{ctx: ctx, store: l.store, bench: bench}, WorkOrders: l.cfg.WorkOrderIDs(), Switcher: woSwitcher{ctx: ctx, l: l, bench: bench},
 		Title: "wsc station", WorkOrder: l.cfg.WorkOrder.ID, Station: l.cfg.Station}
 	if l.cfg.Plant.DSN != "" {
 		// The status line shows the plant sync: in sync, N behind, offline since.
