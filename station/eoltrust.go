@@ -580,33 +580,53 @@ func (r *run) ownerAuth(ctx context.Context) error {
 // owner-authorised NV write of this run, and the station cannot open the
 // sealed value — only the RMA desk can, with the escrow private key. The
 // run is refused with that instruction, unless a supervisor's rework says
-// the RMA desk reset the chip (recorded in the ledger).
+// the RMA desk reset the chip (recorded in the ledger). The records were
+// read while the device made its keys (sealedOwnerAuth, from identify);
+// a run that did not read them reads them now.
 func (r *run) ownerAuthGate(ctx context.Context) error {
-	st, ok := r.p.cfg.Store.(ownerAuthStore)
-	if !ok || r.proof != ca.ProofTPM {
+	if r.proof != ca.ProofTPM {
 		return nil
+	}
+	if !r.ownerAuthRead {
+		rec, err := r.sealedOwnerAuth(ctx, r.chipID)
+		if err != nil {
+			return err
+		}
+		r.ownerAuthHit, r.ownerAuthRead = rec, true
+	}
+	rec := r.ownerAuthHit
+	if rec == nil {
+		return nil
+	}
+	if r.job.Rework != nil && r.job.Rework.ChipReset {
+		if err := r.p.cfg.Store.Audit(ctx, "owner_auth.chip-reset", r.job.Rework.Supervisor, map[string]any{"device": r.serial, "run": r.runID, "record": rec.ID}); err != nil {
+			return fmt.Errorf("%w: record the chip reset: %w", ErrOwnerAuth, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %w (record %d, %s): take the device to the RMA desk: unseal it there (wsc owner-auth unseal), clear the TPM, then rework it on the line with the chip reset recorded (wsc provision --rework --chip-reset)", ErrOwnerAuth, ErrOwnerAuthSealed, rec.ID, ownerAuthStateText(rec.State))
+}
+
+// sealedOwnerAuth returns the newest owner-authorisation record of this
+// serial that may be set on chipID (nil when none): a pending record counts
+// as set — the run that wrote it may have sent the value before it stopped
+// (fail closed); an abandoned one never reached the chip.
+func (r *run) sealedOwnerAuth(ctx context.Context, chipID []byte) (*db.OwnerAuthRecord, error) {
+	st, ok := r.p.cfg.Store.(ownerAuthStore)
+	if !ok {
+		return nil, nil
 	}
 	recs, err := st.OwnerAuths(ctx, r.serial)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrOwnerAuth, err)
+		return nil, fmt.Errorf("%w: %w", ErrOwnerAuth, err)
 	}
 	for i := len(recs) - 1; i >= 0; i-- {
-		rec := recs[i]
-		// A pending record counts as set: the run that wrote it may have sent
-		// the value before it stopped (fail closed). An abandoned one never
-		// reached the chip.
-		if !rec.MaybeSet() || !bytes.Equal(rec.ChipID, r.chipID) {
-			continue
+		if recs[i].MaybeSet() && bytes.Equal(recs[i].ChipID, chipID) {
+			rec := recs[i]
+			return &rec, nil
 		}
-		if r.job.Rework != nil && r.job.Rework.ChipReset {
-			if err := r.p.cfg.Store.Audit(ctx, "owner_auth.chip-reset", r.job.Rework.Supervisor, map[string]any{"device": r.serial, "run": r.runID, "record": rec.ID}); err != nil {
-				return fmt.Errorf("%w: record the chip reset: %w", ErrOwnerAuth, err)
-			}
-			return nil
-		}
-		return fmt.Errorf("%w: %w (record %d, %s): take the device to the RMA desk: unseal it there (wsc owner-auth unseal), clear the TPM, then rework it on the line with the chip reset recorded (wsc provision --rework --chip-reset)", ErrOwnerAuth, ErrOwnerAuthSealed, rec.ID, ownerAuthStateText(rec.State))
 	}
-	return nil
+	return nil, nil
 }
 
 // allConfirmer confirms several certificates and closes the run in one

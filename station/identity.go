@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/wsc-project/wsc/ca"
 	"github.com/wsc-project/wsc/db"
 )
 
@@ -105,6 +106,15 @@ func (r *run) identify(ctx context.Context, chipID []byte) error {
 		if s != r.serial {
 			return fmt.Errorf("%w: chip %s is device %s, it now claims serial %s", ErrChipMismatch, chipRef(chipID), s, r.serial)
 		}
+	}
+	if r.proof == ca.ProofTPM {
+		// The owner-authorisation records are read here too, off the
+		// device's path; ownerAuthGate decides on them before issuance.
+		rec, err := r.sealedOwnerAuth(ctx, chipID)
+		if err != nil {
+			return err
+		}
+		r.ownerAuthHit, r.ownerAuthRead = rec, true
 	}
 	return nil
 }

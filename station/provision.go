@@ -286,6 +286,11 @@ type run struct {
 	step          Step
 	start         time.Time
 	trust         trustRun // issue 15: signing key (eoltrust.go)
+	// ownerAuthHit is the owner-authorisation record that may be set on
+	// this chip (nil: none), read by identify (ownerAuthRead) while the
+	// device makes its keys; ownerAuthGate decides on it.
+	ownerAuthHit  *db.OwnerAuthRecord
+	ownerAuthRead bool
 }
 
 func (r *run) emit(state State, detail string, err error) {
