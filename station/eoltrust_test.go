@@ -9,7 +9,6 @@ import (
 	"github.com/wsc-project/wsc/devices/sim/testenv"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -69,23 +68,12 @@ func swtpmTCTI(t *testing.T, d *sim.Device) string {
 	if err := d.StopAgent(); err != nil {
 		t.Fatal(err)
 	}
-	link := d.TPM.Socket + ".ctrl"
-	if _, err := os.Lstat(link); err != nil {
-		if err := os.Symlink(filepath.Join(filepath.Dir(d.TPM.Socket), "ctrl.sock"), link); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return "swtpm:path=" + d.TPM.Socket
+	return testenv.SWTPMTCTI(t, d.TPM.Socket)
 }
 
 func tpm2Run(t *testing.T, tcti string, args ...string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), "TPM2TOOLS_TCTI="+tcti)
-	b, err := cmd.CombinedOutput()
-	return string(b), err
+	return testenv.TPM2(t, tcti, args...)
 }
 
 // TestProvisionTrustSigningKeyOwnerAuth: one run of the station's sequence

@@ -171,6 +171,12 @@ func (m BenchModel) releaseLines(w, h int) []string {
 	case f.err != "":
 		lines = append(lines, styleFail.Render(f.err))
 	}
+	return fitLines(lines, w, h)
+}
+
+// fitLines cuts every line of a form to w cells (an ellipsis marks a cut)
+// and pads or cuts the list to h lines: what a form panel of w×h shows.
+func fitLines(lines []string, w, h int) []string {
 	for i := range lines {
 		lines[i] = ansi.Truncate(lines[i], max(w, 1), "…")
 	}

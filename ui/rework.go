@@ -8,7 +8,6 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/textinput"
 	tea "github.com/charmbracelet/bubbletea"
-	"github.com/charmbracelet/x/ansi"
 	"github.com/wsc-project/wsc/station"
 )
 
@@ -215,14 +214,5 @@ func (m BenchModel) reworkLines(w, h int) []string {
 	case f.err != "":
 		lines = append(lines, styleFail.Render(f.err))
 	}
-	for i := range lines {
-		lines[i] = ansi.Truncate(lines[i], max(w, 1), "…")
-	}
-	if len(lines) > h {
-		lines = lines[:h]
-	}
-	for len(lines) < h {
-		lines = append(lines, "")
-	}
-	return lines
+	return fitLines(lines, w, h)
 }

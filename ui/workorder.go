@@ -8,7 +8,6 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/textinput"
 	tea "github.com/charmbracelet/bubbletea"
-	"github.com/charmbracelet/x/ansi"
 )
 
 // WorkOrderSwitcher switches the bench to another work order once a
@@ -115,14 +114,5 @@ func (m BenchModel) woLines(w, h int) []string {
 	case f.err != "":
 		lines = append(lines, styleFail.Render(f.err))
 	}
-	for i := range lines {
-		lines[i] = ansi.Truncate(lines[i], max(w, 1), "…")
-	}
-	if len(lines) > h {
-		lines = lines[:h]
-	}
-	for len(lines) < h {
-		lines = append(lines, "")
-	}
-	return lines
+	return fitLines(lines, w, h)
 }

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/wsc-project/wsc/db"
 	"github.com/wsc-project/wsc/devices/sim"
@@ -161,27 +160,15 @@ func TestProvisionReworkChipReset(t *testing.T) {
 }
 
 // swtpmTCTI returns a tpm2-tools TCTI for the device's swtpm (stop its
-// agent first: swtpm serves one client). The swtpm TCTI finds the control
-// socket at the command socket's path + ".ctrl".
+// agent first: swtpm serves one client).
 func swtpmTCTI(t *testing.T, d *sim.Device) string {
 	t.Helper()
-	link := d.TPM.Socket + ".ctrl"
-	if _, err := os.Lstat(link); err != nil {
-		if err := os.Symlink(filepath.Join(filepath.Dir(d.TPM.Socket), "ctrl.sock"), link); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return "swtpm:path=" + d.TPM.Socket
+	return testenv.SWTPMTCTI(t, d.TPM.Socket)
 }
 
 func tpm2Tool(t *testing.T, tcti string, args ...string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), "TPM2TOOLS_TCTI="+tcti)
-	b, err := cmd.CombinedOutput()
-	return string(b), err
+	return testenv.TPM2(t, tcti, args...)
 }
 
 // reworkRecorder stands for the bench behind the operator screen's rework

@@ -11,10 +11,13 @@
 package testenv
 
 import (
+	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // NeedTools marks t as needing the named programs on PATH.
@@ -55,4 +58,31 @@ func NeedFile(t testing.TB, path, what string) {
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("needs %s at %s: %v; run scripts/deps (as root) to install it", what, path, err)
 	}
+}
+
+// SWTPMTCTI returns the tpm2-tools TCTI for the swtpm whose command socket
+// is socket (stop the agent using it first: swtpm serves one client). The
+// swtpm TCTI finds the control socket at the command socket's path +
+// ".ctrl"; a link to the simulator's ctrl.sock beside it is made once.
+func SWTPMTCTI(t testing.TB, socket string) string {
+	t.Helper()
+	link := socket + ".ctrl"
+	if _, err := os.Lstat(link); err != nil {
+		if err := os.Symlink(filepath.Join(filepath.Dir(socket), "ctrl.sock"), link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return "swtpm:path=" + socket
+}
+
+// TPM2 runs a tpm2-tools command (args[0] is its name) against tcti with a
+// minute's deadline and returns its combined output.
+func TPM2(t testing.TB, tcti string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), "TPM2TOOLS_TCTI="+tcti)
+	b, err := cmd.CombinedOutput()
+	return string(b), err
 }
