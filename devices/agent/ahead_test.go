@@ -240,9 +240,9 @@ func (plainBackend) CreateKeys(context.Context, []byte, string) (*KeyEvidence, e
 	panic("keys made although the request was refused")
 }
 func (plainBackend) InstallChain(context.Context, [][]byte, bool) ([]uint32, error) { return nil, nil }
-func (plainBackend) ReadChain(context.Context) ([][]byte, error)                      { return nil, nil }
-func (plainBackend) SignDigest(context.Context, []byte) ([]byte, error)              { return nil, nil }
-func (plainBackend) Lock(context.Context) error                                      { return nil }
+func (plainBackend) ReadChain(context.Context) ([][]byte, error)                    { return nil, nil }
+func (plainBackend) SignDigest(context.Context, []byte) ([]byte, error)             { return nil, nil }
+func (plainBackend) Lock(context.Context) error                                     { return nil }
 
 func certifiedNonce(t *testing.T, certifyInfo []byte) []byte {
 	t.Helper()
