@@ -102,11 +102,7 @@ func (m BenchModel) releaseKey(k tea.KeyMsg) (BenchModel, tea.Cmd) {
 		m.note("Red-bin release closed.", false)
 		return m, nil
 	case key.Matches(k, m.keys.NextField):
-		dir := 1
-		if k.String() == "shift+tab" {
-			dir = -1
-		}
-		f.setFocus(f.focus + dir)
+		f.setFocus(f.focus + fieldStep(k))
 		return m, nil
 	case key.Matches(k, m.keys.Up):
 		f.sel = max(f.sel-1, 0)
@@ -187,4 +183,12 @@ func fitLines(lines []string, w, h int) []string {
 		lines = append(lines, "")
 	}
 	return lines
+}
+
+// fieldStep is how far tab (+1) or shift+tab (−1) moves a form's focus.
+func fieldStep(k tea.KeyMsg) int {
+	if k.String() == "shift+tab" {
+		return -1
+	}
+	return 1
 }

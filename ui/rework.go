@@ -117,11 +117,7 @@ func (m BenchModel) reworkKey(k tea.KeyMsg) (BenchModel, tea.Cmd) {
 		m.note("Rework closed: nothing was run.", false)
 		return m, nil
 	case key.Matches(k, m.keys.NextField):
-		dir := 1
-		if k.String() == "shift+tab" {
-			dir = -1
-		}
-		f.setFocus(f.focus + dir)
+		f.setFocus(f.focus + fieldStep(k))
 		return m, nil
 	case f.focus == reworkTick && (k.Type == tea.KeySpace || (k.Type == tea.KeyRunes && string(k.Runes) == "x")):
 		f.chipReset = !f.chipReset

@@ -67,15 +67,9 @@ func (d redBinDesk) RedBins() ([]ui.RedBinItem, error) {
 
 // Release checks the supervisor and releases the chip.
 func (d redBinDesk) Release(chip []byte, supervisor, pin, note string) error {
-	op, err := d.store.VerifyOperator(d.ctx, supervisor, pin)
+	op, err := verifySupervisor(d.ctx, d.store, supervisor, pin, "releases the red bin")
 	if err != nil {
-		if errors.Is(err, db.ErrBadPIN) || errors.Is(err, db.ErrNotFound) {
-			return errors.New("unknown supervisor or wrong PIN")
-		}
 		return err
-	}
-	if !supervisorRoles[op.Role] {
-		return fmt.Errorf("%s has role %q: only a supervisor (or security) releases the red bin", op.ID, op.Role)
 	}
 	if err := d.store.ReleaseRedBin(d.ctx, chip, op.ID, note); err != nil {
 		if errors.Is(err, db.ErrNotFound) {
@@ -84,6 +78,22 @@ func (d redBinDesk) Release(chip []byte, supervisor, pin, note string) error {
 		return err
 	}
 	return nil
+}
+
+// verifySupervisor checks a supervisor's PIN and role for an act on the
+// operator screen (what names it in the refusal); the PIN is never echoed.
+func verifySupervisor(ctx context.Context, store *db.Store, supervisor, pin, what string) (*db.Operator, error) {
+	op, err := store.VerifyOperator(ctx, supervisor, pin)
+	if err != nil {
+		if errors.Is(err, db.ErrBadPIN) || errors.Is(err, db.ErrNotFound) {
+			return nil, errors.New("unknown supervisor or wrong PIN")
+		}
+		return nil, err
+	}
+	if !supervisorRoles[op.Role] {
+		return nil, fmt.Errorf("%s has role %q: only a supervisor (or security) %s", op.ID, op.Role, what)
+	}
+	return op, nil
 }
 
 // reworkBench is what the operator screen's rework needs from the bench
@@ -104,15 +114,9 @@ type reworkDesk struct {
 
 // Rework checks the supervisor and runs the slot again under the rework.
 func (d reworkDesk) Rework(slot int, label, supervisor, pin string, chipReset bool) error {
-	op, err := d.store.VerifyOperator(d.ctx, supervisor, pin)
+	op, err := verifySupervisor(d.ctx, d.store, supervisor, pin, "authorises a rework")
 	if err != nil {
-		if errors.Is(err, db.ErrBadPIN) || errors.Is(err, db.ErrNotFound) {
-			return errors.New("unknown supervisor or wrong PIN")
-		}
 		return err
-	}
-	if !supervisorRoles[op.Role] {
-		return fmt.Errorf("%s has role %q: only a supervisor (or security) authorises a rework", op.ID, op.Role)
 	}
 	return d.bench.Rework(slot, label, station.Rework{Supervisor: op.ID, ChipReset: chipReset})
 }
