@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -194,6 +195,13 @@ func TestProvisionTrustSigningKeyOwnerAuth(t *testing.T) {
 	}
 	if b, err := tpm2Run(t, tcti, "tpm2_nvdefine", "-C", "o", "-P", auth.Hex(), "-s", "8", "0x01500040"); err != nil {
 		t.Fatalf("tpm2_nvdefine with the unsealed owner authorisation: %v\n%s", err, b)
+	}
+	// The lockout hierarchy (which authorizes TPM2_Clear) has a value too:
+	// with the empty factory value anyone could clear the chip and define
+	// the anchors afresh. Read by tpm2-tools, without trying it (a failed
+	// lockout authorization locks the hierarchy out).
+	if b, err := tpm2Run(t, tcti, "tpm2_getcap", "properties-variable"); err != nil || !regexp.MustCompile(`lockoutAuthSet:\s+1`).MatchString(b) {
+		t.Fatalf("tpm2_getcap: lockout authorization not set (%v):\n%s", err, b)
 	}
 	if err := d.StartAgent(); err != nil {
 		t.Fatal(err)

@@ -147,7 +147,7 @@ func TestBenchReworkChipReset(t *testing.T) {
 	if b, err := tpm2Run(t, tcti, "tpm2_changeauth", "-c", "o", "-p", auth.Hex()); err != nil {
 		t.Fatalf("tpm2_changeauth with the unsealed owner authorisation: %v\n%s", err, b)
 	}
-	if b, err := tpm2Run(t, tcti, "tpm2_clear"); err != nil {
+	if b, err := tpm2Run(t, tcti, "tpm2_clear", auth.Hex()); err != nil { // the lockout value is the owner value
 		t.Fatalf("tpm2_clear: %v\n%s", err, b)
 	}
 	if err := d.StartAgent(); err != nil {

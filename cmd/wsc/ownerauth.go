@@ -69,7 +69,8 @@ func ownerAuthUnsealCmd() *cobra.Command {
 		Use:   "unseal --serial S --db DB --key FILE",
 		Short: "Open a device's sealed owner authorisation (RMA desk; the unseal is written to the ledger)",
 		Long: `unseal prints the owner authorisation of the device's TPM as tpm2-tools takes it (hex:…), e.g. for
-tpm2_clear -c o -P hex:… before a rework. The ledger records who unsealed which record (never the
+tpm2_changeauth -c o -p hex:… and tpm2_clear hex:… (the lockout authorisation is the same value)
+before a rework. The ledger records who unsealed which record (never the
 value). Run it offline, at the RMA desk, on a copy of the station database or the station itself.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

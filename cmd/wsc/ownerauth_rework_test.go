@@ -111,7 +111,7 @@ func TestProvisionReworkChipReset(t *testing.T) {
 	if b, err := tpm2Tool(t, tcti, "tpm2_changeauth", "-c", "o", "-p", unsealed.OwnerAuth); err != nil {
 		t.Fatalf("tpm2_changeauth with the unsealed owner authorisation: %v\n%s", err, b)
 	}
-	if b, err := tpm2Tool(t, tcti, "tpm2_clear"); err != nil {
+	if b, err := tpm2Tool(t, tcti, "tpm2_clear", unsealed.OwnerAuth); err != nil { // the lockout value is the owner value
 		t.Fatalf("tpm2_clear: %v\n%s", err, b)
 	}
 	if err := d.StartAgent(); err != nil {

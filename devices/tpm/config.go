@@ -60,6 +60,11 @@ type Config struct {
 	// OwnerAuth and EndorsementAuth are the hierarchy authorization values
 	// (empty on a factory-fresh TPM). They are never logged or printed.
 	OwnerAuth, EndorsementAuth []byte
+	// LockoutAuth is the lockout hierarchy's authorization value (empty
+	// on a fresh TPM). ChangeOwnerAuth sets it to the new owner value too:
+	// with an empty lockout value anyone on the device could TPM2_Clear
+	// the chip and define the anchors afresh.
+	LockoutAuth []byte
 }
 
 // DefaultConfig returns the documented defaults: SRK 0x81000001, IAK

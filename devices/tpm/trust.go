@@ -35,10 +35,17 @@ var ErrNoAnchors = errors.New("no trust anchors stored")
 // incremented.
 var ErrNoCounter = errors.New("no anti-rollback counter")
 
-// ChangeOwnerAuth sets the owner hierarchy's authorization value
-// (TPM2_HierarchyChangeAuth, authorized with the current value) and uses
-// the new value from then on. newAuth is never logged; keeping it is the
-// caller's job (the station records it sealed).
+// ChangeOwnerAuth sets the owner hierarchy's authorization value, and the
+// lockout hierarchy's to the same value (TPM2_HierarchyChangeAuth, each
+// authorized with its current value), and uses the new value from then
+// on. The lockout value matters as much as the owner's: TPM2_Clear is
+// authorized by the lockout hierarchy, and a chip anyone can clear is a
+// chip whose anchors anyone can remove and define again. One value for
+// both keeps the RMA desk's procedure to one unsealed secret (owner
+// operations, and tpm2_clear with it). newAuth is never logged; keeping
+// it is the caller's job (the station records it sealed). When the owner
+// value was changed and the lockout value could not be, the error says so
+// and the owner value in use is the new one.
 func (d *Device) ChangeOwnerAuth(newAuth []byte) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -55,6 +62,13 @@ func (d *Device) ChangeOwnerAuth(newAuth []byte) error {
 		return fmt.Errorf("change owner auth: %w", err)
 	}
 	d.cfg.OwnerAuth = bytes.Clone(newAuth)
+	if _, err := (tpm2.HierarchyChangeAuth{
+		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHLockout, Auth: tpm2.PasswordAuth(d.cfg.LockoutAuth)},
+		NewAuth:    tpm2.TPM2BAuth{Buffer: newAuth},
+	}).Execute(d.tpm); err != nil {
+		return fmt.Errorf("change owner auth: the owner value is set, the lockout value could not be: %w", err)
+	}
+	d.cfg.LockoutAuth = bytes.Clone(newAuth)
 	return nil
 }
 
