@@ -292,11 +292,13 @@ func (r *run) idevidEKUs() []x509.ExtKeyUsage {
 }
 
 // signingKeyStep gives a TPM device its code-signing key, after the
-// identity chain was read back: the device creates it and certifies it
-// with its IAK over a fresh nonce, the station checks that evidence, and
+// identity chain was installed: the device creates it and certifies it
+// with its IAK over a fresh nonce (or hands over the key it made ahead,
+// certified over the keys' nonce), the station checks that evidence, and
 // the CA's certificate (recorded as a certificate of role ldevid, linked
-// to the device and run) is issued while the device signs the end-of-line
-// module with the key; eolCheck installs the chain.
+// to the device and run) is issued while the device reads its identity
+// chain back and signs the end-of-line module with the key; eolCheck
+// installs the chain.
 func (r *run) signingKeyStep(ctx context.Context, hello *proto.HelloResponse, proven *Proven) error {
 	if !r.trust.signing {
 		return nil

@@ -616,6 +616,14 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 	if err != nil {
 		return nil, err
 	}
+	// The signing key is collected now, so that the station checks it and
+	// the CA certifies it while the device reads its identity chain back
+	// and signs the end-of-line module (on a slow chip the order costs
+	// nothing: the key's certification made ahead runs meanwhile either
+	// way).
+	if err := r.signingKeyStep(ctx, hello, proven); err != nil {
+		return nil, err
+	}
 	// Delivery is recorded while the device reads its chain back; the
 	// read-back is judged once it is recorded.
 	delivered := goAsync(func() error { return cfg.Store.MarkDelivered(ctx, res.CertSerial) })
@@ -639,9 +647,6 @@ func (r *run) proveAndDeliver(ctx context.Context, hello *proto.HelloResponse, p
 		return nil
 	})
 	if err != nil {
-		return nil, err
-	}
-	if err := r.signingKeyStep(ctx, hello, proven); err != nil {
 		return nil, err
 	}
 	err = r.do(ctx, StepEOL, func() error {
