@@ -56,15 +56,21 @@ type releaseForm struct {
 }
 
 func newReleaseForm() releaseForm {
-	var f releaseForm
-	for i, ph := range []string{"supervisor id", "PIN", "why it may be provisioned again"} {
+	return releaseForm{fields: supervisorFields("why it may be provisioned again")}
+}
+
+// supervisorFields are a supervisor's form fields: id, PIN (never
+// echoed) and a third one with the given placeholder.
+func supervisorFields(third string) [3]textinput.Model {
+	var fields [3]textinput.Model
+	for i, ph := range []string{"supervisor id", "PIN", third} {
 		t := textinput.New()
 		t.Prompt, t.Placeholder, t.CharLimit, t.Width = "", ph, 200, 40
 		t.Cursor.SetMode(cursor.CursorStatic)
-		f.fields[i] = t
+		fields[i] = t
 	}
-	f.fields[1].EchoMode, f.fields[1].EchoCharacter = textinput.EchoPassword, '•'
-	return f
+	fields[1].EchoMode, fields[1].EchoCharacter = textinput.EchoPassword, '•'
+	return fields
 }
 
 func (f *releaseForm) setFocus(i int) {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/charmbracelet/bubbles/cursor"
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/textinput"
 	tea "github.com/charmbracelet/bubbletea"
@@ -55,15 +54,7 @@ type reworkForm struct {
 const reworkTick = 3
 
 func newReworkForm() reworkForm {
-	var f reworkForm
-	for i, ph := range []string{"supervisor id", "PIN", "scan the device's label"} {
-		t := textinput.New()
-		t.Prompt, t.Placeholder, t.CharLimit, t.Width = "", ph, 200, 40
-		t.Cursor.SetMode(cursor.CursorStatic)
-		f.fields[i] = t
-	}
-	f.fields[1].EchoMode, f.fields[1].EchoCharacter = textinput.EchoPassword, '•'
-	return f
+	return reworkForm{fields: supervisorFields("scan the device's label")}
 }
 
 func (f *reworkForm) setFocus(i int) {
