@@ -581,7 +581,7 @@ func (m Model) unchecked() int {
 
 // folderProblem is the sentence and the instruction for a folder that
 // cannot be verified.
-func folderProblem(root string, err error) (what, todo string) {
+func folderProblem(root string, err error) (what, instruction string) {
 	root = untrusted.String(root)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

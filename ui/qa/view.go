@@ -164,8 +164,8 @@ func (m Model) View() string {
 	case ScreenListing:
 		body = "Looking for .wasm modules in " + untrusted.String(m.root) + " …\n\n" + styleDim.Render("Esc goes back.")
 	case ScreenFolderError:
-		what, todo := folderProblem(m.root, m.folderErr)
-		body = m.problemView(styleFail.Render("ERROR"), what, todo)
+		what, instruction := folderProblem(m.root, m.folderErr)
+		body = m.problemView(styleFail.Render("ERROR"), what, instruction)
 	case ScreenEmpty:
 		body = m.problemView(styleWarn.Render("EMPTY"), fmt.Sprintf("No .wasm module found in %s (sub-folders included).", untrusted.String(m.root)),
 			"Choose a folder that holds signed modules (*.wasm): press Esc and type its path.")
@@ -190,11 +190,11 @@ func (m Model) pickView() string {
 }
 
 // problemView is a screen that says what is wrong and what to do.
-func (m Model) problemView(word, what, todo string) string {
+func (m Model) problemView(word, what, instruction string) string {
 	lines := []string{""}
 	lines = append(lines, wrap(word+"  "+what, m.width)...)
 	lines = append(lines, "")
-	lines = append(lines, wrap(todo, m.width)...)
+	lines = append(lines, wrap(instruction, m.width)...)
 	return strings.Join(lines, "\n") + "\n"
 }
 
